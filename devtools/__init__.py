@@ -1,0 +1,1 @@
+"""Development tooling (Azurite launcher, demo); never deployed."""
