@@ -1,0 +1,1 @@
+"""The library behind the functions and the `mia` CLI: pure logic and thin I/O modules."""
