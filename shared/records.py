@@ -1,0 +1,336 @@
+"""Normalize MailItemsAccessed audit records into one clean row each (DESIGN section 3).
+
+Pure logic: no I/O. Input is a decoded JSON value (whatever a reader produced); output is an
+`AccessEvent`, `None` for a record of another operation, or `MalformedRecord` for one that cannot
+be read. Nothing here may crash on arbitrary JSON (property-tested with Hypothesis).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from shared import decoders
+
+log = logging.getLogger(__name__)
+
+OPERATION = "mailitemsaccessed"
+
+# Column order shared by CSV headers, JSON keys and the HTML report.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "TimeStamp",
+    "Mailbox",
+    "User",
+    "LogonType",
+    "Access",
+    "Throttled",
+    "Folders",
+    "FolderIds",
+    "OperationCount",
+    "MessageCount",
+    "ClientIP",
+    "ClientInfo",
+    "ClientFamily",
+    "AppId",
+    "ClientAppId",
+    "AppName",
+    "SessionId",
+    "AADSessionId",
+    "ExternalAccess",
+    "OriginatingServer",
+    "RecordId",
+    "Messages",
+)
+
+
+class MalformedRecord(ValueError):
+    """The record is MailItemsAccessed (or cannot even tell) but cannot be turned into a row."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """One accessed message as the record names it."""
+
+    internet_message_id: str
+    folder: str
+    subject: str = ""
+    size_in_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    """One normalized MailItemsAccessed record."""
+
+    timestamp: datetime
+    mailbox: str
+    user: str
+    logon_type: str
+    access: str
+    throttled: bool
+    folders: tuple[str, ...]
+    folder_ids: tuple[str, ...]
+    operation_count: int | None
+    client_ip: str
+    client_info: str
+    client_family: str
+    app_id: str
+    client_app_id: str
+    app_name: str
+    session_id: str
+    aad_session_id: str
+    external_access: bool
+    originating_server: str
+    record_id: str
+    items: tuple[MessageRef, ...] = ()
+
+    @property
+    def message_ids(self) -> list[str]:
+        """Distinct InternetMessageIds in record order."""
+        return list(dict.fromkeys(item.internet_message_id for item in self.items))
+
+    def row(self) -> dict[str, Any]:
+        """The DESIGN section 3 columns, typed: booleans as bool, counts as int or None."""
+        subjects: dict[str, str] = {}
+        for item in self.items:
+            if not subjects.get(item.internet_message_id):
+                subjects[item.internet_message_id] = item.subject
+        messages = "; ".join(f"{mid} ({subj})" if subj else mid for mid, subj in subjects.items())
+        return {
+            "TimeStamp": decoders.iso_z(self.timestamp),
+            "Mailbox": self.mailbox,
+            "User": self.user,
+            "LogonType": self.logon_type,
+            "Access": self.access,
+            "Throttled": self.throttled,
+            "Folders": "; ".join(self.folders),
+            "FolderIds": "; ".join(self.folder_ids),
+            "OperationCount": self.operation_count,
+            "MessageCount": len(subjects),
+            "ClientIP": self.client_ip,
+            "ClientInfo": self.client_info,
+            "ClientFamily": self.client_family,
+            "AppId": self.app_id,
+            "ClientAppId": self.client_app_id,
+            "AppName": self.app_name,
+            "SessionId": self.session_id,
+            "AADSessionId": self.aad_session_id,
+            "ExternalAccess": self.external_access,
+            "OriginatingServer": self.originating_server,
+            "RecordId": self.record_id,
+            "Messages": messages,
+        }
+
+
+@dataclass
+class ParseStats:
+    """What happened to the records of one source: nothing is dropped without being counted."""
+
+    records: int = 0
+    events: int = 0
+    other_operations: int = 0
+    malformed: int = 0
+    malformed_positions: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "records": self.records,
+            "events": self.events,
+            "other_operations": self.other_operations,
+            "malformed": self.malformed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record as a reader found it: its position in the source and its decoded value, or why not."""
+
+    position: str
+    value: object = None
+    error: str = ""
+
+
+def _fold(obj: object) -> dict[str, Any]:
+    """Keys trimmed and lower-cased: exports carry stray whitespace and inconsistent casing."""
+    if not isinstance(obj, Mapping):
+        return {}
+    return {key.strip().lower(): value for key, value in obj.items() if isinstance(key, str)}
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else str(value)
+    if isinstance(value, int | float):
+        return str(value)
+    return ""
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _operation_properties(value: object) -> dict[str, str]:
+    """Name/Value pairs in any order or case (some Sentinel queries wrongly index position [1])."""
+    properties: dict[str, str] = {}
+    for pair in _list(value):
+        folded = _fold(pair)
+        name = _text(folded.get("name")).lower()
+        if name and name not in properties:
+            properties[name] = _text(folded.get("value"))
+    return properties
+
+
+def _access_type(raw: str) -> str:
+    lowered = raw.lower()
+    if lowered == "bind":
+        return "Bind"
+    if lowered == "sync":
+        return "Sync"
+    return raw
+
+
+def _folder_path(folder: Mapping[str, Any]) -> str:
+    path = _text(folder.get("path")) or _text(folder.get("name"))
+    return path.lstrip("\\")
+
+
+def _items_of(folder_path: str, items: object) -> Iterator[MessageRef]:
+    for raw_item in _list(items):
+        item = _fold(raw_item)
+        message_id = _text(item.get("internetmessageid"))
+        if message_id:
+            yield MessageRef(
+                internet_message_id=message_id,
+                folder=folder_path,
+                subject=_text(item.get("subject")),
+                size_in_bytes=_count(item.get("sizeinbytes")),
+            )
+
+
+def _folders_and_items(
+    record: Mapping[str, Any],
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[MessageRef, ...]]:
+    paths: list[str] = []
+    ids: list[str] = []
+    items: list[MessageRef] = []
+    for raw_folder in _list(record.get("folders")):
+        folder = _fold(raw_folder)
+        path = _folder_path(folder)
+        if path:
+            paths.append(path)
+        folder_id = _text(folder.get("id"))
+        if folder_id:
+            ids.append(folder_id)
+        items.extend(_items_of(path, folder.get("folderitems")))
+    # The older ExchangeItem shape: one Item with its ParentFolder (Sync records parsed this way).
+    item = _fold(record.get("item"))
+    if item:
+        parent = _fold(item.get("parentfolder"))
+        path = _folder_path(parent)
+        if path and path not in paths:
+            paths.append(path)
+        parent_id = _text(parent.get("id"))
+        if parent_id and parent_id not in ids:
+            ids.append(parent_id)
+        items.extend(_items_of(path, [item]))
+    return tuple(paths), tuple(ids), tuple(items)
+
+
+def _record_id(record: Mapping[str, Any], raw: object) -> str:
+    record_id = _text(record.get("id"))
+    if record_id:
+        return record_id
+    # No Id: key on the content itself, with sorted keys so field order cannot change it.
+    try:
+        canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
+        canonical = repr(sorted(record.items(), key=lambda pair: pair[0])).encode()
+    digest = hashlib.sha256(canonical).hexdigest()
+    return f"sha256-{digest}"
+
+
+def normalize_record(raw: object) -> AccessEvent | None:
+    """One audit record to one row; None for other operations; MalformedRecord if unreadable."""
+    if not isinstance(raw, Mapping):
+        raise MalformedRecord(f"expected a JSON object, got {type(raw).__name__}")
+    record = _fold(raw)
+    if _text(record.get("operation")).lower() != OPERATION:
+        return None
+    creation_time = _text(record.get("creationtime"))
+    timestamp = decoders.utc_timestamp(creation_time)
+    if timestamp is None:
+        raise MalformedRecord(f"CreationTime {creation_time[:40]!r} is not a timestamp")
+    mailbox = (_text(record.get("mailboxownerupn")) or _text(record.get("mailboxguid"))).lower()
+    if not mailbox:
+        raise MalformedRecord("neither MailboxOwnerUPN nor MailboxGuid is present")
+    properties = _operation_properties(record.get("operationproperties"))
+    context = _fold(record.get("appaccesscontext"))
+    app_id = _text(record.get("appid"))
+    client_app_id = _text(record.get("clientappid")) or _text(context.get("clientappid"))
+    client_info = _text(record.get("clientinfostring"))
+    folders, folder_ids, items = _folders_and_items(record)
+    return AccessEvent(
+        timestamp=timestamp,
+        mailbox=mailbox,
+        user=decoders.lower_if_upn(_text(record.get("userid"))),
+        logon_type=decoders.logon_type(record.get("logontype")),
+        access=_access_type(properties.get("mailaccesstype", "")),
+        throttled=decoders.as_bool(properties.get("isthrottled", "")),
+        folders=folders,
+        folder_ids=folder_ids,
+        operation_count=_count(record.get("operationcount")),
+        client_ip=decoders.client_ip(_text(record.get("clientipaddress")) or _text(record.get("clientip"))),
+        client_info=client_info,
+        client_family=decoders.client_family(client_info),
+        app_id=app_id,
+        client_app_id=client_app_id,
+        app_name=decoders.app_name(app_id, client_app_id, _text(context.get("clientappname"))),
+        session_id=_text(record.get("sessionid")),
+        aad_session_id=_text(context.get("aadsessionid")),
+        external_access=decoders.as_bool(record.get("externalaccess")),
+        originating_server=_text(record.get("originatingserver")),
+        record_id=_record_id(record, raw),
+        items=items,
+    )
+
+
+def normalize_records(
+    records: Iterable[RawRecord], source: str, stats: ParseStats | None = None
+) -> Iterator[AccessEvent]:
+    """Normalize a source's records, counting and logging the unreadable ones and going on."""
+    stats = stats if stats is not None else ParseStats()
+    for raw in records:
+        stats.records += 1
+        try:
+            if raw.error:
+                raise MalformedRecord(raw.error)
+            event = normalize_record(raw.value)
+        except MalformedRecord as problem:
+            stats.malformed += 1
+            stats.malformed_positions.append(raw.position)
+            log.warning("malformed record in %s at %s: %s", source, raw.position, problem)
+            continue
+        if event is None:
+            stats.other_operations += 1
+            continue
+        stats.events += 1
+        yield event
