@@ -1,0 +1,15 @@
+"""enrich_trace: queue trigger on `audit-content`; one pointer message -> rows in Table Storage."""
+
+import azure.functions as func
+
+from shared import pipeline, runtime
+from shared.storage import CONTENT_QUEUE
+
+bp = func.Blueprint()
+
+
+@bp.function_name("enrich_trace")
+@bp.queue_trigger(arg_name="message", queue_name=CONTENT_QUEUE, connection="AzureWebJobsStorage")
+def enrich_trace(message: func.QueueMessage) -> None:
+    # An exception leaves the message to the host: retried, then moved to audit-content-poison.
+    pipeline.process_pointer(runtime.storage(), message.get_body())

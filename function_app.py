@@ -1,0 +1,10 @@
+"""The Functions app: registers one Blueprint per function folder and nothing else."""
+
+import azure.functions as func
+
+from enrich_trace import bp as enrich_trace_bp
+from report_http import bp as report_http_bp
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(enrich_trace_bp)
+app.register_functions(report_http_bp)

@@ -1,0 +1,120 @@
+"""The path from raw bytes to rows, shared by `mia import`/`mia process` and the functions.
+
+import: an export file is stored untouched as raw evidence and announced by a pointer message,
+exactly as collection does with Management API content. process: a pointer is turned into rows
+(pointer -> blob -> verify SHA-256 -> normalize -> tables). Both are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from azure.storage.queue import QueueMessage
+
+from shared import raw_store, readers, tables
+from shared.records import AccessEvent, ParseStats, normalize_records
+from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, POISON_QUEUE, Storage
+
+log = logging.getLogger(__name__)
+
+# Same as the Functions host's default maxDequeueCount (host.json extensions.queues).
+MAX_DEQUEUE_COUNT = 5
+WRITE_CHUNK = 2000  # events buffered before a table write: bounds memory on huge blobs
+
+
+@dataclass
+class ImportResult:
+    path: str
+    format: str
+    blob: str
+    sha256: str
+    stored: bool
+    records: int
+
+
+@dataclass
+class ProcessResult:
+    blob: str
+    stats: ParseStats = field(default_factory=ParseStats)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"blob": self.blob, **self.stats.as_dict()}
+
+
+def import_bytes(storage: Storage, data: bytes, source_name: str) -> ImportResult:
+    """Store one export as raw evidence and enqueue it for processing. Raises UnknownFormat."""
+    fmt = readers.detect_format(data)
+    _, records = readers.read_records(data, fmt)
+    count = sum(1 for _ in records)
+    digest = raw_store.sha256_hex(data)
+    name = raw_store.import_blob_name(digest)
+    metadata = {"format": fmt, "source": source_name, "recordCount": str(count)}
+    digest, stored = raw_store.store_raw(storage.blobs, name, data, metadata)
+    # Enqueued even when the blob already existed: a crash between the two writes must not leave
+    # evidence that is never processed, and processing twice changes nothing.
+    pointer = raw_store.RawPointer(blob=name, sha256=digest, format=fmt)
+    raw_store.enqueue_pointer(raw_store.content_queue(storage.queues), pointer)
+    return ImportResult(source_name, fmt, name, digest, stored, count)
+
+
+def import_file(storage: Storage, path: Path) -> ImportResult:
+    return import_bytes(storage, path.read_bytes(), path.name)
+
+
+def events_from_bytes(
+    data: bytes, source: str, fmt: str | None = None, stats: ParseStats | None = None
+) -> Iterator[AccessEvent]:
+    """Normalized events of one raw source (no storage). Raises UnknownFormat."""
+    _, records = readers.read_records(data, fmt)
+    return normalize_records(records, source, stats)
+
+
+def process_pointer(storage: Storage, body: bytes | str) -> ProcessResult:
+    """pointer -> blob -> verified bytes -> rows. Raises on integrity or storage errors so the
+    message is retried and, in the end, parked on the poison queue."""
+    pointer = raw_store.RawPointer.decode(body)
+    data = raw_store.load_raw(storage.blobs, pointer)
+    result = ProcessResult(blob=pointer.blob)
+    mailbox_table = storage.tables.get_table_client(MAILBOX_TABLE)
+    actor_table = storage.tables.get_table_client(ACTOR_TABLE)
+    pending: list[AccessEvent] = []
+    for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats):
+        pending.append(event)
+        if len(pending) >= WRITE_CHUNK:
+            tables.write_events(mailbox_table, actor_table, pending)
+            pending = []
+    if pending:
+        tables.write_events(mailbox_table, actor_table, pending)
+    log.info("processed %s: %s", pointer.blob, result.stats.as_dict())
+    return result
+
+
+def drain_queue(storage: Storage, max_messages: int | None = None) -> list[ProcessResult]:
+    """Process queued pointers as the queue trigger would, until the queue is empty.
+
+    A message that fails stays on the queue; after MAX_DEQUEUE_COUNT attempts it moves to the
+    poison queue, as the Functions host does.
+    """
+    queue = raw_store.content_queue(storage.queues)
+    poison = raw_store.content_queue(storage.queues, POISON_QUEUE)
+    results: list[ProcessResult] = []
+    while max_messages is None or len(results) < max_messages:
+        batch: list[QueueMessage] = list(queue.receive_messages(max_messages=32, visibility_timeout=60))
+        if not batch:
+            break
+        for message in batch:
+            try:
+                results.append(process_pointer(storage, message.content))
+            except Exception:
+                log.exception("message %s failed (attempt %s)", message.id, message.dequeue_count)
+                if (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
+                    poison.send_message(message.content)
+                    queue.delete_message(message)
+                else:
+                    queue.update_message(message, visibility_timeout=0)
+                continue
+            queue.delete_message(message)
+    return results
