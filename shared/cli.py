@@ -1,0 +1,182 @@
+"""`mia`: the MailItemsAccessed investigation tool, for a responder's own machine.
+
+The same code as the Azure Functions: import an export, process it into tables, report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared import pipeline, readers
+from shared.config import SettingsError, load_report_settings, load_settings
+from shared.records import ParseStats
+from shared.report import events_from_files, events_from_table, render_report
+from shared.report_request import RequestError, parse_report_request
+from shared.storage import Storage
+from shared.tables import table_for
+
+EXAMPLES = """\
+examples:
+  mia import purview-export.csv audit-*.json      store exports as evidence and queue them
+  mia process                                     turn queued evidence into rows
+  mia report alice@contoso.com --view sessions    who read Alice's mail, session by session
+  mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
+  mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
+  mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
+
+storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
+need no storage.
+"""
+
+
+def _storage() -> Storage:
+    storage = Storage.from_settings(load_settings().storage)
+    storage.ensure_resources()
+    return storage
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    storage = _storage()
+    failures = 0
+    for path in args.files:
+        try:
+            result = pipeline.import_file(storage, path)
+        except (OSError, readers.UnknownFormat) as problem:
+            print(f"{path}: {problem}", file=sys.stderr)
+            failures += 1
+            continue
+        state = "stored" if result.stored else "already stored"
+        print(
+            f"{path}: {result.format}, {result.records} records, {state} as audit-raw/{result.blob}, queued"
+        )
+    return 1 if failures else 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    results = pipeline.drain_queue(_storage(), args.max)
+    totals = ParseStats()
+    for result in results:
+        for name, value in result.stats.as_dict().items():
+            setattr(totals, name, getattr(totals, name) + value)
+    print(
+        f"processed {len(results)} blobs: {totals.records} records, {totals.events} "
+        f"MailItemsAccessed rows, {totals.other_operations} other operations skipped, "
+        f"{totals.malformed} malformed (logged)"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    params = {
+        "view": args.view,
+        "format": args.format,
+        "by": args.by,
+        "from": args.from_ or "",
+        "to": args.to or "",
+    }
+    query = parse_report_request(args.mailbox, params, load_report_settings(), datetime.now(UTC))
+    stats = ParseStats()
+    if args.input:
+        events = iter(events_from_files(args.input, query, stats))
+    else:
+        table = _storage().tables.get_table_client(table_for(query.by))
+        events = events_from_table(table, query)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            count = render_report(query, events, out)
+        print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
+    else:
+        render_report(query, events, sys.stdout)
+    if stats.malformed:
+        print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mia",
+        description="Find out which mail was read in a Microsoft 365 mailbox, from "
+        "MailItemsAccessed audit records.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and skipped records")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    imp = commands.add_parser(
+        "import",
+        help="store audit exports as raw evidence and queue them for processing",
+        description="Accepts Management Activity API content (JSON arrays), JSON Lines, Purview "
+        "audit search CSV exports, Search-UnifiedAuditLog | Export-Csv files and Graph audit-query "
+        "records. Each file is kept untouched (gzip, SHA-256) in audit-raw. Re-importing changes nothing.",
+    )
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imp.set_defaults(handler=cmd_import)
+
+    proc = commands.add_parser(
+        "process",
+        help="turn queued evidence into report rows (what enrich_trace does in Azure)",
+    )
+    proc.add_argument("--max", type=int, default=None, help="stop after this many blobs")
+    proc.set_defaults(handler=cmd_process)
+
+    rep = commands.add_parser(
+        "report",
+        help="write a report of one mailbox (or one actor)",
+        description="Views: events (one row per audit record) and sessions (one row per "
+        "SessionId). Times are UTC; a date as --to includes that whole day.",
+    )
+    rep.add_argument("mailbox", help="mailbox UPN (or, with --by actor, the accessing user)")
+    rep.add_argument(
+        "--from",
+        dest="from_",
+        metavar="WHEN",
+        help="start (ISO date or date-time, UTC); default: 7 days before --to",
+    )
+    rep.add_argument("--to", metavar="WHEN", help="end (ISO date or date-time, UTC); default: now")
+    rep.add_argument("--view", choices=("events", "sessions"), default="events")
+    rep.add_argument("--format", choices=("csv", "json"), default="csv")
+    rep.add_argument(
+        "--by",
+        choices=("mailbox", "actor"),
+        default="mailbox",
+        help="mailbox: access to this mailbox; actor: access by this user anywhere",
+    )
+    rep.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
+    rep.add_argument(
+        "--input",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="read these export files directly instead of storage",
+    )
+    rep.set_defaults(handler=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.handler(args))
+    except RequestError as problem:
+        print(f"mia: {problem.message}", file=sys.stderr)
+        return 2
+    except SettingsError as problem:
+        print(f"mia: configuration: {problem}", file=sys.stderr)
+        return 2
+    except (OSError, readers.UnknownFormat) as problem:
+        print(f"mia: {problem}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""HTTP semantics of the report endpoint, free of the Functions runtime: inputs in, reply out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+import orjson
+from azure.core.exceptions import AzureError
+
+from shared.config import ReportSettings
+from shared.decoders import iso_z
+from shared.report import render_page
+from shared.report_request import RequestError, parse_report_request
+from shared.storage import Storage
+from shared.tables import table_for
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: str
+    headers: dict[str, str] = field(default_factory=dict)
+    mimetype: str = "application/json"
+
+
+def error_reply(status: int, code: str, message: str) -> Reply:
+    body = orjson.dumps({"error": {"code": code, "message": message}}).decode()
+    return Reply(status, body, {"X-Content-Type-Options": "nosniff"})
+
+
+def _filename(subject: str, view: str, fmt: str) -> str:
+    safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in subject)[:100]
+    return f"{safe}-{view}.{fmt}"
+
+
+def report_reply(
+    subject: str,
+    params: Mapping[str, str],
+    storage: Storage,
+    settings: ReportSettings,
+    now: datetime | None = None,
+) -> Reply:
+    """GET /api/reports/{mailbox}: a page of the report, or a 4xx JSON error naming the problem."""
+    try:
+        query = parse_report_request(subject, params, settings, now)
+    except RequestError as problem:
+        return error_reply(problem.status, problem.code, problem.message)
+    table = storage.tables.get_table_client(table_for(query.by))
+    try:
+        page = render_page(table, query, settings.page_rows)
+    except AzureError:
+        log.exception("report storage query failed")
+        return error_reply(503, "storage_unavailable", "storage did not answer; try again shortly")
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+        "X-Row-Count": str(page.rows),
+    }
+    if query.fmt == "csv":
+        headers["Content-Disposition"] = (
+            f'attachment; filename="{_filename(query.subject, query.view, query.fmt)}"'
+        )
+    if page.next_after:
+        next_params = {k: v for k, v in params.items() if k not in ("after", "code")}
+        # Pin the resolved range so a later default "now" cannot shift the following pages.
+        next_params["from"] = iso_z(query.start)
+        next_params["to"] = iso_z(query.end - timedelta(seconds=1))
+        next_params["after"] = page.next_after
+        headers["X-Continuation"] = page.next_after
+        headers["Link"] = f'<?{urlencode(next_params)}>; rel="next"'
+    return Reply(200, page.body, headers, CONTENT_TYPES[query.fmt].split(";")[0])

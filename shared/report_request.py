@@ -1,0 +1,131 @@
+"""Validate a report request (HTTP query string or CLI flags) into a ReportQuery.
+
+Every bad input raises RequestError with an HTTP status, a stable code and a message that says
+what to fix. Nothing a caller sends is used before it has passed these checks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from shared.config import ReportSettings
+
+VIEWS = ("events", "sessions")
+FORMATS = ("csv", "json")
+BY = ("mailbox", "actor")
+EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
+
+_UPN = re.compile(r"^[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Non-UPN actors: service accounts ("NT AUTHORITY\SYSTEM (Microsoft.Exchange.ServiceHost)"), SIDs.
+_ACTOR = re.compile(r"^[A-Za-z0-9 ._'!#^~+\-@\\():]{1,256}$")
+_AFTER = re.compile(r"^\d{8}T\d{6}_[\x21-\x7e]{1,420}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+MAX_PARAM_CHARS = 64
+
+
+class RequestError(ValueError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    subject: str
+    by: str
+    view: str
+    fmt: str
+    start: datetime  # inclusive
+    end: datetime  # exclusive
+    after: str | None = None
+
+
+def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = params.get(name, "") or allowed[0]
+    if value not in allowed:
+        shown = value[:MAX_PARAM_CHARS].encode("unicode_escape").decode()
+        raise RequestError(
+            400, f"invalid_{name}", f"'{name}' must be one of {', '.join(allowed)}; got {shown!r}"
+        )
+    return value
+
+
+def validate_subject(subject: str, by: str) -> str:
+    """The mailbox (or actor) as its stored key, lower-cased when it is a UPN."""
+    if not subject:
+        raise RequestError(400, "missing_mailbox", "give the mailbox UPN in the path: /api/reports/{mailbox}")
+    if len(subject) > 320:
+        raise RequestError(400, "mailbox_too_long", "the mailbox is longer than 320 characters")
+    if _UPN.match(subject) or _GUID.match(subject):
+        return subject.lower()
+    if by == "actor" and _ACTOR.match(subject):
+        return subject
+    raise RequestError(
+        400,
+        "invalid_mailbox",
+        "the mailbox must be a user principal name (user@contoso.com) or a mailbox GUID; "
+        "quotes, spaces, control characters and other punctuation are not allowed",
+    )
+
+
+def parse_time(name: str, raw: str, *, end_of_day: bool) -> datetime:
+    """ISO date or date-time, UTC when no zone is given. A date as `to` means the whole day."""
+    if len(raw) > MAX_PARAM_CHARS:
+        raise RequestError(400, f"invalid_{name}", f"'{name}' is longer than {MAX_PARAM_CHARS} characters")
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        shown = raw.encode("unicode_escape").decode()
+        raise RequestError(
+            400,
+            f"invalid_{name}",
+            f"'{name}' must be an ISO 8601 date or date-time in UTC (2026-11-20 or "
+            f"2026-11-20T08:00:00Z); got {shown!r}",
+        ) from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if end_of_day and _DATE.match(raw):
+        moment += timedelta(days=1)
+    return moment
+
+
+def parse_report_request(
+    subject: str, params: Mapping[str, str], settings: ReportSettings, now: datetime | None = None
+) -> ReportQuery:
+    now = now or datetime.now(UTC)
+    by = _choice(params, "by", BY)
+    view = _choice(params, "view", VIEWS)
+    fmt = _choice(params, "format", FORMATS)
+    key = validate_subject(subject, by)
+    raw_from, raw_to = params.get("from", ""), params.get("to", "")
+    end = parse_time("to", raw_to, end_of_day=True) if raw_to else now
+    if raw_to and not _DATE.match(raw_to):
+        end += timedelta(seconds=1)  # a date-time `to` includes that second
+    start = (
+        parse_time("from", raw_from, end_of_day=False)
+        if raw_from
+        else end - timedelta(days=settings.default_days)
+    )
+    latest = now + timedelta(days=1)
+    for name, moment in (("from", start), ("to", end)):
+        if not EARLIEST <= moment <= latest + timedelta(days=1):
+            raise RequestError(
+                400, "date_out_of_range", f"'{name}' must fall between 2015-01-01 and tomorrow"
+            )
+    if start >= end:
+        raise RequestError(400, "invalid_range", "'from' must be earlier than 'to'")
+    if end - start > timedelta(days=settings.max_days):
+        raise RequestError(
+            400,
+            "range_too_large",
+            f"the range from 'from' to 'to' may span at most {settings.max_days} days; split it",
+        )
+    after = params.get("after") or None
+    if after is not None and not _AFTER.match(after):
+        raise RequestError(400, "invalid_after", "'after' must be the continuation token of a previous page")
+    return ReportQuery(subject=key, by=by, view=view, fmt=fmt, start=start, end=end, after=after)
