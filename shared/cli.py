@@ -63,10 +63,11 @@ def cmd_process(args: argparse.Namespace) -> int:
     for result in results:
         for name, value in result.stats.as_dict().items():
             setattr(totals, name, getattr(totals, name) + value)
+    rows = sum(result.rows for result in results)
     print(
         f"processed {len(results)} blobs: {totals.records} records, {totals.events} "
-        f"MailItemsAccessed rows, {totals.other_operations} other operations skipped, "
-        f"{totals.malformed} malformed (logged)"
+        f"MailItemsAccessed ({rows} distinct rows written), {totals.other_operations} other "
+        f"operations skipped, {totals.malformed} unreadable (logged)"
     )
     return 0
 

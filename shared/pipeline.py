@@ -39,9 +39,10 @@ class ImportResult:
 class ProcessResult:
     blob: str
     stats: ParseStats = field(default_factory=ParseStats)
+    rows: int = 0  # distinct records written (a record repeated in the source is one row)
 
     def as_dict(self) -> dict[str, object]:
-        return {"blob": self.blob, **self.stats.as_dict()}
+        return {"blob": self.blob, "rows": self.rows, **self.stats.as_dict()}
 
 
 def import_bytes(storage: Storage, data: bytes, source_name: str) -> ImportResult:
@@ -81,13 +82,16 @@ def process_pointer(storage: Storage, body: bytes | str) -> ProcessResult:
     mailbox_table = storage.tables.get_table_client(MAILBOX_TABLE)
     actor_table = storage.tables.get_table_client(ACTOR_TABLE)
     pending: list[AccessEvent] = []
+    record_ids: set[str] = set()
     for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats):
+        record_ids.add(event.record_id)
         pending.append(event)
         if len(pending) >= WRITE_CHUNK:
             tables.write_events(mailbox_table, actor_table, pending)
             pending = []
     if pending:
         tables.write_events(mailbox_table, actor_table, pending)
+    result.rows = len(record_ids)
     log.info("processed %s: %s", pointer.blob, result.stats.as_dict())
     return result
 
