@@ -7,6 +7,7 @@ shared/reference/mailitemsaccessed-event.md sections 1.3 and 1.4.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from datetime import UTC, datetime, timedelta
@@ -83,8 +84,9 @@ def logon_type(value: object) -> str:
     """Schema LogonType code as its name; `Unknown(n)` for other codes, empty when absent."""
     if value is None or value == "" or isinstance(value, bool):
         return ""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
+    if isinstance(value, str) and value.strip().removeprefix("-").isdecimal():
+        with contextlib.suppress(ValueError):  # more digits than int() accepts: stays text
+            value = int(value.strip())
     if isinstance(value, int):
         return LOGON_TYPES.get(value, f"Unknown({value})")
     if isinstance(value, str):
@@ -154,7 +156,10 @@ def utc_timestamp(value: str) -> datetime | None:
     if zone and zone != "Z":
         sign = 1 if zone[0] == "+" else -1
         digits = zone[1:].replace(":", "")
-        offset_minutes = sign * (int(digits[:2]) * 60 + int(digits[2:]))
+        hours, minutes = int(digits[:2]), int(digits[2:])
+        if hours > 23 or minutes > 59:
+            return None
+        offset_minutes = sign * (hours * 60 + minutes)
         try:
             moment = moment - timedelta(minutes=offset_minutes)
         except OverflowError:

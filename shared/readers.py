@@ -42,7 +42,7 @@ class UnknownFormat(ValueError):
 
 def _decode(data: bytes) -> str:
     if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
-        return data.decode("utf-16")
+        return data.decode("utf-16", errors="replace")
     return data.decode("utf-8-sig", errors="replace")
 
 
@@ -128,7 +128,7 @@ def _salvage_array(text: str, problem: str) -> Iterator[RawRecord]:
             return
         try:
             value, position = decoder.raw_decode(text, position)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond int()'s digit limit
             yield RawRecord(position=f"item {index}", error=f"invalid JSON from here on: {problem}")
             return
         yield RawRecord(position=f"item {index}", value=_graph_audit_data(value))
@@ -158,6 +158,9 @@ def _csv_records(text: str) -> Iterator[RawRecord]:
         return
     header, header_index = found
     column = next(i for i, name in enumerate(header) if name.strip().lower() == "auditdata")
+    # The AuditData of a large Bind record outgrows csv's default 128 KiB field limit, and hitting
+    # it would stop the whole file; the text is already in memory, so no cell is larger than it.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     stream = io.StringIO(text)
     for _ in range(header_index + 1):
         stream.readline()

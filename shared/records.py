@@ -7,6 +7,8 @@ be read. Nothing here may crash on arbitrary JSON (property-tested with Hypothes
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Mapping
@@ -19,6 +21,10 @@ import orjson
 from shared import decoders
 
 log = logging.getLogger(__name__)
+
+# decoders.client_ip is pure and parses with ipaddress (microseconds a call); one export holds a
+# few hundred distinct addresses across thousands of records.
+_client_ip = functools.lru_cache(maxsize=4096)(decoders.client_ip)
 
 OPERATION = "mailitemsaccessed"
 
@@ -155,11 +161,26 @@ class RawRecord:
     error: str = ""
 
 
+# key -> key.strip().lower(): exports repeat a few dozen distinct keys millions of times, and a
+# dict lookup is cheaper than strip + lower. Bounded; beyond the bound keys are folded each time.
+_FOLDED_KEYS: dict[str, str] = {}
+_FOLDED_KEYS_MAX = 4096
+
+
 def _fold(obj: object) -> dict[str, Any]:
     """Keys trimmed and lower-cased: exports carry stray whitespace and inconsistent casing."""
     if not isinstance(obj, Mapping):
         return {}
-    return {key.strip().lower(): value for key, value in obj.items() if isinstance(key, str)}
+    folded: dict[str, Any] = {}
+    for key, value in obj.items():
+        if isinstance(key, str):
+            name = _FOLDED_KEYS.get(key)
+            if name is None:
+                name = key.strip().lower()
+                if type(key) is str and len(_FOLDED_KEYS) < _FOLDED_KEYS_MAX:
+                    _FOLDED_KEYS[key] = name
+            folded[name] = value
+    return folded
 
 
 def _text(value: object) -> str:
@@ -179,8 +200,9 @@ def _count(value: object) -> int | None:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str) and value.strip().isdecimal():
+        with contextlib.suppress(ValueError):  # more digits than int() accepts
+            return int(value.strip())
     return None
 
 
@@ -263,7 +285,10 @@ def _record_id(record: Mapping[str, Any], raw: object) -> str:
     try:
         canonical = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):  # e.g. integers beyond 64 bits
-        canonical = repr(sorted(record.items(), key=lambda pair: pair[0])).encode()
+        try:
+            canonical = repr(sorted(record.items(), key=lambda pair: pair[0])).encode()
+        except RecursionError:
+            raise MalformedRecord("the record has no Id and nests too deeply to identify") from None
     digest = hashlib.sha256(canonical).hexdigest()
     return f"sha256-{digest}"
 
@@ -298,7 +323,7 @@ def normalize_record(raw: object) -> AccessEvent | None:
         folders=folders,
         folder_ids=folder_ids,
         operation_count=_count(record.get("operationcount")),
-        client_ip=decoders.client_ip(_text(record.get("clientipaddress")) or _text(record.get("clientip"))),
+        client_ip=_client_ip(_text(record.get("clientipaddress")) or _text(record.get("clientip"))),
         client_info=client_info,
         client_family=decoders.client_family(client_info),
         app_id=app_id,
