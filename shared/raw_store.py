@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -59,7 +60,7 @@ class RawPointer:
         blob, digest, fmt = data.get("blob"), data.get("sha256"), data.get("format")
         if not isinstance(blob, str) or not blob or ".." in blob or blob.startswith("/"):
             raise BadPointer("queue message has no valid 'blob'")
-        if not isinstance(digest, str) or len(digest) != 64:
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
             raise BadPointer("queue message has no valid 'sha256'")
         if not isinstance(fmt, str) or not fmt:
             raise BadPointer("queue message has no 'format'")

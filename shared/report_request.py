@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from shared.config import ReportSettings
 
@@ -24,6 +24,9 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _ACTOR = re.compile(r"^[A-Za-z0-9 ._'!#^~+\-@\\():]{1,256}$")
 _AFTER = re.compile(r"^\d{8}T\d{6}_[\x21-\x7e]{1,420}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# What an ISO 8601 date or date-time may contain: fromisoformat alone also takes any character
+# between date and time ("2026-11-20%00", a NUL).
+_ISO_TEXT = re.compile(r"[0-9:.,+\-TZtz ]+")
 MAX_PARAM_CHARS = 64
 
 
@@ -51,7 +54,7 @@ def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> s
     if value not in allowed:
         shown = value[:MAX_PARAM_CHARS].encode("unicode_escape").decode()
         raise RequestError(
-            400, f"invalid_{name}", f"'{name}' must be one of {', '.join(allowed)}; got {shown!r}"
+            400, f"invalid_{name}", f"'{name}' must be one of {', '.join(allowed)}; got '{shown}'"
         )
     return value
 
@@ -62,9 +65,9 @@ def validate_subject(subject: str, by: str) -> str:
         raise RequestError(400, "missing_mailbox", "give the mailbox UPN in the path: /api/reports/{mailbox}")
     if len(subject) > 320:
         raise RequestError(400, "mailbox_too_long", "the mailbox is longer than 320 characters")
-    if _UPN.match(subject) or _GUID.match(subject):
+    if _UPN.fullmatch(subject) or _GUID.fullmatch(subject):
         return subject.lower()
-    if by == "actor" and _ACTOR.match(subject):
+    if by == "actor" and _ACTOR.fullmatch(subject):
         return subject
     raise RequestError(
         400,
@@ -79,6 +82,8 @@ def parse_time(name: str, raw: str, *, end_of_day: bool) -> datetime:
     if len(raw) > MAX_PARAM_CHARS:
         raise RequestError(400, f"invalid_{name}", f"'{name}' is longer than {MAX_PARAM_CHARS} characters")
     try:
+        if not _ISO_TEXT.fullmatch(raw):
+            raise ValueError(raw)
         moment = datetime.fromisoformat(raw)
     except ValueError:
         shown = raw.encode("unicode_escape").decode()
@@ -86,11 +91,19 @@ def parse_time(name: str, raw: str, *, end_of_day: bool) -> datetime:
             400,
             f"invalid_{name}",
             f"'{name}' must be an ISO 8601 date or date-time in UTC (2026-11-20 or "
-            f"2026-11-20T08:00:00Z); got {shown!r}",
+            f"2026-11-20T08:00:00Z); got '{shown}'",
         ) from None
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     if end_of_day and _DATE.match(raw):
         moment += timedelta(days=1)
+    return moment
+
+
+def _whole_second(moment: datetime) -> datetime:
+    """Rounded up to the second. Records carry whole seconds and rows are keyed by the second, so
+    for them `t >= bound` and `t < bound` keep their meaning, and storage and files agree."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
     return moment
 
 
@@ -103,17 +116,24 @@ def parse_report_request(
     fmt = _choice(params, "format", FORMATS)
     key = validate_subject(subject, by)
     raw_from, raw_to = params.get("from", ""), params.get("to", "")
-    end = parse_time("to", raw_to, end_of_day=True) if raw_to else now
-    if raw_to and not _DATE.match(raw_to):
-        end += timedelta(seconds=1)  # a date-time `to` includes that second
-    start = (
-        parse_time("from", raw_from, end_of_day=False)
-        if raw_from
-        else end - timedelta(days=settings.default_days)
-    )
-    latest = now + timedelta(days=1)
+    try:  # arithmetic near year 1 or 9999 overflows: out of range, not a server error
+        end = parse_time("to", raw_to, end_of_day=True) if raw_to else now
+        if raw_to and not _DATE.match(raw_to):
+            end += timedelta(seconds=1)  # a date-time `to` includes that second
+        start = (
+            parse_time("from", raw_from, end_of_day=False)
+            if raw_from
+            else end - timedelta(days=settings.default_days)
+        )
+        start, end = _whole_second(start), _whole_second(end)
+    except OverflowError:
+        raise RequestError(
+            400, "date_out_of_range", "'from' and 'to' must fall between 2015-01-01 and tomorrow"
+        ) from None
+    # The end of tomorrow (UTC): `to=<tomorrow's date>` means up to midnight after it.
+    latest = datetime.combine(now.astimezone(UTC).date() + timedelta(days=2), time.min, UTC)
     for name, moment in (("from", start), ("to", end)):
-        if not EARLIEST <= moment <= latest + timedelta(days=1):
+        if not EARLIEST <= moment <= latest:
             raise RequestError(
                 400, "date_out_of_range", f"'{name}' must fall between 2015-01-01 and tomorrow"
             )
@@ -126,6 +146,6 @@ def parse_report_request(
             f"the range from 'from' to 'to' may span at most {settings.max_days} days; split it",
         )
     after = params.get("after") or None
-    if after is not None and not _AFTER.match(after):
+    if after is not None and not _AFTER.fullmatch(after):
         raise RequestError(400, "invalid_after", "'after' must be the continuation token of a previous page")
     return ReportQuery(subject=key, by=by, view=view, fmt=fmt, start=start, end=end, after=after)

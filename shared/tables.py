@@ -8,6 +8,7 @@ lands on the same key. Caller input only ever reaches a filter as a bound parame
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,8 @@ MAX_BATCH_BYTES = 3_500_000  # below the 4 MiB transaction payload limit
 ITEM_CHUNK_CHARS = 30_000  # a string property holds at most 64 KiB of UTF-16
 MAX_ITEM_CHUNKS = 12  # keeps an entity well below the 1 MiB limit
 MAX_KEY_CHARS = 400
+# A string property holds 64 KiB of UTF-16: 16,000 characters fit even if all are surrogate pairs.
+MAX_TEXT = 16_000
 UNKNOWN_ACTOR = "~unknown"
 
 # Characters forbidden in PartitionKey/RowKey, plus '%' so the encoding is reversible.
@@ -42,11 +45,19 @@ def encode_key(value: str) -> str:
 
 
 def time_key(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime(_ROWKEY_TIME)
+    utc = moment.astimezone(UTC)
+    # Year zero-padded by hand: strftime leaves years before 1000 short, which breaks ordering.
+    return f"{utc.year:04d}{utc.strftime(_ROWKEY_TIME[2:])}"
 
 
 def row_key(event: AccessEvent) -> str:
     return f"{time_key(event.timestamp)}_{encode_key(event.record_id)}"
+
+
+def _ascii_json(items: list[list[Any]]) -> str:
+    # ASCII only (non-ASCII as \u escapes): one character is then one UTF-16 unit in storage and
+    # at most two bytes on the wire, so the character budget below bounds both.
+    return json.dumps(items, separators=(",", ":"))
 
 
 def _item_chunks(event: AccessEvent) -> tuple[list[str], int]:
@@ -56,13 +67,13 @@ def _item_chunks(event: AccessEvent) -> tuple[list[str], int]:
         [item.internet_message_id, item.folder, item.subject, item.size_in_bytes] for item in event.items
     ]
     budget = ITEM_CHUNK_CHARS * MAX_ITEM_CHUNKS
-    text = orjson.dumps(items).decode()
+    text = _ascii_json(items)
     dropped = 0
     while len(text) > budget:
         keep = max(0, int(len(items) * budget / len(text)) - 1)
         dropped += len(items) - keep
         items = items[:keep]
-        text = orjson.dumps(items).decode()
+        text = _ascii_json(items)
     chunks = [text[i : i + ITEM_CHUNK_CHARS] for i in range(0, len(text), ITEM_CHUNK_CHARS)]
     return chunks, dropped
 
@@ -78,8 +89,8 @@ def to_entity(event: AccessEvent, partition: str) -> dict[str, Any]:
         "LogonType": event.logon_type,
         "Access": event.access,
         "Throttled": event.throttled,
-        "Folders": orjson.dumps(event.folders).decode(),
-        "FolderIds": orjson.dumps(event.folder_ids).decode(),
+        "Folders": _json_list(event.folders),
+        "FolderIds": _json_list(event.folder_ids),
         "ClientIP": event.client_ip,
         "ClientInfo": event.client_info,
         "ClientFamily": event.client_family,
@@ -94,11 +105,27 @@ def to_entity(event: AccessEvent, partition: str) -> dict[str, Any]:
         "ItemChunks": len(chunks),
         "ItemsTruncated": dropped,
     }
-    if event.operation_count is not None:
+    # An Int32 property: a count beyond it is nonsense, and the SDK would refuse the whole batch.
+    if event.operation_count is not None and -(2**31) <= event.operation_count < 2**31:
         entity["OperationCount"] = event.operation_count
+    truncated = [name for name, value in entity.items() if isinstance(value, str) and len(value) > MAX_TEXT]
+    for name in truncated:  # the raw blob keeps the whole value
+        entity[name] = entity[name][:MAX_TEXT]
+    if truncated:
+        entity["TruncatedFields"] = ",".join(truncated)
     for index, chunk in enumerate(chunks):
         entity[f"Items{index}"] = chunk
     return entity
+
+
+def _json_list(values: tuple[str, ...]) -> str:
+    """A JSON list that fits one property: trailing values beyond MAX_TEXT characters are left out."""
+    kept = list(values)
+    text = orjson.dumps(kept).decode()
+    while len(text) > MAX_TEXT:
+        kept = kept[: len(kept) // 2]
+        text = orjson.dumps(kept).decode()
+    return text
 
 
 def from_entity(entity: dict[str, Any]) -> AccessEvent:

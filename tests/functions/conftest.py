@@ -1,0 +1,25 @@
+"""Handlers as the Functions host indexes them, from the real `function_app.app`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from tests.functions.helpers import registered_functions
+
+
+def user_function(name: str) -> Callable[..., Any]:
+    return registered_functions()[name].get_user_function()
+
+
+@pytest.fixture
+def enrich_trace() -> Callable[[func.QueueMessage], None]:
+    return user_function("enrich_trace")
+
+
+@pytest.fixture
+def report_http() -> Callable[[func.HttpRequest], func.HttpResponse]:
+    return user_function("report_http")

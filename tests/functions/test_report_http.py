@@ -1,0 +1,486 @@
+"""report_http driven with real azure.functions.HttpRequest objects against a real Azurite."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, quote
+
+import azure.functions as func
+import pytest
+
+from shared import pipeline, runtime, tables
+from shared.records import EVENT_COLUMNS, MessageRef
+from shared.render import neutralise_cell
+from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage
+from shared.views import SESSION_COLUMNS
+from tests.integration.helpers import SAMPLE, SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
+
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+HYPERLINK = '=HYPERLINK("http://evil.example/x","Invoice")'
+RANGE = {"from": SAMPLE_FROM, "to": SAMPLE_TO}
+
+
+def request(mailbox: str, **params: str) -> func.HttpRequest:
+    return func.HttpRequest(
+        method="GET",
+        url=f"http://localhost:7071/api/reports/{quote(mailbox, safe='@')}",
+        route_params={"mailbox": mailbox},
+        params=params,
+        body=b"",
+    )
+
+
+def body_text(response: func.HttpResponse) -> str:
+    return response.get_body().decode("utf-8")
+
+
+def csv_rows(response: func.HttpResponse) -> list[list[str]]:
+    return parse_csv(body_text(response))
+
+
+def column(rows: list[list[str]], name: str) -> list[str]:
+    index = rows[0].index(name)
+    return [row[index] for row in rows[1:]]
+
+
+@pytest.fixture
+def loaded(function_env: Storage) -> Storage:
+    pipeline.import_file(function_env, SAMPLE)
+    pipeline.drain_queue(function_env)
+    return function_env
+
+
+@pytest.fixture
+def seeded(function_env: Storage) -> Storage:
+    """A few rows in several mailboxes and actors, for requests that must not reach any of them."""
+    events = [
+        make_event(
+            mailbox=mailbox, user=user, timestamp=datetime(2026, 11, day, 9, tzinfo=UTC), record_id=rid
+        )
+        for mailbox, user, day, rid in [
+            ("alice@contoso.com", "alice@contoso.com", 16, "a1"),
+            ("alice@contoso.com", "mallory@evil.example", 18, "a2"),
+            ("bob@contoso.com", "bob@contoso.com", 17, "b1"),
+            ("x", "x", 19, "x1"),
+        ]
+    ]
+    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
+    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
+    return function_env
+
+
+def test_csv_report_is_an_attachment_with_safe_headers(loaded: Storage, report_http: Handler) -> None:
+    response = report_http(request("alice@contoso.com", **RANGE))
+
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    assert response.charset == "utf-8"
+    assert response.headers["Content-Disposition"] == 'attachment; filename="alice@contoso.com-events.csv"'
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Row-Count"] == "43"
+    assert "X-Continuation" not in response.headers
+    assert "Link" not in response.headers
+    rows = csv_rows(response)
+    assert tuple(rows[0]) == EVENT_COLUMNS
+    assert column(rows, "RecordId") == [r["Id"] for r in records_for("alice@contoso.com")]
+    assert body_text(response).endswith("\r\n")
+
+
+def test_the_mailbox_in_the_path_is_case_insensitive(loaded: Storage, report_http: Handler) -> None:
+    upper = report_http(request("ALICE@Contoso.COM", **RANGE))
+
+    assert upper.status_code == 200
+    assert upper.get_body() == report_http(request("alice@contoso.com", **RANGE)).get_body()
+
+
+def test_json_report_is_an_array_of_typed_objects_in_column_order(
+    loaded: Storage, report_http: Handler
+) -> None:
+    response = report_http(request("alice@contoso.com", format="json", **RANGE))
+
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert "Content-Disposition" not in response.headers
+    rows = json.loads(body_text(response))
+    assert isinstance(rows, list)
+    assert len(rows) == 43
+    for row in rows:
+        assert list(row) == list(EVENT_COLUMNS)
+        assert isinstance(row["Throttled"], bool)
+        assert isinstance(row["ExternalAccess"], bool)
+        assert type(row["MessageCount"]) is int
+        assert row["OperationCount"] is None or type(row["OperationCount"]) is int
+    sync = [row for row in rows if row["Access"] == "Sync"]
+    assert len(sync) == 1
+    assert sync[0]["OperationCount"] is None  # the older Item.ParentFolder shape carries none
+    assert sync[0]["ClientIP"] == "185.220.101.45"
+    assert [row["RecordId"] for row in rows] == [r["Id"] for r in records_for("alice@contoso.com")]
+
+
+def test_json_report_marks_the_throttled_record_with_a_true_boolean(
+    loaded: Storage, report_http: Handler
+) -> None:
+    rows = json.loads(body_text(report_http(request("finance@contoso.com", format="json", **RANGE))))
+
+    assert [row["Throttled"] for row in rows] == [False] * 11 + [True]
+    assert all(row["LogonType"] == "Delegated" for row in rows)
+
+
+def test_sessions_view_has_one_row_per_session_with_its_record_count(
+    loaded: Storage, report_http: Handler
+) -> None:
+    response = report_http(request("alice@contoso.com", view="sessions", **RANGE))
+
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="alice@contoso.com-sessions.csv"'
+    rows = csv_rows(response)
+    assert tuple(rows[0]) == SESSION_COLUMNS
+    records = records_for("alice@contoso.com")
+    expected = {s: sum(1 for r in records if r["SessionId"] == s) for s in {r["SessionId"] for r in records}}
+    assert dict(zip(column(rows, "SessionId"), map(int, column(rows, "Records")), strict=True)) == expected
+    attacker = rows[column(rows, "ClientIPs").index("185.220.101.45") + 1]
+    assert attacker[SESSION_COLUMNS.index("BindRecords")] == "8"
+    assert attacker[SESSION_COLUMNS.index("SyncRecords")] == "1"
+
+
+def test_by_actor_reports_what_one_account_read_in_other_mailboxes(
+    loaded: Storage, report_http: Handler
+) -> None:
+    response = report_http(request("bob@contoso.com", by="actor", **RANGE))
+
+    assert response.status_code == 200
+    rows = csv_rows(response)
+    assert column(rows, "RecordId") == [r["Id"] for r in records_for("bob@contoso.com", "actor")]
+    assert len(rows) == 5
+    assert set(column(rows, "Mailbox")) == {"alice@contoso.com"}
+    assert set(column(rows, "User")) == {"bob@contoso.com"}
+    assert set(column(rows, "LogonType")) == {"Delegated"}
+    assert set(column(rows, "ClientIP")) == {"203.0.113.22"}
+
+
+def test_the_attackers_formula_subject_stays_inert_text_inside_the_messages_cell(
+    loaded: Storage, report_http: Handler
+) -> None:
+    rows = csv_rows(report_http(request("alice@contoso.com", **RANGE)))
+    json_rows = json.loads(body_text(report_http(request("alice@contoso.com", format="json", **RANGE))))
+
+    with_formula = [cell for cell in column(rows, "Messages") if HYPERLINK in cell]
+    assert with_formula
+    # The cell starts with the message id, never with the formula, so no prefix is needed...
+    assert all(cell.startswith("<") for cell in with_formula)
+    # ...and no cell anywhere begins like a formula without the neutralising apostrophe.
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(FORMULA_STARTS), cell
+    # JSON is data, not a spreadsheet: it carries the subject exactly as recorded.
+    assert any(f"({HYPERLINK})" in row["Messages"] for row in json_rows)
+
+
+HOSTILE_CELLS = {
+    "user": "@SUM(1+1)*cmd|' /C calc'!A0",
+    "client_info": "=cmd|' /C calc'!A0",
+    "folders": ("-2+3+cmd|' /C calc'!A0", "Inbox"),
+    "session_id": "+1+1",
+    "app_name": "\tTAB",
+    "originating_server": "\rCR",
+    "client_ip": "\nLF",
+    "record_id": "=1+1",
+}
+
+
+def test_cells_starting_with_formula_characters_get_a_leading_apostrophe(
+    function_env: Storage, report_http: Handler
+) -> None:
+    event = make_event(
+        mailbox="target@contoso.com",
+        items=(MessageRef('=HYPERLINK("http://evil")@x', "Inbox", "hi", 1),),
+        **HOSTILE_CELLS,
+    )
+    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
+    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), [event])
+    params = {"from": "2026-11-18", "to": "2026-11-18"}
+
+    [header, row] = csv_rows(report_http(request("target@contoso.com", **params)))
+    [json_row] = json.loads(body_text(report_http(request("target@contoso.com", format="json", **params))))
+
+    cells = dict(zip(header, row, strict=True))
+    assert cells["User"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert cells["ClientInfo"] == "'=cmd|' /C calc'!A0"
+    assert cells["Folders"] == "'-2+3+cmd|' /C calc'!A0; Inbox"
+    assert cells["SessionId"] == "'+1+1"
+    assert cells["AppName"] == "'\tTAB"
+    assert cells["OriginatingServer"] == "'\rCR"
+    assert cells["ClientIP"] == "'\nLF"
+    assert cells["RecordId"] == "'=1+1"
+    assert cells["Messages"] == '\'=HYPERLINK("http://evil")@x (hi)'
+    assert json_row["User"] == HOSTILE_CELLS["user"]
+    assert json_row["ClientInfo"] == HOSTILE_CELLS["client_info"]
+    assert json_row["RecordId"] == "=1+1"
+    assert neutralise_cell("'=already quoted") == "'=already quoted"
+
+    sessions = csv_rows(report_http(request("target@contoso.com", view="sessions", **params)))
+    cells = dict(zip(sessions[0], sessions[1], strict=True))
+    assert cells["SessionId"] == "'+1+1"
+    assert cells["Users"] == "'@SUM(1+1)*cmd|' /C calc'!A0"
+    assert cells["Folders"] == "'-2+3+cmd|' /C calc'!A0; Inbox"
+
+
+def _seed_bulk(storage: Storage, count: int) -> list[str]:
+    start = datetime(2026, 11, 18, 8, 0, 0, tzinfo=UTC)
+    events = [
+        make_event(
+            mailbox="bulk@contoso.com", timestamp=start + timedelta(seconds=n // 3), record_id=f"bulk-{n:04d}"
+        )
+        for n in range(count)
+    ]
+    events.append(make_event(mailbox="other@contoso.com", record_id="not-bulk"))
+    mailbox_table = storage.tables.get_table_client(MAILBOX_TABLE)
+    tables.write_events(mailbox_table, storage.tables.get_table_client(ACTOR_TABLE), events)
+    return [event.record_id for event in events[:count]]
+
+
+def _next_params(response: func.HttpResponse) -> dict[str, str] | None:
+    link = response.headers.get("Link")
+    if link is None:
+        assert "X-Continuation" not in response.headers
+        return None
+    match = re.fullmatch(r'<\?([^>]*)>; rel="next"', link)
+    assert match, link
+    params = dict(parse_qsl(match.group(1), keep_blank_values=True, strict_parsing=True))
+    assert params["after"] == response.headers["X-Continuation"]
+    return params
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_paging_follows_link_headers_to_every_row_exactly_once_in_order(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, fmt: str
+) -> None:
+    monkeypatch.setenv("REPORT_PAGE_ROWS", "100")  # the smallest page the settings allow
+    runtime.reset()
+    expected = _seed_bulk(function_env, 257)
+    params: dict[str, str] | None = {
+        "from": "2026-11-18",
+        "to": "2026-11-18",
+        "format": fmt,
+        "code": "s3cret",
+    }
+
+    seen: list[str] = []
+    counts: list[str] = []
+    while params is not None:
+        response = report_http(request("bulk@contoso.com", **params))
+        assert response.status_code == 200
+        counts.append(response.headers["X-Row-Count"])
+        if fmt == "csv":
+            seen += column(csv_rows(response), "RecordId")
+        else:
+            seen += [row["RecordId"] for row in json.loads(body_text(response))]
+        assert "s3cret" not in response.headers.get("Link", "")  # the function key never travels on
+        params = _next_params(response)
+
+    assert counts == ["100", "100", "57"]
+    assert seen == expected
+
+
+def test_paging_pins_the_resolved_range_in_the_next_link(
+    function_env: Storage, monkeypatch, report_http
+) -> None:
+    monkeypatch.setenv("REPORT_PAGE_ROWS", "100")
+    runtime.reset()
+    _seed_bulk(function_env, 150)
+
+    response = report_http(request("bulk@contoso.com", **{"from": "2026-11-18T08:00:00", "to": "2026-11-18"}))
+
+    params = _next_params(response)
+    assert params is not None
+    assert params["from"] == "2026-11-18T08:00:00Z"
+    assert params["to"] == "2026-11-18T23:59:59Z"
+    assert params["after"].startswith("20261118T")
+
+
+def test_a_storage_failure_is_a_503_json_error(function_env: Storage, report_http: Handler) -> None:
+    function_env.tables.delete_table(MAILBOX_TABLE)
+
+    response = report_http(request("alice@contoso.com", **RANGE))
+
+    assert response.status_code == 503
+    assert json.loads(body_text(response))["error"]["code"] == "storage_unavailable"
+
+
+TODAY = datetime.now(UTC).date().isoformat()
+
+HOSTILE_MAILBOXES = [
+    ("", "missing_mailbox"),
+    ("alice@contoso.com'", "invalid_mailbox"),
+    ("alice@contoso.com' or PartitionKey ne '", "invalid_mailbox"),
+    ("' or 1 eq 1 or ''='", "invalid_mailbox"),
+    ("alice@contoso.com' or 1 eq 1", "invalid_mailbox"),
+    ('alice@contoso.com" or "1"="1', "invalid_mailbox"),
+    ('"alice@contoso.com"', "invalid_mailbox"),
+    ("alice@contoso.com\x00", "invalid_mailbox"),
+    ("alice\x00@contoso.com", "invalid_mailbox"),
+    ("alice%00@contoso.com", "invalid_mailbox"),
+    ("alice@contoso.com%00", "invalid_mailbox"),
+    ("alice@contoso.com\r\nSet-Cookie: session=1", "invalid_mailbox"),
+    ("alice@contoso.com\n", "invalid_mailbox"),
+    ("alice@contoso.com%0d%0a", "invalid_mailbox"),
+    ("\talice@contoso.com", "invalid_mailbox"),
+    ("alice@contoso.com\x7f", "invalid_mailbox"),
+    ("alice@contoso.com\u202e", "invalid_mailbox"),
+    ("\u0430lice@contoso.com", "invalid_mailbox"),  # Cyrillic a
+    ("a" * 5000, "mailbox_too_long"),
+    ("a" * 5000 + "@contoso.com", "mailbox_too_long"),
+    ("../../etc/passwd", "invalid_mailbox"),
+    ("..\\..\\windows\\win.ini", "invalid_mailbox"),
+    ("alice@contoso.com/../bob@contoso.com", "invalid_mailbox"),
+    ("%2e%2e%2fbob@contoso.com", "invalid_mailbox"),
+    ("alice@contoso.com or 1 eq 1", "invalid_mailbox"),
+    ("*", "invalid_mailbox"),
+    ("alice@contoso.com#", "invalid_mailbox"),
+    ("alice@contoso.com?by=actor", "invalid_mailbox"),
+]
+
+MAILBOX_IDS = [f"{i}-{code}" for i, (_, code) in enumerate(HOSTILE_MAILBOXES)]
+
+HOSTILE_PARAMS = [
+    ({"from": "yesterday"}, "invalid_from"),
+    ({"from": "2026-11-16'"}, "invalid_from"),
+    ({"from": "2026-11-16' or 1 eq 1"}, "invalid_from"),
+    ({"from": '2026-11-16" or "1"="1'}, "invalid_from"),
+    ({"from": "2026-13-45"}, "invalid_from"),
+    ({"to": "2026-11-20T25:00:00"}, "invalid_to"),
+    ({"to": "2026-11-20\x00"}, "invalid_to"),
+    ({"to": "2026-11-20%00"}, "invalid_to"),
+    ({"to": "2026-11-20\x0012:00"}, "invalid_to"),
+    ({"from": "2026-11-16X08:00"}, "invalid_from"),
+    ({"to": "2026-11-20\r\nX-Injected: 1"}, "invalid_to"),
+    ({"to": "2026-11-20\n"}, "invalid_to"),
+    ({"to": "9" * 5000}, "invalid_to"),
+    ({"from": "2026-11-20", "to": "2026-11-16"}, "invalid_range"),
+    ({"from": "2026-11-20T10:00:00", "to": "2026-11-20T09:59:58"}, "invalid_range"),
+    ({"view": "all"}, "invalid_view"),
+    ({"view": "EVENTS"}, "invalid_view"),
+    ({"view": "events' or 1 eq 1"}, "invalid_view"),
+    ({"view": "exposure\x00"}, "invalid_view"),
+    ({"format": "xml"}, "invalid_format"),
+    ({"format": "csv\r\nX-Injected: 1"}, "invalid_format"),
+    ({"by": "tenant"}, "invalid_by"),
+    ({"by": "actor' or 1 eq 1"}, "invalid_by"),
+    ({"from": "2015-01-01", "to": TODAY}, "range_too_large"),
+    ({"from": "2015-01-01"}, "range_too_large"),
+    ({"to": "9999-12-31"}, "date_out_of_range"),
+    ({"from": "9999-01-01", "to": "9999-12-31"}, "date_out_of_range"),
+    ({"to": "9999-12-31T23:59:59"}, "date_out_of_range"),
+    ({"to": "9999-12-31T23:59:59.999999"}, "date_out_of_range"),
+    ({"to": "9999-12-31T23:00:00-05:00"}, "date_out_of_range"),
+    ({"from": "0001-01-01T00:00:00+01:00", "to": "2026-11-20"}, "date_out_of_range"),
+    ({"to": "0001-01-01"}, "date_out_of_range"),
+    ({"from": "2014-12-31", "to": "2015-01-02"}, "date_out_of_range"),
+    ({"from": "2099-01-01", "to": "2099-01-02"}, "date_out_of_range"),
+    ({"after": "bogus"}, "invalid_after"),
+    ({"after": "' or 1 eq 1"}, "invalid_after"),
+    ({"after": "20261118T000000_' or 1 eq 1"}, "invalid_after"),
+    ({"after": "20261118T000000_"}, "invalid_after"),
+    ({"after": "20261118T000000_x\n"}, "invalid_after"),
+    ({"after": "20261118T000000_" + "x" * 500}, "invalid_after"),
+]
+
+
+def _assert_json_error(response: func.HttpResponse, code: str) -> None:
+    assert response.status_code == 400
+    assert response.mimetype == "application/json"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    document = json.loads(body_text(response))
+    assert list(document) == ["error"]
+    assert sorted(document["error"]) == ["code", "message"]
+    assert document["error"]["code"] == code
+    assert isinstance(document["error"]["message"], str)
+    assert len(document["error"]["message"]) > 10
+
+
+# Actor names may hold quotes, spaces, '#', '\\' and brackets (service accounts, O'Brien): with
+# by=actor these few are well-formed names, looked up as bound keys that match nobody.
+VALID_ACTOR_NAMES = {
+    "alice@contoso.com'",
+    "alice@contoso.com' or PartitionKey ne '",
+    "alice@contoso.com' or 1 eq 1",
+    "..\\..\\windows\\win.ini",
+    "alice@contoso.com or 1 eq 1",
+    "alice@contoso.com#",
+}
+
+
+@pytest.mark.parametrize(("mailbox", "code"), HOSTILE_MAILBOXES, ids=MAILBOX_IDS)
+def test_a_hostile_mailbox_gets_a_400_json_error(
+    seeded: Storage, report_http: Handler, mailbox: str, code: str
+) -> None:
+    response = report_http(request(mailbox, **RANGE))
+
+    _assert_json_error(response, code)
+
+
+@pytest.mark.parametrize(("mailbox", "code"), HOSTILE_MAILBOXES, ids=MAILBOX_IDS)
+def test_a_hostile_actor_gets_a_400_json_error_or_an_empty_report(
+    seeded: Storage, report_http: Handler, mailbox: str, code: str
+) -> None:
+    response = report_http(request(mailbox, by="actor", **RANGE))
+
+    if mailbox in VALID_ACTOR_NAMES:
+        assert response.status_code == 200
+        assert csv_rows(response) == [list(EVENT_COLUMNS)]
+    else:
+        _assert_json_error(response, code)
+
+
+@pytest.mark.parametrize(
+    ("params", "code"), HOSTILE_PARAMS, ids=[f"{i}-{c}" for i, (_, c) in enumerate(HOSTILE_PARAMS)]
+)
+def test_a_hostile_parameter_gets_a_400_json_error_and_no_rows(
+    seeded: Storage, report_http: Handler, params: dict[str, str], code: str
+) -> None:
+    response = report_http(request("alice@contoso.com", **{**RANGE, **params}))
+
+    _assert_json_error(response, code)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "alice@contoso.com' or PartitionKey ne '",
+        "' or 1 eq 1 or 'a' eq 'a",
+        "x') or (PartitionKey ge '",
+        "alice@contoso.com or 1 eq 1",
+    ],
+)
+def test_an_odata_injection_as_an_actor_name_is_a_literal_actor_with_no_rows(
+    seeded: Storage, report_http: Handler, subject: str
+) -> None:
+    # Actor names may hold quotes, spaces and brackets (service accounts, O'Brien): the value is
+    # accepted but only ever compared as a bound key, so it matches nobody.
+    response = report_http(request(subject, by="actor", **RANGE))
+
+    assert response.status_code == 200
+    assert csv_rows(response) == [list(EVENT_COLUMNS)]
+    assert response.headers["X-Row-Count"] == "0"
+
+
+def test_a_valid_upn_with_an_apostrophe_matches_only_itself(
+    function_env: Storage, report_http: Handler
+) -> None:
+    events = [
+        make_event(mailbox="o'brien@contoso.com", record_id="obrien"),
+        make_event(mailbox="obrien@contoso.com", record_id="other"),
+    ]
+    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
+    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
+
+    response = report_http(request("O'Brien@contoso.com", **{"from": "2026-11-18", "to": "2026-11-18"}))
+
+    assert response.status_code == 200
+    assert column(csv_rows(response), "RecordId") == ["obrien"]
+    assert response.headers["Content-Disposition"] == 'attachment; filename="o_brien@contoso.com-events.csv"'

@@ -1,0 +1,176 @@
+"""Reports from storage and straight from export files agree; stored reports page without loss."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from shared import cli, pipeline, report
+from shared.config import ReportSettings
+from shared.records import EVENT_COLUMNS
+from shared.report_request import parse_report_request
+from shared.storage import MAILBOX_TABLE, Storage
+from shared.tables import table_for
+from shared.views import SESSION_COLUMNS
+from tests.integration.helpers import (
+    SAMPLE,
+    SAMPLE_FROM,
+    SAMPLE_TO,
+    parse_csv,
+    records_for,
+    write_json_lines,
+)
+
+
+@pytest.fixture
+def loaded(function_env: Storage) -> Storage:
+    """The sample imported and processed; AzureWebJobsStorage points at it for the CLI."""
+    pipeline.import_file(function_env, SAMPLE)
+    pipeline.drain_queue(function_env)
+    return function_env
+
+
+def _mia(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    capsys.readouterr()
+    code = cli.main(list(argv))
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out
+
+
+CASES = [
+    ("alice@contoso.com", "mailbox", SAMPLE_FROM, SAMPLE_TO),
+    ("alice@contoso.com", "mailbox", "2026-11-18T02:15:00", "2026-11-18T02:40:00"),
+    ("finance@contoso.com", "mailbox", SAMPLE_FROM, SAMPLE_TO),
+    ("dave@contoso.com", "mailbox", SAMPLE_FROM, SAMPLE_TO),
+    ("bob@contoso.com", "actor", SAMPLE_FROM, SAMPLE_TO),
+    ("admin@contoso.com", "actor", SAMPLE_FROM, SAMPLE_TO),
+    ("Alice@Contoso.com", "actor", "2026-11-17", "2026-11-18"),
+]
+
+
+@pytest.mark.parametrize("view", ["events", "sessions"])
+@pytest.mark.parametrize(("subject", "by", "start", "end"), CASES)
+def test_report_from_storage_and_from_the_export_file_are_identical(
+    loaded: Storage,
+    capsys: pytest.CaptureFixture[str],
+    view: str,
+    subject: str,
+    by: str,
+    start: str,
+    end: str,
+) -> None:
+    args = ["report", subject, "--by", by, "--view", view, "--from", start, "--to", end]
+
+    from_storage = _mia(capsys, *args)
+    from_file = _mia(capsys, *args, "--input", str(SAMPLE))
+
+    assert from_storage == from_file
+    rows = parse_csv(from_storage)
+    assert tuple(rows[0]) == (EVENT_COLUMNS if view == "events" else SESSION_COLUMNS)
+    if view == "events" and start == SAMPLE_FROM:
+        expected = records_for(subject.lower(), by)
+        assert [row[EVENT_COLUMNS.index("RecordId")] for row in rows[1:]] == [r["Id"] for r in expected]
+
+
+def test_json_reports_from_storage_and_from_files_are_identical(
+    loaded: Storage, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = ["report", "alice@contoso.com", "--format", "json", "--from", SAMPLE_FROM, "--to", SAMPLE_TO]
+    jsonl = write_json_lines(tmp_path / "records.jsonl", [dict(r) for r in records_for("alice@contoso.com")])
+
+    from_storage = _mia(capsys, *args)
+
+    assert from_storage == _mia(capsys, *args, "--input", str(SAMPLE))
+    assert from_storage == _mia(capsys, *args, "--input", str(jsonl), str(SAMPLE))
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        # Attacker records at 02:14:15, 02:16:41, ... 02:28:01 and 02:35:00 (sample story).
+        ("2026-11-18T02:14:15.5", "2026-11-18T02:28:01"),
+        ("2026-11-18T02:16:40.999", "2026-11-18T02:34:59.5"),
+        ("2026-11-18T03:14:15.000001+01:00", "2026-11-18T02:35:00.9Z"),
+    ],
+)
+def test_reports_with_fractional_second_bounds_agree_between_storage_and_files(
+    loaded: Storage, capsys: pytest.CaptureFixture[str], start: str, end: str
+) -> None:
+    args = ["report", "alice@contoso.com", "--from", start, "--to", end]
+
+    from_storage = _mia(capsys, *args)
+
+    assert from_storage == _mia(capsys, *args, "--input", str(SAMPLE))
+    assert len(parse_csv(from_storage)) > 2
+
+
+def test_render_page_pages_the_events_view_and_continuation_yields_every_row_once_in_order(
+    loaded: Storage,
+) -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    query = parse_report_request(
+        "alice@contoso.com", {"from": SAMPLE_FROM, "to": SAMPLE_TO}, ReportSettings(), now
+    )
+    table = loaded.tables.get_table_client(table_for(query.by))
+    whole = report.render_page(table, query, page_rows=1000)
+    assert whole.next_after is None
+    all_rows = parse_csv(whole.body)[1:]
+    assert len(all_rows) == whole.rows == 43
+
+    pages = []
+    after = None
+    while True:
+        page = report.render_page(table, dataclasses.replace(query, after=after), page_rows=5)
+        pages.append(page)
+        if page.next_after is None:
+            break
+        after = page.next_after
+
+    assert [page.rows for page in pages] == [5] * 8 + [3]
+    paged_rows = []
+    for page in pages:
+        header, *rows = parse_csv(page.body)
+        assert tuple(header) == EVENT_COLUMNS
+        paged_rows += rows
+    assert paged_rows == all_rows
+    record_ids = [row[EVENT_COLUMNS.index("RecordId")] for row in paged_rows]
+    assert record_ids == [r["Id"] for r in records_for("alice@contoso.com")]
+    assert len(set(record_ids)) == 43
+
+
+def test_render_page_of_an_exact_multiple_ends_without_an_empty_page(loaded: Storage) -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    query = parse_report_request(
+        "finance@contoso.com", {"from": SAMPLE_FROM, "to": SAMPLE_TO}, ReportSettings(), now
+    )
+    table = loaded.tables.get_table_client(MAILBOX_TABLE)
+
+    first = report.render_page(table, query, page_rows=6)
+    second = report.render_page(table, dataclasses.replace(query, after=first.next_after), page_rows=6)
+
+    assert (first.rows, second.rows, second.next_after) == (6, 6, None)
+    assert first.next_after is not None
+
+
+def test_render_page_of_the_sessions_view_aggregates_the_whole_range_in_one_page(loaded: Storage) -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    params = {"from": SAMPLE_FROM, "to": SAMPLE_TO, "view": "sessions"}
+    query = parse_report_request("alice@contoso.com", params, ReportSettings(), now)
+    table = loaded.tables.get_table_client(MAILBOX_TABLE)
+
+    page = report.render_page(table, query, page_rows=2)
+
+    sessions = {r["SessionId"] for r in records_for("alice@contoso.com")}
+    assert page.next_after is None
+    assert page.rows == len(sessions) == 5
+    rows = parse_csv(page.body)[1:]
+    assert {row[0] for row in rows} == sessions
+    records = {row[0]: int(row[SESSION_COLUMNS.index("Records")]) for row in rows}
+    for session in sessions:
+        assert records[session] == sum(
+            1 for r in records_for("alice@contoso.com") if r["SessionId"] == session
+        )
