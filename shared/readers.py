@@ -48,8 +48,8 @@ def _decode(data: bytes) -> str:
 
 def _graph_audit_data(value: object) -> object:
     """Unwrap a Graph auditLogRecord to its classic record; other values pass through."""
-    if not isinstance(value, Mapping):
-        return value
+    if not isinstance(value, Mapping) or "Operation" in value:
+        return value  # a classic (PascalCase) record: nothing to unwrap, the common case
     for key, inner in value.items():
         if isinstance(key, str) and key.strip().lower() == "auditdata":
             if isinstance(inner, str):

@@ -169,7 +169,12 @@ _FOLDED_KEYS_MAX = 4096
 
 def _fold(obj: object) -> dict[str, Any]:
     """Keys trimmed and lower-cased: exports carry stray whitespace and inconsistent casing."""
-    if not isinstance(obj, Mapping):
+    if type(obj) is dict:  # what JSON decodes to; avoids the slower ABC check on the hot path
+        try:
+            return {_FOLDED_KEYS[key]: value for key, value in obj.items()}
+        except KeyError:  # a key not seen yet (or not a string): the general path below
+            pass
+    elif not isinstance(obj, Mapping):
         return {}
     folded: dict[str, Any] = {}
     for key, value in obj.items():
