@@ -34,14 +34,14 @@ SUBJECTS = [
     "Q4 board pack - draft 3",
     "Re: Acquisition of Fabrikam - term sheet",
     "Payroll changes effective December",
-    "=HYPERLINK(\"http://evil.example/x\",\"Invoice\")",
+    '=HYPERLINK("http://evil.example/x","Invoice")',
     "Your Azure subscription invoice",
     "Team offsite agenda",
     "Re: Wire transfer approval 250,000 EUR",
     "Customer list export (confidential)",
     "Lunch on Friday?",
     "Security incident follow-up",
-    "Contrat de confidentialité – signé",
+    "Contrat de confidentialité – signé",  # noqa: RUF001 - real subjects carry typographic dashes
     "顧客リスト 2026",
 ]
 
@@ -126,12 +126,21 @@ def mia(
         record["OperationProperties"] = list(reversed(record["OperationProperties"]))  # type: ignore[call-overload]
     if older_sync_shape:
         path = folders[0][0] if folders else "\\Inbox"
-        record["Item"] = {"Id": "LgAAAAD" + guid().replace("-", "")[:40], "ParentFolder": {
-            "Id": "LgAAAAB" + guid().replace("-", "")[:40], "Path": path, "Name": path.strip("\\")}}
+        record["Item"] = {
+            "Id": "LgAAAAD" + guid().replace("-", "")[:40],
+            "ParentFolder": {
+                "Id": "LgAAAAB" + guid().replace("-", "")[:40],
+                "Path": path,
+                "Name": path.strip("\\"),
+            },
+        }
     else:
         record["Folders"] = [
-            {"Id": "LgAAAAB" + guid().replace("-", "")[:40], "Path": path,
-             "FolderItems": folder_items(ids, with_subjects)}
+            {
+                "Id": "LgAAAAB" + guid().replace("-", "")[:40],
+                "Path": path,
+                "FolderItems": folder_items(ids, with_subjects),
+            }
             for path, ids in (folders or [])
         ]
         record["OperationCount"] = sum(len(ids) for _, ids in (folders or [])) or 1
@@ -168,15 +177,50 @@ for day in range(5):
     for hour in (8, 10, 13, 16):
         when = start + timedelta(days=day, hours=hour - 7, minutes=rng.randint(0, 50))
         ids = rng.sample(inbox, rng.randint(1, 4))
-        add(mia(when, "alice@contoso.com", "alice@contoso.com", 0, "Bind", OFFICE_IP,
-                owner_desktop, alice_sessions["desktop"], [("\\Inbox", ids)]))
+        add(
+            mia(
+                when,
+                "alice@contoso.com",
+                "alice@contoso.com",
+                0,
+                "Bind",
+                OFFICE_IP,
+                owner_desktop,
+                alice_sessions["desktop"],
+                [("\\Inbox", ids)],
+            )
+        )
     when = start + timedelta(days=day, hours=5, minutes=rng.randint(0, 50))
-    add(mia(when, "alice@contoso.com", "alice@contoso.com", 0, "Bind", OFFICE_IP, owner_owa,
-            alice_sessions["owa"], [("\\Inbox", rng.sample(inbox, 2)), ("\\Sent Items", [MESSAGES[300]])]))
+    add(
+        mia(
+            when,
+            "alice@contoso.com",
+            "alice@contoso.com",
+            0,
+            "Bind",
+            OFFICE_IP,
+            owner_owa,
+            alice_sessions["owa"],
+            [("\\Inbox", rng.sample(inbox, 2)), ("\\Sent Items", [MESSAGES[300]])],
+        )
+    )
     when = start + timedelta(days=day, hours=12, minutes=rng.randint(0, 50))
-    add(mia(when, "alice@contoso.com", "alice@contoso.com", 0, "Bind", "[2001:db8:10::5]:443",
-            owner_ios, alice_sessions["ios"], [("\\Inbox", rng.sample(inbox, 3))],
-            app_id=OUTLOOK_MOBILE, client_app_id=OUTLOOK_MOBILE, with_subjects=False))
+    add(
+        mia(
+            when,
+            "alice@contoso.com",
+            "alice@contoso.com",
+            0,
+            "Bind",
+            "[2001:db8:10::5]:443",
+            owner_ios,
+            alice_sessions["ios"],
+            [("\\Inbox", rng.sample(inbox, 3))],
+            app_id=OUTLOOK_MOBILE,
+            client_app_id=OUTLOOK_MOBILE,
+            with_subjects=False,
+        )
+    )
     add(other(start + timedelta(days=day, hours=1), "MailboxLogin", "alice@contoso.com"))
     add(other(start + timedelta(days=day, hours=2), "Send", "alice@contoso.com"))
 
@@ -184,8 +228,19 @@ for day in range(5):
 bob_session = guid()
 for day in range(4):
     when = start + timedelta(days=day, hours=2, minutes=rng.randint(0, 50))
-    add(mia(when, "alice@contoso.com", "bob@contoso.com", 2, "Bind", "::ffff:203.0.113.22",
-            owner_desktop, bob_session, [("\\Inbox", rng.sample(inbox, 2))]))
+    add(
+        mia(
+            when,
+            "alice@contoso.com",
+            "bob@contoso.com",
+            2,
+            "Bind",
+            "::ffff:203.0.113.22",
+            owner_desktop,
+            bob_session,
+            [("\\Inbox", rng.sample(inbox, 2))],
+        )
+    )
 
 # The attacker: Graph with an unknown app, then a desktop sync of the Inbox.
 attacker_session = guid()
@@ -193,35 +248,101 @@ attack = datetime(2026, 11, 18, 2, 14, 0)
 for burst in range(8):
     when = attack + timedelta(minutes=2 * burst, seconds=rng.randint(0, 59))
     ids = MESSAGES[120 + burst * 8 : 128 + burst * 8]
-    add(mia(when, "alice@contoso.com", "alice@contoso.com", 0, "Bind", f"{ATTACKER_IP}:{50100 + burst}",
-            "Client=REST;Client=RESTSystem;;", attacker_session, [("\\Inbox", ids), ("\\Archive", [MESSAGES[200 + burst]])],
-            app_id=GRAPH, client_app_id=ATTACKER_APP, with_subjects=burst % 2 == 0))
-add(mia(attack + timedelta(minutes=21), "alice@contoso.com", "alice@contoso.com", 0, "Sync", ATTACKER_IP,
-        owner_desktop, attacker_session, [("\\Inbox", [])], older_sync_shape=True))
+    add(
+        mia(
+            when,
+            "alice@contoso.com",
+            "alice@contoso.com",
+            0,
+            "Bind",
+            f"{ATTACKER_IP}:{50100 + burst}",
+            "Client=REST;Client=RESTSystem;;",
+            attacker_session,
+            [("\\Inbox", ids), ("\\Archive", [MESSAGES[200 + burst]])],
+            app_id=GRAPH,
+            client_app_id=ATTACKER_APP,
+            with_subjects=burst % 2 == 0,
+        )
+    )
+add(
+    mia(
+        attack + timedelta(minutes=21),
+        "alice@contoso.com",
+        "alice@contoso.com",
+        0,
+        "Sync",
+        ATTACKER_IP,
+        owner_desktop,
+        attacker_session,
+        [("\\Inbox", [])],
+        older_sync_shape=True,
+    )
+)
 rows.append(dict(rows[-3]))  # the same record exported twice
 
 # An administrator in Dave's mailbox through EWS.
-add(mia(datetime(2026, 11, 17, 15, 3, 11), "dave@contoso.com", "admin@contoso.com", 1, "Bind",
-        "198.51.100.7", "Client=WebServices;Microsoft Office/16.0;ExchangeServicesClient/15.0", guid(),
-        [("\\Inbox", MESSAGES[330:335])]))
+add(
+    mia(
+        datetime(2026, 11, 17, 15, 3, 11),
+        "dave@contoso.com",
+        "admin@contoso.com",
+        1,
+        "Bind",
+        "198.51.100.7",
+        "Client=WebServices;Microsoft Office/16.0;ExchangeServicesClient/15.0",
+        guid(),
+        [("\\Inbox", MESSAGES[330:335])],
+    )
+)
 
 # finance@contoso.com: a shared mailbox read by many; throttled on 19 Nov.
 for n in range(12):
     reader = f"user{n % 4}@contoso.com"
-    add(mia(datetime(2026, 11, 19, 9, 0, 0) + timedelta(minutes=5 * n), "finance@contoso.com", reader, 2,
-            "Bind", OFFICE_IP, owner_desktop, guid(), [("\\Inbox", rng.sample(MESSAGES[340:400], 3))],
-            throttled=n == 11))
+    add(
+        mia(
+            datetime(2026, 11, 19, 9, 0, 0) + timedelta(minutes=5 * n),
+            "finance@contoso.com",
+            reader,
+            2,
+            "Bind",
+            OFFICE_IP,
+            owner_desktop,
+            guid(),
+            [("\\Inbox", rng.sample(MESSAGES[340:400], 3))],
+            throttled=n == 11,
+        )
+    )
 
 
 def write() -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    writer.writerow(["RecordId", "CreationDate", "RecordType", "Operation", "UserId", "AuditData",
-                     "AssociatedAdminUnits", "AssociatedAdminUnitsNames"])
+    writer.writerow(
+        [
+            "RecordId",
+            "CreationDate",
+            "RecordType",
+            "Operation",
+            "UserId",
+            "AuditData",
+            "AssociatedAdminUnits",
+            "AssociatedAdminUnitsNames",
+        ]
+    )
     ordered = sorted(rows, key=lambda r: str(r["CreationTime"]), reverse=True)  # Purview: newest first
     for record in ordered:
-        writer.writerow([record["Id"], str(record["CreationTime"]) + ".0000000Z", record["RecordType"],
-                         record["Operation"], record["UserId"], json.dumps(record, ensure_ascii=False), "", ""])
+        writer.writerow(
+            [
+                record["Id"],
+                str(record["CreationTime"]) + ".0000000Z",
+                record["RecordType"],
+                record["Operation"],
+                record["UserId"],
+                json.dumps(record, ensure_ascii=False),
+                "",
+                "",
+            ]
+        )
     OUT.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode("utf-8"))
 
 
