@@ -10,11 +10,13 @@ forms, with `__credential=managedidentity` and `__clientId` for a user-assigned 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 STORAGE_SETTING = "AzureWebJobsStorage"
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 class SettingsError(ValueError):
@@ -124,3 +126,153 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 def load_report_settings(env: Mapping[str, str] | None = None) -> ReportSettings:
     """Report limits alone, for the offline `mia report --input` path that needs no storage."""
     return report_settings(os.environ if env is None else env)
+
+
+# --- Collection from the Office 365 Management Activity API -------------------------------------
+
+
+@dataclass(frozen=True)
+class Cloud:
+    """Endpoints of one Microsoft 365 cloud (reference/api-contracts.md sections 1.1 and 6)."""
+
+    authority: str
+    management: str
+    graph: str
+
+
+CLOUDS: dict[str, Cloud] = {
+    "commercial": Cloud(
+        "https://login.microsoftonline.com", "https://manage.office.com", "https://graph.microsoft.com"
+    ),
+    "gcc": Cloud(
+        "https://login.microsoftonline.com", "https://manage-gcc.office.com", "https://graph.microsoft.com"
+    ),
+    "gcchigh": Cloud(
+        "https://login.microsoftonline.us", "https://manage.office365.us", "https://graph.microsoft.us"
+    ),
+    "dod": Cloud(
+        "https://login.microsoftonline.us",
+        "https://manage.protection.apps.mil",
+        "https://dod-graph.microsoft.us",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """How to get tokens: an app registration (secret or certificate) or a managed identity."""
+
+    tenant_id: str
+    authority_host: str
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_pem: str | None = field(default=None, repr=False)
+    certificate_thumbprint: str | None = None
+    managed_identity_client_id: str | None = None
+    ca_bundle: str | None = None
+
+    @property
+    def mode(self) -> str:
+        if self.client_id and self.client_secret:
+            return "secret"
+        if self.client_id and self.certificate_pem:
+            return "certificate"
+        return "managed_identity"
+
+
+@dataclass(frozen=True)
+class CollectionSettings:
+    auth: AuthSettings
+    management_base: str
+    management_scope: str
+    publisher_id: str
+    content_type: str = "Audit.Exchange"
+    overlap_minutes: int = 120
+    window_hours: int = 23
+    initial_lookback_hours: int = 24
+    requests_per_minute: int = 1500
+    concurrency: int = 8
+    time_budget_seconds: int = 1500
+    request_timeout_seconds: int = 30
+    max_attempts: int = 8
+    max_backoff_seconds: int = 60
+
+
+def _guid_setting(env: Mapping[str, str], name: str, default: str | None = None) -> str:
+    value = env.get(name, "").strip() or (default or "")
+    if not value:
+        raise SettingsError(f"{name} is required for collection (the Entra tenant ID, a GUID)")
+    if not _GUID.match(value):
+        raise SettingsError(f"{name} must be a GUID, got {value!r}")
+    return value.lower()
+
+
+def _url_setting(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc:
+        raise SettingsError(f"{name} must be an https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _certificate(env: Mapping[str, str]) -> str | None:
+    inline = env.get("CLIENT_CERTIFICATE", "").strip()
+    if inline:
+        return inline
+    path = env.get("CLIENT_CERTIFICATE_PATH", "").strip()
+    if not path:
+        return None
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read()
+    except OSError as problem:
+        raise SettingsError(f"CLIENT_CERTIFICATE_PATH cannot be read: {problem}") from None
+
+
+def auth_settings(env: Mapping[str, str], cloud: Cloud) -> AuthSettings:
+    ca_bundle = env.get("CA_BUNDLE", "").strip() or None
+    if ca_bundle and not os.path.isfile(ca_bundle):
+        raise SettingsError(f"CA_BUNDLE must be the path of a PEM file, and {ca_bundle!r} is not a file")
+    client_id = env.get("CLIENT_ID", "").strip() or None
+    secret = env.get("CLIENT_SECRET", "").strip() or None
+    certificate = _certificate(env)
+    if (secret or certificate) and not client_id:
+        raise SettingsError("CLIENT_ID is required with CLIENT_SECRET or a client certificate")
+    if secret and certificate:
+        raise SettingsError("set CLIENT_SECRET or a client certificate, not both")
+    return AuthSettings(
+        tenant_id=_guid_setting(env, "TENANT_ID"),
+        authority_host=_url_setting(env, "LOGIN_AUTHORITY", cloud.authority),
+        client_id=client_id,
+        client_secret=secret,
+        certificate_pem=certificate,
+        certificate_thumbprint=env.get("CLIENT_CERTIFICATE_THUMBPRINT", "").strip() or None,
+        managed_identity_client_id=env.get("MANAGED_IDENTITY_CLIENT_ID", "").strip() or None,
+        ca_bundle=ca_bundle,
+    )
+
+
+def load_collection_settings(env: Mapping[str, str] | None = None) -> CollectionSettings:
+    """Settings for fetch_audit / `mia collect`; raises SettingsError naming the bad one."""
+    source = os.environ if env is None else env
+    cloud_name = source.get("M365_CLOUD", "").strip().lower() or "commercial"
+    if cloud_name not in CLOUDS:
+        raise SettingsError(f"M365_CLOUD must be one of {', '.join(CLOUDS)}, got {cloud_name!r}")
+    cloud = CLOUDS[cloud_name]
+    auth = auth_settings(source, cloud)
+    base = _url_setting(source, "MANAGEMENT_API_BASE", cloud.management)
+    return CollectionSettings(
+        auth=auth,
+        management_base=base,
+        management_scope=source.get("MANAGEMENT_API_SCOPE", "").strip() or f"{base}/.default",
+        publisher_id=_guid_setting(source, "PUBLISHER_ID", auth.tenant_id),
+        overlap_minutes=_int_setting(source, "COLLECT_OVERLAP_MINUTES", 120, 0, 24 * 60),
+        window_hours=_int_setting(source, "COLLECT_WINDOW_HOURS", 23, 1, 23),
+        initial_lookback_hours=_int_setting(source, "COLLECT_INITIAL_LOOKBACK_HOURS", 24, 1, 167),
+        requests_per_minute=_int_setting(source, "COLLECT_MAX_REQUESTS_PER_MINUTE", 1500, 1, 2000),
+        concurrency=_int_setting(source, "COLLECT_CONCURRENCY", 8, 1, 64),
+        time_budget_seconds=_int_setting(source, "COLLECT_TIME_BUDGET_SECONDS", 1500, 10, 3 * 3600),
+        request_timeout_seconds=_int_setting(source, "COLLECT_REQUEST_TIMEOUT_SECONDS", 30, 1, 300),
+        max_attempts=_int_setting(source, "COLLECT_MAX_ATTEMPTS", 8, 1, 20),
+        max_backoff_seconds=_int_setting(source, "COLLECT_MAX_BACKOFF_SECONDS", 60, 1, 900),
+    )

@@ -1,0 +1,110 @@
+"""Access tokens for the Management Activity API (and later Graph), app-only.
+
+An app registration through MSAL's confidential client (secret or certificate), or the function
+app's managed identity through azure-identity (reference/api-contracts.md section 5). Both cache
+tokens and refresh them before expiry. Secrets and tokens are never logged.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+import msal
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from shared.config import AuthSettings
+from shared.http_session import session_for
+
+
+class AuthFailed(RuntimeError):
+    """A token could not be had; the message says what to fix and carries no secret."""
+
+
+class TokenProvider(Protocol):
+    def token(self, scope: str) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+def certificate_thumbprint(pem: str) -> str:
+    """SHA-1 thumbprint (hex) of the first certificate in a PEM bundle, as Entra ID shows it."""
+    certificate = x509.load_pem_x509_certificate(pem.encode())
+    return certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - Entra's x5t is SHA-1
+
+
+class MsalTokenProvider:
+    """Client-credentials tokens for an app registration."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        credential: Any
+        if settings.mode == "secret":
+            credential = settings.client_secret
+        elif settings.mode == "certificate":
+            assert settings.certificate_pem is not None
+            credential = {
+                "private_key": settings.certificate_pem,
+                "thumbprint": settings.certificate_thumbprint
+                or certificate_thumbprint(settings.certificate_pem),
+            }
+        else:
+            raise AuthFailed("an app registration needs CLIENT_ID with CLIENT_SECRET or a certificate")
+        self._app = msal.ConfidentialClientApplication(
+            settings.client_id,
+            client_credential=credential,
+            authority=f"{settings.authority_host}/{settings.tenant_id}",
+            # Our authorities are the documented cloud hosts or an explicit override (the
+            # simulator); no instance discovery round-trip to the public cloud is wanted.
+            instance_discovery=False,
+            http_client=session_for(settings.ca_bundle),
+        )
+        self._lock = threading.Lock()
+
+    def token(self, scope: str) -> str:
+        with self._lock:  # MSAL's in-memory cache serves repeats until shortly before expiry
+            try:
+                result = self._app.acquire_token_for_client(scopes=[scope])
+            except (ValueError, OSError) as problem:
+                raise AuthFailed(f"token endpoint unreachable or invalid: {problem}") from None
+        if "access_token" in result:
+            return str(result["access_token"])
+        description = str(result.get("error_description") or "").split("\n", 1)[0]
+        raise AuthFailed(
+            f"token request for {scope} refused: {result.get('error')}: {description} (check "
+            "CLIENT_ID, the secret or certificate, TENANT_ID, and admin consent for the API permission)"
+        )
+
+    def invalidate(self) -> None:
+        with self._lock:
+            for token in self._app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+                self._app.token_cache.remove_at(token)
+
+
+class ManagedIdentityTokenProvider:
+    """Tokens for the function app's managed identity (user-assigned when a client id is given)."""
+
+    def __init__(self, settings: AuthSettings) -> None:
+        from azure.identity import ManagedIdentityCredential
+
+        self._credential = ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+
+    def token(self, scope: str) -> str:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            return str(self._credential.get_token(scope).token)
+        except ClientAuthenticationError as problem:
+            raise AuthFailed(
+                f"managed identity token for {scope} failed: {str(problem).splitlines()[0]} "
+                "(is the identity assigned to the app, and MANAGED_IDENTITY_CLIENT_ID right?)"
+            ) from None
+
+    def invalidate(self) -> None:
+        """azure-identity refreshes on its own; nothing to drop."""
+
+
+def token_provider(settings: AuthSettings) -> TokenProvider:
+    if settings.mode == "managed_identity":
+        return ManagedIdentityTokenProvider(settings)
+    return MsalTokenProvider(settings)
