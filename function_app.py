@@ -3,8 +3,10 @@
 import azure.functions as func
 
 from enrich_trace import bp as enrich_trace_bp
+from fetch_audit import bp as fetch_audit_bp
 from report_http import bp as report_http_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(fetch_audit_bp)
 app.register_functions(enrich_trace_bp)
 app.register_functions(report_http_bp)

@@ -22,6 +22,7 @@ from shared.tables import table_for
 
 EXAMPLES = """\
 examples:
+  mia collect                                     pull new audit content from the tenant
   mia import purview-export.csv audit-*.json      store exports as evidence and queue them
   mia process                                     turn queued evidence into rows
   mia report alice@contoso.com --view sessions    who read Alice's mail, session by session
@@ -70,6 +71,43 @@ def cmd_process(args: argparse.Namespace) -> int:
         f"operations skipped, {totals.malformed} unreadable (logged)"
     )
     return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from shared import collector
+    from shared.activity_api import ApiError
+    from shared.auth import AuthFailed
+    from shared.config import load_collection_settings
+
+    settings = load_collection_settings()
+    try:
+        result = collector.collect(_storage(), settings)
+    except (AuthFailed, ApiError) as problem:
+        print(f"mia collect: {problem}", file=sys.stderr)
+        return 1
+    summary = result.as_dict()
+    print(
+        f"collected {summary['stored']} new content blobs ({summary['records']} records) in "
+        f"{summary['windows']} windows; {summary['already_stored']} already stored; "
+        f"{summary['gone']} expired or missing; checkpoint {summary['checkpoint']}"
+        + ("" if result.caught_up else " (not caught up: run again to resume)")
+    )
+    if result.gap:
+        print(f"GAP: content created {result.gap[0]} .. {result.gap[1]} is past the API's 7 days")
+    return 0 if result.caught_up else 3
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    # Development tooling, never deployed: only present in a source checkout.
+    from simulator.__main__ import main as simulate
+
+    return simulate(args.simulator_args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from devtools.demo import main as demo
+
+    return demo()
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -126,6 +164,30 @@ def build_parser() -> argparse.ArgumentParser:
     proc.add_argument("--max", type=int, default=None, help="stop after this many blobs")
     proc.set_defaults(handler=cmd_process)
 
+    col = commands.add_parser(
+        "collect",
+        help="pull new audit content from the Management Activity API (what fetch_audit does)",
+        description="Starts the Audit.Exchange subscription when needed, stores every new content "
+        "blob untouched in audit-raw and queues it; resumes from its checkpoint. Needs TENANT_ID and "
+        "credentials (CLIENT_ID with CLIENT_SECRET or a certificate, or a managed identity). "
+        "Exit code 3: stopped by the time budget before catching up; run again.",
+    )
+    col.set_defaults(handler=cmd_collect)
+
+    sim = commands.add_parser(
+        "simulate",
+        help="run the local tenant simulator (Management API and token endpoint over HTTPS)",
+        description="Prints one JSON line with the settings that point mia at it (export them, then "
+        "`mia collect`). Options after `simulate` go to the simulator: --seed, --faults "
+        "none|moderate|all, --mailboxes, --days, --port, --latency.",
+        add_help=False,
+    )
+    sim.add_argument("simulator_args", nargs=argparse.REMAINDER)
+    sim.set_defaults(handler=cmd_simulate)
+
+    demo = commands.add_parser("demo", help="the whole story on a simulated tenant (as `make demo`)")
+    demo.set_defaults(handler=cmd_demo)
+
     rep = commands.add_parser(
         "report",
         help="write a report of one mailbox (or one actor)",
@@ -161,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:  # everything after it, --help included, is the simulator's
+        return cmd_simulate(argparse.Namespace(simulator_args=argv[1:]))
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 # Same as the Functions host's default maxDequeueCount (host.json extensions.queues).
 MAX_DEQUEUE_COUNT = 5
 WRITE_CHUNK = 2000  # events buffered before a table write: bounds memory on huge blobs
+VISIBILITY_S = 300  # a received batch stays hidden while it is processed
 
 
 @dataclass
@@ -96,29 +98,34 @@ def process_pointer(storage: Storage, body: bytes | str) -> ProcessResult:
     return result
 
 
-def drain_queue(storage: Storage, max_messages: int | None = None) -> list[ProcessResult]:
-    """Process queued pointers as the queue trigger would, until the queue is empty.
-
-    A message that fails stays on the queue; after MAX_DEQUEUE_COUNT attempts it moves to the
-    poison queue, as the Functions host does.
-    """
+def _handle(storage: Storage, message: QueueMessage) -> ProcessResult | None:
+    """One message as the queue trigger would: processed and deleted, or left for a retry and,
+    after MAX_DEQUEUE_COUNT attempts, moved to the poison queue as the Functions host does."""
     queue = raw_store.content_queue(storage.queues)
-    poison = raw_store.content_queue(storage.queues, POISON_QUEUE)
-    results: list[ProcessResult] = []
-    while max_messages is None or len(results) < max_messages:
-        batch: list[QueueMessage] = list(queue.receive_messages(max_messages=32, visibility_timeout=60))
-        if not batch:
-            break
-        for message in batch:
-            try:
-                results.append(process_pointer(storage, message.content))
-            except Exception:
-                log.exception("message %s failed (attempt %s)", message.id, message.dequeue_count)
-                if (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
-                    poison.send_message(message.content)
-                    queue.delete_message(message)
-                else:
-                    queue.update_message(message, visibility_timeout=0)
-                continue
+    try:
+        result = process_pointer(storage, message.content)
+    except Exception:
+        log.exception("message %s failed (attempt %s)", message.id, message.dequeue_count)
+        if (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
+            raw_store.content_queue(storage.queues, POISON_QUEUE).send_message(message.content)
             queue.delete_message(message)
+        else:
+            queue.update_message(message, visibility_timeout=0)
+        return None
+    queue.delete_message(message)
+    return result
+
+
+def drain_queue(storage: Storage, max_messages: int | None = None, workers: int = 8) -> list[ProcessResult]:
+    """Process queued pointers until the queue is empty (or `max_messages` succeeded), `workers`
+    at a time as the host's batchSize does."""
+    queue = raw_store.content_queue(storage.queues)
+    results: list[ProcessResult] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while max_messages is None or len(results) < max_messages:
+            wanted = 32 if max_messages is None else min(32, max_messages - len(results))
+            batch = list(queue.receive_messages(max_messages=wanted, visibility_timeout=VISIBILITY_S))
+            if not batch:
+                break
+            results.extend(r for r in pool.map(lambda m: _handle(storage, m), batch) if r is not None)
     return results

@@ -28,13 +28,26 @@ def test_the_design_function_names_are_registered_under_exactly_those_names() ->
     # get_functions() itself refuses duplicate names, so indexing succeeding proves uniqueness.
     functions = registered_functions()
 
-    assert {"enrich_trace", "report_http"} <= functions.keys()
-    for name in ("enrich_trace", "report_http"):
+    assert functions.keys() == {"fetch_audit", "enrich_trace", "report_http"}
+    for name in ("fetch_audit", "enrich_trace", "report_http"):
         assert functions[name].get_user_function().__name__ == name
 
 
 def test_the_app_can_be_indexed_repeatedly() -> None:
     assert registered_functions().keys() == registered_functions().keys()
+
+
+def test_fetch_audit_is_a_timer_on_the_fetch_schedule_setting_not_run_on_startup() -> None:
+    assert _bindings("fetch_audit") == [
+        {
+            "direction": "IN",
+            "type": "timerTrigger",
+            "name": "timer",
+            "schedule": "%FETCH_SCHEDULE%",
+            "runOnStartup": False,
+            "useMonitor": True,
+        }
+    ]
 
 
 def test_enrich_trace_is_a_queue_trigger_on_audit_content_through_azure_web_jobs_storage() -> None:

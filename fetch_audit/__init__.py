@@ -1,0 +1,17 @@
+"""fetch_audit: timer trigger; pulls new Management Activity API content into audit-raw."""
+
+import azure.functions as func
+
+from shared import collector, runtime
+from shared.config import load_collection_settings
+
+bp = func.Blueprint()
+
+
+@bp.function_name("fetch_audit")
+# FETCH_SCHEDULE is an NCRONTAB app setting (six fields, UTC), "0 */5 * * * *" by default.
+@bp.timer_trigger(arg_name="timer", schedule="%FETCH_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def fetch_audit(timer: func.TimerRequest) -> None:
+    # Errors propagate to the host's log; the checkpoint only moves past durable content, so the
+    # next tick resumes where this one stopped.
+    collector.collect(runtime.storage(), load_collection_settings())

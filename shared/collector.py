@@ -1,0 +1,307 @@
+"""Continuous collection: Management Activity API content -> raw blobs + pointer messages.
+
+The checkpoint means "every content blob created before this instant that the API listed has been
+stored durably". Each run lists from the checkpoint minus an overlap (late content is announced
+with a contentCreated in windows already collected, reference/api-contracts.md 1.8), skips content
+IDs already stored, stores new blobs and their pointers, and only then moves the checkpoint to the
+end of the window. A run killed at any point loses nothing: stored-but-unmarked blobs are stored
+again idempotently and processing is idempotent. A backlog older than the API's 7 days is
+recorded as a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared import raw_store, tables
+from shared.activity_api import ActivityClient, ContentGone, ContentItem
+from shared.config import CollectionSettings
+from shared.storage import STATE_TABLE, Storage
+
+log = logging.getLogger(__name__)
+
+RETENTION = timedelta(days=7)
+# Start a little inside the 7-day edge: a call delayed by retries or clock skew must not cross it
+# (Elastic uses 167h55m; reference/perf-reliability.md section 6, failure mode 5).
+RETENTION_MARGIN = timedelta(minutes=15)
+SEEN_KEEP = timedelta(days=8)
+
+
+@dataclass
+class CollectResult:
+    content_type: str
+    windows: int = 0
+    listed: int = 0
+    already_stored: int = 0
+    stored: int = 0
+    records: int = 0
+    gone: list[str] = field(default_factory=list)
+    gap: tuple[str, str] | None = None
+    checkpoint: str = ""
+    caught_up: bool = False
+    subscription_started: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "content_type": self.content_type,
+            "windows": self.windows,
+            "listed": self.listed,
+            "already_stored": self.already_stored,
+            "stored": self.stored,
+            "records": self.records,
+            "gone": len(self.gone),
+            "gap": list(self.gap) if self.gap else None,
+            "checkpoint": self.checkpoint,
+            "caught_up": self.caught_up,
+            "subscription_started": self.subscription_started,
+        }
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_iso(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+class CollectionState:
+    """Checkpoint, stored content IDs and recorded gaps in the CollectionState table."""
+
+    def __init__(self, table: TableClient, content_type: str) -> None:
+        self._table = table
+        self._type = content_type
+        self._seen_partition = f"seen|{content_type}"
+
+    def checkpoint(self) -> datetime | None:
+        try:
+            entity = self._table.get_entity("checkpoint", self._type)
+        except ResourceNotFoundError:
+            return None
+        return _parse_iso(entity["Checkpoint"])
+
+    def save_checkpoint(self, moment: datetime, now: datetime) -> None:
+        entity = {
+            "PartitionKey": "checkpoint",
+            "RowKey": self._type,
+            "Checkpoint": _iso(moment),
+            "LastSuccessAt": _iso(now),
+        }
+        self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
+
+    @staticmethod
+    def _seen_key(item: ContentItem) -> str:
+        return f"{tables.time_key(item.content_created)}_{tables.encode_key(item.content_id)}"
+
+    def stored_ids(self, start: datetime, end: datetime) -> set[str]:
+        """Content IDs already stored with start <= contentCreated < end (one range query)."""
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        parameters = {"pk": self._seen_partition, "lo": tables.time_key(start), "hi": tables.time_key(end)}
+        rows = self._table.query_entities(query, parameters=parameters, select=["ContentId"])
+        return {row["ContentId"] for row in rows}
+
+    def mark_stored(self, items: Iterable[tuple[ContentItem, str]]) -> None:
+        entities = [
+            {
+                "PartitionKey": self._seen_partition,
+                "RowKey": self._seen_key(item),
+                "ContentId": item.content_id,
+                "ContentCreated": _iso(item.content_created),
+                "ContentExpiration": _iso(item.content_expiration) if item.content_expiration else "",
+                "Outcome": outcome,
+            }
+            for item, outcome in items
+        ]
+        tables.upsert_entities(self._table, entities)
+
+    def forget_older_than(self, moment: datetime) -> int:
+        """Drop stored-ID entries the API can no longer list (their content has expired)."""
+        query = "PartitionKey eq @pk and RowKey lt @hi"
+        old = list(
+            self._table.query_entities(
+                query,
+                parameters={"pk": self._seen_partition, "hi": tables.time_key(moment)},
+                select=["RowKey"],
+            )
+        )
+        for batch_start in range(0, len(old), tables.MAX_BATCH):
+            batch = old[batch_start : batch_start + tables.MAX_BATCH]
+            self._table.submit_transaction(
+                [("delete", {"PartitionKey": self._seen_partition, "RowKey": row["RowKey"]}) for row in batch]
+            )
+        return len(old)
+
+    def record_gap(self, start: datetime, end: datetime, reason: str, now: datetime) -> None:
+        self._table.upsert_entity(
+            {
+                "PartitionKey": f"gap|{self._type}",
+                "RowKey": f"{tables.time_key(start)}_{tables.time_key(end)}",
+                "From": _iso(start),
+                "To": _iso(end),
+                "Reason": reason,
+                "DetectedAt": _iso(now),
+            }
+        )
+
+    def record_loss(self, item: ContentItem, code: str, now: datetime) -> None:
+        """Content listed but no longer retrievable (AF20050/AF20051): data lost for good."""
+        self._table.upsert_entity(
+            {
+                "PartitionKey": f"loss|{self._type}",
+                "RowKey": self._seen_key(item),
+                "ContentId": item.content_id,
+                "ContentCreated": _iso(item.content_created),
+                "Code": code,
+                "DetectedAt": _iso(now),
+            }
+        )
+
+    def _partition(self, kind: str) -> list[dict[str, Any]]:
+        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": f"{kind}|{self._type}"})
+        return [dict(row) for row in rows]
+
+    def gaps(self) -> list[dict[str, Any]]:
+        return self._partition("gap")
+
+    def losses(self) -> list[dict[str, Any]]:
+        return self._partition("loss")
+
+
+def store_content(storage: Storage, item: ContentItem, data: bytes, record_count: int) -> str:
+    """Store one content blob as raw evidence and queue its pointer; returns the blob name."""
+    name = raw_store.api_blob_name(item.content_type, item.content_id, item.content_created)
+    metadata = {
+        "format": "management-api",
+        "contentId": item.content_id,
+        "contentCreated": _iso(item.content_created),
+        "recordCount": str(record_count),
+    }
+    try:
+        digest, _ = raw_store.store_raw(storage.blobs, name, data, metadata)
+    except raw_store.IntegrityError:
+        # The service served other bytes under a content ID already stored: keep both as evidence.
+        name = name.replace(".json.gz", f".{raw_store.sha256_hex(data)[:16]}.json.gz")
+        digest, _ = raw_store.store_raw(storage.blobs, name, data, metadata)
+    pointer = raw_store.RawPointer(blob=name, sha256=digest, format="management-api")
+    raw_store.enqueue_pointer(raw_store.content_queue(storage.queues), pointer)
+    return name
+
+
+class Collector:
+    def __init__(
+        self,
+        storage: Storage,
+        client: ActivityClient,
+        settings: CollectionSettings,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._storage = storage
+        self._client = client
+        self._settings = settings
+        self._clock = clock
+        self._monotonic = monotonic
+        self._state = CollectionState(storage.tables.get_table_client(STATE_TABLE), settings.content_type)
+
+    def run(self) -> CollectResult:
+        """Collect until caught up with now or the time budget is spent."""
+        deadline = self._monotonic() + self._settings.time_budget_seconds
+        content_type = self._settings.content_type
+        result = CollectResult(content_type)
+        result.subscription_started = self._client.ensure_subscription(content_type)
+        now = self._clock()
+        checkpoint = self._state.checkpoint() or now - timedelta(hours=self._settings.initial_lookback_hours)
+        earliest = now - RETENTION + RETENTION_MARGIN
+        if checkpoint < earliest:
+            result.gap = (_iso(checkpoint), _iso(earliest))
+            self._state.record_gap(checkpoint, earliest, "backlog older than the API's 7 days", now)
+            log.error("collection gap: content created %s .. %s can no longer be listed", *result.gap)
+            checkpoint = earliest
+        start = max(checkpoint - timedelta(minutes=self._settings.overlap_minutes), earliest)
+        window = timedelta(hours=self._settings.window_hours)
+        while start < now:
+            if self._monotonic() >= deadline:
+                log.warning("time budget spent; resuming from %s next run", _iso(checkpoint))
+                break
+            end = min(start + window, now)
+            if not self._collect_window(start, end, deadline, result):
+                break
+            result.windows += 1
+            if end > checkpoint:
+                checkpoint = end
+                self._state.save_checkpoint(checkpoint, now)
+            start = end
+        else:
+            result.caught_up = True
+        result.checkpoint = _iso(checkpoint)
+        self._state.forget_older_than(now - SEEN_KEEP)
+        return result
+
+    def _collect_window(self, start: datetime, end: datetime, deadline: float, result: CollectResult) -> bool:
+        """Store every new blob of one window; False if the time budget ran out first."""
+        items = list(self._client.list_content(self._settings.content_type, start, end))
+        result.listed += len(items)
+        stored = self._state.stored_ids(start, end)
+        new = {item.content_id: item for item in items if item.content_id not in stored}
+        result.already_stored += len(items) - len(new)
+        done: list[tuple[ContentItem, str]] = []
+        complete = True
+        with ThreadPoolExecutor(max_workers=self._settings.concurrency) as pool:
+            pending: dict[Future[tuple[str, int]], ContentItem] = {}
+            queue = list(new.values())
+            try:
+                while queue or pending:
+                    while queue and len(pending) < self._settings.concurrency * 2:
+                        if self._monotonic() >= deadline:
+                            complete = False
+                            queue.clear()
+                            break
+                        item = queue.pop(0)
+                        pending[pool.submit(self._fetch_and_store, item)] = item
+                    if not pending:
+                        break
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        item = pending.pop(future)
+                        outcome, records = future.result()
+                        done.append((item, outcome))
+                        if outcome == "stored":
+                            result.stored += 1
+                            result.records += records
+                        else:
+                            result.gone.append(item.content_id)
+                            self._state.record_loss(item, outcome.removeprefix("gone:"), self._clock())
+            finally:
+                # Whatever is durable is remembered, even when a fetch failed or time ran out.
+                for future in pending:
+                    future.cancel()
+                self._state.mark_stored(done)
+        return complete
+
+    def _fetch_and_store(self, item: ContentItem) -> tuple[str, int]:
+        try:
+            data, records = self._client.fetch_content(item)
+        except ContentGone as problem:
+            log.error("content %s lost: %s", item.content_id, problem)
+            return f"gone:{problem.code}", 0
+        store_content(self._storage, item, data, records)
+        return "stored", records
+
+
+def collect(storage: Storage, settings: CollectionSettings) -> CollectResult:
+    """One collection run with real credentials: what fetch_audit and `mia collect` do."""
+    from shared.auth import token_provider
+
+    client = ActivityClient(settings, token_provider(settings.auth))
+    result = Collector(storage, client, settings).run()
+    log.info("collection: %s", result.as_dict())
+    return result
