@@ -1,56 +1,109 @@
-"""`make demo`: the offline investigation path end to end on a bundled sample export.
+"""`make demo`: the whole story against a local tenant, in under two minutes.
 
-Starts a private Azurite, imports samples/contoso-purview-export.csv with `mia import`, processes
-it with `mia process` (the code enrich_trace runs), and writes the suspicious mailbox's reports to
-out/ with `mia report`. Everything goes through the installed `mia` command.
+Starts a private Azurite and the tenant simulator (HTTPS on 127.0.0.1, faults on at a moderate
+rate), then runs the installed `mia` exactly as a responder would: `mia collect` until caught up
+(then once more after the simulator releases late content), `mia process`, and `mia report` for
+the attacker's mailbox. Writes the reports and out/demo-summary.json.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from devtools.azurite import ROOT, running_azurite
+from azure.data.tables import TableServiceClient
 
-SAMPLE = ROOT / "samples" / "contoso-purview-export.csv"
+from devtools.azurite import ROOT, running_azurite
+from shared.storage import MAILBOX_TABLE
+from simulator import FaultConfig, Simulator, SimulatorConfig
+
 OUT = ROOT / "out"
 MIA = Path(sys.executable).with_name("mia")
-MAILBOX = "alice@contoso.com"
-RANGE = ("--from", "2026-11-16", "--to", "2026-11-20")
+SUMMARY = OUT / "demo-summary.json"
 
 
-def mia(*args: str, env: dict[str, str]) -> None:
+def mia(*args: str, env: dict[str, str], check: bool = True) -> int:
     print(f"$ mia {' '.join(args)}", flush=True)
-    subprocess.run([str(MIA), *args], env=env, check=True)
+    return subprocess.run([str(MIA), *args], env=env, check=check).returncode
+
+
+def collect_until_caught_up(env: dict[str, str], attempts: int = 6) -> None:
+    for _ in range(attempts):
+        if mia("collect", env=env, check=False) == 0:
+            return
+    raise SystemExit("collection did not catch up")
+
+
+def scan_rows(connection_string: str) -> tuple[int, int]:
+    """(distinct record Ids, rows beyond one per record Id) in MailboxAccess."""
+    table = TableServiceClient.from_connection_string(connection_string).get_table_client(MAILBOX_TABLE)
+    counts = Counter(row["RecordId"] for row in table.list_entities(select=["RecordId"]))
+    return len(counts), sum(counts.values()) - len(counts)
+
+
+def print_sessions(path: Path) -> None:
+    with path.open(encoding="utf-8") as sessions:
+        for row in csv.DictReader(sessions):
+            print(
+                f"  {row['FirstSeen']} .. {row['LastSeen']}  {row['Users'][:24]:<24} {row['LogonTypes']:<9} "
+                f"{row['ClientIPs'][:18]:<18} {row['ClientFamilies'][:26]:<26} "
+                f"{row['DistinctMessages']:>4} msgs  {row['Apps']}"
+            )
 
 
 def main() -> int:
     OUT.mkdir(exist_ok=True)
-    with running_azurite() as connection_string:
-        env = dict(os.environ, AzureWebJobsStorage=connection_string)
-        mia("import", str(SAMPLE), env=env)
+    config = SimulatorConfig(seed=2026, faults=FaultConfig.moderate())
+    with running_azurite() as connection_string, Simulator(config) as sim:
+        env = {
+            **os.environ,
+            **sim.settings_env("secret"),
+            "AzureWebJobsStorage": connection_string,
+            "COLLECT_INITIAL_LOOKBACK_HOURS": "167",
+            "COLLECT_MAX_BACKOFF_SECONDS": "2",
+            "COLLECT_REQUEST_TIMEOUT_SECONDS": "5",
+        }
+        print(f"simulated tenant {sim.tenant_id} at {sim.base_url} (faults: moderate)")
+        collect_until_caught_up(env)
+        print("the simulator now announces content late, in windows already collected")
+        sim.release_late_content()
+        collect_until_caught_up(env)
         mia("process", env=env)
+        mailbox = sim.attacker_mailbox
+        since = (datetime.now(UTC) - timedelta(days=8)).date().isoformat()  # all the API still holds
         reports = []
         for view in ("events", "sessions"):
             for fmt in ("csv", "json"):
-                path = OUT / f"{MAILBOX}-{view}.{fmt}"
-                mia("report", MAILBOX, *RANGE, "--view", view, "--format", fmt, "-o", str(path), env=env)
-                reports.append(path)
-    print(f"\nSessions in {MAILBOX} (16-20 Nov 2026):")
-    with (OUT / f"{MAILBOX}-sessions.csv").open(encoding="utf-8") as sessions:
-        for row in csv.DictReader(sessions):
-            print(
-                f"  {row['FirstSeen']} .. {row['LastSeen']}  {row['Users']:<20} {row['LogonTypes']:<9} "
-                f"{row['ClientIPs']:<16} {row['ClientFamilies']:<26} {row['DistinctMessages']:>3} messages  "
-                f"{row['Apps']}"
-            )
-    print("\nReports written:")
-    for path in reports:
-        print(f"  {path.relative_to(ROOT)}")
-    return 0
+                path = OUT / f"{mailbox}-{view}.{fmt}"
+                mia("report", mailbox, "--from", since, "--view", view, "--format", fmt,
+                    "-o", str(path), env=env)  # fmt: skip
+                reports.append(str(path.relative_to(ROOT)))
+        truth = sim.ground_truth()
+        rows, duplicates = scan_rows(connection_string)
+        summary = {
+            "mailitemsaccessed_served": len(truth["served"]),
+            "rows_stored": rows,
+            "duplicate_rows": duplicates,
+            "alerts_delivered": [],
+            "reports": reports,
+            "attacker_mailbox": mailbox,
+            "attacker_ip": sim.attacker_ip,
+            "simulator": {k: v for k, v in sim.stats().items() if not isinstance(v, dict)},
+        }
+    SUMMARY.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"\nSessions in {mailbox}:")
+    print_sessions(OUT / f"{mailbox}-sessions.csv")
+    print(
+        f"\nrecords served {summary['mailitemsaccessed_served']}, rows stored {rows}, duplicates {duplicates}"
+    )
+    print("written:\n  " + "\n  ".join([*reports, str(SUMMARY.relative_to(ROOT))]))
+    return 0 if rows == summary["mailitemsaccessed_served"] and duplicates == 0 else 1
 
 
 if __name__ == "__main__":
