@@ -124,7 +124,11 @@ def drain_queue(storage: Storage, max_messages: int | None = None, workers: int 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while max_messages is None or len(results) < max_messages:
             wanted = 32 if max_messages is None else min(32, max_messages - len(results))
-            batch = list(queue.receive_messages(max_messages=wanted, visibility_timeout=VISIBILITY_S))
+            batch = list(
+                queue.receive_messages(
+                    messages_per_page=wanted, max_messages=wanted, visibility_timeout=VISIBILITY_S
+                )
+            )
             if not batch:
                 break
             results.extend(r for r in pool.map(lambda m: _handle(storage, m), batch) if r is not None)

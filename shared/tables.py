@@ -190,6 +190,13 @@ def upsert_entities(table: TableClient, entities: Iterable[dict[str, Any]]) -> i
     """Upsert (replace) in entity-group transactions; returns the number of entities written."""
     written = 0
     for batch in _batches(entities):
+        if len(batch) == 1:
+            # One request either way, and a plain upsert skips the multipart transaction envelope
+            # (about 6 ms against 2 ms per request on Azurite); partitions of one are common when a
+            # blob's records spread over many mailboxes.
+            table.upsert_entity(batch[0], mode=UpdateMode.REPLACE)
+            written += 1
+            continue
         try:
             table.submit_transaction([("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in batch])
         except TableTransactionError:
