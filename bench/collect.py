@@ -3,37 +3,22 @@ sequential blob fetching with realistic API latency."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-
+from devtools.azurite import fresh_storage
 from shared import pipeline
 from shared.activity_api import ActivityClient
 from shared.auth import token_provider
 from shared.collector import Collector, CollectResult
-from shared.config import StorageSettings, load_collection_settings
-from shared.storage import MAILBOX_TABLE, QUEUES, RAW_CONTAINER, TABLES, Storage
+from shared.config import load_collection_settings
+from shared.storage import MAILBOX_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 
 CONCURRENCY = 8
 LATENCY_S = 0.05  # per API call: loopback has none, the real service has tens of milliseconds
 CONCURRENCY_GOAL_MIN = 3.0
-
-
-def fresh_storage(connection_string: str) -> Storage:
-    storage = Storage.from_settings(StorageSettings(connection_string=connection_string))
-    with contextlib.suppress(ResourceNotFoundError):
-        storage.blobs.delete_container(RAW_CONTAINER)
-    for queue in QUEUES:
-        with contextlib.suppress(ResourceNotFoundError):
-            storage.queues.delete_queue(queue)
-    for table in TABLES:
-        storage.tables.delete_table(table)
-    storage.ensure_resources()
-    return storage
 
 
 def collect_once(storage: Storage, sim: Simulator, concurrency: int) -> CollectResult:

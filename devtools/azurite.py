@@ -14,6 +14,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from azure.core.exceptions import ResourceNotFoundError
+
+from shared.config import StorageSettings
+from shared.storage import QUEUES, RAW_CONTAINER, TABLES, Storage
+
 ROOT = Path(__file__).resolve().parent.parent
 AZURITE = ROOT / "node_modules" / ".bin" / "azurite"
 # Azurite's published development account (not a secret; it only opens a local emulator).
@@ -81,3 +86,17 @@ def running_azurite(timeout: float = 30.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def fresh_storage(connection_string: str) -> Storage:
+    """The pipeline's container, queues and tables, emptied: deleted and created again."""
+    storage = Storage.from_settings(StorageSettings(connection_string=connection_string))
+    with contextlib.suppress(ResourceNotFoundError):
+        storage.blobs.delete_container(RAW_CONTAINER)
+    for queue in QUEUES:
+        with contextlib.suppress(ResourceNotFoundError):
+            storage.queues.delete_queue(queue)
+    for table in TABLES:
+        storage.tables.delete_table(table)  # no error when absent
+    storage.ensure_resources()
+    return storage

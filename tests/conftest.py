@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 
 import pytest
-from azure.core.exceptions import ResourceNotFoundError
 
-from devtools.azurite import running_azurite
+from devtools.azurite import fresh_storage, running_azurite
 from shared import runtime
-from shared.config import StorageSettings
-from shared.storage import QUEUES, RAW_CONTAINER, TABLES, Storage
+from shared.storage import Storage
 
 
 @pytest.fixture(scope="session")
@@ -24,16 +21,7 @@ def azurite() -> Iterator[str]:
 @pytest.fixture
 def storage(azurite: str) -> Storage:
     """Empty container, queues and tables for each test."""
-    store = Storage.from_settings(StorageSettings(connection_string=azurite))
-    with contextlib.suppress(ResourceNotFoundError):
-        store.blobs.delete_container(RAW_CONTAINER)
-    for queue in QUEUES:
-        with contextlib.suppress(ResourceNotFoundError):
-            store.queues.delete_queue(queue)
-    for table in TABLES:
-        store.tables.delete_table(table)  # no error when absent
-    store.ensure_resources()
-    return store
+    return fresh_storage(azurite)
 
 
 @pytest.fixture
