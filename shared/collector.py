@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -247,47 +247,45 @@ class Collector:
         return result
 
     def _collect_window(self, start: datetime, end: datetime, deadline: float, result: CollectResult) -> bool:
-        """Store every new blob of one window; False if the time budget ran out first."""
+        """Store every new blob of one window; False if the time budget ran out first.
+
+        Whatever became durable is remembered even when a fetch fails, which is then re-raised
+        so the window is not checkpointed."""
         items = list(self._client.list_content(self._settings.content_type, start, end))
         result.listed += len(items)
         stored = self._state.stored_ids(start, end)
-        new = {item.content_id: item for item in items if item.content_id not in stored}
+        new = list({item.content_id: item for item in items if item.content_id not in stored}.values())
         result.already_stored += len(items) - len(new)
         done: list[tuple[ContentItem, str]] = []
         complete = True
+        failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self._settings.concurrency) as pool:
-            pending: dict[Future[tuple[str, int]], ContentItem] = {}
-            queue = list(new.values())
-            try:
-                while queue or pending:
-                    while queue and len(pending) < self._settings.concurrency * 2:
-                        if self._monotonic() >= deadline:
-                            complete = False
-                            queue.clear()
-                            break
-                        item = queue.pop(0)
-                        pending[pool.submit(self._fetch_and_store, item)] = item
-                    if not pending:
-                        break
-                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        item = pending.pop(future)
-                        outcome, records = future.result()
-                        done.append((item, outcome))
-                        if outcome == "stored":
-                            result.stored += 1
-                            result.records += records
-                        else:
-                            result.gone.append(item.content_id)
-                            self._state.record_loss(item, outcome.removeprefix("gone:"), self._clock())
-            finally:
-                # Whatever is durable is remembered, even when a fetch failed or time ran out.
-                for future in pending:
-                    future.cancel()
-                self._state.mark_stored(done)
+            futures = {pool.submit(self._fetch_and_store, item, deadline): item for item in new}
+            for future in as_completed(futures):
+                item = futures[future]
+                try:
+                    outcome, records = future.result()
+                except Exception as problem:  # re-raised below, once the durable part is recorded
+                    failure = failure or problem
+                    continue
+                if outcome == "late":
+                    complete = False
+                    continue
+                done.append((item, outcome))
+                if outcome == "stored":
+                    result.stored += 1
+                    result.records += records
+                else:
+                    result.gone.append(item.content_id)
+                    self._state.record_loss(item, outcome.removeprefix("gone:"), self._clock())
+        self._state.mark_stored(done)
+        if failure is not None:
+            raise failure
         return complete
 
-    def _fetch_and_store(self, item: ContentItem) -> tuple[str, int]:
+    def _fetch_and_store(self, item: ContentItem, deadline: float) -> tuple[str, int]:
+        if self._monotonic() >= deadline:
+            return "late", 0  # the time budget is spent: left for the next run
         try:
             data, records = self._client.fetch_content(item)
         except ContentGone as problem:
