@@ -4,15 +4,23 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+# checkov pins packaging<24 and pytest needs >=24: infrastructure checks get their own venv.
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
 
 .PHONY: setup test lint unit demo bench clean
 
-setup: $(PY_STAMP) $(NODE_STAMP)
+setup: $(PY_STAMP) $(NODE_STAMP) $(INFRA_STAMP)
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(INFRA_STAMP): requirements-infra.txt
+	test -x $(INFRA_VENV)/bin/python || $(PYTHON) -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-infra.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -25,7 +33,7 @@ lint: setup
 	$(VENV)/bin/mypy .
 
 test: lint
-	$(PY) -m pytest -n 2
+	INFRA_TOOLS=$(INFRA_VENV)/bin REQUIRE_INFRA_TOOLS=1 $(PY) -m pytest -n 2
 
 demo: setup
 	$(PY) -m devtools.demo
@@ -34,4 +42,4 @@ bench: setup
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(INFRA_VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,204 @@
+// Storage account for the app: raw evidence (immutable), the work queue, the tables, and the Flex
+// deployment package container. Identity-only: shared keys are disabled.
+
+param name string
+param location string
+param tags object
+@description('Days each raw audit blob stays immutable (WORM) after it is written.')
+@minValue(1)
+param immutabilityDays int
+@description('Days a deleted blob or container can still be restored.')
+@minValue(1)
+@maxValue(365)
+param softDeleteDays int
+param deploymentContainerName string
+param rawContainerName string
+param queueNames array
+param tableNames array
+@description('Log Analytics workspace that receives the storage request logs.')
+param logAnalyticsId string
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  // checkov:skip=CKV_AZURE_35: the Flex Consumption app reaches storage over the public endpoint unless it is VNet-integrated; access is identity-only (no shared keys, no SAS, no anonymous reads), so the network rule would add no protection the RBAC gate does not.
+  // checkov:skip=CKV_AZURE_59: same reason as CKV_AZURE_35: no VNet in this deployment, so the public endpoint must stay reachable for the app; every request needs an Entra token with a data role.
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_GRS'
+  }
+  properties: {
+    accessTier: 'Hot'
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    defaultToOAuthAuthentication: true
+    isLocalUserEnabled: false
+    isSftpEnabled: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Enabled'
+    dnsEndpointType: 'Standard'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: {
+          enabled: true
+          keyType: 'Account'
+        }
+        file: {
+          enabled: true
+          keyType: 'Account'
+        }
+        queue: {
+          enabled: true
+          keyType: 'Account'
+        }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: softDeleteDays
+    }
+  }
+}
+
+resource rawContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: rawContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+// Time-based retention (WORM): a raw blob can be written once and read, never changed or deleted
+// until it is older than immutabilityDays. Created unlocked so the period can still be corrected;
+// lock it once agreed (README, Deployment) and it can then only be extended.
+resource rawImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: rawContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: immutabilityDays
+    allowProtectedAppendWrites: false
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource queues 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = [
+  for queueName in queueNames: {
+    parent: queueService
+    name: queueName
+  }
+]
+
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = [
+  for tableName in tableNames: {
+    parent: tableService
+    name: tableName
+  }
+]
+
+// Request logs (who read, wrote or deleted what, with which identity) go to Log Analytics: every read
+// of the raw evidence, and every write and delete on queues and tables. Queue reads are left out:
+// the trigger's polling would dominate the volume and say nothing.
+resource blobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'storage-requests'
+  scope: blobService
+  properties: {
+    workspaceId: logAnalyticsId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource queueLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'storage-requests'
+  scope: queueService
+  properties: {
+    workspaceId: logAnalyticsId
+    logs: [
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+resource tableLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'storage-requests'
+  scope: tableService
+  properties: {
+    workspaceId: logAnalyticsId
+    logs: [
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output id string = storage.id
+output name string = storage.name
+output blobEndpoint string = storage.properties.primaryEndpoints.blob
+output queueEndpoint string = storage.properties.primaryEndpoints.queue
+output tableEndpoint string = storage.properties.primaryEndpoints.table
