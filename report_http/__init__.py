@@ -10,9 +10,10 @@ bp = func.Blueprint()
 @bp.function_name("report_http")
 @bp.route(route="reports/{mailbox}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def report_http(req: func.HttpRequest) -> func.HttpResponse:
-    reply = http_api.report_reply(
+    reply = http_api.serve_report(
         req.route_params.get("mailbox", ""),
         dict(req.params),
+        dict(req.headers),
         runtime.storage(),
         runtime.settings().report,
     )

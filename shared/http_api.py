@@ -11,11 +11,12 @@ from urllib.parse import urlencode
 import orjson
 from azure.core.exceptions import AzureError
 
+from shared import report_access
 from shared.config import ReportSettings
 from shared.decoders import iso_z
 from shared.report import render_page
 from shared.report_request import RequestError, parse_report_request
-from shared.storage import Storage
+from shared.storage import REPORT_ACCESS_TABLE, Storage
 from shared.tables import table_for
 
 log = logging.getLogger(__name__)
@@ -77,3 +78,50 @@ def report_reply(
         headers["X-Continuation"] = page.next_after
         headers["Link"] = f'<?{urlencode(next_params)}>; rel="next"'
     return Reply(200, page.body, headers, CONTENT_TYPES[query.fmt].split(";")[0])
+
+
+def _error_code(reply: Reply) -> str:
+    if reply.status < 400:
+        return ""
+    try:
+        return str(orjson.loads(reply.body)["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return "unknown"
+
+
+def serve_report(
+    subject: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    storage: Storage,
+    settings: ReportSettings,
+    now: datetime | None = None,
+) -> Reply:
+    """report_reply behind the app-role check, with every request recorded in ReportAccess.
+
+    Refused callers never reach the data. A report whose access cannot be recorded is not served.
+    """
+    principal, refusal = report_access.authorize(headers, settings.required_role)
+    if refusal is not None:
+        reply = error_reply(refusal.status, refusal.code, refusal.message)
+    else:
+        reply = report_reply(subject, params, storage, settings, now)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    try:
+        report_access.record(
+            storage.tables.get_table_client(REPORT_ACCESS_TABLE),
+            principal=principal,
+            mailbox=subject,
+            params=params,
+            status=reply.status,
+            error_code=_error_code(reply),
+            body=reply.body,
+            client_ip=lowered.get("x-forwarded-for", ""),
+        )
+    except AzureError:
+        log.exception("report access could not be recorded")
+        if reply.status < 400:
+            return error_reply(
+                503, "access_log_unavailable", "the request could not be recorded; try again shortly"
+            )
+    return reply

@@ -1,0 +1,143 @@
+"""Who may read a report, and the record of every report request (table `ReportAccess`).
+
+In Azure, App Service authentication (Easy Auth) validates the caller's Entra ID token and passes
+the principal to the function in the header `X-MS-CLIENT-PRINCIPAL`: base64 JSON with `claims`, a
+list of `{"typ", "val"}`. The platform strips that header from incoming requests only while Easy
+Auth is on, so the role check is turned on (REPORT_REQUIRED_ROLE) only together with it (infra).
+
+Every request, served or refused, leaves one row: who, when, which mailbox, which parameters
+(never the function key), the status, and the SHA-256 of the body served, so an investigator's
+access to mail metadata can itself be audited.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from azure.data.tables import TableClient
+
+log = logging.getLogger(__name__)
+
+PRINCIPAL_HEADER = "x-ms-client-principal"
+ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
+NAME_CLAIMS = ("preferred_username", "upn", "name", "appid", "azp")
+OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
+# Query parameters that are credentials, never recorded.
+SECRET_PARAMS = frozenset({"code"})
+MAX_FIELD = 1024
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    object_id: str
+    auth_type: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+
+
+class PrincipalError(ValueError):
+    """The principal header is present but not what Easy Auth sends."""
+
+
+def _claims(document: Mapping[str, Any], types: tuple[str, ...]) -> list[str]:
+    wanted = {t.lower() for t in types}
+    values = []
+    for claim in document.get("claims") or []:
+        if isinstance(claim, Mapping) and str(claim.get("typ", "")).lower() in wanted:
+            values.append(str(claim.get("val", "")))
+    return values
+
+
+def parse_principal(headers: Mapping[str, str]) -> Principal | None:
+    """The Easy Auth principal of the request, None when there is none; PrincipalError if malformed."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw = lowered.get(PRINCIPAL_HEADER, "").strip()
+    if not raw:
+        return None
+    try:
+        document = orjson.loads(base64.b64decode(raw, validate=True))
+    except (binascii.Error, ValueError):
+        raise PrincipalError("X-MS-CLIENT-PRINCIPAL is not base64 JSON") from None
+    if not isinstance(document, dict) or not isinstance(document.get("claims"), list):
+        raise PrincipalError("X-MS-CLIENT-PRINCIPAL has no claims")
+    role_types = (*ROLE_CLAIMS, str(document.get("role_typ", "")))
+    name_types = (str(document.get("name_typ", "")), *NAME_CLAIMS)
+    names = [n for t in name_types if t for n in _claims(document, (t,)) if n]
+    object_ids = _claims(document, OBJECT_ID_CLAIMS)
+    return Principal(
+        name=(names[0] if names else lowered.get("x-ms-client-principal-name", ""))[:MAX_FIELD],
+        object_id=(object_ids[0] if object_ids else lowered.get("x-ms-client-principal-id", ""))[:MAX_FIELD],
+        auth_type=str(document.get("auth_typ", ""))[:MAX_FIELD],
+        roles=tuple(sorted({r for r in _claims(document, role_types) if r})),
+    )
+
+
+def authorize(headers: Mapping[str, str], required_role: str) -> tuple[Principal | None, Refusal | None]:
+    """The caller, and why they are refused (None when allowed). Fails closed when a role is required."""
+    try:
+        principal = parse_principal(headers)
+    except PrincipalError as problem:
+        return None, Refusal(401, "invalid_principal", str(problem))
+    if not required_role:
+        return principal, None
+    if principal is None:
+        return None, Refusal(
+            401, "unauthenticated", "sign in with Entra ID: this endpoint requires an authenticated caller"
+        )
+    if required_role not in principal.roles:
+        return principal, Refusal(
+            403, "forbidden", f"the caller's token does not carry the app role {required_role!r}"
+        )
+    return principal, None
+
+
+def record(
+    table: TableClient,
+    *,
+    principal: Principal | None,
+    mailbox: str,
+    params: Mapping[str, str],
+    status: int,
+    error_code: str,
+    body: str,
+    client_ip: str = "",
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Write one ReportAccess row (PartitionKey = UTC day, RowKey = time + random, never reused)."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    data = body.encode("utf-8")
+    kept = {k: v for k, v in sorted(params.items()) if k.lower() not in SECRET_PARAMS}
+    entity: dict[str, Any] = {
+        "PartitionKey": moment.strftime("%Y-%m-%d"),
+        "RowKey": f"{moment:%Y%m%dT%H%M%S%f}_{uuid.uuid4().hex}",
+        "RequestedAt": moment,
+        "Principal": principal.name if principal else "",
+        "PrincipalId": principal.object_id if principal else "",
+        "AuthType": principal.auth_type if principal else "function-key",
+        "Roles": ",".join(principal.roles)[:MAX_FIELD] if principal else "",
+        "Mailbox": mailbox[:MAX_FIELD],
+        "Parameters": orjson.dumps(kept).decode()[: 16 * MAX_FIELD],
+        "Status": status,
+        "ErrorCode": error_code,
+        "BodySha256": hashlib.sha256(data).hexdigest(),
+        "BodyBytes": len(data),
+        "ClientIp": client_ip[:MAX_FIELD],
+    }
+    table.create_entity(entity)
+    return entity
