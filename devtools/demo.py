@@ -3,7 +3,9 @@
 Starts a private Azurite and the tenant simulator (HTTPS on 127.0.0.1, faults on at a moderate
 rate), then runs the installed `mia` exactly as a responder would: `mia collect` until caught up
 (then once more after the simulator releases late content), `mia process`, and `mia report` for
-the attacker's mailbox. Writes the reports and out/demo-summary.json.
+the attacker's mailbox. A webhook receiver on 127.0.0.1 takes the alerts, verifying each
+signature with the secret the demo set; the alert types it accepted are listed in
+out/demo-summary.json `alerts_delivered`. Writes the reports and out/demo-summary.json.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections import Counter
@@ -20,6 +23,7 @@ from pathlib import Path
 from azure.data.tables import TableServiceClient
 
 from devtools.azurite import ROOT, running_azurite
+from devtools.receiver import WebhookReceiver
 from shared.storage import MAILBOX_TABLE
 from simulator import FaultConfig, Simulator, SimulatorConfig
 
@@ -60,7 +64,8 @@ def print_sessions(path: Path) -> None:
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     config = SimulatorConfig(seed=2026, faults=FaultConfig.moderate())
-    with running_azurite() as connection_string, Simulator(config) as sim:
+    secret = secrets.token_hex(32)
+    with running_azurite() as connection_string, Simulator(config) as sim, WebhookReceiver(secret) as hook:
         env = {
             **os.environ,
             **sim.settings_env("secret"),
@@ -68,7 +73,11 @@ def main() -> int:
             "COLLECT_INITIAL_LOOKBACK_HOURS": "167",
             "COLLECT_MAX_BACKOFF_SECONDS": "2",
             "COLLECT_REQUEST_TIMEOUT_SECONDS": "5",
+            "ALERT_WEBHOOK_URL": hook.url,
+            "ALERT_WEBHOOK_SECRET": secret,
+            "ALERT_WEBHOOK_FORMAT": "json",
         }
+        print(f"alert webhook receiver at {hook.url} (signatures checked)")
         print(f"simulated tenant {sim.tenant_id} at {sim.base_url} (faults: moderate)")
         collect_until_caught_up(env)
         print("the simulator now announces content late, in windows already collected")
@@ -86,11 +95,14 @@ def main() -> int:
                 reports.append(str(path.relative_to(ROOT)))
         truth = sim.ground_truth()
         rows, duplicates = scan_rows(connection_string)
+        delivered = sorted({r.json()["type"] for r in hook.accepted()})
+        rejected = sum(1 for r in hook.received if r.signature_ok is False)
         summary = {
             "mailitemsaccessed_served": len(truth["served"]),
             "rows_stored": rows,
             "duplicate_rows": duplicates,
-            "alerts_delivered": [],
+            "alerts_delivered": delivered,
+            "alert_signatures_rejected": rejected,
             "reports": reports,
             "attacker_mailbox": mailbox,
             "attacker_ip": sim.attacker_ip,
@@ -102,8 +114,10 @@ def main() -> int:
     print(
         f"\nrecords served {summary['mailitemsaccessed_served']}, rows stored {rows}, duplicates {duplicates}"
     )
+    print(f"alerts delivered (signature verified): {', '.join(delivered) or 'none'}")
     print("written:\n  " + "\n  ".join([*reports, str(SUMMARY.relative_to(ROOT))]))
-    return 0 if rows == summary["mailitemsaccessed_served"] and duplicates == 0 else 1
+    alerts_ok = "mailbox.throttled" in delivered and not rejected
+    return 0 if rows == summary["mailitemsaccessed_served"] and duplicates == 0 and alerts_ok else 1
 
 
 if __name__ == "__main__":

@@ -12,4 +12,5 @@ bp = func.Blueprint()
 @bp.queue_trigger(arg_name="message", queue_name=CONTENT_QUEUE, connection="AzureWebJobsStorage")
 def enrich_trace(message: func.QueueMessage) -> None:
     # An exception leaves the message to the host: retried, then moved to audit-content-poison.
-    pipeline.process_pointer(runtime.storage(), message.get_body())
+    # Mailbox alerts (throttled, near throttle) are raised here too, into the outbox.
+    pipeline.process_pointer(runtime.storage(), message.get_body(), runtime.settings().alerts)

@@ -14,4 +14,5 @@ bp = func.Blueprint()
 def fetch_audit(timer: func.TimerRequest) -> None:
     # Errors propagate to the host's log; the checkpoint only moves past durable content, so the
     # next tick resumes where this one stopped.
-    collector.collect(runtime.storage(), load_collection_settings())
+    # Collection alerts are raised and pending alerts delivered at the end of each run.
+    collector.collect(runtime.storage(), load_collection_settings(), runtime.settings().alerts)

@@ -24,7 +24,8 @@ EXAMPLES = """\
 examples:
   mia collect                                     pull new audit content from the tenant
   mia import purview-export.csv audit-*.json      store exports as evidence and queue them
-  mia process                                     turn queued evidence into rows
+  mia process                                     turn queued evidence into rows (and alerts)
+  mia replay-poison                               retry messages parked on the poison queue
   mia report alice@contoso.com --view sessions    who read Alice's mail, session by session
   mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
   mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
@@ -59,7 +60,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    results = pipeline.drain_queue(_storage(), args.max)
+    results = pipeline.drain_queue(_storage(), args.max, alert_settings=load_settings().alerts)
     totals = ParseStats()
     for result in results:
         for name, value in result.stats.as_dict().items():
@@ -70,6 +71,17 @@ def cmd_process(args: argparse.Namespace) -> int:
         f"MailItemsAccessed ({rows} distinct rows written), {totals.other_operations} other "
         f"operations skipped, {totals.malformed} unreadable (logged)"
     )
+    raised = [alert for result in results for alert in result.alerts]
+    for alert in raised:
+        print(f"alert {alert.type}: {alert.mailbox or '-'} ({alert.id})")
+    return 0
+
+
+def cmd_replay_poison(args: argparse.Namespace) -> int:
+    from shared.alerting import replay_poison
+
+    moved = replay_poison(_storage(), args.max)
+    print(f"moved {moved} messages from audit-content-poison back to audit-content; run `mia process`")
     return 0
 
 
@@ -81,7 +93,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
     settings = load_collection_settings()
     try:
-        result = collector.collect(_storage(), settings)
+        result = collector.collect(_storage(), settings, load_settings().alerts)
     except (AuthFailed, ApiError) as problem:
         print(f"mia collect: {problem}", file=sys.stderr)
         return 1
@@ -163,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     proc.add_argument("--max", type=int, default=None, help="stop after this many blobs")
     proc.set_defaults(handler=cmd_process)
+
+    replay = commands.add_parser(
+        "replay-poison",
+        help="put messages parked on audit-content-poison back on audit-content (after a fix)",
+        description="Moves each poison message, body unchanged, back to the work queue so "
+        "`mia process` (or enrich_trace) tries it again. Run it once the cause is fixed.",
+    )
+    replay.add_argument("--max", type=int, default=None, help="move at most this many messages")
+    replay.set_defaults(handler=cmd_replay_poison)
 
     col = commands.add_parser(
         "collect",

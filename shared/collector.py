@@ -22,9 +22,10 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared import raw_store, tables
-from shared.activity_api import ActivityClient, ContentGone, ContentItem
-from shared.config import CollectionSettings
+from shared import alerts, outbox, raw_store, tables
+from shared.activity_api import ActivityClient, ApiAuthError, ContentGone, ContentItem
+from shared.auth import AuthFailed
+from shared.config import AlertSettings, CollectionSettings
 from shared.storage import STATE_TABLE, Storage
 
 log = logging.getLogger(__name__)
@@ -204,8 +205,10 @@ class Collector:
         settings: CollectionSettings,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
+        alert_settings: AlertSettings | None = None,
     ) -> None:
         self._storage = storage
+        self._alerts = alert_settings or AlertSettings()
         self._client = client
         self._settings = settings
         self._clock = clock
@@ -213,7 +216,67 @@ class Collector:
         self._state = CollectionState(storage.tables.get_table_client(STATE_TABLE), settings.content_type)
 
     def run(self) -> CollectResult:
-        """Collect until caught up with now or the time budget is spent."""
+        """Collect until caught up with now or the time budget is spent; then check for lag and
+        deliver pending alerts, whatever happened. Token and permission errors raise
+        collection.auth_failed, then propagate."""
+        try:
+            return self._run()
+        except (AuthFailed, ApiAuthError) as problem:
+            self._auth_failed(problem)
+            raise
+        finally:
+            self._check_lag()
+            outbox.deliver_quietly(self._storage, self._alerts, self._clock)
+
+    def _raise(self, alert_type: str, details: dict[str, Any], triggered_at: datetime | None = None) -> None:
+        now = self._clock()
+        details = {"contentType": self._settings.content_type, **details}
+        alert = alerts.make_alert(
+            alert_type,
+            tenant=self._alerts.tenant or self._settings.auth.tenant_id,
+            triggered_at=triggered_at or now,
+            detected_at=now,
+            details=details,
+        )
+        outbox.raise_alert(self._storage, alert, now)
+
+    def _auth_failed(self, problem: Exception) -> None:
+        if isinstance(problem, ApiAuthError):
+            fix = (
+                "the Management Activity API refused the token: grant the collecting identity the "
+                "application permission ActivityFeed.Read of Office 365 Management APIs with admin "
+                "consent, and check TENANT_ID and PUBLISHER_ID"
+            )
+            message = f"{problem} ({fix})"
+        else:
+            message = str(problem)  # AuthFailed says what to fix and carries no secret
+        log.error("collection cannot authenticate: %s", message)
+        self._raise(alerts.COLLECTION_AUTH_FAILED, {"error": type(problem).__name__, "message": message})
+
+    def _check_lag(self) -> None:
+        try:
+            checkpoint = self._state.checkpoint()
+            now = self._clock()
+            if checkpoint is None or now - checkpoint <= timedelta(hours=self._alerts.lag_hours):
+                return
+            lag = now - checkpoint
+            self._raise(
+                alerts.COLLECTION_LAGGING,
+                {
+                    "checkpoint": _iso(checkpoint),
+                    "lagHours": round(lag.total_seconds() / 3600, 1),
+                    "thresholdHours": self._alerts.lag_hours,
+                    "message": (
+                        f"{self._settings.content_type} is collected only up to {_iso(checkpoint)}, "
+                        f"{lag.total_seconds() / 3600:.1f} hours behind; content older than 7 days is "
+                        "lost for good (check fetch_audit's log, the API quota and the time budget)"
+                    ),
+                },
+            )
+        except Exception:  # the check must never hide the run's own outcome
+            log.exception("collection lag check failed")
+
+    def _run(self) -> CollectResult:
         deadline = self._monotonic() + self._settings.time_budget_seconds
         content_type = self._settings.content_type
         result = CollectResult(content_type)
@@ -224,6 +287,16 @@ class Collector:
         if checkpoint < earliest:
             result.gap = (_iso(checkpoint), _iso(earliest))
             self._state.record_gap(checkpoint, earliest, "backlog older than the API's 7 days", now)
+            self._raise(
+                alerts.COLLECTION_GAP,
+                {
+                    "from": result.gap[0],
+                    "to": result.gap[1],
+                    "reason": "backlog older than the API's 7 days",
+                    "message": f"audit content created {result.gap[0]} .. {result.gap[1]} can no "
+                    "longer be listed by the Management Activity API and is lost",
+                },
+            )
             log.error("collection gap: content created %s .. %s can no longer be listed", *result.gap)
             checkpoint = earliest
         start = max(checkpoint - timedelta(minutes=self._settings.overlap_minutes), earliest)
@@ -278,6 +351,16 @@ class Collector:
                 else:
                     result.gone.append(item.content_id)
                     self._state.record_loss(item, outcome.removeprefix("gone:"), self._clock())
+                    self._raise(
+                        alerts.COLLECTION_GAP,
+                        {
+                            "contentId": item.content_id,
+                            "contentCreated": _iso(item.content_created),
+                            "reason": outcome.removeprefix("gone:"),
+                            "message": f"content {item.content_id} was listed but could not be "
+                            "fetched (expired or missing) and is lost",
+                        },
+                    )
         self._state.mark_stored(done)
         if failure is not None:
             raise failure
@@ -295,11 +378,13 @@ class Collector:
         return "stored", records
 
 
-def collect(storage: Storage, settings: CollectionSettings) -> CollectResult:
+def collect(
+    storage: Storage, settings: CollectionSettings, alert_settings: AlertSettings | None = None
+) -> CollectResult:
     """One collection run with real credentials: what fetch_audit and `mia collect` do."""
     from shared.auth import token_provider
 
     client = ActivityClient(settings, token_provider(settings.auth))
-    result = Collector(storage, client, settings).run()
+    result = Collector(storage, client, settings, alert_settings=alert_settings).run()
     log.info("collection: %s", result.as_dict())
     return result

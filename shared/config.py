@@ -42,12 +42,29 @@ class ReportSettings:
     default_days: int = 7
     max_days: int = 400
     page_rows: int = 10_000
+    # App role the Easy Auth principal must carry for a report (REPORT_REQUIRED_ROLE); "" = off.
+    required_role: str = ""
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """Alert rules and the webhook they are delivered to (no URL: recorded, not delivered)."""
+
+    # The URL can carry a token (Teams Workflows, Slack), the secret signs: neither is ever shown.
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
+    webhook_format: str = "json"
+    tenant: str = ""
+    near_throttle_threshold: int = 900
+    lag_hours: int = 6
+    timeout_seconds: int = 10
 
 
 @dataclass(frozen=True)
 class Settings:
     storage: StorageSettings
     report: ReportSettings
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -114,13 +131,67 @@ def report_settings(env: Mapping[str, str]) -> ReportSettings:
         default_days=_int_setting(env, "REPORT_DEFAULT_DAYS", 7, 1, 3650),
         max_days=_int_setting(env, "REPORT_MAX_DAYS", 400, 1, 3650),
         page_rows=_int_setting(env, "REPORT_PAGE_ROWS", 10_000, 100, 200_000),
+        required_role=_role_setting(env, "REPORT_REQUIRED_ROLE"),
     )
+
+
+def _role_setting(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if value and (len(value) > 250 or any(c.isspace() or c == "," for c in value)):
+        raise SettingsError(f"{name} must be one app role value (no spaces or commas), got {value!r}")
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises SettingsError naming the first bad one."""
     source = os.environ if env is None else env
-    return Settings(storage=storage_settings(source), report=report_settings(source))
+    return Settings(
+        storage=storage_settings(source), report=report_settings(source), alerts=alert_settings(source)
+    )
+
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+ALERT_FORMATS = ("json", "teams", "slack")
+
+
+def _webhook_url(env: Mapping[str, str]) -> str | None:
+    value = env.get("ALERT_WEBHOOK_URL", "").strip()
+    if not value:
+        return None
+    # The value itself is never echoed: it may hold a token.
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname
+    except ValueError:
+        raise SettingsError("ALERT_WEBHOOK_URL is not a valid URL") from None
+    if not host or parts.scheme not in ("https", "http"):
+        raise SettingsError("ALERT_WEBHOOK_URL must be an https:// URL")
+    if parts.scheme == "http" and host not in _LOOPBACK:
+        raise SettingsError(
+            "ALERT_WEBHOOK_URL must use https:// (plain http is accepted only for 127.0.0.1, "
+            f"localhost or ::1, not {host!r})"
+        )
+    return value
+
+
+def alert_settings(env: Mapping[str, str]) -> AlertSettings:
+    fmt = env.get("ALERT_WEBHOOK_FORMAT", "").strip().lower() or "json"
+    if fmt not in ALERT_FORMATS:
+        raise SettingsError(f"ALERT_WEBHOOK_FORMAT must be one of {', '.join(ALERT_FORMATS)}, got {fmt!r}")
+    return AlertSettings(
+        webhook_url=_webhook_url(env),
+        webhook_secret=env.get("ALERT_WEBHOOK_SECRET", "").strip() or None,
+        webhook_format=fmt,
+        tenant=env.get("TENANT_ID", "").strip().lower(),
+        near_throttle_threshold=_int_setting(env, "ALERT_NEAR_THROTTLE_THRESHOLD", 900, 1, 100_000),
+        lag_hours=_int_setting(env, "ALERT_LAG_HOURS", 6, 1, 24 * 7),
+        timeout_seconds=_int_setting(env, "ALERT_WEBHOOK_TIMEOUT_SECONDS", 10, 1, 120),
+    )
+
+
+def load_alert_settings(env: Mapping[str, str] | None = None) -> AlertSettings:
+    """Alert settings alone; raises SettingsError naming the bad one."""
+    return alert_settings(os.environ if env is None else env)
 
 
 def load_report_settings(env: Mapping[str, str] | None = None) -> ReportSettings:

@@ -8,14 +8,17 @@ exactly as collection does with Management API content. process: a pointer is tu
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from azure.storage.queue import QueueMessage
 
-from shared import raw_store, readers, tables
+from shared import alerting, outbox, raw_store, readers, tables
+from shared.alerts import Alert
+from shared.config import AlertSettings
 from shared.records import AccessEvent, ParseStats, normalize_records
 from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, POISON_QUEUE, Storage
 
@@ -42,6 +45,7 @@ class ProcessResult:
     blob: str
     stats: ParseStats = field(default_factory=ParseStats)
     rows: int = 0  # distinct records written (a record repeated in the source is one row)
+    alerts: list[Alert] = field(default_factory=list)  # newly raised by this blob
 
     def as_dict(self) -> dict[str, object]:
         return {"blob": self.blob, "rows": self.rows, **self.stats.as_dict()}
@@ -75,9 +79,18 @@ def events_from_bytes(
     return normalize_records(records, source, stats)
 
 
-def process_pointer(storage: Storage, body: bytes | str) -> ProcessResult:
-    """pointer -> blob -> verified bytes -> rows. Raises on integrity or storage errors so the
-    message is retried and, in the end, parked on the poison queue."""
+def process_pointer(
+    storage: Storage,
+    body: bytes | str,
+    alert_settings: AlertSettings | None = None,
+    clock: Callable[[], datetime] = outbox.utcnow,
+) -> ProcessResult:
+    """pointer -> blob -> verified bytes -> rows -> mailbox alerts. Raises on integrity or storage
+    errors so the message is retried and, in the end, parked on the poison queue.
+
+    The alert rules run after the rows are written, from the rows: a retry raises nothing twice."""
+    settings = alert_settings or AlertSettings()
+    activity = alerting.MailboxActivity()
     pointer = raw_store.RawPointer.decode(body)
     data = raw_store.load_raw(storage.blobs, pointer)
     result = ProcessResult(blob=pointer.blob)
@@ -87,6 +100,7 @@ def process_pointer(storage: Storage, body: bytes | str) -> ProcessResult:
     record_ids: set[str] = set()
     for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats):
         record_ids.add(event.record_id)
+        activity.add(event)
         pending.append(event)
         if len(pending) >= WRITE_CHUNK:
             tables.write_events(mailbox_table, actor_table, pending)
@@ -94,16 +108,17 @@ def process_pointer(storage: Storage, body: bytes | str) -> ProcessResult:
     if pending:
         tables.write_events(mailbox_table, actor_table, pending)
     result.rows = len(record_ids)
+    result.alerts = alerting.mailbox_alerts(storage, activity, settings, clock())
     log.info("processed %s: %s", pointer.blob, result.stats.as_dict())
     return result
 
 
-def _handle(storage: Storage, message: QueueMessage) -> ProcessResult | None:
+def _handle(storage: Storage, message: QueueMessage, settings: AlertSettings) -> ProcessResult | None:
     """One message as the queue trigger would: processed and deleted, or left for a retry and,
     after MAX_DEQUEUE_COUNT attempts, moved to the poison queue as the Functions host does."""
     queue = raw_store.content_queue(storage.queues)
     try:
-        result = process_pointer(storage, message.content)
+        result = process_pointer(storage, message.content, settings)
     except Exception:
         log.exception("message %s failed (attempt %s)", message.id, message.dequeue_count)
         if (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
@@ -116,9 +131,16 @@ def _handle(storage: Storage, message: QueueMessage) -> ProcessResult | None:
     return result
 
 
-def drain_queue(storage: Storage, max_messages: int | None = None, workers: int = 8) -> list[ProcessResult]:
+def drain_queue(
+    storage: Storage,
+    max_messages: int | None = None,
+    workers: int = 8,
+    alert_settings: AlertSettings | None = None,
+) -> list[ProcessResult]:
     """Process queued pointers until the queue is empty (or `max_messages` succeeded), `workers`
-    at a time as the host's batchSize does."""
+    at a time as the host's batchSize does. After each batch, messages parked on the poison queue
+    are alerted on and pending alerts delivered (when a webhook is set)."""
+    settings = alert_settings or AlertSettings()
     queue = raw_store.content_queue(storage.queues)
     results: list[ProcessResult] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -131,5 +153,9 @@ def drain_queue(storage: Storage, max_messages: int | None = None, workers: int 
             )
             if not batch:
                 break
-            results.extend(r for r in pool.map(lambda m: _handle(storage, m), batch) if r is not None)
+            results.extend(
+                r for r in pool.map(lambda m: _handle(storage, m, settings), batch) if r is not None
+            )
+            alerting.scan_poison(storage, settings)
+            outbox.deliver_quietly(storage, settings)
     return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
@@ -237,9 +238,9 @@ def test_a_failing_message_moves_to_the_poison_queue_after_five_attempts(
     attempts: list[int] = []
     original = pipeline.process_pointer
 
-    def counting(storage_: Storage, body_: bytes | str) -> pipeline.ProcessResult:
+    def counting(storage_: Storage, body_: bytes | str, *rest: Any) -> pipeline.ProcessResult:
         attempts.append(1)
-        return original(storage_, body_)
+        return original(storage_, body_, *rest)
 
     monkeypatch.setattr(pipeline, "process_pointer", counting)
     results = pipeline.drain_queue(storage)

@@ -1,0 +1,14 @@
+"""deliver_alerts: timer trigger, every minute; sends due alerts from the AlertOutbox."""
+
+import azure.functions as func
+
+from shared import outbox, runtime
+
+bp = func.Blueprint()
+
+
+@bp.function_name("deliver_alerts")
+@bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False, use_monitor=False)
+def deliver_alerts(timer: func.TimerRequest) -> None:
+    # Failures are rescheduled in the outbox with backoff; the next tick retries what is due.
+    outbox.deliver_pending(runtime.storage(), runtime.settings().alerts)

@@ -1,0 +1,94 @@
+"""GET /api/health: is collection keeping up, is anything stuck, are alerts getting out.
+
+Free of the Functions runtime (inputs in, reply out) so `health_http` stays a thin adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from azure.core.exceptions import AzureError
+
+from shared import outbox
+from shared.alerts import iso_z
+from shared.config import AlertSettings
+from shared.storage import CONTENT_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
+
+log = logging.getLogger(__name__)
+
+
+def _parse(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
+    """Per content type: checkpoint, lag and last successful fetch; gaps and losses recorded."""
+    table = storage.tables.get_table_client(STATE_TABLE)
+    types: dict[str, Any] = {}
+    for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": "checkpoint"}):
+        checkpoint = row.get("Checkpoint", "")
+        lag = (now - _parse(checkpoint)).total_seconds() / 60 if checkpoint else None
+        types[row["RowKey"]] = {
+            "checkpoint": checkpoint or None,
+            "lagMinutes": None if lag is None else round(lag, 1),
+            "lastSuccessfulFetch": row.get("LastSuccessAt") or None,
+            "gaps": 0,
+            "losses": 0,
+        }
+    for kind, key in (("gap", "gaps"), ("loss", "losses")):
+        for content_type, entry in types.items():
+            rows = table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": f"{kind}|{content_type}"}, select=["RowKey"]
+            )
+            entry[key] = sum(1 for _ in rows)
+    return types
+
+
+def queue_depths(storage: Storage) -> dict[str, int]:
+    return {
+        name: storage.queues.get_queue_client(name).get_queue_properties().approximate_message_count or 0
+        for name in (CONTENT_QUEUE, POISON_QUEUE)
+    }
+
+
+def health(storage: Storage, settings: AlertSettings, now: datetime | None = None) -> dict[str, Any]:
+    moment = now or datetime.now(UTC)
+    collection = collection_state(storage, moment)
+    depths = queue_depths(storage)
+    alerts = outbox.summary(storage)
+    alerts["webhookConfigured"] = bool(settings.webhook_url)
+    fetches = [entry["lastSuccessfulFetch"] for entry in collection.values() if entry["lastSuccessfulFetch"]]
+    lag_limit = settings.lag_hours * 60
+    problems = []
+    if not collection:
+        problems.append("nothing collected yet")
+    problems += [
+        f"{name} lagging {entry['lagMinutes']:.0f} minutes"
+        for name, entry in collection.items()
+        if entry["lagMinutes"] is not None and entry["lagMinutes"] > lag_limit
+    ]
+    if depths[POISON_QUEUE]:
+        problems.append(f"{depths[POISON_QUEUE]} messages in {POISON_QUEUE}")
+    return {
+        "status": "attention" if problems else "ok",
+        "problems": problems,
+        "checkedAt": iso_z(moment),
+        "collection": collection,
+        "lastSuccessfulFetch": max(fetches) if fetches else None,
+        "queues": {"depth": depths[CONTENT_QUEUE], "poisonDepth": depths[POISON_QUEUE]},
+        "alerts": alerts,
+    }
+
+
+def health_reply(storage: Storage, settings: AlertSettings, now: datetime | None = None) -> tuple[int, str]:
+    """(status, JSON body): 200 with the state, or 503 when storage does not answer."""
+    try:
+        body = health(storage, settings, now)
+    except AzureError:
+        log.exception("health: storage did not answer")
+        error = {"error": {"code": "storage_unavailable", "message": "storage did not answer; try again"}}
+        return 503, orjson.dumps(error).decode()
+    return 200, orjson.dumps(body).decode()

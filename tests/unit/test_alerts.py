@@ -1,0 +1,147 @@
+"""Alerts without any server: identity per window, payload, formats, signature, backoff, settings."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared import alerts
+from shared.config import AlertSettings, SettingsError, load_alert_settings, load_settings
+
+T0 = datetime(2026, 11, 18, 9, 15, 42, tzinfo=UTC)
+TENANT = "b7e1c3a0-4d2f-4e8a-9c61-0f5a2d7e9b14"
+
+
+def _throttled(mailbox: str = "alice@contoso.com", at: datetime = T0) -> alerts.Alert:
+    return alerts.throttled_alert(TENANT, mailbox, at, "rec-1", at + timedelta(minutes=5))
+
+
+def test_an_alert_id_is_one_per_type_mailbox_and_utc_day() -> None:
+    same_day = [T0.replace(hour=0, minute=0, second=0), T0, T0.replace(hour=23, minute=59, second=59)]
+    ids = {alerts.alert_id(alerts.MAILBOX_THROTTLED, "alice@contoso.com", moment) for moment in same_day}
+    assert len(ids) == 1
+    assert alerts.alert_id(alerts.MAILBOX_THROTTLED, "ALICE@contoso.com", T0) in ids
+    others = {
+        alerts.alert_id(alerts.MAILBOX_THROTTLED, "alice@contoso.com", T0 + timedelta(days=1)),
+        alerts.alert_id(alerts.MAILBOX_NEAR_THROTTLE, "alice@contoso.com", T0),
+        alerts.alert_id(alerts.MAILBOX_THROTTLED, "bob@contoso.com", T0),
+        alerts.alert_id(alerts.COLLECTION_GAP, "", T0),
+    }
+    assert len(others) == 4
+    assert not others & ids
+
+
+def test_the_day_is_the_utc_day_whatever_the_zone_of_the_moment() -> None:
+    from zoneinfo import ZoneInfo
+
+    local = datetime(2026, 11, 18, 20, 0, tzinfo=ZoneInfo("America/New_York"))  # 01:00Z on the 19th
+    assert alerts.window_of(local) == "20261119"
+
+
+def test_the_payload_has_exactly_the_design_keys_in_order() -> None:
+    alert = _throttled()
+    payload = json.loads(alerts.render(alert, "json"))
+    assert list(payload) == ["type", "tenant", "mailbox", "detectedAt", "details", "id"]
+    assert payload["type"] == "mailbox.throttled"
+    assert payload["tenant"] == TENANT
+    assert payload["mailbox"] == "alice@contoso.com"
+    assert payload["detectedAt"] == "2026-11-18T09:20:42Z"
+    assert payload["id"] == alert.id
+    assert payload["details"]["blindWindow"] == {"from": "2026-11-18T09:15:42Z", "to": "2026-11-19T09:15:42Z"}
+    assert payload["details"]["recordId"] == "rec-1"
+    assert alerts.from_payload(payload) == alert
+
+
+def test_a_collection_alert_has_a_null_mailbox() -> None:
+    alert = alerts.make_alert(
+        alerts.COLLECTION_LAGGING, tenant=TENANT, triggered_at=T0, detected_at=T0, details={"lagHours": 7}
+    )
+    assert json.loads(alerts.render(alert, "json"))["mailbox"] is None
+
+
+def test_the_teams_body_is_an_adaptive_card_message() -> None:
+    body = json.loads(alerts.render(_throttled(), "teams"))
+    assert body["type"] == "message"
+    [attachment] = body["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard"
+    assert card["version"] == "1.4"
+    facts = {fact["title"]: fact["value"] for fact in card["body"][2]["facts"]}
+    assert facts["Type"] == "mailbox.throttled"
+    assert facts["Mailbox"] == "alice@contoso.com"
+    assert facts["blindWindow.to"] == "2026-11-19T09:15:42Z"
+    assert "2026-11-19T09:15:42Z" in card["body"][1]["text"]
+
+
+def test_the_slack_body_has_text_and_blocks_within_slack_limits() -> None:
+    body = json.loads(alerts.render(_throttled(), "slack"))
+    assert body["text"].startswith("Mailbox audit throttled")
+    assert body["blocks"][0]["type"] == "header"
+    for block in body["blocks"][2:]:
+        assert block["type"] == "section"
+        assert len(block["fields"]) <= 10
+    fields = " ".join(f["text"] for block in body["blocks"][2:] for f in block["fields"])
+    assert "alice@contoso.com" in fields
+
+
+def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
+    body = alerts.render(_throttled(), "json")
+    headers = alerts.request_headers(body, "s3cret")
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["X-Signature-256"] == expected
+    assert alerts.verify_signature(body, expected, "s3cret")
+    assert not alerts.verify_signature(body + b" ", expected, "s3cret")
+    assert not alerts.verify_signature(body, expected, "other")
+    assert "X-Signature-256" not in alerts.request_headers(body, None)
+
+
+def test_backoff_doubles_from_one_minute_up_to_an_hour() -> None:
+    delays = [alerts.backoff(n).total_seconds() for n in range(1, 10)]
+    assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://example.com/hook", "http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:9/x"],
+)
+def test_the_webhook_url_may_be_https_or_loopback_http(url: str) -> None:
+    assert load_alert_settings({"ALERT_WEBHOOK_URL": url}).webhook_url == url
+
+
+@pytest.mark.parametrize(
+    "url", ["http://hooks.example.com/x?token=abc123", "ftp://example.com/x", "example.com/x", "https://"]
+)
+def test_a_webhook_url_that_is_not_https_fails_naming_the_setting_without_its_token(url: str) -> None:
+    with pytest.raises(SettingsError, match="ALERT_WEBHOOK_URL") as caught:
+        load_alert_settings({"ALERT_WEBHOOK_URL": url})
+    assert "abc123" not in str(caught.value)
+
+
+def test_the_alert_settings_are_validated_at_start_up_with_the_rest() -> None:
+    env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "ALERT_WEBHOOK_FORMAT": "email"}
+    with pytest.raises(SettingsError, match="ALERT_WEBHOOK_FORMAT"):
+        load_settings(env)
+    with pytest.raises(SettingsError, match="ALERT_NEAR_THROTTLE_THRESHOLD"):
+        load_settings({**env, "ALERT_WEBHOOK_FORMAT": "", "ALERT_NEAR_THROTTLE_THRESHOLD": "lots"})
+
+
+def test_defaults_and_tenant_reuse() -> None:
+    settings = load_alert_settings({"TENANT_ID": TENANT.upper()})
+    assert settings == AlertSettings(tenant=TENANT)
+    assert settings.near_throttle_threshold == 900
+    assert settings.lag_hours == 6
+    assert settings.webhook_format == "json"
+    assert settings.webhook_url is None
+
+
+def test_the_secret_and_url_never_appear_in_the_settings_repr() -> None:
+    settings = load_alert_settings(
+        {"ALERT_WEBHOOK_URL": "https://example.com/h?sig=tok3n", "ALERT_WEBHOOK_SECRET": "hush-hush"}
+    )
+    assert "hush-hush" not in repr(settings)
+    assert "tok3n" not in repr(settings)
