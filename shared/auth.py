@@ -35,38 +35,53 @@ def certificate_thumbprint(pem: str) -> str:
 
 
 class MsalTokenProvider:
-    """Client-credentials tokens for an app registration."""
+    """Client-credentials tokens for an app registration.
+
+    The MSAL application is built on the first token request, not here: building it fetches the
+    authority's OpenID configuration, and a wrong tenant or an unreachable authority must surface
+    as AuthFailed inside the collection run (which raises collection.auth_failed)."""
 
     def __init__(self, settings: AuthSettings) -> None:
-        credential: Any
-        if settings.mode == "secret":
-            credential = settings.client_secret
-        elif settings.mode == "certificate":
-            assert settings.certificate_pem is not None
-            credential = {
-                "private_key": settings.certificate_pem,
-                "thumbprint": settings.certificate_thumbprint
-                or certificate_thumbprint(settings.certificate_pem),
-            }
-        else:
+        if settings.mode not in ("secret", "certificate"):
             raise AuthFailed("an app registration needs CLIENT_ID with CLIENT_SECRET or a certificate")
-        self._app = msal.ConfidentialClientApplication(
-            settings.client_id,
-            client_credential=credential,
-            authority=f"{settings.authority_host}/{settings.tenant_id}",
-            # Our authorities are the documented cloud hosts or an explicit override (the
-            # simulator); no instance discovery round-trip to the public cloud is wanted.
-            instance_discovery=False,
-            http_client=session_for(settings.ca_bundle),
-        )
+        self._settings = settings
+        self._app: Any = None
         self._lock = threading.Lock()
+
+    def _credential(self) -> Any:
+        settings = self._settings
+        if settings.mode == "secret":
+            return settings.client_secret
+        assert settings.certificate_pem is not None
+        try:
+            thumbprint = settings.certificate_thumbprint or certificate_thumbprint(settings.certificate_pem)
+        except ValueError:
+            raise AuthFailed("the client certificate is not a PEM certificate (CLIENT_CERTIFICATE)") from None
+        return {"private_key": settings.certificate_pem, "thumbprint": thumbprint}
+
+    def _application(self) -> Any:
+        if self._app is None:
+            settings = self._settings
+            self._app = msal.ConfidentialClientApplication(
+                settings.client_id,
+                client_credential=self._credential(),
+                authority=f"{settings.authority_host}/{settings.tenant_id}",
+                # Our authorities are the documented cloud hosts or an explicit override (the
+                # simulator); no instance discovery round-trip to the public cloud is wanted.
+                instance_discovery=False,
+                http_client=session_for(settings.ca_bundle),
+            )
+        return self._app
 
     def token(self, scope: str) -> str:
         with self._lock:  # MSAL's in-memory cache serves repeats until shortly before expiry
             try:
-                result = self._app.acquire_token_for_client(scopes=[scope])
+                result = self._application().acquire_token_for_client(scopes=[scope])
             except (ValueError, OSError) as problem:
-                raise AuthFailed(f"token endpoint unreachable or invalid: {problem}") from None
+                raise AuthFailed(
+                    f"token endpoint unreachable or refused the tenant: {str(problem).splitlines()[0]} "
+                    "(check TENANT_ID, M365_CLOUD or LOGIN_AUTHORITY, and the network)"
+                ) from None
         if "access_token" in result:
             return str(result["access_token"])
         description = str(result.get("error_description") or "").split("\n", 1)[0]
@@ -77,6 +92,8 @@ class MsalTokenProvider:
 
     def invalidate(self) -> None:
         with self._lock:
+            if self._app is None:
+                return
             for token in self._app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
                 self._app.token_cache.remove_at(token)
 

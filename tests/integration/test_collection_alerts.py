@@ -138,6 +138,21 @@ def test_a_wrong_client_secret_raises_collection_auth_failed_with_the_fix_then_t
     assert "not-the-secret" not in json.dumps(alert)
 
 
+def test_a_tenant_the_authority_does_not_know_raises_collection_auth_failed_naming_tenant_id(
+    storage: Storage, sim: Simulator, receiver: WebhookReceiver
+) -> None:
+    settings = settings_for(sim, TENANT_ID="0badc0de-0000-4000-8000-000000000000")
+
+    with pytest.raises(AuthFailed):
+        Collector(storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)).run()
+
+    [alert] = delivered(receiver)
+    assert alert["type"] == "collection.auth_failed"
+    details = alert["details"]
+    assert isinstance(details, dict)
+    assert "TENANT_ID" in str(details["message"])
+
+
 def test_collection_then_processing_of_the_simulated_tenant_reports_the_throttled_mailbox(
     storage: Storage, sim: Simulator, receiver: WebhookReceiver
 ) -> None:
