@@ -36,7 +36,6 @@ CLAIM = timedelta(minutes=2)  # an attempt in progress is not retried by another
 MAX_ERROR = 300
 
 Clock = Callable[[], datetime]
-Sender = Callable[[str, bytes, dict[str, str], float], int]
 
 
 def utcnow() -> datetime:
@@ -113,7 +112,6 @@ def deliver_pending(
     storage: Storage,
     settings: AlertSettings,
     clock: Clock = utcnow,
-    send: Sender = webhook.post,
     limit: int = 200,
 ) -> DeliveryResult:
     """Deliver every due Pending alert once; failures are rescheduled with backoff."""
@@ -131,7 +129,7 @@ def deliver_pending(
         body = alerts.render(alert, settings.webhook_format)
         headers = alerts.request_headers(body, settings.webhook_secret)
         try:
-            send(settings.webhook_url, body, headers, settings.timeout_seconds)
+            webhook.post(settings.webhook_url, body, headers, settings.timeout_seconds)
         except webhook.DeliveryError as problem:
             error = str(problem)[:MAX_ERROR]
             retry_at = clock() + alerts.backoff(attempts)
