@@ -87,7 +87,7 @@ def main() -> int:
         mailbox = sim.attacker_mailbox
         since = (datetime.now(UTC) - timedelta(days=8)).date().isoformat()  # all the API still holds
         reports = []
-        for view in ("events", "sessions"):
+        for view in ("events", "sessions", "exposure"):
             for fmt in ("csv", "json"):
                 path = OUT / f"{mailbox}-{view}.{fmt}"
                 mia("report", mailbox, "--from", since, "--view", view, "--format", fmt,

@@ -30,6 +30,7 @@ examples:
   mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
   mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
   mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
+  mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
 
 storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
 need no storage.
@@ -129,6 +130,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         "by": args.by,
         "from": args.from_ or "",
         "to": args.to or "",
+        "ip": ",".join(args.ip),
+        "session": ",".join(args.session),
+        "exclude_ip": ",".join(args.exclude_ip),
     }
     query = parse_report_request(args.mailbox, params, load_report_settings(), datetime.now(UTC))
     stats = ParseStats()
@@ -212,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep = commands.add_parser(
         "report",
         help="write a report of one mailbox (or one actor)",
-        description="Views: events (one row per audit record) and sessions (one row per "
-        "SessionId). Times are UTC; a date as --to includes that whole day.",
+        description="Views: events (one row per audit record), messages (one row per record and "
+        "message), sessions (one row per SessionId) and exposure (one row per message read, per "
+        "synced folder and per throttled, unaudited 24 hours). Times are UTC; a date as --to "
+        "includes that whole day. --ip, --session and --exclude-ip narrow every view.",
     )
     rep.add_argument("mailbox", help="mailbox UPN (or, with --by actor, the accessing user)")
     rep.add_argument(
@@ -223,13 +229,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="start (ISO date or date-time, UTC); default: 7 days before --to",
     )
     rep.add_argument("--to", metavar="WHEN", help="end (ISO date or date-time, UTC); default: now")
-    rep.add_argument("--view", choices=("events", "sessions"), default="events")
+    rep.add_argument("--view", choices=("events", "messages", "sessions", "exposure"), default="events")
     rep.add_argument("--format", choices=("csv", "json"), default="csv")
     rep.add_argument(
         "--by",
         choices=("mailbox", "actor"),
         default="mailbox",
         help="mailbox: access to this mailbox; actor: access by this user anywhere",
+    )
+    rep.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="only records from this client IP or CIDR range (repeatable or comma-separated)",
+    )
+    rep.add_argument(
+        "--session",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only records of this SessionId (repeatable or comma-separated)",
+    )
+    rep.add_argument(
+        "--exclude-ip",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="leave out records from this client IP or CIDR range, e.g. the owner's office "
+        "(repeatable or comma-separated)",
     )
     rep.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
     rep.add_argument(

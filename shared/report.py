@@ -6,9 +6,10 @@ export files with no storage at all (`mia report --input`).
 
 from __future__ import annotations
 
+import functools
 import io
-import itertools
-from collections.abc import Iterable, Iterator, Sequence
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from azure.data.tables import TableClient
 from shared import render, tables, views
 from shared.pipeline import events_from_bytes
 from shared.records import AccessEvent, ParseStats
-from shared.report_request import ReportQuery
+from shared.report_request import IPNetwork, ReportQuery
 
 
 def _matches(event: AccessEvent, query: ReportQuery) -> bool:
@@ -25,18 +26,46 @@ def _matches(event: AccessEvent, query: ReportQuery) -> bool:
     return who == query.subject and query.start <= event.timestamp < query.end
 
 
+@functools.lru_cache(maxsize=4096)
+def _address(client_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(client_ip)
+    except ValueError:  # empty, or a value the source gave that is not an address
+        return None
+
+
+def _in_any(client_ip: str, networks: tuple[IPNetwork, ...]) -> bool:
+    address = _address(client_ip)
+    return address is not None and any(address in network for network in networks)
+
+
+def passes_filters(event: AccessEvent, query: ReportQuery) -> bool:
+    """The query's ip / session / exclude_ip filters (applied in Python, never in OData)."""
+    if query.ips and not _in_any(event.client_ip, query.ips):
+        return False
+    if query.sessions and event.session_id not in query.sessions:
+        return False
+    return not (query.exclude_ips and _in_any(event.client_ip, query.exclude_ips))
+
+
 def events_from_files(paths: Sequence[Path], query: ReportQuery, stats: ParseStats) -> list[AccessEvent]:
     """The query's events from export files, each record once (by record Id), in time order."""
     chosen: dict[str, AccessEvent] = {}
     for path in paths:
         for event in events_from_bytes(path.read_bytes(), str(path), stats=stats):
-            if _matches(event, query):
+            if _matches(event, query) and passes_filters(event, query):
                 chosen.setdefault(event.record_id, event)
     return sorted(chosen.values(), key=lambda event: (event.timestamp, event.record_id))
 
 
+def _keyed_events(table: TableClient, query: ReportQuery) -> Iterator[tuple[str, AccessEvent]]:
+    for key, event in tables.query_events(table, query.subject, query.start, query.end, query.after):
+        if passes_filters(event, query):
+            yield key, event
+
+
 def events_from_table(table: TableClient, query: ReportQuery) -> Iterator[AccessEvent]:
-    for _, event in tables.query_events(table, query.subject, query.start, query.end, query.after):
+    for _, event in _keyed_events(table, query):
         yield event
 
 
@@ -53,17 +82,32 @@ class Page:
     next_after: str | None
 
 
+# Rows one event produces in each paged view.
+_PAGED: dict[str, Callable[[AccessEvent], int]] = {
+    "events": lambda event: 1,
+    "messages": lambda event: len(event.message_ids),
+}
+
+
 def render_page(table: TableClient, query: ReportQuery, page_rows: int) -> Page:
-    """One bounded page of a stored report. The events view stops after `page_rows` rows and
-    names the continuation; the sessions view aggregates the whole range (its memory grows with
-    sessions, not records)."""
+    """One bounded page of a stored report, after the filters. The events and messages views
+    take whole events until the page holds at least `page_rows` rows or events (messages: at most
+    one record's messages over) and name the continuation (the last event's RowKey); the sessions and
+    exposure views aggregate the whole range (memory grows with sessions or distinct messages,
+    not records)."""
     sink = io.StringIO()
-    if query.view != "events":
+    weight = _PAGED.get(query.view)
+    if weight is None:
         count = render_report(query, events_from_table(table, query), sink)
         return Page(sink.getvalue(), count, None)
-    keyed = tables.query_events(table, query.subject, query.start, query.end, query.after)
-    fetched = list(itertools.islice(keyed, page_rows + 1))
-    page = fetched[:page_rows]
+    page: list[tuple[str, AccessEvent]] = []
+    produced = 0
+    next_after = None
+    for key, event in _keyed_events(table, query):
+        if produced >= page_rows or len(page) >= page_rows:
+            next_after = page[-1][0]
+            break
+        page.append((key, event))
+        produced += weight(event)
     count = render_report(query, (event for _, event in page), sink)
-    next_after = page[-1][0] if len(fetched) > page_rows else None
     return Page(sink.getvalue(), count, next_after)

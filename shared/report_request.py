@@ -6,6 +6,7 @@ what to fix. Nothing a caller sends is used before it has passed these checks.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from datetime import UTC, datetime, time, timedelta
 
 from shared.config import ReportSettings
 
-VIEWS = ("events", "sessions")
+VIEWS = ("events", "messages", "sessions", "exposure")
 FORMATS = ("csv", "json")
 BY = ("mailbox", "actor")
 EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
@@ -28,6 +29,12 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # between date and time ("2026-11-20%00", a NUL).
 _ISO_TEXT = re.compile(r"[0-9:.,+\-TZtz ]+")
 MAX_PARAM_CHARS = 64
+# SessionId is a GUID in practice; allow what identifiers look like, nothing that could escape.
+_SESSION = re.compile(r"^[A-Za-z0-9._:{}\-]{1,128}$")
+MAX_FILTER_VALUES = 50
+MAX_FILTER_CHARS = 4000
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class RequestError(ValueError):
@@ -47,14 +54,64 @@ class ReportQuery:
     start: datetime  # inclusive
     end: datetime  # exclusive
     after: str | None = None
+    # Filters, applied to the events before any view: an event passes when its ClientIP is in one
+    # of `ips` (if any), its SessionId is one of `sessions` (if any) and its ClientIP is in none of
+    # `exclude_ips`.
+    ips: tuple[IPNetwork, ...] = ()
+    sessions: tuple[str, ...] = ()
+    exclude_ips: tuple[IPNetwork, ...] = ()
+
+
+def _shown(value: str) -> str:
+    return value[:MAX_PARAM_CHARS].encode("unicode_escape").decode()
+
+
+def _filter_values(name: str, raw: str) -> list[str]:
+    if len(raw) > MAX_FILTER_CHARS:
+        raise RequestError(400, f"invalid_{name}", f"'{name}' is longer than {MAX_FILTER_CHARS} characters")
+    values = list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if len(values) > MAX_FILTER_VALUES:
+        raise RequestError(400, f"invalid_{name}", f"'{name}' may list at most {MAX_FILTER_VALUES} values")
+    return values
+
+
+def parse_ip_filter(name: str, raw: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated IP addresses or CIDR ranges (`185.220.101.45`, `2001:db8::/32`)."""
+    networks: list[IPNetwork] = []
+    for value in _filter_values(name, raw):
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise RequestError(
+                400,
+                f"invalid_{name}",
+                f"'{name}' must be IP addresses or CIDR ranges, comma-separated "
+                f"(185.220.101.45,2001:db8::/32); got '{_shown(value)}'",
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+def parse_session_filter(raw: str) -> tuple[str, ...]:
+    """Comma-separated SessionIds: letters, digits and . _ : { } - only, at most 128 each."""
+    values = _filter_values("session", raw)
+    for value in values:
+        if not _SESSION.fullmatch(value):
+            raise RequestError(
+                400,
+                "invalid_session",
+                "'session' must be SessionIds, comma-separated (letters, digits, '.', '_', ':', "
+                f"'{{', '}}', '-'; at most 128 characters each); got '{_shown(value)}'",
+            )
+    return tuple(values)
 
 
 def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     value = params.get(name, "") or allowed[0]
     if value not in allowed:
-        shown = value[:MAX_PARAM_CHARS].encode("unicode_escape").decode()
         raise RequestError(
-            400, f"invalid_{name}", f"'{name}' must be one of {', '.join(allowed)}; got '{shown}'"
+            400, f"invalid_{name}", f"'{name}' must be one of {', '.join(allowed)}; got '{_shown(value)}'"
         )
     return value
 
@@ -148,4 +205,15 @@ def parse_report_request(
     after = params.get("after") or None
     if after is not None and not _AFTER.fullmatch(after):
         raise RequestError(400, "invalid_after", "'after' must be the continuation token of a previous page")
-    return ReportQuery(subject=key, by=by, view=view, fmt=fmt, start=start, end=end, after=after)
+    return ReportQuery(
+        subject=key,
+        by=by,
+        view=view,
+        fmt=fmt,
+        start=start,
+        end=end,
+        after=after,
+        ips=parse_ip_filter("ip", params.get("ip", "")),
+        sessions=parse_session_filter(params.get("session", "")),
+        exclude_ips=parse_ip_filter("exclude_ip", params.get("exclude_ip", "")),
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.decoders import iso_z
@@ -27,7 +28,46 @@ SESSION_COLUMNS: tuple[str, ...] = (
     "Throttled",
 )
 
+MESSAGE_COLUMNS: tuple[str, ...] = (
+    "TimeStamp",
+    "Mailbox",
+    "User",
+    "SessionId",
+    "ClientIP",
+    "ClientFamily",
+    "Folder",
+    "InternetMessageId",
+    "Subject",
+    "Sender",
+    "Received",
+    "SizeInBytes",
+    "SubjectSource",
+)
+
+EXPOSURE_COLUMNS: tuple[str, ...] = (
+    "Kind",
+    "Mailbox",
+    "InternetMessageId",
+    "Folder",
+    "Subject",
+    "Sender",
+    "Received",
+    "SizeInBytes",
+    "FirstAccess",
+    "LastAccess",
+    "Accesses",
+    "Sessions",
+    "ClientIPs",
+    "Users",
+    "SubjectSource",
+)
+
 NO_SESSION = "(no session id)"
+SOURCE_AUDIT = "audit"
+SOURCE_NOT_LOOKED_UP = "unresolved:not-looked-up"
+FOLDER_SUBJECT = "all items in folder"
+UNAUDITED_SUBJECT = "access not audited"
+UNAUDITED_WINDOW = timedelta(hours=24)
 
 
 def event_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
@@ -109,7 +149,158 @@ def session_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
         yield session.row(session_id)
 
 
+def _subject_source(subject: str) -> str:
+    return SOURCE_AUDIT if subject else SOURCE_NOT_LOOKED_UP
+
+
+@dataclass
+class _Message:
+    """What one record says about one message: its folders (in record order), subject and size."""
+
+    folders: dict[str, None] = field(default_factory=dict)
+    subject: str = ""
+    size: int | None = None
+
+    def add(self, folder: str, subject: str, size: int | None) -> None:
+        if folder:
+            self.folders[folder] = None
+        self.subject = self.subject or subject
+        self.size = self.size if self.size is not None else size
+
+
+def _record_messages(event: AccessEvent) -> dict[str, _Message]:
+    """The record's distinct messages in record order (a message named twice is one message)."""
+    found: dict[str, _Message] = {}
+    for item in event.items:
+        message = found.get(item.internet_message_id)
+        if message is None:
+            message = found[item.internet_message_id] = _Message()
+        message.add(item.folder, item.subject, item.size_in_bytes)
+    return found
+
+
+def message_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
+    """One row per (record, distinct message), in event order then record order. Streams: holds
+    one record at a time. Subject comes from the record itself (`audit`) or is left empty
+    (`unresolved:not-looked-up`); Sender and Received are not resolved yet."""
+    for event in events:
+        for message_id, message in _record_messages(event).items():
+            yield {
+                "TimeStamp": iso_z(event.timestamp),
+                "Mailbox": event.mailbox,
+                "User": event.user,
+                "SessionId": event.session_id,
+                "ClientIP": event.client_ip,
+                "ClientFamily": event.client_family,
+                "Folder": "; ".join(message.folders),
+                "InternetMessageId": message_id,
+                "Subject": message.subject,
+                "Sender": "",
+                "Received": "",
+                "SizeInBytes": message.size,
+                "SubjectSource": _subject_source(message.subject),
+            }
+
+
+@dataclass
+class _Exposed:
+    """Accesses to one message (or one synced folder), aggregated across records."""
+
+    first: datetime
+    last: datetime
+    accesses: int = 0
+    folders: dict[str, None] = field(default_factory=dict)
+    subject: str = ""
+    size: int | None = None
+    sessions: dict[str, None] = field(default_factory=dict)
+    ips: dict[str, None] = field(default_factory=dict)
+    users: dict[str, None] = field(default_factory=dict)
+
+    def add(self, event: AccessEvent) -> None:
+        self.first = min(self.first, event.timestamp)
+        self.last = max(self.last, event.timestamp)
+        self.accesses += 1
+        for target, value in (
+            (self.sessions, event.session_id),
+            (self.ips, event.client_ip),
+            (self.users, event.user),
+        ):
+            if value:
+                target[value] = None
+
+    def row(self, kind: str, mailbox: str, message_id: str, folder: str, subject: str) -> dict[str, Any]:
+        return {
+            "Kind": kind,
+            "Mailbox": mailbox,
+            "InternetMessageId": message_id,
+            "Folder": folder,
+            "Subject": subject,
+            "Sender": "",
+            "Received": "",
+            "SizeInBytes": self.size,
+            "FirstAccess": iso_z(self.first),
+            "LastAccess": iso_z(self.last),
+            "Accesses": self.accesses,
+            "Sessions": "; ".join(self.sessions),
+            "ClientIPs": "; ".join(self.ips),
+            "Users": "; ".join(self.users),
+            "SubjectSource": _subject_source(subject) if kind == "Message" else "",
+        }
+
+
+def exposure_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
+    """What a breach notification needs, in three groups, in this order:
+
+    - `Message`: one row per distinct (Mailbox, InternetMessageId), ordered by FirstAccess, then
+      Mailbox, then InternetMessageId. Accesses counts the records naming it; Folder lists every
+      folder it was seen in.
+    - `Folder`: one row per synced folder, (Mailbox, folder path) of the Sync records, Subject
+      "all items in folder", ordered by FirstAccess, Mailbox, Folder.
+    - `Unaudited`: one row per throttled record (the 24 hours after it are not audited), from the
+      record's time to 24 hours later, Subject "access not audited", ordered by FirstAccess,
+      Mailbox, then the record's folders and record id.
+
+    Sessions, ClientIPs and Users list distinct values in order of first appearance in the input
+    (time order). Memory grows with distinct messages, synced folders and throttled records, not with records.
+    """
+    messages: dict[tuple[str, str], _Exposed] = {}
+    synced: dict[tuple[str, str], _Exposed] = {}
+    blind: dict[str, tuple[AccessEvent, _Exposed]] = {}
+    for event in events:
+        for message_id, seen in _record_messages(event).items():
+            key = (event.mailbox, message_id)
+            exposed = messages.get(key)
+            if exposed is None:
+                exposed = messages[key] = _Exposed(first=event.timestamp, last=event.timestamp)
+            exposed.add(event)
+            exposed.folders.update(seen.folders)
+            exposed.subject = exposed.subject or seen.subject
+            exposed.size = exposed.size if exposed.size is not None else seen.size
+        if event.access == "Sync":
+            for path in event.folders:
+                exposed = synced.get((event.mailbox, path))
+                if exposed is None:
+                    exposed = synced[(event.mailbox, path)] = _Exposed(event.timestamp, event.timestamp)
+                exposed.add(event)
+        if event.throttled and event.record_id not in blind:
+            window = _Exposed(first=event.timestamp, last=event.timestamp + UNAUDITED_WINDOW)
+            window.add(event)
+            blind[event.record_id] = (event, window)
+    for (mailbox, message_id), exposed in sorted(messages.items(), key=lambda p: (p[1].first, p[0])):
+        folder = "; ".join(exposed.folders)
+        yield exposed.row("Message", mailbox, message_id, folder, exposed.subject)
+    for (mailbox, path), exposed in sorted(synced.items(), key=lambda p: (p[1].first, p[0])):
+        yield exposed.row("Folder", mailbox, "", path, FOLDER_SUBJECT)
+    ordered = sorted(
+        blind.values(), key=lambda p: (p[0].timestamp, p[0].mailbox, "; ".join(p[0].folders), p[0].record_id)
+    )
+    for event, window in ordered:
+        yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), UNAUDITED_SUBJECT)
+
+
 VIEWS: dict[str, tuple[tuple[str, ...], Any]] = {
     "events": (EVENT_COLUMNS, event_rows),
+    "messages": (MESSAGE_COLUMNS, message_rows),
     "sessions": (SESSION_COLUMNS, session_rows),
+    "exposure": (EXPOSURE_COLUMNS, exposure_rows),
 }

@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
@@ -15,7 +16,7 @@ from shared import pipeline, runtime, tables
 from shared.records import EVENT_COLUMNS, MessageRef
 from shared.render import neutralise_cell
 from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage
-from shared.views import SESSION_COLUMNS
+from shared.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
 from tests.integration.helpers import SAMPLE, SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
@@ -484,3 +485,133 @@ def test_a_valid_upn_with_an_apostrophe_matches_only_itself(
     assert response.status_code == 200
     assert column(csv_rows(response), "RecordId") == ["obrien"]
     assert response.headers["Content-Disposition"] == 'attachment; filename="o_brien@contoso.com-events.csv"'
+
+
+# --- messages and exposure views, ip / session / exclude_ip filters -----------------------------
+
+ATTACKER_IP = "185.220.101.45"
+OWNER_OFFICE_IP = "203.0.113.10"
+
+
+def _message_ids(records: list[dict[str, Any]]) -> list[str]:
+    return list(
+        dict.fromkeys(
+            item["InternetMessageId"]
+            for record in records
+            for folder in record.get("Folders", [])
+            for item in folder.get("FolderItems", [])
+        )
+    )
+
+
+def _client_ip(record: dict[str, Any]) -> str:
+    return str(record["ClientIPAddress"]).split(":")[0]
+
+
+def test_exposure_view_filtered_to_the_attackers_ip_over_http(loaded: Storage, report_http: Handler) -> None:
+    response = report_http(request("alice@contoso.com", view="exposure", ip=ATTACKER_IP, **RANGE))
+
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == 'attachment; filename="alice@contoso.com-exposure.csv"'
+    rows = csv_rows(response)
+    assert tuple(rows[0]) == EXPOSURE_COLUMNS
+    attacker_records = [r for r in records_for("alice@contoso.com") if _client_ip(r) == ATTACKER_IP]
+    expected_ids = _message_ids(attacker_records)
+    assert len(expected_ids) == 72
+    kinds = column(rows, "Kind")
+    assert kinds == ["Message"] * 72 + ["Folder"]
+    assert sorted(column(rows, "InternetMessageId")[:72]) == sorted(expected_ids)
+    assert rows[-1][EXPOSURE_COLUMNS.index("Folder")] == "Inbox"
+    assert rows[-1][EXPOSURE_COLUMNS.index("Subject")] == "all items in folder"
+    assert set(column(rows, "ClientIPs")) == {ATTACKER_IP}
+    assert response.headers["X-Row-Count"] == "73"
+
+    owner_only = _message_ids(
+        [r for r in records_for("alice@contoso.com") if _client_ip(r) == OWNER_OFFICE_IP]
+    )
+    assert not set(owner_only) & set(column(rows, "InternetMessageId"))
+
+
+def test_messages_view_excluding_the_owners_ip_as_json(loaded: Storage, report_http: Handler) -> None:
+    response = report_http(
+        request("alice@contoso.com", view="messages", format="json", exclude_ip=OWNER_OFFICE_IP, **RANGE)
+    )
+
+    assert response.status_code == 200
+    rows = json.loads(body_text(response))
+    assert all(list(row) == list(MESSAGE_COLUMNS) for row in rows)
+    kept = [r for r in records_for("alice@contoso.com") if _client_ip(r) != OWNER_OFFICE_IP]
+    expected = [
+        (record["Id"], item["InternetMessageId"])
+        for record in kept
+        for folder in record.get("Folders", [])
+        for item in folder.get("FolderItems", [])
+    ]
+    assert len(rows) == len(expected)
+    assert OWNER_OFFICE_IP not in {row["ClientIP"] for row in rows}
+    assert [row["InternetMessageId"] for row in rows] == [mid for _, mid in expected]
+    assert all(type(row["SizeInBytes"]) is int for row in rows)
+    assert {row["SubjectSource"] for row in rows} == {"audit", "unresolved:not-looked-up"}
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"ip": "185.220.101.45:443"}, "invalid_ip"),
+        ({"exclude_ip": "not-an-ip"}, "invalid_exclude_ip"),
+        ({"session": "x' or true or '"}, "invalid_session"),
+    ],
+)
+def test_bad_filters_are_a_400_naming_the_parameter(
+    seeded: Storage, report_http: Handler, params: dict[str, str], code: str
+) -> None:
+    response = report_http(request("alice@contoso.com", **params))
+
+    assert response.status_code == 400
+    assert json.loads(body_text(response))["error"]["code"] == code
+
+
+@pytest.mark.parametrize("view", ["events", "messages"])
+def test_filtered_paging_counts_produced_rows_and_loses_none(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, view: str
+) -> None:
+    monkeypatch.setenv("REPORT_PAGE_ROWS", "100")
+    runtime.reset()
+    start = datetime(2026, 11, 18, 8, 0, 0, tzinfo=UTC)
+    events = [
+        make_event(
+            mailbox="bulk@contoso.com",
+            timestamp=start + timedelta(seconds=n),
+            record_id=f"bulk-{n:04d}",
+            client_ip=ATTACKER_IP if n % 3 else OWNER_OFFICE_IP,
+            items=tuple(MessageRef(f"<m{n}-{k}@x>", "Inbox") for k in range(n % 3)),
+        )
+        for n in range(450)
+    ]
+    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
+    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
+    params: dict[str, str] | None = {
+        "from": "2026-11-18",
+        "to": "2026-11-18",
+        "view": view,
+        "ip": ATTACKER_IP,
+        "format": "json",
+    }
+
+    seen: list[str] = []
+    counts: list[int] = []
+    while params is not None:
+        response = report_http(request("bulk@contoso.com", **params))
+        assert response.status_code == 200
+        rows = json.loads(body_text(response))
+        counts.append(len(rows))
+        seen += [row["RecordId" if view == "events" else "InternetMessageId"] for row in rows]
+        params = _next_params(response)
+
+    attacker = [e for e in events if e.client_ip == ATTACKER_IP]
+    if view == "events":
+        assert counts == [100, 100, 100]
+        assert seen == [e.record_id for e in attacker]
+    else:  # one or two messages per event: a page ends with the event that reaches 100 rows
+        assert counts == [100, 101, 100, 101, 48]
+        assert seen == [ref.internet_message_id for e in attacker for ref in e.items]

@@ -14,7 +14,7 @@ from shared.records import EVENT_COLUMNS
 from shared.report_request import parse_report_request
 from shared.storage import MAILBOX_TABLE, Storage
 from shared.tables import table_for
-from shared.views import SESSION_COLUMNS
+from shared.views import EXPOSURE_COLUMNS, SESSION_COLUMNS, VIEWS
 from tests.integration.helpers import (
     SAMPLE,
     SAMPLE_FROM,
@@ -52,7 +52,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("view", ["events", "sessions"])
+@pytest.mark.parametrize("view", list(VIEWS))
 @pytest.mark.parametrize(("subject", "by", "start", "end"), CASES)
 def test_report_from_storage_and_from_the_export_file_are_identical(
     loaded: Storage,
@@ -70,7 +70,7 @@ def test_report_from_storage_and_from_the_export_file_are_identical(
 
     assert from_storage == from_file
     rows = parse_csv(from_storage)
-    assert tuple(rows[0]) == (EVENT_COLUMNS if view == "events" else SESSION_COLUMNS)
+    assert tuple(rows[0]) == VIEWS[view][0]
     if view == "events" and start == SAMPLE_FROM:
         expected = records_for(subject.lower(), by)
         assert [row[EVENT_COLUMNS.index("RecordId")] for row in rows[1:]] == [r["Id"] for r in expected]
@@ -174,3 +174,89 @@ def test_render_page_of_the_sessions_view_aggregates_the_whole_range_in_one_page
         assert records[session] == sum(
             1 for r in records_for("alice@contoso.com") if r["SessionId"] == session
         )
+
+
+ATTACKER_IP = "185.220.101.45"
+OWNER_OFFICE_IP = "203.0.113.10"
+
+
+def _ids_by_ip(ip: str) -> set[str]:
+    return {
+        item["InternetMessageId"]
+        for record in records_for("alice@contoso.com")
+        if str(record["ClientIPAddress"]).split(":")[0] == ip
+        for folder in record.get("Folders", [])
+        for item in folder.get("FolderItems", [])
+    }
+
+
+def test_mia_report_exposure_from_the_export_file_filtered_to_the_attackers_ip(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = _mia(
+        capsys,
+        "report",
+        "alice@contoso.com",
+        "--input",
+        str(SAMPLE),
+        "--from",
+        SAMPLE_FROM,
+        "--to",
+        SAMPLE_TO,
+        "--view",
+        "exposure",
+        "--ip",
+        ATTACKER_IP,
+    )
+
+    rows = parse_csv(out)
+    assert tuple(rows[0]) == EXPOSURE_COLUMNS
+    cells = [dict(zip(EXPOSURE_COLUMNS, row, strict=True)) for row in rows[1:]]
+    messages = [c for c in cells if c["Kind"] == "Message"]
+    assert {c["InternetMessageId"] for c in messages} == _ids_by_ip(ATTACKER_IP)
+    assert len(messages) == 72
+    assert [c for c in cells if c["Kind"] != "Message"] == [
+        {
+            "Kind": "Folder",
+            "Mailbox": "alice@contoso.com",
+            "InternetMessageId": "",
+            "Folder": "Inbox",
+            "Subject": "all items in folder",
+            "Sender": "",
+            "Received": "",
+            "SizeInBytes": "",
+            "FirstAccess": "2026-11-18T02:35:00Z",
+            "LastAccess": "2026-11-18T02:35:00Z",
+            "Accesses": "1",
+            "Sessions": "4b1a14fa-c93d-4180-a403-3f7ccf4eb375",
+            "ClientIPs": ATTACKER_IP,
+            "Users": "alice@contoso.com",
+            "SubjectSource": "",
+        }
+    ]
+    assert {c["ClientIPs"] for c in cells} == {ATTACKER_IP}
+    assert not _ids_by_ip(OWNER_OFFICE_IP) & {c["InternetMessageId"] for c in cells}
+    assert next(c for c in messages if c["Subject"] == "Q4 board pack - draft 3")["SubjectSource"] == "audit"
+
+
+def test_mia_report_filters_are_repeatable_or_comma_separated_and_exclude_ip_narrows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["report", "alice@contoso.com", "--input", str(SAMPLE), "--from", SAMPLE_FROM, "--to", SAMPLE_TO]
+    repeated = _mia(capsys, *base, "--ip", ATTACKER_IP, "--ip", OWNER_OFFICE_IP)
+    joined = _mia(capsys, *base, "--ip", f"{ATTACKER_IP},{OWNER_OFFICE_IP}")
+    assert repeated == joined
+    assert {row[EVENT_COLUMNS.index("ClientIP")] for row in parse_csv(joined)[1:]} == {
+        ATTACKER_IP,
+        OWNER_OFFICE_IP,
+    }
+    excluded = parse_csv(_mia(capsys, *base, "--view", "messages", "--exclude-ip", OWNER_OFFICE_IP))
+    assert OWNER_OFFICE_IP not in {row[4] for row in excluded[1:]}
+    session = parse_csv(_mia(capsys, *base, "--session", "4b1a14fa-c93d-4180-a403-3f7ccf4eb375"))
+    assert {row[EVENT_COLUMNS.index("ClientIP")] for row in session[1:]} == {ATTACKER_IP}
+
+
+def test_mia_report_rejects_a_bad_ip_filter(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["report", "alice@contoso.com", "--input", str(SAMPLE), "--ip", "185.220.101.45:443"])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("mia: 'ip' must be IP addresses or CIDR ranges")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_network
 
 import pytest
 
@@ -119,8 +120,16 @@ def test_to_of_tomorrow_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("params", "code", "message"),
     [
-        ({"view": "timeline"}, "invalid_view", "'view' must be one of events, sessions; got 'timeline'"),
-        ({"view": "Events"}, "invalid_view", "'view' must be one of events, sessions; got 'Events'"),
+        (
+            {"view": "timeline"},
+            "invalid_view",
+            "'view' must be one of events, messages, sessions, exposure; got 'timeline'",
+        ),
+        (
+            {"view": "Events"},
+            "invalid_view",
+            "'view' must be one of events, messages, sessions, exposure; got 'Events'",
+        ),
         ({"format": "xml"}, "invalid_format", "'format' must be one of csv, json; got 'xml'"),
         ({"by": "owner"}, "invalid_by", "'by' must be one of mailbox, actor; got 'owner'"),
     ],
@@ -135,7 +144,10 @@ def test_unknown_choices_are_rejected_naming_the_allowed_values(
 def test_rejected_choice_is_shown_escaped_once_and_shortened() -> None:
     error = rejected({"view": "\x00evil\r\n" + "x" * 200})
     assert error.code == "invalid_view"
-    assert error.message == "'view' must be one of events, sessions; got '\\x00evil\\r\\n" + "x" * 57 + "'"
+    assert (
+        error.message
+        == "'view' must be one of events, messages, sessions, exposure; got '\\x00evil\\r\\n" + "x" * 57 + "'"
+    )
 
 
 def test_rejected_date_is_shown_escaped_once() -> None:
@@ -309,3 +321,70 @@ def test_a_continuation_token_is_passed_on() -> None:
 @pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "0001-01-01", "to": "0001-01-02"}])
 def test_dates_at_the_ends_of_the_calendar_are_out_of_range_not_a_crash(params: dict[str, str]) -> None:
     assert rejected(params).code == "date_out_of_range"
+
+
+# --- Filters: ip, session, exclude_ip ----------------------------------------------------------
+
+
+def test_filters_default_to_none() -> None:
+    query = parse({"ip": "", "session": "", "exclude_ip": ""})
+    assert (query.ips, query.sessions, query.exclude_ips) == ((), (), ())
+
+
+def test_filters_take_comma_separated_addresses_ranges_and_session_ids() -> None:
+    query = parse(
+        {
+            "ip": "185.220.101.45, 2001:DB8::/32,185.220.101.45",
+            "session": "4b1a14fa-c93d-4180-a403-3f7ccf4eb375,sess.B_2",
+            "exclude_ip": "203.0.113.0/24",
+        }
+    )
+    assert query.ips == (ip_network("185.220.101.45/32"), ip_network("2001:db8::/32"))
+    assert query.sessions == ("4b1a14fa-c93d-4180-a403-3f7ccf4eb375", "sess.B_2")
+    assert query.exclude_ips == (ip_network("203.0.113.0/24"),)
+
+
+def test_host_bits_in_a_range_are_ignored() -> None:
+    assert parse({"ip": "10.1.2.3/8"}).ips == (ip_network("10.0.0.0/8"),)
+
+
+@pytest.mark.parametrize(
+    ("params", "code", "shown"),
+    [
+        ({"ip": "185.220.101.45:50123"}, "invalid_ip", "185.220.101.45:50123"),
+        ({"ip": "1.2.3.4,evil"}, "invalid_ip", "evil"),
+        ({"ip": "' or 1 eq 1"}, "invalid_ip", "' or 1 eq 1"),
+        ({"exclude_ip": "300.1.1.1"}, "invalid_exclude_ip", "300.1.1.1"),
+        ({"exclude_ip": "10.0.0.0/33"}, "invalid_exclude_ip", "10.0.0.0/33"),
+    ],
+)
+def test_bad_ip_filters_are_rejected_naming_the_value(params: dict[str, str], code: str, shown: str) -> None:
+    error = rejected(params)
+    name = code.removeprefix("invalid_")
+    assert (error.code, error.message) == (
+        code,
+        f"'{name}' must be IP addresses or CIDR ranges, comma-separated (185.220.101.45,2001:db8::/32); "
+        f"got '{shown}'",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        ("sess' or PartitionKey ne '", "sess' or PartitionKey ne '"),
+        ("a b", "a b"),
+        ("ok,x\r\ny", "x\\r\\ny"),
+        ("ok,\x00", "\\x00"),
+        ("s" * 129, "s" * 64),
+    ],
+)
+def test_bad_session_filters_are_rejected(value: str, shown: str) -> None:
+    error = rejected({"session": value})
+    assert error.code == "invalid_session"
+    assert error.message.endswith(f"got '{shown}'")
+
+
+def test_filter_lists_are_bounded() -> None:
+    many = ",".join(f"10.0.0.{n}" for n in range(51))
+    assert rejected({"ip": many}).message == "'ip' may list at most 50 values"
+    assert rejected({"session": "a," * 2001}).message == "'session' is longer than 4000 characters"

@@ -7,7 +7,17 @@ from typing import Any
 import pytest
 
 from shared.records import EVENT_COLUMNS, AccessEvent
-from shared.views import NO_SESSION, SESSION_COLUMNS, VIEWS, event_rows, session_rows
+from shared.views import (
+    EXPOSURE_COLUMNS,
+    MESSAGE_COLUMNS,
+    NO_SESSION,
+    SESSION_COLUMNS,
+    VIEWS,
+    event_rows,
+    exposure_rows,
+    message_rows,
+    session_rows,
+)
 from tests.unit.records_factory import (
     ABSENT,
     GRAPH,
@@ -80,7 +90,12 @@ def test_event_rows_are_the_events_rows_in_order() -> None:
 
 
 def test_views_table_names_columns_and_row_functions() -> None:
-    assert {"events": (EVENT_COLUMNS, event_rows), "sessions": (SESSION_COLUMNS, session_rows)} == VIEWS
+    assert {
+        "events": (EVENT_COLUMNS, event_rows),
+        "messages": (MESSAGE_COLUMNS, message_rows),
+        "sessions": (SESSION_COLUMNS, session_rows),
+        "exposure": (EXPOSURE_COLUMNS, exposure_rows),
+    } == VIEWS
 
 
 def test_one_session_is_aggregated_into_one_row() -> None:
