@@ -8,7 +8,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
+from shared import pipeline
+from shared.storage import Storage
 from tests.functions.helpers import registered_functions
+from tests.integration.helpers import SAMPLE
 
 
 def user_function(name: str) -> Callable[..., Any]:
@@ -23,3 +26,11 @@ def enrich_trace() -> Callable[[func.QueueMessage], None]:
 @pytest.fixture
 def report_http() -> Callable[[func.HttpRequest], func.HttpResponse]:
     return user_function("report_http")
+
+
+@pytest.fixture
+def loaded(function_env: Storage) -> Storage:
+    """The bundled sample export imported and processed into Azurite."""
+    pipeline.import_file(function_env, SAMPLE)
+    pipeline.drain_queue(function_env)
+    return function_env

@@ -11,10 +11,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared import pipeline, runtime
+from shared import runtime
 from shared.report_access import parse_principal
 from shared.storage import REPORT_ACCESS_TABLE, Storage
-from tests.integration.helpers import SAMPLE, SAMPLE_FROM, SAMPLE_TO
+from tests.integration.helpers import SAMPLE_FROM, SAMPLE_TO
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 ROLE = "MailAudit.Investigator"
@@ -49,13 +49,6 @@ def access_rows(storage: Storage) -> list[dict[str, Any]]:
 
 def error_code(response: func.HttpResponse) -> str:
     return str(json.loads(response.get_body())["error"]["code"])
-
-
-@pytest.fixture
-def loaded(function_env: Storage) -> Storage:
-    pipeline.import_file(function_env, SAMPLE)
-    pipeline.drain_queue(function_env)
-    return function_env
 
 
 @pytest.fixture

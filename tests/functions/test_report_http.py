@@ -12,12 +12,12 @@ from urllib.parse import parse_qsl, quote
 import azure.functions as func
 import pytest
 
-from shared import pipeline, runtime, tables
+from shared import runtime, tables
 from shared.records import EVENT_COLUMNS, MessageRef
 from shared.render import neutralise_cell
 from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage
 from shared.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
-from tests.integration.helpers import SAMPLE, SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
+from tests.integration.helpers import SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -46,13 +46,6 @@ def csv_rows(response: func.HttpResponse) -> list[list[str]]:
 def column(rows: list[list[str]], name: str) -> list[str]:
     index = rows[0].index(name)
     return [row[index] for row in rows[1:]]
-
-
-@pytest.fixture
-def loaded(function_env: Storage) -> Storage:
-    pipeline.import_file(function_env, SAMPLE)
-    pipeline.drain_queue(function_env)
-    return function_env
 
 
 @pytest.fixture
