@@ -1,7 +1,9 @@
 """`python -m simulator`: run the simulated tenant until SIGINT/SIGTERM.
 
-Prints one JSON line: base_url, ca_bundle, tenant_id and the secret-mode settings_env. Admin routes
-(loopback, unauthenticated): GET /_sim/ground-truth, GET /_sim/stats, POST /_sim/release-late.
+Prints one JSON line: base_url, ca_bundle, tenant_id and the secret-mode settings_env. Serves Entra
+tokens, the Management Activity API (/api/v1.0/...) and Microsoft Graph (/v1.0/users/{upn}/messages,
+/v1.0/$batch, /v1.0/admin/exchange/tracing/messageTraces). Admin routes (loopback, unauthenticated):
+GET /_sim/ground-truth, GET /_sim/stats, POST /_sim/release-late.
 """
 
 from __future__ import annotations
@@ -33,6 +35,21 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     )
     parser.add_argument("--latency", type=float, default=None, help="seconds added to every API call")
     parser.add_argument("--token-lifetime", type=int, default=3599)
+    parser.add_argument(
+        "--graph-latency", type=float, default=0.0, help="seconds each Graph message lookup takes"
+    )
+    parser.add_argument(
+        "--graph-deny",
+        action="append",
+        default=[],
+        metavar="UPN",
+        help="a mailbox outside the app's RBAC scope (Graph answers 403); repeatable",
+    )
+    parser.add_argument(
+        "--trace-missing-sp",
+        action="store_true",
+        help="message trace answers 401 (no Transport Data Platform service principal)",
+    )
     args = parser.parse_args(argv)
     faults = PRESETS[args.faults]()
     if args.latency is not None:
@@ -47,6 +64,9 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
             page_size=args.page_size,
             late_delay_s=args.late_delay,
             token_lifetime_s=args.token_lifetime,
+            graph_latency_s=args.graph_latency,
+            graph_denied_mailboxes=tuple(args.graph_deny),
+            trace_missing_service_principal=args.trace_missing_sp,
         )
     except ValueError as problem:
         parser.error(str(problem))

@@ -15,7 +15,9 @@ class FaultConfig:
     HTTP 429 AF429 with `Retry-After: 1`, `server_error` 500 AF50000 or a bare 503, `stall`
     (sleep `stall_s` before answering), `truncated_blob` (a blob GET answers 200 with its body cut
     short), `empty_page_rate` (a listing page comes back empty but still carries a NextPageUri),
-    and `latency_s` added to every API call.
+    and `latency_s` added to every API call. `graph_throttle`: a Microsoft Graph message lookup
+    (direct or a $batch item) answers 429 ApplicationThrottled with
+    `Retry-After: SimulatorConfig.graph_retry_after_s`.
 
     Data-level (shape of the generated tenant): `expired_blobs` blobs already past their
     contentExpiration, `late_blobs` blobs announced late (contentCreated in the recent past, listable
@@ -32,6 +34,7 @@ class FaultConfig:
     truncated_blob: float = 0.0
     empty_page_rate: float = 0.0
     latency_s: float = 0.0
+    graph_throttle: float = 0.0
     expired_blobs: int = 2
     late_blobs: int = 3
     duplicate_rate: float = 0.02
@@ -45,6 +48,7 @@ class FaultConfig:
             "truncated_blob": self.truncated_blob,
             "empty_page_rate": self.empty_page_rate,
             "duplicate_rate": self.duplicate_rate,
+            "graph_throttle": self.graph_throttle,
         }
         for name, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
@@ -69,6 +73,7 @@ class FaultConfig:
             stall=0.003,
             truncated_blob=0.02,
             empty_page_rate=0.05,
+            graph_throttle=0.05,
             expired_blobs=2,
             late_blobs=3,
             duplicate_rate=0.03,
@@ -84,6 +89,7 @@ class FaultConfig:
             stall=0.01,
             truncated_blob=0.05,
             empty_page_rate=0.2,
+            graph_throttle=0.1,
             expired_blobs=3,
             late_blobs=5,
             duplicate_rate=0.06,
@@ -117,6 +123,23 @@ class SimulatorConfig:
     max_blob_records: int = 300
     #: Seconds an idle keep-alive connection is kept open.
     idle_timeout_s: float = 30.0
+    #: Microsoft Graph roles granted to the app (None: Mail.ReadBasic.All and
+    #: ExchangeMessageTrace.Read.All); withhold one to test 403s.
+    graph_roles: tuple[str, ...] | None = None
+    #: Mailboxes outside the app's Exchange RBAC scope: Graph mail answers 403 ErrorAccessDenied.
+    graph_denied_mailboxes: tuple[str, ...] = ()
+    #: Seconds each Graph message lookup holds one of its mailbox's 4 concurrency slots.
+    graph_latency_s: float = 0.0
+    #: Retry-After of a Graph 429 for concurrency or an injected `FaultConfig.graph_throttle`.
+    graph_retry_after_s: int = 1
+    #: Graph requests per mailbox per window (reference api-contracts.md 4.4: 10,000 per 10 minutes).
+    graph_requests_per_window: int = 10_000
+    graph_window_s: float = 600.0
+    #: Message trace requests per tenant per rolling window (reference 3.1: 100 per 5 minutes).
+    trace_requests_per_window: int = 100
+    trace_window_s: float = 300.0
+    #: The tenant lacks the Transport Data Platform service principal: message trace answers 401.
+    trace_missing_service_principal: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.days <= 7:
@@ -129,3 +152,9 @@ class SimulatorConfig:
             raise ValueError("SimulatorConfig.token_lifetime_s must be >= 1 and late_delay_s >= 0")
         if self.now is not None and self.now.tzinfo is None:
             raise ValueError("SimulatorConfig.now must be timezone-aware (UTC)")
+        if self.graph_latency_s < 0 or self.graph_retry_after_s < 1:
+            raise ValueError("SimulatorConfig.graph_latency_s must be >= 0 and graph_retry_after_s >= 1")
+        if min(self.graph_requests_per_window, self.trace_requests_per_window) < 1:
+            raise ValueError("SimulatorConfig: graph/trace requests per window must be at least 1")
+        if min(self.graph_window_s, self.trace_window_s) <= 0:
+            raise ValueError("SimulatorConfig: graph_window_s and trace_window_s must be positive")

@@ -1,5 +1,6 @@
-"""`Simulator`: a local Microsoft 365 tenant (Entra token endpoint + Management Activity API) over
-real HTTPS on 127.0.0.1, for tests, the demo and benchmarks. Never deployed."""
+"""`Simulator`: a local Microsoft 365 tenant (Entra token endpoint, Management Activity API, the
+Microsoft Graph message lookup, $batch and message trace) over real HTTPS on 127.0.0.1, for tests,
+the demo and benchmarks. Never deployed."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from typing import Any
 
 from simulator.clock import Clock
 from simulator.config import SimulatorConfig
-from simulator.entra import AppRegistration, Entra
+from simulator.entra import GRAPH_ROLES, AppRegistration, Entra
 from simulator.faults import FaultInjector, Stats
 from simulator.feed import ActivityFeed, ContentStore
+from simulator.graph import Graph
 from simulator.pki import Credentials, create_credentials, rsa_key
-from simulator.records import guid
+from simulator.records import MessageMeta, guid
 from simulator.tenant import Tenant, TenantSpec, build_tenant, tenant_id_for
 from simulator.web import Reply, Request, SimulatorHTTPServer, json_reply, tls_context
 
@@ -48,6 +50,7 @@ class Simulator:
         self._store: ContentStore | None = None
         self._entra: Entra | None = None
         self._feed: ActivityFeed | None = None
+        self._graph: Graph | None = None
         self._base_url = ""
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -92,6 +95,7 @@ class Simulator:
             client_id=self.client_id,
             secret=self.client_secret,
             certificate=credentials.app_certificate,
+            graph_roles=GRAPH_ROLES if config.graph_roles is None else config.graph_roles,
             object_id=self._app_object_id,
         )
         entra = Entra(
@@ -104,12 +108,22 @@ class Simulator:
             stats=self._stats,
         )
         store = ContentStore(tenant, clock, config.late_delay_s, timedelta(seconds=config.lookback_grace_s))
+        faults = FaultInjector(config.faults, config.seed)
         self._feed = ActivityFeed(
             config=config,
             store=store,
             entra=entra,
             clock=clock,
-            faults=FaultInjector(config.faults, config.seed),
+            faults=faults,
+            stats=self._stats,
+            base_url=base_url,
+        )
+        self._graph = Graph(
+            config=config,
+            tenant=tenant,
+            entra=entra,
+            clock=clock,
+            faults=faults,
             stats=self._stats,
             base_url=base_url,
         )
@@ -183,6 +197,10 @@ class Simulator:
     def throttled_mailbox(self) -> str:
         return self.tenant.story.throttled_mailbox
 
+    def message_meta(self, mailbox: str, internet_message_id: str) -> MessageMeta | None:
+        """What Graph and message trace know of a message in `mailbox` (any case), or None."""
+        return self.tenant.messages.get(mailbox.lower(), {}).get(internet_message_id)
+
     def settings_env(self, mode: str = "secret") -> dict[str, str]:
         """Environment for our collector (shared/config.py names)."""
         env = {
@@ -191,6 +209,8 @@ class Simulator:
             "CLIENT_ID": self.client_id,
             "LOGIN_AUTHORITY": self.base_url,
             "MANAGEMENT_API_BASE": self.base_url,
+            # The client calls {GRAPH_API_BASE}/v1.0/... with the default Graph scope.
+            "GRAPH_API_BASE": self.base_url,
             "CA_BUNDLE": self.ca_bundle,
         }
         if mode == "secret":
@@ -226,6 +246,9 @@ class Simulator:
         parts = [part for part in request.path.split("/") if part]
         if parts[:1] == ["_sim"]:
             return self._admin(request, parts[1:])
+        if parts[:1] == ["v1.0"]:
+            assert self._graph is not None
+            return self._graph.handle(request, parts[1:])
         if len(parts) >= 5 and parts[:2] == ["api", "v1.0"] and parts[3:5] == ["activity", "feed"]:
             assert self._feed is not None
             return self._feed.handle(request, parts[2], parts[5:])

@@ -28,6 +28,9 @@ from simulator.faults import Stats
 from simulator.web import Reply, Request, json_reply
 
 ROLE = "ActivityFeed.Read"
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+#: Application roles our app holds on Microsoft Graph (reference api-contracts.md 3.1 and 4.2).
+GRAPH_ROLES = ("Mail.ReadBasic.All", "ExchangeMessageTrace.Read.All")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LEEWAY_S = 300  # Entra tolerates five minutes of clock skew on client assertions
 
@@ -47,6 +50,7 @@ class AppRegistration:
     secret: str
     certificate: x509.Certificate
     roles: tuple[str, ...] = (ROLE,)
+    graph_roles: tuple[str, ...] = GRAPH_ROLES
     display_name: str = "mia-collector"
     object_id: str = ""
 
@@ -197,8 +201,13 @@ class Entra:
             )
         auth_method = self._authenticate(form, basic_secret)
         resource = self._resource(form, v1)
-        roles = self.app.roles if resource == self.base_url else ()
-        return TokenGrant(resource, roles, auth_method)
+        return TokenGrant(resource, self._roles_for(resource), auth_method)
+
+    def _roles_for(self, resource: str) -> tuple[str, ...]:
+        """Roles are per resource: a Management API token carries none of the Graph roles."""
+        if resource == self.base_url:
+            return self.app.roles
+        return self.app.graph_roles if resource == GRAPH_RESOURCE else ()
 
     def _authenticate(self, form: Mapping[str, str], basic_secret: str | None) -> str:
         secret = form.get("client_secret") or basic_secret
@@ -302,7 +311,7 @@ class Entra:
                     "(application ID URI).",
                 )
             resource = scopes[0][: -len("/.default")].rstrip("/")
-        if resource not in (self.base_url, "https://manage.office.com", "https://graph.microsoft.com"):
+        if resource not in (self.base_url, "https://manage.office.com", GRAPH_RESOURCE):
             raise EntraError(
                 400,
                 "invalid_resource",
@@ -350,8 +359,9 @@ class Entra:
         """An access token as the token endpoint issues it; tests override claims to get bad ones."""
         issued = int(time.time()) if issued_at is None else issued_at
         tid = tenant_id or self.tenant_id
+        audience = audience or self.base_url
         claims: dict[str, Any] = {
-            "aud": audience or self.base_url,
+            "aud": audience,
             "iss": f"https://sts.windows.net/{tid}/",
             "iat": issued,
             "nbf": issued,
@@ -368,13 +378,15 @@ class Entra:
             "uti": base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
             "ver": "1.0",
         }
-        granted = self.app.roles if roles is None else tuple(roles)
+        default = self.app.graph_roles if audience == GRAPH_RESOURCE else self.app.roles
+        granted = default if roles is None else tuple(roles)
         if granted:
             claims["roles"] = list(granted)
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self._kid, "x5t": self._kid})
 
-    def validate(self, token: str) -> dict[str, Any] | None:
-        """The claims of a token this instance issued for the API, or None (bad, expired, other audience)."""
+    def validate(self, token: str, audience: str | None = None) -> dict[str, Any] | None:
+        """The claims of a token this instance issued for `audience` (default: the Management API),
+        or None (bad, expired, other audience)."""
         try:
             if jwt.get_unverified_header(token).get("kid") != self._kid:
                 return None
@@ -382,7 +394,7 @@ class Entra:
                 token,
                 self._key.public_key(),
                 algorithms=["RS256"],
-                audience=self.base_url,
+                audience=audience or self.base_url,
                 options={"require": ["exp", "iat", "aud", "tid"]},
             )
         except jwt.PyJWTError:

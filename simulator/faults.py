@@ -49,6 +49,9 @@ class FaultInjector:
     def empty_page(self) -> bool:
         return self.config.empty_page_rate > 0 and self._draw() < self.config.empty_page_rate
 
+    def graph_throttle(self) -> bool:
+        return self.config.graph_throttle > 0 and self._draw() < self.config.graph_throttle
+
 
 class Stats:
     """Thread-safe counters, reported by `Simulator.stats()` and `GET /_sim/stats`."""
@@ -64,6 +67,11 @@ class Stats:
         "blob_bytes_served",
         "listing_pages",
         "late_releases",
+        "graph_requests",
+        "graph_batches",
+        "graph_batch_items",
+        "graph_message_lookups",
+        "trace_requests",
     )
 
     def __init__(self) -> None:

@@ -129,12 +129,36 @@ class Mailbox:
 def _message(rng: random.Random, server: str) -> Message:
     serial = rng.getrandbits(64)
     return Message(
-        internet_message_id=f"<{serial:016x}.{rng.randint(1, 99999)}@{server}.namprd11.prod.outlook.com>",
+        internet_message_id=message_id(serial, rng.randint(1, 99999), server),
         item_id=exchange_id(rng),
         immutable_id=exchange_id(rng, "LgAAAAAI"),
         subject=rng.choice(SUBJECTS),
         size=rng.randint(4_000, 900_000),
     )
+
+
+def message_id(serial: int, number: int, server: str) -> str:
+    """An InternetMessageId. About 1 in 8 (chosen from bits already drawn) are external-mail style,
+    with '+', '=' and '/' that a Graph $filter must URL-encode (reference api-contracts.md 4.1)."""
+    if serial % 8 == 0:
+        return f"<CA+{serial:016x}=x/{number}@mail.gmail.com>"
+    return f"<{serial:016x}.{number}@{server}.namprd11.prod.outlook.com>"
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    """What Graph and message trace know about a message (simulator.tenant derives it by hashing the
+    InternetMessageId, without drawing from the tenant's RNG)."""
+
+    internet_message_id: str
+    subject: str
+    sender: str  # an email address
+    received: datetime  # aware UTC, whole seconds
+    size: int
+    folder_path: str
+    purged: bool  # soft/hard deleted: Graph no longer finds it, message trace still does
+    copies: int  # 1, or 2 when a second copy (own id, own parentFolderId) sits in Deleted Items
+    sender_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,13 @@ the last ~90 minutes, hidden until released); a few are already expired.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 
 from simulator.records import (
     ADMIN,
@@ -40,6 +42,7 @@ from simulator.records import (
     FolderAccess,
     Mailbox,
     Message,
+    MessageMeta,
     Person,
     Record,
     RecordFactory,
@@ -54,6 +57,22 @@ DOMAIN = "contoso.com"
 ORGANIZATION = "contoso.onmicrosoft.com"
 FOREIGN_IPS = ("185.220.101.45", "45.141.215.17", "91.219.236.198", "103.251.167.21", "5.188.206.14")
 OTHER_OPERATIONS = ("Send", "Update", "MoveToDeletedItems", "SoftDelete", "Move", "HardDelete")
+PURGING_OPERATIONS = ("SoftDelete", "HardDelete")
+#: Who sends the mail that arrives (name, address): colleagues and outside correspondents.
+SENDERS = (
+    ("Megan Bowen", f"meganb@{DOMAIN}"),
+    ("Contoso Payroll", f"payroll@{DOMAIN}"),
+    ("IT Service Desk", f"servicedesk@{DOMAIN}"),
+    ("Lee Gu", f"leeg@{DOMAIN}"),
+    ("Fabrikam Legal", "legal@fabrikam.com"),
+    ("Pat O'Neil", "pat.o'neil@fabrikam.com"),
+    ("Woodgrove Bank", "notifications@woodgrovebank.com"),
+    ("Northwind Orders", "orders@northwindtraders.com"),
+    ("Microsoft Azure", "azure-noreply@microsoft.com"),
+    ("Jordan Smith", "jordan.smith1987@gmail.com"),
+    ("Adatum Recruiting", "jobs+contoso@adatum.com"),
+)
+OWN_MAIL_FOLDERS = ("\\Sent Items", "\\Drafts")
 
 
 @dataclass(frozen=True)
@@ -106,6 +125,10 @@ class Tenant:
     story: Story
     records: tuple[Record, ...] = field(repr=False)  # every record placed in a blob, once, by time
     blobs: tuple[Blob, ...] = field(repr=False)  # ordered by contentCreated
+    #: lower-case mailbox UPN -> InternetMessageId -> what Graph and message trace know of it.
+    messages: Mapping[str, Mapping[str, MessageMeta]] = field(
+        default_factory=dict, repr=False, hash=False, compare=False
+    )
 
 
 @dataclass
@@ -152,6 +175,7 @@ def build_tenant(spec: TenantSpec) -> Tenant:
     drafts += [_Draft(created, [e.record for e in batch], expired=True) for created, batch in expired]
     drafts.sort(key=lambda d: d.created)
     _duplicate(drafts, blob_rng, spec.duplicate_rate, spec.max_blob_records)
+    records = _unique_records(drafts)
     return Tenant(
         tenant_id=tenant_id,
         domain=DOMAIN,
@@ -159,8 +183,9 @@ def build_tenant(spec: TenantSpec) -> Tenant:
         now=now,
         mailboxes=tuple(m.upn for m in world.mailboxes),
         story=plan.story(world, throttled_at),
-        records=_unique_records(drafts),
+        records=records,
         blobs=_finish(drafts, blob_rng, now),
+        messages=_catalogue(world.mailboxes, records, now, plan.window_start),
     )
 
 
@@ -427,6 +452,79 @@ def _blinded(event: _Event, world: _World, throttled_at: datetime | None) -> boo
     if throttled_at is None or not event.mia or event.record["MailboxOwnerUPN"] != world.finance.upn:
         return False
     return throttled_at < event.when <= throttled_at + THROTTLE_BLIND
+
+
+# -- message metadata (Graph message lookup, message trace) ------------------------------------
+
+
+def _catalogue(
+    mailboxes: Sequence[Mailbox], records: Iterable[Record], now: datetime, window_start: datetime
+) -> Mapping[str, Mapping[str, MessageMeta]]:
+    """Every message of every mailbox; hashes only, so the tenant's RNG stream is untouched."""
+    purged = _purged(records)
+    return MappingProxyType(
+        {
+            mailbox.upn.lower(): MappingProxyType(_mailbox_messages(mailbox, purged, now, window_start))
+            for mailbox in mailboxes
+        }
+    )
+
+
+def _mailbox_messages(
+    mailbox: Mailbox, purged: set[tuple[str, str]], now: datetime, window_start: datetime
+) -> dict[str, MessageMeta]:
+    upn = mailbox.upn.lower()
+    messages = {}
+    for folder in mailbox.folders.values():
+        for message in folder.messages:
+            key = message.internet_message_id
+            messages[key] = _meta(mailbox, folder.path, message, now, window_start, (upn, key) in purged)
+    return messages
+
+
+def _purged(records: Iterable[Record]) -> set[tuple[str, str]]:
+    """(mailbox, InternetMessageId) named by a SoftDelete or HardDelete record."""
+    return {
+        (str(record["MailboxOwnerUPN"]).lower(), str(item["InternetMessageId"]))
+        for record in records
+        if record["Operation"] in PURGING_OPERATIONS
+        for item in record.get("AffectedItems", [])
+    }
+
+
+def _meta(
+    mailbox: Mailbox, path: str, message: Message, now: datetime, window_start: datetime, purged: bool
+) -> MessageMeta:
+    digest = int.from_bytes(hashlib.sha256(message.internet_message_id.encode("utf-8")).digest(), "big")
+    if path in OWN_MAIL_FOLDERS:
+        name, sender = mailbox.owner.name, mailbox.upn
+    else:
+        name, sender = SENDERS[(digest >> 32) % len(SENDERS)]
+    return MessageMeta(
+        internet_message_id=message.internet_message_id,
+        subject=message.subject,
+        sender=sender,
+        received=_received(digest, now, window_start),
+        size=message.size,
+        folder_path=path,
+        purged=purged,
+        copies=2 if digest % 40 == 0 else 1,
+        sender_name=name,
+    )
+
+
+def _received(digest: int, now: datetime, window_start: datetime) -> datetime:
+    """Before any generated access (expired blobs hold reads from up to 10 minutes before the
+    window): ~70% within 10 days before the window, ~28% 10-40 days before it, ~2% more than 90 days
+    before `now` (beyond message trace's reach, reference 3.1)."""
+    bucket = (digest >> 64) % 1000
+    seconds = (digest >> 96) % 1_000_000_007
+    day = 86_400
+    if bucket < 20:
+        return now - timedelta(days=90, hours=1, seconds=seconds % (180 * day))
+    if bucket < 300:
+        return window_start - timedelta(days=10, seconds=seconds % (30 * day))
+    return window_start - timedelta(hours=2, seconds=seconds % (10 * day - 7200))
 
 
 # -- content blobs ----------------------------------------------------------------------------

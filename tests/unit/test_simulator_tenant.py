@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from simulator.records import GRAPH_APP_ID, OUTLOOK_MOBILE_APP_ID
+from simulator.records import GRAPH_APP_ID, OUTLOOK_MOBILE_APP_ID, MessageMeta
 from simulator.tenant import Blob, Tenant, TenantSpec, build_tenant, tenant_id_for
 
 NOW = datetime(2026, 11, 20, 12, 30, 15, tzinfo=UTC)
@@ -252,3 +252,105 @@ def test_operation_properties_vary_in_order_and_subjects_are_sometimes_present(t
     ips = {r["ClientIPAddress"] for r in tenant.records}
     assert any(ip.startswith("[") for ip in ips)
     assert any(ip.startswith("::ffff:") for ip in ips)
+
+
+# -- message metadata (Graph lookup and message trace) ---------------------------------------
+
+
+def metas(tenant: Tenant) -> list[MessageMeta]:
+    return [meta for messages in tenant.messages.values() for meta in messages.values()]
+
+
+def test_every_message_of_every_mailbox_has_metadata_under_its_lower_case_upn(tenant: Tenant) -> None:
+    assert sorted(tenant.messages) == sorted(m.lower() for m in tenant.mailboxes)
+    assert all(len(messages) == 40 * 3 + 40 * 4 for messages in tenant.messages.values())
+    for record in mia(tenant):
+        catalogue = tenant.messages[record["MailboxOwnerUPN"].lower()]
+        for message_id in message_ids(record):
+            meta = catalogue[message_id]
+            assert meta.internet_message_id == message_id
+    for messages in tenant.messages.values():
+        assert all(key == meta.internet_message_id for key, meta in messages.items())
+
+
+def test_messages_arrive_before_any_access_mostly_within_weeks_and_a_few_beyond_90_days(
+    tenant: Tenant,
+) -> None:
+    window_start = NOW - timedelta(days=3)
+    first_record = min(when(r) for r in tenant.records)
+    ages: Counter[str] = Counter()
+    for meta in metas(tenant):
+        assert meta.received.tzinfo is not None
+        assert meta.received.utcoffset() == timedelta(0)
+        assert meta.received.microsecond == 0
+        assert meta.received < window_start
+        assert meta.received < first_record
+        before = window_start - meta.received
+        ages[
+            "recent" if before <= timedelta(days=10) else "weeks" if before <= timedelta(days=40) else "old"
+        ] += 1
+        if before > timedelta(days=40):
+            assert NOW - meta.received > timedelta(days=90)
+    total = sum(ages.values())
+    assert 0.6 < ages["recent"] / total < 0.8
+    assert 0.2 < ages["weeks"] / total < 0.36
+    assert 0.01 < ages["old"] / total < 0.04
+
+
+def test_senders_are_the_owner_for_sent_items_and_drafts_and_correspondents_elsewhere(tenant: Tenant) -> None:
+    for upn, messages in tenant.messages.items():
+        for meta in messages.values():
+            if meta.folder_path in ("\\Sent Items", "\\Drafts"):
+                assert meta.sender == upn
+            else:
+                assert meta.sender != upn
+                assert "@" in meta.sender
+            assert meta.sender_name
+    outside = Counter(m.sender for m in metas(tenant) if m.folder_path == "\\Inbox")
+    assert len(outside) >= 8
+    assert any(not sender.endswith("@contoso.com") for sender in outside)
+    assert any(sender.endswith("@contoso.com") for sender in outside)
+
+
+def test_purged_messages_are_exactly_those_named_by_soft_or_hard_deletes(tenant: Tenant) -> None:
+    named = {
+        (r["MailboxOwnerUPN"].lower(), item["InternetMessageId"])
+        for r in tenant.records
+        if r["Operation"] in ("SoftDelete", "HardDelete")
+        for item in r["AffectedItems"]
+    }
+    purged = {
+        (upn, m.internet_message_id) for upn, box in tenant.messages.items() for m in box.values() if m.purged
+    }
+    assert purged
+    assert purged == named
+
+
+def test_about_one_message_in_40_has_a_second_copy(tenant: Tenant) -> None:
+    copies = Counter(meta.copies for meta in metas(tenant))
+    assert set(copies) == {1, 2}
+    assert 1 / 80 < copies[2] / sum(copies.values()) < 1 / 20
+
+
+def test_about_one_message_id_in_8_is_external_style_with_characters_to_url_encode(tenant: Tenant) -> None:
+    ids = [meta.internet_message_id for meta in metas(tenant)]
+    external = [i for i in ids if i.endswith("@mail.gmail.com>")]
+    assert 1 / 12 < len(external) / len(ids) < 1 / 5
+    assert all(i.startswith("<CA+") and "=" in i and "/" in i for i in external)
+    assert all(i.startswith("<") and i.endswith(".prod.outlook.com>") for i in set(ids) - set(external))
+    assert len(set(ids)) == len(ids)
+
+
+def test_message_metadata_is_deterministic_and_meta_fields_match_the_records(tenant: Tenant) -> None:
+    again = build_tenant(spec(duplicate_rate=0.05, late_blobs=3, expired_blobs=2))
+    assert {u: dict(box) for u, box in again.messages.items()} == {
+        u: dict(box) for u, box in tenant.messages.items()
+    }
+    for record in mia(tenant):
+        catalogue = tenant.messages[record["MailboxOwnerUPN"].lower()]
+        for folder in record.get("Folders", []):
+            for item in folder["FolderItems"]:
+                meta = catalogue[item["InternetMessageId"]]
+                assert meta.size == item["SizeInBytes"]
+                assert meta.folder_path == folder["Path"]
+                assert item.get("Subject", meta.subject) == meta.subject
