@@ -88,26 +88,42 @@ class ContentItem:
 
 
 class RateLimiter:
-    """At most `per_minute` requests in any 60 seconds (a sliding window; thread-safe). Short runs
-    go at full speed; a long run settles at the budget."""
+    """At most `budget` requests in any `window_s` seconds (a sliding window; thread-safe). Short
+    runs go at full speed; a long run settles at the budget."""
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._budget = per_minute
+    def __init__(
+        self, budget: int, window_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._budget = budget
+        self._window = window_s
         self._sent: deque[float] = deque()
+        self._paused_until = 0.0
         self._clock = clock
         self._lock = threading.Lock()
 
-    def acquire(self) -> None:
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Wait for a slot and take it; False (nothing taken) when that would take over `timeout` s."""
+        give_up = None if timeout is None else self._clock() + timeout
         while True:
             with self._lock:
                 now = self._clock()
-                while self._sent and self._sent[0] <= now - 60.0:
+                while self._sent and self._sent[0] <= now - self._window:
                     self._sent.popleft()
-                if len(self._sent) < self._budget:
+                if now < self._paused_until:
+                    wait_for = self._paused_until - now
+                elif len(self._sent) < self._budget:
                     self._sent.append(now)
-                    return
-                wait_for = self._sent[0] + 60.0 - now
+                    return True
+                else:
+                    wait_for = self._sent[0] + self._window - now
+            if give_up is not None and now + wait_for > give_up:
+                return False
             time.sleep(wait_for)
+
+    def hold_off(self, seconds: float) -> None:
+        """The server said to wait (429 Retry-After): no slot until `seconds` from now."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
 
 
 def api_time(moment: datetime) -> str:
@@ -121,7 +137,7 @@ def parse_api_time(value: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def retry_after_seconds(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
@@ -151,7 +167,7 @@ def classify(response: requests.Response) -> ApiError:
     code, message = _error_of(response)
     status = response.status_code
     if code == "AF429" or code.startswith("AF5") or (not code and status in TRANSIENT_STATUSES):
-        return TransientError(status, code, message, _retry_after(response))
+        return TransientError(status, code, message, retry_after_seconds(response))
     if code in GONE_CODES:
         return ContentGone(status, code, message or GONE_CODES[code])
     if code in ("AF20022", "AF20023"):
@@ -191,7 +207,7 @@ class ActivityClient:
 
     def _wait(self, state: RetryCallState) -> float:
         problem = state.outcome.exception() if state.outcome else None
-        backoff = wait_exponential_jitter(initial=0.5, max=self._settings.max_backoff_seconds)(state)
+        backoff = wait_exponential_jitter(multiplier=0.5, max=self._settings.max_backoff_seconds)(state)
         if isinstance(problem, TransientError) and problem.retry_after is not None:
             return min(problem.retry_after, float(self._settings.max_backoff_seconds))
         return float(backoff)

@@ -65,6 +65,7 @@ class Settings:
     storage: StorageSettings
     report: ReportSettings
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    resolution: ResolutionSettings = field(default_factory=lambda: ResolutionSettings())
 
 
 def _int_setting(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -146,7 +147,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raises SettingsError naming the first bad one."""
     source = os.environ if env is None else env
     return Settings(
-        storage=storage_settings(source), report=report_settings(source), alerts=alert_settings(source)
+        storage=storage_settings(source),
+        report=report_settings(source),
+        alerts=alert_settings(source),
+        resolution=resolution_settings(source),
     )
 
 
@@ -323,13 +327,17 @@ def auth_settings(env: Mapping[str, str], cloud: Cloud) -> AuthSettings:
     )
 
 
+def _cloud(env: Mapping[str, str]) -> tuple[str, Cloud]:
+    name = env.get("M365_CLOUD", "").strip().lower() or "commercial"
+    if name not in CLOUDS:
+        raise SettingsError(f"M365_CLOUD must be one of {', '.join(CLOUDS)}, got {name!r}")
+    return name, CLOUDS[name]
+
+
 def load_collection_settings(env: Mapping[str, str] | None = None) -> CollectionSettings:
     """Settings for fetch_audit / `mia collect`; raises SettingsError naming the bad one."""
     source = os.environ if env is None else env
-    cloud_name = source.get("M365_CLOUD", "").strip().lower() or "commercial"
-    if cloud_name not in CLOUDS:
-        raise SettingsError(f"M365_CLOUD must be one of {', '.join(CLOUDS)}, got {cloud_name!r}")
-    cloud = CLOUDS[cloud_name]
+    _, cloud = _cloud(source)
     auth = auth_settings(source, cloud)
     base = _url_setting(source, "MANAGEMENT_API_BASE", cloud.management)
     return CollectionSettings(
@@ -347,3 +355,118 @@ def load_collection_settings(env: Mapping[str, str] | None = None) -> Collection
         max_attempts=_int_setting(source, "COLLECT_MAX_ATTEMPTS", 8, 1, 20),
         max_backoff_seconds=_int_setting(source, "COLLECT_MAX_BACKOFF_SECONDS", 60, 1, 900),
     )
+
+
+# --- Subject resolution through Microsoft Graph ------------------------------------------------
+
+RESOLVE_POLICIES = ("all", "watchlist", "off")
+# Graph message trace is documented for the worldwide service only (reference/api-contracts.md 3.1, 6).
+_TRACE_CLOUDS = ("commercial", "gcc")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """Where Microsoft Graph is and how to call it (message lookup and message trace)."""
+
+    auth: AuthSettings
+    base: str
+    scope: str
+    message_trace: bool
+    request_timeout_seconds: int = 30
+    max_attempts: int = 5
+    max_backoff_seconds: int = 60
+    trace_requests_per_window: int = 100  # per tenant, shared with every other trace client
+    trace_window_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class ResolutionSettings:
+    """Which mailboxes' message identifiers are resolved to subjects as records arrive, and how much
+    a report may spend resolving what is still missing (DESIGN section 2, MessageIndex)."""
+
+    policy: str = "off"
+    watchlist: frozenset[str] = frozenset()
+    graph: GraphSettings | None = None
+    on_demand: bool = False
+    on_demand_max_requests: int = 50
+    on_demand_seconds: int = 20
+    run_max_requests: int = 1000  # Graph requests one resolve_subjects run may spend
+    retry_hours: int = 24  # first wait before a "not found" is looked up again (then doubled)
+
+    def covers(self, mailbox: str) -> bool:
+        """Is `mailbox` resolved as its records arrive?"""
+        if self.graph is None or self.policy == "off":
+            return False
+        return self.policy == "all" or mailbox.lower() in self.watchlist
+
+
+def _bool_setting(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _watchlist(env: Mapping[str, str]) -> frozenset[str]:
+    raw = env.get("RESOLVE_WATCHLIST", "")
+    mailboxes = frozenset(part.strip().lower() for part in raw.replace(";", ",").split(",") if part.strip())
+    bad = sorted(m for m in mailboxes if "@" not in m or any(c.isspace() for c in m))
+    if bad:
+        raise SettingsError(f"RESOLVE_WATCHLIST must list mailbox UPNs separated by commas, got {bad[0]!r}")
+    return mailboxes
+
+
+def graph_settings(env: Mapping[str, str]) -> GraphSettings:
+    cloud_name, cloud = _cloud(env)
+    base = _url_setting(env, "GRAPH_API_BASE", cloud.graph)
+    trace_default = cloud_name in _TRACE_CLOUDS
+    trace = _bool_setting(env, "RESOLVE_MESSAGE_TRACE", trace_default)
+    if trace and not trace_default:
+        raise SettingsError(
+            f"RESOLVE_MESSAGE_TRACE cannot be true in M365_CLOUD={cloud_name}: Graph message trace "
+            "exists only in the worldwide service"
+        )
+    return GraphSettings(
+        auth=auth_settings(env, cloud),
+        base=base,
+        scope=env.get("GRAPH_SCOPE", "").strip() or f"{cloud.graph}/.default",
+        message_trace=trace,
+    )
+
+
+def resolution_settings(env: Mapping[str, str]) -> ResolutionSettings:
+    """Resolution is on (`all`) by default when a tenant is configured, and off without one."""
+    configured = bool(env.get("TENANT_ID", "").strip())
+    policy = env.get("RESOLVE_SUBJECTS", "").strip().lower() or ("all" if configured else "off")
+    if policy not in RESOLVE_POLICIES:
+        raise SettingsError(f"RESOLVE_SUBJECTS must be one of {', '.join(RESOLVE_POLICIES)}, got {policy!r}")
+    on_demand = _bool_setting(env, "RESOLVE_ON_DEMAND", configured)
+    if (policy != "off" or on_demand) and not configured:
+        raise SettingsError(
+            "TENANT_ID is required to resolve subjects through Microsoft Graph (RESOLVE_SUBJECTS="
+            f"{policy}, RESOLVE_ON_DEMAND={str(on_demand).lower()}); set RESOLVE_SUBJECTS=off and "
+            "RESOLVE_ON_DEMAND=false to run without Graph"
+        )
+    watchlist = _watchlist(env)
+    if policy == "watchlist" and not watchlist:
+        raise SettingsError(
+            "RESOLVE_WATCHLIST must list at least one mailbox when RESOLVE_SUBJECTS=watchlist"
+        )
+    return ResolutionSettings(
+        policy=policy,
+        watchlist=watchlist,
+        graph=graph_settings(env) if configured else None,
+        on_demand=on_demand,
+        on_demand_max_requests=_int_setting(env, "RESOLVE_ON_DEMAND_MAX_REQUESTS", 50, 1, 10_000),
+        on_demand_seconds=_int_setting(env, "RESOLVE_ON_DEMAND_SECONDS", 20, 1, 600),
+    )
+
+
+def load_resolution_settings(env: Mapping[str, str] | None = None) -> ResolutionSettings:
+    """Subject resolution alone (`mia process`, `mia report`); raises SettingsError naming the bad one."""
+    return resolution_settings(os.environ if env is None else env)

@@ -1,11 +1,15 @@
-"""Settings and storage clients for the function host, built once per worker process."""
+"""Settings, storage clients and the subject resolver for the function host, built once per
+worker process."""
 
 from __future__ import annotations
 
 from functools import cache
 
-from shared.config import Settings, load_settings
-from shared.storage import Storage
+from shared.auth import token_provider
+from shared.config import ResolutionSettings, Settings, load_settings
+from shared.graph_api import GraphClient
+from shared.resolver import SubjectResolver
+from shared.storage import MESSAGE_INDEX_TABLE, Storage
 
 
 @cache
@@ -18,7 +22,21 @@ def storage() -> Storage:
     return Storage.from_settings(settings().storage)
 
 
+def build_resolver(storage: Storage, settings: ResolutionSettings) -> SubjectResolver:
+    """MessageIndex always; Microsoft Graph when a tenant is configured."""
+    graph = None
+    if settings.graph is not None:
+        graph = GraphClient(settings.graph, token_provider(settings.graph.auth))
+    return SubjectResolver(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), settings, graph)
+
+
+@cache
+def resolver() -> SubjectResolver:
+    return build_resolver(storage(), settings().resolution)
+
+
 def reset() -> None:
     """Forget cached settings and clients (tests change the environment between cases)."""
     settings.cache_clear()
     storage.cache_clear()
+    resolver.cache_clear()

@@ -138,7 +138,7 @@ def test_rate_limiter_allows_the_budget_in_any_minute_and_waits_for_the_oldest(
         now[0] += seconds
 
     monkeypatch.setattr("shared.activity_api.time.sleep", sleep)
-    limiter = RateLimiter(per_minute=3, clock=lambda: now[0])
+    limiter = RateLimiter(3, clock=lambda: now[0])
     for _ in range(3):
         limiter.acquire()
         now[0] += 1.0

@@ -1,0 +1,299 @@
+"""Client of Microsoft Graph for subject resolution (reference/api-contracts.md sections 3 and 4).
+
+- Message lookup: `GET /users/{id}/messages?$filter=internetMessageId eq '<id>'`, sent in JSON
+  `$batch` requests of up to 20 (section 4.3). The id is URL-encoded whole, angle brackets
+  included: an unencoded `+` silently matches nothing (microsoftgraph/microsoft-graph-docs#4101).
+- Outlook runs at most 4 requests per mailbox at once (section 4.4): a batch holds up to 4 slots of
+  each mailbox it names, so concurrent batches in this process never exceed that.
+- Message trace: `GET /admin/exchange/tracing/messageTraces` with a `messageId` filter and a
+  receivedDateTime window (section 3.1); at most 100 requests per 5 minutes per tenant, kept by a
+  process-wide limiter and by the service's Retry-After.
+- 5xx and network failures are retried with backoff here; throttling (429) is handed to the caller
+  with its Retry-After, because only the caller knows how long it may wait.
+- The bearer token only goes to the configured Graph host; `@odata.nextLink` is checked before use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from shared.activity_api import RateLimiter, retry_after_seconds
+from shared.auth import AuthFailed, TokenProvider
+from shared.config import GraphSettings
+from shared.http_session import session_for
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 20
+MAILBOX_CONCURRENCY = 4
+SELECT = "id,subject,from,sender,receivedDateTime,internetMessageId,parentFolderId"
+MAX_TRACE_PAGE = 5000  # the service's largest $top for message traces (reference 3.1)
+DEFAULT_RETRY_AFTER = 2.0
+
+
+class GraphError(RuntimeError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code or status}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class GraphTransient(GraphError):
+    """A server error or a network failure that outlived the retries."""
+
+
+class GraphThrottled(GraphError):
+    def __init__(self, status: int, code: str, message: str, retry_after: float) -> None:
+        super().__init__(status, code, message)
+        self.retry_after = retry_after
+
+
+class GraphAuthError(GraphError):
+    """The token is refused or lacks the permission: the fix is consent or configuration."""
+
+
+class TraceBudgetSpent(GraphError):
+    """The tenant's message-trace budget has no slot within the time the caller can wait."""
+
+
+@dataclass(frozen=True)
+class MessageQuery:
+    """One message lookup in a batch; `key` is the batch item id."""
+
+    key: str
+    mailbox: str
+    internet_message_id: str
+
+
+@dataclass(frozen=True)
+class ItemReply:
+    status: int
+    body: Any
+    retry_after: float | None = None
+
+    @property
+    def error_code(self) -> str:
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        return str(error.get("code") or "") if isinstance(error, dict) else ""
+
+
+def odata_string(value: str) -> str:
+    """An OData string literal: quoted, a quote doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def message_lookup_url(mailbox: str, internet_message_id: str) -> str:
+    """The relative URL of one lookup, every reserved character of the id percent-encoded."""
+    filter_text = f"internetMessageId eq {odata_string(internet_message_id)}"
+    return (
+        f"/users/{quote(mailbox, safe='@')}/messages"
+        f"?$filter={quote(filter_text, safe='')}&$select={SELECT}&$top=10"
+    )
+
+
+def graph_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class MailboxSlots:
+    """At most `limit` requests in flight per mailbox across this process's threads. A batch takes
+    all its slots at once (no thread holds some while waiting for others, so no deadlock)."""
+
+    def __init__(self, limit: int = MAILBOX_CONCURRENCY) -> None:
+        self._limit = limit
+        self._busy: Counter[str] = Counter()
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, needs: Mapping[str, int]) -> Iterator[None]:
+        wanted = {mailbox: min(self._limit, count) for mailbox, count in needs.items()}
+        with self._changed:
+            self._changed.wait_for(lambda: all(self._busy[m] + n <= self._limit for m, n in wanted.items()))
+            self._busy.update(wanted)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy.subtract(wanted)
+                self._changed.notify_all()
+
+
+_PROCESS_SLOTS = MailboxSlots()
+_TRACE_LIMITERS: dict[str, RateLimiter] = {}
+_TRACE_LIMITERS_LOCK = threading.Lock()
+
+
+def trace_limiter(settings: GraphSettings) -> RateLimiter:
+    """The process-wide message-trace budget of one tenant (100 requests per 5 minutes)."""
+    key = f"{settings.auth.tenant_id}|{settings.base}"
+    with _TRACE_LIMITERS_LOCK:
+        limiter = _TRACE_LIMITERS.get(key)
+        if limiter is None:
+            limiter = RateLimiter(settings.trace_requests_per_window, settings.trace_window_seconds)
+            _TRACE_LIMITERS[key] = limiter
+        return limiter
+
+
+def _error_of(response: requests.Response) -> tuple[str, str]:
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return "", response.text[:200]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return str(error.get("code") or ""), str(error.get("message") or "")[:300]
+    return "", response.text[:200]
+
+
+def _classify(response: requests.Response) -> GraphError:
+    code, message = _error_of(response)
+    status = response.status_code
+    if status == 429:
+        return GraphThrottled(status, code, message, retry_after_seconds(response) or DEFAULT_RETRY_AFTER)
+    if status >= 500 or status == 408:
+        return GraphTransient(status, code, message)
+    if status in (401, 403):
+        return GraphAuthError(status, code, message)
+    return GraphError(status, code, message)
+
+
+def _item_reply(raw: Mapping[str, Any]) -> ItemReply:
+    headers = raw.get("headers") if isinstance(raw.get("headers"), dict) else {}
+    assert isinstance(headers, dict)
+    retry_after = None
+    for name, value in headers.items():
+        if str(name).lower() == "retry-after" and str(value).strip().isdigit():
+            retry_after = float(str(value).strip())
+    status = raw.get("status")
+    return ItemReply(int(status) if isinstance(status, int) else 0, raw.get("body"), retry_after)
+
+
+class GraphClient:
+    def __init__(
+        self,
+        settings: GraphSettings,
+        tokens: TokenProvider,
+        session: requests.Session | None = None,
+        slots: MailboxSlots | None = None,
+    ) -> None:
+        self.settings = settings
+        self._tokens = tokens
+        self._host = urlsplit(settings.base).netloc.lower()
+        self._session = session or session_for(settings.auth.ca_bundle)
+        self._session.mount("https://", HTTPAdapter(pool_connections=2, pool_maxsize=16))
+        self._slots = slots or _PROCESS_SLOTS
+        self.trace_limiter = trace_limiter(settings)
+
+    # -- transport --------------------------------------------------------------------------
+
+    def _call(self, method: str, url: str, body: bytes | None) -> requests.Response:
+        try:
+            token = self._tokens.token(self.settings.scope)
+        except AuthFailed as problem:
+            raise GraphAuthError(0, "token", str(problem)) from None
+        headers = {"Authorization": f"Bearer {token}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            return self._session.request(
+                method, url, data=body, headers=headers, timeout=self.settings.request_timeout_seconds
+            )
+        except (
+            requests.ConnectionError,
+            requests.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+        ) as problem:
+            raise GraphTransient(0, "network", type(problem).__name__) from None
+
+    def _send(self, method: str, url: str, body: bytes | None) -> Any:
+        if urlsplit(url).netloc.lower() != self._host or not url.startswith("https://"):
+            raise GraphError(0, "foreign_host", "refusing to send the Graph token to another host")
+        response = self._call(method, url, body)
+        if response.status_code == 401:  # expired in flight or revoked: one fresh token
+            self._tokens.invalidate()
+            response = self._call(method, url, body)
+        if response.status_code >= 400:
+            raise _classify(response)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise GraphTransient(response.status_code, "bad_json", "the answer is not JSON") from None
+
+    def request(self, method: str, url: str, body: bytes | None = None) -> Any:
+        """One call, with 5xx and network failures retried (exponential backoff with jitter)."""
+        retrying = Retrying(
+            retry=retry_if_exception_type(GraphTransient),
+            wait=wait_exponential_jitter(multiplier=0.5, max=self.settings.max_backoff_seconds),
+            stop=stop_after_attempt(self.settings.max_attempts),
+            reraise=True,
+        )
+        return retrying(self._send, method, url, body)
+
+    # -- operations -------------------------------------------------------------------------
+
+    def batch(self, lookups: Sequence[MessageQuery]) -> dict[str, ItemReply]:
+        """One `$batch` of up to 20 lookups; the replies by item key (any order on the wire)."""
+        if not 1 <= len(lookups) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH} lookups, not {len(lookups)}")
+        requests_ = [
+            {
+                "id": item.key,
+                "method": "GET",
+                "url": message_lookup_url(item.mailbox, item.internet_message_id),
+            }
+            for item in lookups
+        ]
+        payload = orjson.dumps({"requests": requests_})
+        with self._slots.hold(Counter(item.mailbox.lower() for item in lookups)):
+            answer = self.request("POST", f"{self.settings.base}/v1.0/$batch", payload)
+        replies: dict[str, ItemReply] = {}
+        for raw in answer.get("responses", []) if isinstance(answer, dict) else []:
+            if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                replies[raw["id"]] = _item_reply(raw)
+        return replies
+
+    def message_trace_pages(
+        self,
+        start: datetime,
+        end: datetime,
+        message_id: str | None = None,
+        wait_limit: Callable[[], float] | None = None,
+    ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+        """Pages of trace rows received in [start, end] (one row per recipient), of one message
+        or of the whole tenant, each as (rows, more pages follow). Each page takes a slot of the
+        tenant's trace budget, waiting at most `wait_limit()` seconds for it."""
+        filter_text = f"receivedDateTime ge {graph_time(start)} and receivedDateTime le {graph_time(end)}"
+        if message_id is not None:
+            filter_text = f"messageId eq {odata_string(message_id)} and {filter_text}"
+        top = 100 if message_id is not None else MAX_TRACE_PAGE
+        url: str | None = (
+            f"{self.settings.base}/v1.0/admin/exchange/tracing/messageTraces"
+            f"?$filter={quote(filter_text, safe='')}&$top={top}"
+        )
+        while url is not None:
+            if not self.trace_limiter.acquire(timeout=wait_limit() if wait_limit else None):
+                raise TraceBudgetSpent(0, "trace_budget", "no message-trace request left in this window")
+            try:
+                page = self.request("GET", url)
+            except GraphThrottled as problem:
+                self.trace_limiter.hold_off(problem.retry_after)
+                raise
+            values = page.get("value") if isinstance(page, dict) else None
+            link = page.get("@odata.nextLink") if isinstance(page, dict) else None
+            url = str(link) if link else None
+            yield [row for row in values or [] if isinstance(row, dict)], url is not None

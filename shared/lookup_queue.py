@@ -1,0 +1,188 @@
+"""The `subject-lookups` queue: messages waiting for a Graph lookup, gathered across blobs.
+
+enrich_trace records what the records themselves say and queues the rest; the resolve_subjects
+timer takes everything queued and resolves it in one pass, so a `$batch` carries 20 lookups even
+when each blob names only a few messages (a blob holds 5-10 minutes of a tenant's audit, often
+a handful of records). A queue message holds one mailbox's messages:
+`{"m": mailbox, "ids": [[InternetMessageId, first access (ISO 8601) or null, size or null], ...]}`.
+
+Messages are deleted once every id in them has an answer in MessageIndex (found or a negative
+answer with its retry time); ids a run's budget did not reach stay queued for the next run.
+Everything is idempotent: an id queued twice, or a message seen again, is answered from the index.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from azure.storage.queue import QueueClient, QueueMessage
+
+from shared import raw_store
+from shared.message_info import Key, Observed
+from shared.resolver import DEFERRED, ResolveStats, SubjectResolver
+from shared.storage import LOOKUP_QUEUE, Storage
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 40_000  # 64 KiB per queue message, base64 takes a third more
+MAX_KEYS_PER_PASS = 4_000  # ids resolved together (200 full batches)
+VISIBILITY_S = 600  # a received message stays hidden while its pass runs
+MAX_DEQUEUE_COUNT = 5  # then it is dropped, logged: a report can still resolve its ids on demand
+
+
+def lookup_queue(storage: Storage) -> QueueClient:
+    return raw_store.content_queue(storage.queues, LOOKUP_QUEUE)
+
+
+def _entry(message_id: str, seen: Observed) -> list[object]:
+    first = seen.first_access.isoformat() if seen.first_access is not None else None
+    return [message_id, first, seen.size]
+
+
+def _bodies(mailbox: str, messages: Mapping[str, Observed]) -> Iterator[str]:
+    """Queue message bodies for one mailbox, each under MAX_MESSAGE_BYTES."""
+    entries: list[list[object]] = []
+    size = 0
+    for message_id, seen in messages.items():
+        entry = _entry(message_id, seen)
+        entry_size = len(orjson.dumps(entry)) + 1
+        if entries and size + entry_size > MAX_MESSAGE_BYTES:
+            yield orjson.dumps({"m": mailbox, "ids": entries}).decode()
+            entries, size = [], 0
+        entries.append(entry)
+        size += entry_size
+    if entries:
+        yield orjson.dumps({"m": mailbox, "ids": entries}).decode()
+
+
+def enqueue(storage: Storage, pending: Mapping[str, Mapping[str, Observed]]) -> int:
+    """Queue what is still to look up; returns the number of queue messages sent."""
+    queue = lookup_queue(storage)
+    sent = 0
+    for mailbox, messages in pending.items():
+        for body in _bodies(mailbox, messages):
+            queue.send_message(body)
+            sent += 1
+    return sent
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def parse(body: str) -> dict[str, dict[str, Observed]]:
+    """A queue message's ids; anything malformed raises ValueError."""
+    document = orjson.loads(body)
+    mailbox = document.get("m") if isinstance(document, dict) else None
+    entries = document.get("ids") if isinstance(document, dict) else None
+    if not isinstance(mailbox, str) or not mailbox or not isinstance(entries, list):
+        raise ValueError("not a subject-lookups message")
+    messages: dict[str, Observed] = {}
+    for entry in entries:
+        if not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], str):
+            raise ValueError("bad entry in a subject-lookups message")
+        size = entry[2] if isinstance(entry[2], int) else None
+        messages[entry[0]] = Observed(size=size, first_access=_parse_time(entry[1]))
+    return {mailbox: messages}
+
+
+@dataclass
+class DrainResult:
+    stats: ResolveStats = field(default_factory=ResolveStats)
+    queue_messages: int = 0  # answered and deleted
+    left_queued: int = 0  # the budget ran out before all their ids were answered
+    dropped: int = 0  # unreadable, or retried too often
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "queue_messages": self.queue_messages,
+            "left_queued": self.left_queued,
+            "dropped": self.dropped,
+            **self.stats.as_dict(),
+        }
+
+
+@dataclass
+class _Pass:
+    observed: dict[str, dict[str, Observed]] = field(default_factory=dict)
+    messages: list[tuple[QueueMessage, list[Key]]] = field(default_factory=list)
+    keys: int = 0
+
+
+def _gather(queue: QueueClient, result: DrainResult) -> _Pass:
+    """Receive queued messages until MAX_KEYS_PER_PASS ids or the queue is empty."""
+    gathered = _Pass()
+    while gathered.keys < MAX_KEYS_PER_PASS:
+        batch = list(
+            queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=VISIBILITY_S)
+        )
+        if not batch:
+            break
+        for message in batch:
+            try:
+                wanted = parse(message.content)
+            except ValueError:
+                log.warning("dropping unreadable subject-lookups message %s", message.id)
+                queue.delete_message(message)
+                result.dropped += 1
+                continue
+            if (message.dequeue_count or 0) > MAX_DEQUEUE_COUNT:
+                log.warning(
+                    "dropping subject-lookups message %s after %s attempts", message.id, MAX_DEQUEUE_COUNT
+                )
+                queue.delete_message(message)
+                result.dropped += 1
+                continue
+            keys: list[Key] = []
+            for mailbox, messages in wanted.items():
+                into = gathered.observed.setdefault(mailbox, {})
+                for message_id, seen in messages.items():
+                    previous = into.get(message_id)
+                    into[message_id] = seen if previous is None else _earliest(previous, seen)
+                    keys.append((mailbox, message_id))
+            gathered.messages.append((message, keys))
+            gathered.keys += len(keys)
+    return gathered
+
+
+def _earliest(one: Observed, other: Observed) -> Observed:
+    if other.first_access is None or (
+        one.first_access is not None and one.first_access <= other.first_access
+    ):
+        return one
+    return other
+
+
+def drain(storage: Storage, resolver: SubjectResolver) -> DrainResult:
+    """Resolve everything queued, pass by pass, within one run budget."""
+    result = DrainResult()
+    budget = resolver.run_budget()
+    if budget is None:
+        return result
+    queue = lookup_queue(storage)
+    while budget.left() > 0 and budget.used < budget.max_requests:
+        gathered = _gather(queue, result)
+        if not gathered.messages:
+            break
+        answers = resolver.resolve(gathered.observed, budget, resolver.settings.covers, result.stats)
+        for message, keys in gathered.messages:
+            # No answer at all: the mailbox is no longer covered (RESOLVE_SUBJECTS changed).
+            if any(key in answers and answers[key].source == DEFERRED for key in keys):
+                queue.update_message(message, visibility_timeout=0)
+                result.left_queued += 1
+            else:
+                queue.delete_message(message)
+                result.queue_messages += 1
+        if result.left_queued:
+            break
+    log.info("subject lookups: %s", result.as_dict())
+    return result

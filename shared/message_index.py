@@ -1,0 +1,108 @@
+"""The MessageIndex table: what is known about each message of each mailbox (DESIGN section 2).
+
+PartitionKey = mailbox (encoded), RowKey = SHA-256 of the InternetMessageId (keys forbid `/ \\ # ?`,
+and ids carry all of them). A row holds the subject, sender, received time and size, where the
+answer came from (`audit`, `graph`, `trace`) or why there is none (`unresolved:<reason>`), and for
+negative answers when to look again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.data.tables import TableClient
+
+from shared import tables
+from shared.message_info import NOT_LOOKED_UP, MessageInfo
+
+# Table service: at most 15 discrete comparisons in one filter (PartitionKey + 14 RowKeys).
+KEYS_PER_QUERY = 14
+READ_WORKERS = 4
+MAX_SUBJECT_CHARS = 2000  # a subject is at most a few hundred characters; a hostile one is cut
+
+
+def row_key(internet_message_id: str) -> str:
+    return hashlib.sha256(internet_message_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def to_entity(mailbox: str, internet_message_id: str, info: MessageInfo) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": tables.encode_key(mailbox),
+        "RowKey": row_key(internet_message_id),
+        "Mailbox": mailbox,
+        "InternetMessageId": internet_message_id[: tables.MAX_TEXT],
+        "Subject": info.subject[:MAX_SUBJECT_CHARS],
+        "Sender": info.sender[:320],
+        "Source": info.source,
+        "Attempts": info.attempts,
+        "Copies": info.copies,
+        "UpdatedAt": datetime.now(UTC),
+    }
+    if info.received is not None:
+        entity["Received"] = info.received
+    if info.size is not None:
+        entity["SizeInBytes"] = info.size
+    if info.retry_at is not None:
+        entity["RetryAt"] = info.retry_at
+    return entity
+
+
+def _moment(value: object) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def from_entity(entity: Mapping[str, Any]) -> tuple[str, MessageInfo]:
+    size = entity.get("SizeInBytes")
+    return str(entity.get("InternetMessageId", "")), MessageInfo(
+        subject=str(entity.get("Subject") or ""),
+        sender=str(entity.get("Sender") or ""),
+        received=_moment(entity.get("Received")),
+        size=int(size) if isinstance(size, int) else None,
+        source=str(entity.get("Source") or NOT_LOOKED_UP),
+        retry_at=_moment(entity.get("RetryAt")),
+        attempts=int(entity.get("Attempts") or 0),
+        copies=int(entity.get("Copies") or 0),
+    )
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _query_chunk(table: TableClient, partition: str, keys: list[str]) -> list[dict[str, Any]]:
+    # Parameterised: the SDK quotes the values (they are hex digests and an encoded key anyway).
+    parameters = {"pk": partition, **{f"r{n}": key for n, key in enumerate(keys)}}
+    rows = " or ".join(f"RowKey eq @r{n}" for n in range(len(keys)))
+    # Spaces around the parameters: the SDK takes "@r1)" for a parameter named "r1)".
+    found = table.query_entities(f"PartitionKey eq @pk and ( {rows} )", parameters=parameters)
+    return [dict(entity) for entity in found]
+
+
+def read(table: TableClient, mailbox: str, internet_message_ids: Iterable[str]) -> dict[str, MessageInfo]:
+    """The index rows of these messages of one mailbox (absent ones are left out)."""
+    wanted = {row_key(mid): mid for mid in internet_message_ids}
+    if not wanted:
+        return {}
+    partition = tables.encode_key(mailbox)
+    chunks = list(_chunks(sorted(wanted), KEYS_PER_QUERY))
+    with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(chunks))) as pool:
+        pages = list(pool.map(lambda keys: _query_chunk(table, partition, keys), chunks))
+    found: dict[str, MessageInfo] = {}
+    for page in pages:
+        for entity in page:
+            message_id = wanted.get(str(entity.get("RowKey")))
+            if message_id is not None:
+                found[message_id] = from_entity(entity)[1]
+    return found
+
+
+def write(table: TableClient, mailbox: str, infos: Mapping[str, MessageInfo]) -> int:
+    """Upsert rows for one mailbox (idempotent: a row is keyed by what it describes)."""
+    return tables.upsert_entities(table, (to_entity(mailbox, mid, info) for mid, info in infos.items()))

@@ -1,0 +1,399 @@
+"""Subject resolution against the simulator's Graph (HTTPS on loopback) and Azurite's MessageIndex:
+the chain's order, batching, throttling, the trace's window rules, negative caching, and no
+duplicate lookups under redelivery."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared import lookup_queue, message_index, pipeline, raw_store
+from shared.auth import token_provider
+from shared.config import ResolutionSettings, load_resolution_settings
+from shared.graph_api import GraphClient
+from shared.message_info import MessageInfo, Observed, observe
+from shared.records import AccessEvent, MessageRef
+from shared.resolver import Budget, ResolveStats, SubjectResolver
+from shared.runtime import build_resolver
+from shared.storage import MESSAGE_INDEX_TABLE, Storage
+from shared.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW, grid_windows
+from simulator import FaultConfig, Simulator, SimulatorConfig
+from simulator.records import MessageMeta
+from tests.integration.helpers import make_event
+
+ALICE = "alice@contoso.com"
+
+
+def sim_config(**overrides: Any) -> SimulatorConfig:
+    base: dict[str, Any] = {"seed": 5, "mailboxes": 3, "days": 2, "faults": FaultConfig.none()}
+    return SimulatorConfig(**{**base, **overrides})
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator(sim_config()) as simulator:
+        yield simulator
+
+
+def settings_for(sim: Simulator, **env: str) -> ResolutionSettings:
+    return load_resolution_settings({**sim.settings_env(), **env})
+
+
+def resolver_for(sim: Simulator, storage: Storage, **env: str) -> SubjectResolver:
+    return build_resolver(storage, settings_for(sim, **env))
+
+
+def messages(sim: Simulator, mailbox: str = ALICE, **wanted: Any) -> list[MessageMeta]:
+    """The mailbox's messages with the given MessageMeta fields, in a stable order."""
+    found = [
+        meta
+        for meta in sim.tenant.messages[mailbox].values()
+        if all(getattr(meta, name) == value for name, value in wanted.items())
+    ]
+    return sorted(found, key=lambda meta: meta.internet_message_id)
+
+
+def observed(metas: list[MessageMeta], accessed: datetime | None = None) -> dict[str, Observed]:
+    return {meta.internet_message_id: Observed(size=meta.size, first_access=accessed) for meta in metas}
+
+
+def graph_stats(sim: Simulator) -> dict[str, int]:
+    stats = sim.stats()
+    return {
+        name: int(stats.get(name, 0)) for name in ("graph_requests", "graph_batch_items", "trace_requests")
+    }
+
+
+def index_of(storage: Storage, mailbox: str, ids: list[str]) -> dict[str, MessageInfo]:
+    return message_index.read(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), mailbox, ids)
+
+
+def everything(mailbox: str) -> bool:
+    return True
+
+
+def test_graph_answers_in_batches_of_twenty_and_the_index_keeps_subject_sender_and_received(
+    sim: Simulator, storage: Storage
+) -> None:
+    found = messages(sim, purged=False)[:45]
+    resolver = resolver_for(sim, storage)
+
+    answers = resolver.resolve({ALICE: observed(found)}, Budget(100, 60), everything)
+
+    assert graph_stats(sim) == {"graph_requests": 3, "graph_batch_items": 45, "trace_requests": 0}
+    for meta in found:
+        info = answers[(ALICE, meta.internet_message_id)]
+        assert (info.subject, info.sender, info.received, info.source) == (
+            meta.subject,
+            meta.sender,
+            meta.received,
+            "graph",
+        )
+        assert info.copies == meta.copies
+    assert index_of(storage, ALICE, [m.internet_message_id for m in found]) == {
+        m.internet_message_id: answers[(ALICE, m.internet_message_id)] for m in found
+    }
+
+
+def test_ids_with_plus_slash_and_equals_are_found(sim: Simulator, storage: Storage) -> None:
+    awkward = [m for m in messages(sim, purged=False) if "+" in m.internet_message_id][:5]
+    assert awkward, "the simulator gives some messages external-mail ids with '+'"
+
+    answers = resolver_for(sim, storage).resolve({ALICE: observed(awkward)}, Budget(10, 30), everything)
+
+    assert {info.source for info in answers.values()} == {"graph"}
+
+
+def test_a_batch_mixes_mailboxes_and_the_chain_stops_at_the_first_answer(
+    sim: Simulator, storage: Storage
+) -> None:
+    mailboxes = sorted(sim.tenant.messages)[:3]
+    wanted = {mailbox: observed(messages(sim, mailbox, purged=False)[:6]) for mailbox in mailboxes}
+    with_subject = next(iter(wanted[mailboxes[0]]))
+    wanted[mailboxes[0]][with_subject] = Observed(subject="From the record", size=1)
+
+    answers = resolver_for(sim, storage).resolve(wanted, Budget(10, 30), everything)
+
+    assert graph_stats(sim)["graph_requests"] == 1  # 17 lookups over three mailboxes: one batch
+    assert graph_stats(sim)["graph_batch_items"] == 17
+    assert answers[(mailboxes[0], with_subject)].source == "audit"
+    assert answers[(mailboxes[0], with_subject)].subject == "From the record"
+    assert index_of(storage, mailboxes[0], [with_subject])[with_subject].source == "audit"
+
+
+def test_lookups_queued_by_several_blobs_are_batched_together_and_never_repeated(
+    sim: Simulator, storage: Storage
+) -> None:
+    def records_of_alice(blob: Any) -> int:
+        return int(blob.body.count(f'"MailboxOwnerUPN":"{ALICE}"'.encode()))
+
+    blobs = sorted(sim.tenant.blobs, key=records_of_alice, reverse=True)[:4]
+    bodies = []
+    for blob in blobs:
+        name = f"Audit.Exchange/{blob.content_id}.json.gz"
+        digest, _ = raw_store.store_raw(storage.blobs, name, blob.body, {})
+        bodies.append(raw_store.RawPointer(name, digest, "management-api").encode())
+    resolver = resolver_for(sim, storage)
+
+    first = [pipeline.process_pointer(storage, body, resolver=resolver) for body in bodies]
+    redelivered = [pipeline.process_pointer(storage, body, resolver=resolver) for body in bodies]
+    waiting = lookup_queue.lookup_queue(storage).get_queue_properties().approximate_message_count
+    drained = lookup_queue.drain(storage, resolver)
+    after_drain = graph_stats(sim)
+    again = [pipeline.process_pointer(storage, body, resolver=resolver) for body in bodies]
+    second_drain = lookup_queue.drain(storage, resolver)
+
+    queued = sum(result.lookups_queued for result in first)
+    distinct = drained.stats.graph + drained.stats.trace + drained.stats.unresolved
+    # Not answered yet, so queued again; less whatever another of the blobs named with a subject.
+    assert 0 < sum(result.lookups_queued for result in redelivered) <= queued
+    assert (drained.queue_messages, drained.left_queued) == (waiting, 0)
+    assert distinct <= queued
+    assert after_drain["graph_batch_items"] == distinct  # each message looked up once
+    assert drained.stats.graph_requests == -(-distinct // 20)  # full batches across the blobs
+    assert sum(result.lookups_queued for result in again) == 0  # the index answers now
+    assert (second_drain.queue_messages, graph_stats(sim)) == (0, after_drain)
+
+
+def resolver_at(sim: Simulator, storage: Storage, now: datetime, **env: str) -> SubjectResolver:
+    """A resolver whose clock stands still at `now`: the trace grid is then known to the test."""
+    settings = settings_for(sim, **env)
+    assert settings.graph is not None
+    graph = GraphClient(settings.graph, token_provider(settings.graph.auth))
+    return SubjectResolver(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), settings, graph, lambda: now)
+
+
+def window_number(now: datetime, accessed: datetime, received: datetime) -> int:
+    """1 for the grid window holding the first access, 2 for the one before, ..."""
+    for number, (start, end) in enumerate(grid_windows(now, accessed), start=1):
+        if start <= received <= end:
+            return number
+    raise AssertionError("received outside the trace's 90 days")
+
+
+def test_a_purged_message_is_found_by_message_trace_one_window_per_request(
+    sim: Simulator, storage: Storage
+) -> None:
+    now = datetime.now(UTC)
+    accessed = sim.tenant.now - timedelta(hours=30)
+    purged = [m for m in messages(sim, purged=True) if m.received > accessed - TRACE_WINDOW][:1]
+    assert purged, "seed 5 has a purged message received within 10 days of the access"
+
+    resolver = resolver_at(sim, storage, now)
+    answers = resolver.resolve({ALICE: observed(purged, accessed)}, Budget(20, 30), everything)
+
+    info = answers[(ALICE, purged[0].internet_message_id)]
+    assert (info.source, info.subject, info.sender, info.received) == (
+        "trace",
+        purged[0].subject,
+        purged[0].sender,
+        purged[0].received,
+    )
+    # One message: asked for by id, newest window first, until the one it was received in.
+    assert graph_stats(sim)["trace_requests"] == window_number(now, accessed, purged[0].received)
+
+
+def test_trace_walks_back_ten_days_at_a_time_to_an_older_message(sim: Simulator, storage: Storage) -> None:
+    now = datetime.now(UTC)
+    accessed = sim.tenant.now - timedelta(hours=30)
+    old_purged = [
+        (mailbox, meta)
+        for mailbox in sorted(sim.tenant.messages)
+        for meta in messages(sim, mailbox, purged=True)
+        if accessed - timedelta(days=60) < meta.received < accessed - TRACE_WINDOW
+    ]
+    assert old_purged, "seed 5 has a purged message received 10 to 60 days before the access"
+    mailbox, meta = old_purged[0]
+
+    resolver = resolver_at(sim, storage, now)
+    answers = resolver.resolve({mailbox: observed([meta], accessed)}, Budget(50, 60), everything)
+
+    assert answers[(mailbox, meta.internet_message_id)].source == "trace"
+    assert graph_stats(sim)["trace_requests"] == window_number(now, accessed, meta.received) >= 2
+
+
+def test_trace_gives_up_at_ninety_days_and_caches_not_found(sim: Simulator, storage: Storage) -> None:
+    now = datetime.now(UTC)
+    accessed = sim.tenant.now - timedelta(hours=30)
+    ghost = "<gone@nowhere.example>"
+
+    answers = resolver_at(sim, storage, now).resolve(
+        {ALICE: {ghost: Observed(size=1, first_access=accessed)}}, Budget(50, 60), everything
+    )
+
+    gone = answers[(ALICE, ghost)]
+    assert (gone.source, gone.attempts) == ("unresolved:not-found", 1)
+    assert gone.retry_at is not None
+    windows = grid_windows(now, accessed)
+    assert windows[-1][0] == now - TRACE_RETENTION + TRACE_MARGIN  # never before the 90 days
+    assert all(end - start <= TRACE_WINDOW for start, end in windows)
+    assert graph_stats(sim)["trace_requests"] == len(windows) == 9
+    assert index_of(storage, ALICE, [ghost]) == {ghost: gone}
+
+
+def test_messages_sharing_a_window_are_found_by_listing_it_once(sim: Simulator, storage: Storage) -> None:
+    now = datetime.now(UTC)
+    accessed = sim.tenant.now - timedelta(hours=30)
+    newest = grid_windows(now, accessed)[0]
+    purged = [
+        (mailbox, meta)
+        for mailbox in sorted(sim.tenant.messages)
+        for meta in messages(sim, mailbox, purged=True)
+        if newest[0] <= meta.received <= newest[1]
+    ]
+    assert len(purged) >= 3, "seed 5 has several purged messages received in the newest window"
+    wanted: dict[str, dict[str, Observed]] = {}
+    for mailbox, meta in purged:
+        wanted.setdefault(mailbox, {})[meta.internet_message_id] = Observed(first_access=accessed)
+
+    answers = resolver_at(sim, storage, now).resolve(wanted, Budget(50, 60), everything)
+
+    assert {answers[(mailbox, meta.internet_message_id)].source for mailbox, meta in purged} == {"trace"}
+    # The simulated tenant's trace for ten days fits in one page of 5,000 rows.
+    assert graph_stats(sim)["trace_requests"] == 1
+
+
+def test_a_negative_answer_is_cached_until_its_retry_time(sim: Simulator, storage: Storage) -> None:
+    now = [datetime.now(UTC)]
+    settings = settings_for(sim, RESOLVE_MESSAGE_TRACE="false")
+    assert settings.graph is not None
+    graph = GraphClient(settings.graph, token_provider(settings.graph.auth))
+    table = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
+    resolver = SubjectResolver(table, settings, graph, clock=lambda: now[0])
+    unknown = {"<unknown@nowhere.example>": Observed(size=3)}
+
+    first = resolver.resolve({ALICE: unknown}, Budget(5, 30), everything)
+    again = resolver.resolve({ALICE: unknown}, Budget(5, 30), everything)
+    requests_before_retry = graph_stats(sim)["graph_requests"]
+    now[0] = first[(ALICE, "<unknown@nowhere.example>")].retry_at or now[0]
+    retried = resolver.resolve({ALICE: unknown}, Budget(5, 30), everything)
+
+    assert first == again
+    assert requests_before_retry == 1
+    assert graph_stats(sim)["graph_requests"] == 2
+    info = retried[(ALICE, "<unknown@nowhere.example>")]
+    assert (info.source, info.attempts) == ("unresolved:not-found", 2)
+    assert info.retry_at is not None
+    assert info.retry_at - now[0] == timedelta(hours=2 * settings.retry_hours)  # doubled
+
+
+def test_throttled_items_are_sent_again_after_retry_after_until_all_are_answered(
+    storage: Storage,
+) -> None:
+    with Simulator(sim_config(faults=FaultConfig(graph_throttle=0.3))) as sim:
+        found = messages(sim, purged=False)[:40]
+        answers = resolver_for(sim, storage).resolve({ALICE: observed(found)}, Budget(40, 60), everything)
+        stats = sim.stats()
+
+    assert {info.source for info in answers.values()} == {"graph"}
+    assert stats["faults"]["graph_throttle"] > 0
+    assert stats["graph_batch_items"] == 40 + stats["faults"]["graph_throttle"]
+
+
+def test_concurrent_resolvers_never_exceed_four_requests_in_one_mailbox(storage: Storage) -> None:
+    with Simulator(sim_config(graph_latency_s=0.05)) as sim:
+        found = messages(sim, purged=False)[:160]
+        resolver = resolver_for(sim, storage)
+        parts = [found[n::4] for n in range(4)]
+        threads = [
+            threading.Thread(
+                target=resolver.resolve, args=({ALICE: observed(part)}, Budget(10, 60), everything)
+            )
+            for part in parts
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        stats = sim.stats()
+
+    assert stats["faults"].get("graph_concurrency", 0) == 0
+    assert stats["graph_batch_items"] == 160
+    assert len(index_of(storage, ALICE, [m.internet_message_id for m in found])) == 160
+
+
+def test_a_mailbox_outside_the_apps_scope_falls_back_to_the_trace(storage: Storage) -> None:
+    with Simulator(sim_config(graph_denied_mailboxes=(ALICE,))) as sim:
+        accessed = sim.tenant.now - timedelta(hours=30)
+        recent = [m for m in messages(sim) if m.received > accessed - TRACE_WINDOW][:2]
+        with_trace = resolver_for(sim, storage).resolve(
+            {ALICE: observed(recent, accessed)}, Budget(10, 30), everything
+        )
+        without = resolver_for(sim, storage, RESOLVE_MESSAGE_TRACE="false").resolve(
+            {ALICE: observed(messages(sim)[-2:], accessed)}, Budget(10, 30), everything
+        )
+
+    assert {info.source for info in with_trace.values()} == {"trace"}
+    assert {info.source for info in without.values()} == {"unresolved:access-denied"}
+
+
+def test_without_the_graph_permissions_lookups_are_denied_and_retried_a_day_later(
+    storage: Storage,
+) -> None:
+    # Graph answers a missing Mail.ReadBasic.All exactly as a mailbox outside the app's RBAC scope:
+    # 403 ErrorAccessDenied per item; the trace then refuses too (no ExchangeMessageTrace.Read.All).
+    with Simulator(sim_config(graph_roles=())) as sim:
+        answers = resolver_for(sim, storage).resolve(
+            {ALICE: observed(messages(sim)[:3])}, Budget(10, 30), everything
+        )
+
+    assert {info.source for info in answers.values()} == {"unresolved:access-denied"}
+    for info in answers.values():
+        assert info.retry_at is not None
+        assert timedelta(hours=23) < info.retry_at - datetime.now(UTC) <= timedelta(hours=24)
+
+
+def test_a_spent_budget_defers_what_is_left_and_writes_nothing_for_it(
+    sim: Simulator, storage: Storage
+) -> None:
+    found = messages(sim, purged=False)[:50]
+
+    answers = resolver_for(sim, storage).resolve({ALICE: observed(found)}, Budget(1, 30), everything)
+
+    sources = [answers[(ALICE, m.internet_message_id)].source for m in found]
+    assert sources.count("graph") == 20
+    assert sources.count("unresolved:deferred") == 30
+    assert len(index_of(storage, ALICE, [m.internet_message_id for m in found])) == 20
+
+
+def test_the_trace_budget_of_the_tenant_defers_instead_of_waiting(storage: Storage) -> None:
+    with Simulator(sim_config(trace_requests_per_window=2, trace_window_s=300)) as sim:
+        accessed = sim.tenant.now - timedelta(hours=30)
+        ghosts = {f"<ghost-{n}@nowhere.example>": Observed(size=1, first_access=accessed) for n in range(2)}
+        settings = settings_for(sim)
+        assert settings.graph is not None
+        tight = replace(settings, graph=replace(settings.graph, trace_requests_per_window=2))
+        answers = build_resolver(storage, tight).resolve({ALICE: ghosts}, Budget(50, 5), everything)
+        stats = sim.stats()
+
+    assert stats["trace_requests"] == 2  # then no slot within the 5 s the run may wait
+    assert stats["faults"].get("trace_throttle", 0) == 0  # our limiter kept below the service's
+    assert {info.source for info in answers.values()} == {"unresolved:deferred"}
+    assert index_of(storage, ALICE, list(ghosts)) == {}
+
+
+def test_policy_watchlist_resolves_only_listed_mailboxes_as_records_arrive(
+    sim: Simulator, storage: Storage
+) -> None:
+    other = next(m for m in sorted(sim.tenant.messages) if m != ALICE)
+    events: list[AccessEvent] = [
+        make_event(
+            mailbox=mailbox, record_id=f"r-{mailbox}", items=(MessageRef(meta.internet_message_id, "Inbox"),)
+        )
+        for mailbox in (ALICE, other)
+        for meta in messages(sim, mailbox, purged=False)[:1]
+    ]
+    resolver = resolver_for(sim, storage, RESOLVE_SUBJECTS="watchlist", RESOLVE_WATCHLIST=ALICE)
+
+    pending = resolver.record_arrivals(observe(events), ResolveStats())
+    lookup_queue.enqueue(storage, pending)
+    drained = lookup_queue.drain(storage, resolver)
+
+    assert list(pending) == [ALICE]
+    assert (drained.stats.graph, drained.stats.messages) == (1, 1)
+    assert len(index_of(storage, other, [events[1].items[0].internet_message_id])) == 0

@@ -1,0 +1,83 @@
+"""shared/graph_api.py pure parts: lookup URLs, OData quoting, the per-mailbox slots; and the
+sliding-window limiter message trace uses (100 requests per 5 minutes)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from shared.activity_api import RateLimiter
+from shared.graph_api import MailboxSlots, message_lookup_url, odata_string
+
+AWKWARD_IDS = [
+    "<CA+bq=x/1@mail.gmail.com>",
+    "<it's@quoted.example>",
+    "<a&b=c?d#e%20f@weird.example>",
+    "<plain.123@PH0PR11MB1234.namprd11.prod.outlook.com>",
+]
+
+
+@pytest.mark.parametrize("message_id", AWKWARD_IDS)
+def test_the_whole_id_survives_url_decoding_as_an_odata_literal(message_id: str) -> None:
+    url = message_lookup_url("alice@contoso.com", message_id)
+    parts = urlsplit(url)
+    assert parts.path == "/users/alice@contoso.com/messages"
+    assert "+" not in parts.query
+    assert "<" not in parts.query
+    assert "#" not in url
+    query = parse_qs(parts.query)  # what the service does: '+' would become a space
+    assert query["$filter"] == [f"internetMessageId eq {odata_string(message_id)}"]
+    assert query["$select"][0].split(",")[:2] == ["id", "subject"]
+
+
+def test_a_quote_in_a_literal_is_doubled() -> None:
+    assert odata_string("<it's@x>") == "'<it''s@x>'"
+
+
+def test_a_mailbox_never_gets_more_than_its_slots_across_threads() -> None:
+    slots = MailboxSlots(limit=4)
+    busy = {"a": 0, "b": 0}
+    peak = {"a": 0, "b": 0}
+    lock = threading.Lock()
+
+    def batch(needs: dict[str, int]) -> None:
+        with slots.hold(needs):
+            with lock:
+                for mailbox, count in needs.items():
+                    busy[mailbox] += min(4, count)
+                    peak[mailbox] = max(peak[mailbox], busy[mailbox])
+            time.sleep(0.01)
+            with lock:
+                for mailbox, count in needs.items():
+                    busy[mailbox] -= min(4, count)
+
+    work = [{"a": 20}, {"a": 3, "b": 2}, {"b": 7}, {"a": 1, "b": 1}] * 5
+    threads = [threading.Thread(target=batch, args=(needs,)) for needs in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert peak == {"a": 4, "b": 4}
+    assert busy == {"a": 0, "b": 0}
+
+
+def test_limiter_window_is_configurable_and_gives_up_past_the_timeout() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, window_s=300.0, clock=lambda: now[0])
+    assert limiter.acquire(timeout=0)
+    assert limiter.acquire(timeout=0)
+    assert not limiter.acquire(timeout=299.0)  # the next slot frees at t=300
+    now[0] = 300.0
+    assert limiter.acquire(timeout=0)
+
+
+def test_limiter_holds_off_for_the_servers_retry_after() -> None:
+    now = [0.0]
+    limiter = RateLimiter(100, window_s=300.0, clock=lambda: now[0])
+    limiter.hold_off(30.0)
+    assert not limiter.acquire(timeout=29.0)
+    now[0] = 30.0
+    assert limiter.acquire(timeout=0)
