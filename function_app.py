@@ -7,6 +7,7 @@ from enrich_trace import bp as enrich_trace_bp
 from fetch_audit import bp as fetch_audit_bp
 from health_http import bp as health_http_bp
 from report_http import bp as report_http_bp
+from resolve_subjects import bp as resolve_subjects_bp
 from watch_poison import bp as watch_poison_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -16,3 +17,4 @@ app.register_functions(report_http_bp)
 app.register_functions(health_http_bp)
 app.register_functions(deliver_alerts_bp)
 app.register_functions(watch_poison_bp)
+app.register_functions(resolve_subjects_bp)

@@ -13,4 +13,8 @@ bp = func.Blueprint()
 def enrich_trace(message: func.QueueMessage) -> None:
     # An exception leaves the message to the host: retried, then moved to audit-content-poison.
     # Mailbox alerts (throttled, near throttle) are raised here too, into the outbox.
-    pipeline.process_pointer(runtime.storage(), message.get_body(), runtime.settings().alerts)
+    # The records' own subjects go into MessageIndex; what they lack is queued on subject-lookups
+    # for resolve_subjects, for the mailboxes RESOLVE_SUBJECTS covers.
+    pipeline.process_pointer(
+        runtime.storage(), message.get_body(), runtime.settings().alerts, resolver=runtime.resolver()
+    )

@@ -16,6 +16,7 @@ def report_http(req: func.HttpRequest) -> func.HttpResponse:
         dict(req.headers),
         runtime.storage(),
         runtime.settings().report,
+        resolver=runtime.resolver(),
     )
     return func.HttpResponse(
         reply.body, status_code=reply.status, headers=reply.headers, mimetype=reply.mimetype

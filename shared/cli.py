@@ -12,11 +12,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared import pipeline, readers
-from shared.config import SettingsError, load_report_settings, load_settings
+from shared import lookup_queue, pipeline, readers
+from shared.config import SettingsError, load_report_settings, load_resolution_settings, load_settings
+from shared.message_info import MessageObserver
 from shared.records import ParseStats
-from shared.report import events_from_files, events_from_table, render_report
+from shared.report import audit_lookup, events_from_files, events_from_table, render_report
 from shared.report_request import RequestError, parse_report_request
+from shared.runtime import build_resolver
 from shared.storage import Storage
 from shared.tables import table_for
 
@@ -61,7 +63,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
-    results = pipeline.drain_queue(_storage(), args.max, alert_settings=load_settings().alerts)
+    settings = load_settings()
+    storage = _storage()
+    resolver = build_resolver(storage, settings.resolution)
+    results = pipeline.drain_queue(storage, args.max, alert_settings=settings.alerts, resolver=resolver)
     totals = ParseStats()
     for result in results:
         for name, value in result.stats.as_dict().items():
@@ -71,6 +76,14 @@ def cmd_process(args: argparse.Namespace) -> int:
         f"processed {len(results)} blobs: {totals.records} records, {totals.events} "
         f"MailItemsAccessed ({rows} distinct rows written), {totals.other_operations} other "
         f"operations skipped, {totals.malformed} unreadable (logged)"
+    )
+    queued = sum(result.lookups_queued for result in results)
+    lookups = lookup_queue.drain(storage, resolver)
+    found = lookups.stats
+    print(
+        f"subjects: {queued} message ids queued for Graph (RESOLVE_SUBJECTS={settings.resolution.policy}); "
+        f"resolved now: {found.graph} by Graph, {found.trace} by message trace, {found.unresolved} "
+        f"unresolved, {found.cached} already known; {lookups.left_queued} queue messages left for later"
     )
     raised = [alert for result in results for alert in result.alerts]
     for alert in raised:
@@ -137,16 +150,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     query = parse_report_request(args.mailbox, params, load_report_settings(), datetime.now(UTC))
     stats = ParseStats()
     if args.input:
-        events = iter(events_from_files(args.input, query, stats))
+        observer = MessageObserver()
+        events = iter(events_from_files(args.input, query, stats, observer))
+        lookup = audit_lookup(observer)
     else:
-        table = _storage().tables.get_table_client(table_for(query.by))
+        storage = _storage()
+        table = storage.tables.get_table_client(table_for(query.by))
         events = events_from_table(table, query)
+        lookup = build_resolver(storage, load_resolution_settings()).report_lookup()
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            count = render_report(query, events, out)
+            count = render_report(query, events, out, lookup)
         print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
     else:
-        render_report(query, events, sys.stdout)
+        render_report(query, events, sys.stdout, lookup)
     if stats.malformed:
         print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
     return 0

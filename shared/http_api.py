@@ -16,6 +16,7 @@ from shared.config import ReportSettings
 from shared.decoders import iso_z
 from shared.report import render_page
 from shared.report_request import RequestError, parse_report_request
+from shared.resolver import SubjectResolver
 from shared.storage import REPORT_ACCESS_TABLE, Storage
 from shared.tables import table_for
 
@@ -48,15 +49,19 @@ def report_reply(
     storage: Storage,
     settings: ReportSettings,
     now: datetime | None = None,
+    resolver: SubjectResolver | None = None,
 ) -> Reply:
-    """GET /api/reports/{mailbox}: a page of the report, or a 4xx JSON error naming the problem."""
+    """GET /api/reports/{mailbox}: a page of the report, or a 4xx JSON error naming the problem.
+    With a resolver, messages the records name without a subject are filled from MessageIndex and,
+    within the on-demand budget, looked up."""
     try:
         query = parse_report_request(subject, params, settings, now)
     except RequestError as problem:
         return error_reply(problem.status, problem.code, problem.message)
     table = storage.tables.get_table_client(table_for(query.by))
     try:
-        page = render_page(table, query, settings.page_rows)
+        lookup = resolver.report_lookup() if resolver is not None else None
+        page = render_page(table, query, settings.page_rows, lookup)
     except AzureError:
         log.exception("report storage query failed")
         return error_reply(503, "storage_unavailable", "storage did not answer; try again shortly")
@@ -96,6 +101,7 @@ def serve_report(
     storage: Storage,
     settings: ReportSettings,
     now: datetime | None = None,
+    resolver: SubjectResolver | None = None,
 ) -> Reply:
     """report_reply behind the app-role check, with every request recorded in ReportAccess.
 
@@ -105,7 +111,7 @@ def serve_report(
     if refusal is not None:
         reply = error_reply(refusal.status, refusal.code, refusal.message)
     else:
-        reply = report_reply(subject, params, storage, settings, now)
+        reply = report_reply(subject, params, storage, settings, now, resolver)
     lowered = {k.lower(): v for k, v in headers.items()}
     try:
         report_access.record(

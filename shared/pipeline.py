@@ -16,11 +16,13 @@ from pathlib import Path
 
 from azure.storage.queue import QueueMessage
 
-from shared import alerting, outbox, raw_store, readers, tables
+from shared import alerting, lookup_queue, outbox, raw_store, readers, tables
 from shared.alerts import Alert
-from shared.config import AlertSettings
+from shared.config import AlertSettings, ResolutionSettings
+from shared.message_info import MessageObserver
 from shared.records import AccessEvent, ParseStats, normalize_records
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, POISON_QUEUE, Storage
+from shared.resolver import ResolveStats, SubjectResolver
+from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, MESSAGE_INDEX_TABLE, POISON_QUEUE, Storage
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,14 @@ class ProcessResult:
     stats: ParseStats = field(default_factory=ParseStats)
     rows: int = 0  # distinct records written (a record repeated in the source is one row)
     alerts: list[Alert] = field(default_factory=list)  # newly raised by this blob
+    subjects: ResolveStats | None = None  # what the records and the index answered
+    lookups_queued: int = 0  # messages left for the resolve_subjects timer (Graph)
 
     def as_dict(self) -> dict[str, object]:
-        return {"blob": self.blob, "rows": self.rows, **self.stats.as_dict()}
+        subjects: dict[str, object] = {"lookups_queued": self.lookups_queued}
+        if self.subjects is not None:
+            subjects["subjects"] = self.subjects.as_dict()
+        return {"blob": self.blob, "rows": self.rows, **self.stats.as_dict(), **subjects}
 
 
 def import_bytes(storage: Storage, data: bytes, source_name: str) -> ImportResult:
@@ -84,11 +91,14 @@ def process_pointer(
     body: bytes | str,
     alert_settings: AlertSettings | None = None,
     clock: Callable[[], datetime] = outbox.utcnow,
+    resolver: SubjectResolver | None = None,
 ) -> ProcessResult:
-    """pointer -> blob -> verified bytes -> rows -> mailbox alerts. Raises on integrity or storage
-    errors so the message is retried and, in the end, parked on the poison queue.
+    """pointer -> blob -> verified bytes -> rows -> mailbox alerts -> subjects. Raises on integrity
+    or storage errors so the message is retried and, in the end, parked on the poison queue.
 
-    The alert rules run after the rows are written, from the rows: a retry raises nothing twice."""
+    The alert rules run after the rows are written, from the rows: a retry raises nothing twice.
+    Subjects are resolved last (the rows never wait on Graph); a retry finds earlier answers in
+    MessageIndex and looks nothing up again."""
     settings = alert_settings or AlertSettings()
     activity = alerting.MailboxActivity()
     pointer = raw_store.RawPointer.decode(body)
@@ -98,8 +108,10 @@ def process_pointer(
     actor_table = storage.tables.get_table_client(ACTOR_TABLE)
     pending: list[AccessEvent] = []
     record_ids: set[str] = set()
+    observed = MessageObserver()
     for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats):
         record_ids.add(event.record_id)
+        observed.add(event)
         activity.add(event)
         pending.append(event)
         if len(pending) >= WRITE_CHUNK:
@@ -109,16 +121,25 @@ def process_pointer(
         tables.write_events(mailbox_table, actor_table, pending)
     result.rows = len(record_ids)
     result.alerts = alerting.mailbox_alerts(storage, activity, settings, clock())
-    log.info("processed %s: %s", pointer.blob, result.stats.as_dict())
+    if resolver is None:  # the records' own subjects still go into MessageIndex
+        index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
+        resolver = SubjectResolver(index, ResolutionSettings(), graph=None)
+    result.subjects = ResolveStats()
+    lookups = resolver.record_arrivals(observed.messages, result.subjects)
+    result.lookups_queued = sum(len(messages) for messages in lookups.values())
+    lookup_queue.enqueue(storage, lookups)
+    log.info("processed %s: %s", pointer.blob, result.as_dict())
     return result
 
 
-def _handle(storage: Storage, message: QueueMessage, settings: AlertSettings) -> ProcessResult | None:
+def _handle(
+    storage: Storage, message: QueueMessage, settings: AlertSettings, resolver: SubjectResolver | None
+) -> ProcessResult | None:
     """One message as the queue trigger would: processed and deleted, or left for a retry and,
     after MAX_DEQUEUE_COUNT attempts, moved to the poison queue as the Functions host does."""
     queue = raw_store.content_queue(storage.queues)
     try:
-        result = process_pointer(storage, message.content, settings)
+        result = process_pointer(storage, message.content, settings, resolver=resolver)
     except Exception:
         log.exception("message %s failed (attempt %s)", message.id, message.dequeue_count)
         if (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
@@ -136,6 +157,7 @@ def drain_queue(
     max_messages: int | None = None,
     workers: int = 8,
     alert_settings: AlertSettings | None = None,
+    resolver: SubjectResolver | None = None,
 ) -> list[ProcessResult]:
     """Process queued pointers until the queue is empty (or `max_messages` succeeded), `workers`
     at a time as the host's batchSize does. After each batch, messages parked on the poison queue
@@ -154,7 +176,7 @@ def drain_queue(
             if not batch:
                 break
             results.extend(
-                r for r in pool.map(lambda m: _handle(storage, m, settings), batch) if r is not None
+                r for r in pool.map(lambda m: _handle(storage, m, settings, resolver), batch) if r is not None
             )
             alerting.scan_poison(storage, settings)
             outbox.deliver_quietly(storage, settings)

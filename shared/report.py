@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import io
 import ipaddress
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from azure.data.tables import TableClient
 
 from shared import render, tables, views
+from shared.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, MessageObserver, Observed
 from shared.pipeline import events_from_bytes
 from shared.records import AccessEvent, ParseStats
 from shared.report_request import IPNetwork, ReportQuery
@@ -48,14 +49,39 @@ def passes_filters(event: AccessEvent, query: ReportQuery) -> bool:
     return not (query.exclude_ips and _in_any(event.client_ip, query.exclude_ips))
 
 
-def events_from_files(paths: Sequence[Path], query: ReportQuery, stats: ParseStats) -> list[AccessEvent]:
-    """The query's events from export files, each record once (by record Id), in time order."""
+def events_from_files(
+    paths: Sequence[Path], query: ReportQuery, stats: ParseStats, observer: MessageObserver | None = None
+) -> list[AccessEvent]:
+    """The query's events from export files, each record once (by record Id), in time order.
+    `observer` is shown every record of the files, in the query or not (see `audit_lookup`)."""
     chosen: dict[str, AccessEvent] = {}
     for path in paths:
         for event in events_from_bytes(path.read_bytes(), str(path), stats=stats):
+            if observer is not None:
+                observer.add(event)
             if _matches(event, query) and passes_filters(event, query):
                 chosen.setdefault(event.record_id, event)
     return sorted(chosen.values(), key=lambda event: (event.timestamp, event.record_id))
+
+
+def audit_lookup(observer: MessageObserver) -> Lookup:
+    """The files' own MessageIndex: a subject any record of the files gives for a message of a
+    mailbox, as ingestion records it in the MessageIndex table (so a report from files and one from
+    storage of the same records agree)."""
+    known = observer.messages
+
+    def lookup(observed: Mapping[str, Mapping[str, Observed]]) -> dict[Key, MessageInfo]:
+        found: dict[Key, MessageInfo] = {}
+        for mailbox, messages in observed.items():
+            for message_id in messages:
+                seen = known.get(mailbox, {}).get(message_id)
+                if seen is not None and seen.subject:
+                    found[(mailbox, message_id)] = MessageInfo(
+                        seen.subject, size=seen.size, source=SOURCE_AUDIT
+                    )
+        return found
+
+    return lookup
 
 
 def _keyed_events(table: TableClient, query: ReportQuery) -> Iterator[tuple[str, AccessEvent]]:
@@ -69,10 +95,14 @@ def events_from_table(table: TableClient, query: ReportQuery) -> Iterator[Access
         yield event
 
 
-def render_report(query: ReportQuery, events: Iterable[AccessEvent], sink: render.TextSink) -> int:
-    """Write the query's view of `events` (already in time order) to `sink`; returns row count."""
+def render_report(
+    query: ReportQuery, events: Iterable[AccessEvent], sink: render.TextSink, lookup: Lookup | None = None
+) -> int:
+    """Write the query's view of `events` (already in time order) to `sink`; returns row count.
+    `lookup` tells the messages and exposure views what is known of messages the records name
+    without a subject."""
     columns, view = views.VIEWS[query.view]
-    return render.write_rows(query.fmt, view(events), columns, sink)
+    return render.write_rows(query.fmt, view(events, lookup), columns, sink)
 
 
 @dataclass
@@ -89,7 +119,7 @@ _PAGED: dict[str, Callable[[AccessEvent], int]] = {
 }
 
 
-def render_page(table: TableClient, query: ReportQuery, page_rows: int) -> Page:
+def render_page(table: TableClient, query: ReportQuery, page_rows: int, lookup: Lookup | None = None) -> Page:
     """One bounded page of a stored report, after the filters. The events and messages views
     take whole events until the page holds at least `page_rows` rows or events (messages: at most
     one record's messages over) and name the continuation (the last event's RowKey); the sessions and
@@ -98,7 +128,7 @@ def render_page(table: TableClient, query: ReportQuery, page_rows: int) -> Page:
     sink = io.StringIO()
     weight = _PAGED.get(query.view)
     if weight is None:
-        count = render_report(query, events_from_table(table, query), sink)
+        count = render_report(query, events_from_table(table, query), sink, lookup)
         return Page(sink.getvalue(), count, None)
     page: list[tuple[str, AccessEvent]] = []
     produced = 0
@@ -109,5 +139,5 @@ def render_page(table: TableClient, query: ReportQuery, page_rows: int) -> Page:
             break
         page.append((key, event))
         produced += weight(event)
-    count = render_report(query, (event for _, event in page), sink)
+    count = render_report(query, (event for _, event in page), sink, lookup)
     return Page(sink.getvalue(), count, next_after)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from shared.decoders import iso_z
+from shared.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Observed, observe
 from shared.records import EVENT_COLUMNS, AccessEvent
 
 SESSION_COLUMNS: tuple[str, ...] = (
@@ -63,14 +64,13 @@ EXPOSURE_COLUMNS: tuple[str, ...] = (
 )
 
 NO_SESSION = "(no session id)"
-SOURCE_AUDIT = "audit"
-SOURCE_NOT_LOOKED_UP = "unresolved:not-looked-up"
+LOOKUP_CHUNK = 500  # records of the messages view resolved together
 FOLDER_SUBJECT = "all items in folder"
 UNAUDITED_SUBJECT = "access not audited"
 UNAUDITED_WINDOW = timedelta(hours=24)
 
 
-def event_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
+def event_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
     for event in events:
         yield event.row()
 
@@ -134,7 +134,7 @@ class _Session:
         }
 
 
-def session_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
+def session_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
     """One row per SessionId, ordered by first seen. Memory grows with sessions and distinct
     messages, not with records."""
     sessions: dict[str, _Session] = {}
@@ -147,10 +147,6 @@ def session_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
     ordered = sorted(sessions.items(), key=lambda pair: (pair[1].first.timestamp, pair[0]))
     for session_id, session in ordered:
         yield session.row(session_id)
-
-
-def _subject_source(subject: str) -> str:
-    return SOURCE_AUDIT if subject else SOURCE_NOT_LOOKED_UP
 
 
 @dataclass
@@ -179,27 +175,68 @@ def _record_messages(event: AccessEvent) -> dict[str, _Message]:
     return found
 
 
-def message_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
-    """One row per (record, distinct message), in event order then record order. Streams: holds
-    one record at a time. Subject comes from the record itself (`audit`) or is left empty
-    (`unresolved:not-looked-up`); Sender and Received are not resolved yet."""
+def _known(observed: Mapping[str, Mapping[str, Observed]], lookup: Lookup | None) -> dict[Key, MessageInfo]:
+    """The chain for these messages: a subject some record gives (`audit`), else what `lookup`
+    knows (the index, Graph), else `unresolved:not-looked-up`."""
+    missing = {
+        mailbox: {mid: seen for mid, seen in messages.items() if not seen.subject}
+        for mailbox, messages in observed.items()
+    }
+    missing = {mailbox: messages for mailbox, messages in missing.items() if messages}
+    looked_up = lookup(missing) if lookup is not None and missing else {}
+    known: dict[Key, MessageInfo] = {}
+    for mailbox, messages in observed.items():
+        for message_id, seen in messages.items():
+            key = (mailbox, message_id)
+            if seen.subject:
+                known[key] = MessageInfo(subject=seen.subject, size=seen.size, source=SOURCE_AUDIT)
+            else:
+                known[key] = looked_up.get(key) or MessageInfo(size=seen.size)
+    return known
+
+
+def _chunks(events: Iterable[AccessEvent], size: int) -> Iterator[list[AccessEvent]]:
+    chunk: list[AccessEvent] = []
     for event in events:
-        for message_id, message in _record_messages(event).items():
-            yield {
-                "TimeStamp": iso_z(event.timestamp),
-                "Mailbox": event.mailbox,
-                "User": event.user,
-                "SessionId": event.session_id,
-                "ClientIP": event.client_ip,
-                "ClientFamily": event.client_family,
-                "Folder": "; ".join(message.folders),
-                "InternetMessageId": message_id,
-                "Subject": message.subject,
-                "Sender": "",
-                "Received": "",
-                "SizeInBytes": message.size,
-                "SubjectSource": _subject_source(message.subject),
-            }
+        chunk.append(event)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _received(info: MessageInfo) -> str:
+    return iso_z(info.received) if info.received is not None else ""
+
+
+def message_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+    """One row per (record, distinct message), in event order then record order. Streams in chunks
+    of LOOKUP_CHUNK records, each resolved with one `lookup`. A subject the record itself gives is
+    shown as such (`audit`); otherwise the subject another record in the chunk gives, or what
+    `lookup` knows."""
+    for chunk in _chunks(events, LOOKUP_CHUNK):
+        known = _known(observe(chunk), lookup)
+        for event in chunk:
+            for message_id, message in _record_messages(event).items():
+                info = known[(event.mailbox, message_id)]
+                if message.subject:
+                    info = replace(info, subject=message.subject, source=SOURCE_AUDIT)
+                yield {
+                    "TimeStamp": iso_z(event.timestamp),
+                    "Mailbox": event.mailbox,
+                    "User": event.user,
+                    "SessionId": event.session_id,
+                    "ClientIP": event.client_ip,
+                    "ClientFamily": event.client_family,
+                    "Folder": "; ".join(message.folders),
+                    "InternetMessageId": message_id,
+                    "Subject": info.subject,
+                    "Sender": info.sender,
+                    "Received": _received(info),
+                    "SizeInBytes": message.size if message.size is not None else info.size,
+                    "SubjectSource": info.source,
+                }
 
 
 @dataclass
@@ -228,27 +265,27 @@ class _Exposed:
             if value:
                 target[value] = None
 
-    def row(self, kind: str, mailbox: str, message_id: str, folder: str, subject: str) -> dict[str, Any]:
+    def row(self, kind: str, mailbox: str, message_id: str, folder: str, info: MessageInfo) -> dict[str, Any]:
         return {
             "Kind": kind,
             "Mailbox": mailbox,
             "InternetMessageId": message_id,
             "Folder": folder,
-            "Subject": subject,
-            "Sender": "",
-            "Received": "",
-            "SizeInBytes": self.size,
+            "Subject": info.subject,
+            "Sender": info.sender,
+            "Received": _received(info),
+            "SizeInBytes": self.size if self.size is not None else info.size,
             "FirstAccess": iso_z(self.first),
             "LastAccess": iso_z(self.last),
             "Accesses": self.accesses,
             "Sessions": "; ".join(self.sessions),
             "ClientIPs": "; ".join(self.ips),
             "Users": "; ".join(self.users),
-            "SubjectSource": _subject_source(subject) if kind == "Message" else "",
+            "SubjectSource": info.source if kind == "Message" else "",
         }
 
 
-def exposure_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
+def exposure_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
     """What a breach notification needs, in three groups, in this order:
 
     - `Message`: one row per distinct (Mailbox, InternetMessageId), ordered by FirstAccess, then
@@ -286,16 +323,21 @@ def exposure_rows(events: Iterable[AccessEvent]) -> Iterator[dict[str, Any]]:
             window = _Exposed(first=event.timestamp, last=event.timestamp + UNAUDITED_WINDOW)
             window.add(event)
             blind[event.record_id] = (event, window)
+    observed: dict[str, dict[str, Observed]] = {}
+    for (mailbox, message_id), exposed in messages.items():
+        observed.setdefault(mailbox, {})[message_id] = Observed(exposed.subject, exposed.size, exposed.first)
+    known = _known(observed, lookup)
     for (mailbox, message_id), exposed in sorted(messages.items(), key=lambda p: (p[1].first, p[0])):
         folder = "; ".join(exposed.folders)
-        yield exposed.row("Message", mailbox, message_id, folder, exposed.subject)
+        yield exposed.row("Message", mailbox, message_id, folder, known[(mailbox, message_id)])
     for (mailbox, path), exposed in sorted(synced.items(), key=lambda p: (p[1].first, p[0])):
-        yield exposed.row("Folder", mailbox, "", path, FOLDER_SUBJECT)
+        yield exposed.row("Folder", mailbox, "", path, MessageInfo(subject=FOLDER_SUBJECT, source=""))
     ordered = sorted(
         blind.values(), key=lambda p: (p[0].timestamp, p[0].mailbox, "; ".join(p[0].folders), p[0].record_id)
     )
+    unaudited = MessageInfo(subject=UNAUDITED_SUBJECT, source="")
     for event, window in ordered:
-        yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), UNAUDITED_SUBJECT)
+        yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), unaudited)
 
 
 VIEWS: dict[str, tuple[tuple[str, ...], Any]] = {

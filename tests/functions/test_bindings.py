@@ -28,7 +28,15 @@ def test_the_design_function_names_are_registered_under_exactly_those_names() ->
     # get_functions() itself refuses duplicate names, so indexing succeeding proves uniqueness.
     functions = registered_functions()
 
-    names = {"fetch_audit", "enrich_trace", "report_http", "health_http", "deliver_alerts", "watch_poison"}
+    names = {
+        "fetch_audit",
+        "enrich_trace",
+        "report_http",
+        "health_http",
+        "deliver_alerts",
+        "watch_poison",
+        "resolve_subjects",
+    }
     assert functions.keys() == names
     for name in names:
         assert functions[name].get_user_function().__name__ == name

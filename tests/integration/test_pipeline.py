@@ -57,6 +57,20 @@ def test_sample_import_then_drain_gives_exactly_one_row_per_distinct_record(stor
         "events": 57,
         "other_operations": 10,
         "malformed": 0,
+        # 165 distinct (mailbox, message) pairs, 120 named with a subject somewhere in the export;
+        # no Graph here, so the other 45 are left for a report or a resolving run.
+        "subjects": {
+            "messages": 165,
+            "audit": 120,
+            "cached": 0,
+            "graph": 0,
+            "trace": 0,
+            "unresolved": 0,
+            "deferred": 0,
+            "graph_requests": 0,
+            "trace_requests": 0,
+        },
+        "lookups_queued": 0,
     }
     assert _queue_depth(storage, CONTENT_QUEUE) == 0
     assert _queue_depth(storage, POISON_QUEUE) == 0
@@ -238,9 +252,9 @@ def test_a_failing_message_moves_to_the_poison_queue_after_five_attempts(
     attempts: list[int] = []
     original = pipeline.process_pointer
 
-    def counting(storage_: Storage, body_: bytes | str, *rest: Any) -> pipeline.ProcessResult:
+    def counting(storage_: Storage, body_: bytes | str, *rest: Any, **named: Any) -> pipeline.ProcessResult:
         attempts.append(1)
-        return original(storage_, body_, *rest)
+        return original(storage_, body_, *rest, **named)
 
     monkeypatch.setattr(pipeline, "process_pointer", counting)
     results = pipeline.drain_queue(storage)

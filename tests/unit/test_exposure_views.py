@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.config import ReportSettings
+from shared.message_info import MessageObserver
 from shared.records import AccessEvent
-from shared.report import passes_filters
+from shared.report import audit_lookup, passes_filters
 from shared.report_request import parse_report_request
 from shared.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, exposure_rows, message_rows
 from tests.unit.records_factory import (
@@ -95,9 +96,10 @@ MESSAGE_ROWS = [
         "09:00:00", ALICE, OWNER, OWNER_IP, "OutlookDesktop", Folder="Inbox", InternetMessageId=MID_1,
         Subject="Budget 2027", SizeInBytes=48_213, SubjectSource="audit",
     ),
+    # The delegate's record names MID_1 without a subject; the owner's record gave it.
     message(
         "10:00:00", BOB, DELEGATE, DELEGATE_IP, "OutlookDesktop", Folder="Inbox", InternetMessageId=MID_1,
-        Subject="", SizeInBytes=48_213, SubjectSource="unresolved:not-looked-up",
+        Subject="Budget 2027", SizeInBytes=48_213, SubjectSource="audit",
     ),
     message(
         "10:00:00", BOB, DELEGATE, DELEGATE_IP, "OutlookDesktop", Folder="Inbox", InternetMessageId=MID_2,
@@ -212,7 +214,11 @@ def test_excluding_the_known_good_ips_leaves_the_same_context_as_the_attackers_i
     events = scenario()
     without_owner = narrowed(events, exclude_ip=OWNER_IP)
     assert [e.session_id for e in without_owner] == [DELEGATE, ATTACKER, ATTACKER, ATTACKER]
-    assert list(message_rows(without_owner)) == MESSAGE_ROWS[1:]
+    # The owner's record named MID_1's subject: the index (here the whole scenario's) still knows it.
+    everything = MessageObserver()
+    for e in events:
+        everything.add(e)
+    assert list(message_rows(without_owner, audit_lookup(everything))) == MESSAGE_ROWS[1:]
     known_good = narrowed(events, exclude_ip=f"{OWNER_IP}, 198.51.100.0/24")
     assert known_good == narrowed(events, ip=ATTACKER_IP)
 

@@ -1,0 +1,14 @@
+"""resolve_subjects: timer trigger, every minute; resolves the message ids enrich_trace queued on
+`subject-lookups` through Microsoft Graph, many blobs' worth at a time, into MessageIndex."""
+
+import azure.functions as func
+
+from shared import lookup_queue, runtime
+
+bp = func.Blueprint()
+
+
+@bp.function_name("resolve_subjects")
+@bp.timer_trigger(arg_name="timer", schedule="45 * * * * *", run_on_startup=False, use_monitor=False)
+def resolve_subjects(timer: func.TimerRequest) -> None:
+    lookup_queue.drain(runtime.storage(), runtime.resolver())

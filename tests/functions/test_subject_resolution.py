@@ -1,0 +1,129 @@
+"""Subjects through the handlers: enrich_trace resolves as records arrive (RESOLVE_SUBJECTS), and
+report_http looks up on demand what is missing, within its bounds. Simulator Graph + Azurite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from shared import raw_store, runtime
+from shared.raw_store import RawPointer
+from shared.storage import LOOKUP_QUEUE, MESSAGE_INDEX_TABLE, Storage
+from simulator import FaultConfig, Simulator, SimulatorConfig
+from simulator.tenant import Blob
+from tests.functions.conftest import user_function
+from tests.functions.test_report_http import request
+from tests.integration.helpers import full_scan
+
+Handler = Callable[..., Any]
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Simulator]:
+    with Simulator(SimulatorConfig(seed=5, mailboxes=3, days=2, faults=FaultConfig.none())) as simulator:
+        yield simulator
+
+
+def with_tenant(monkeypatch: pytest.MonkeyPatch, sim: Simulator, **settings: str) -> None:
+    for name, value in {**sim.settings_env(), **settings}.items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+
+
+def busiest_blobs(sim: Simulator, mailbox: str, count: int = 1) -> list[Blob]:
+    def records_of_mailbox(blob: Blob) -> int:
+        return blob.body.count(f'"MailboxOwnerUPN":"{mailbox}"'.encode())
+
+    return sorted(sim.tenant.blobs, key=records_of_mailbox, reverse=True)[:count]
+
+
+def queue_message(storage: Storage, blob: Blob) -> func.QueueMessage:
+    name = f"Audit.Exchange/test/{blob.content_id}.json.gz"
+    digest, _ = raw_store.store_raw(storage.blobs, name, blob.body, {})
+    body = RawPointer(name, digest, "management-api").encode()
+    return func.QueueMessage(id=blob.content_id, body=body.encode(), pop_receipt="r")
+
+
+def graph_calls(sim: Simulator) -> int:
+    return int(sim.stats()["graph_requests"])
+
+
+def test_enrich_trace_queues_what_the_records_lack_and_resolve_subjects_answers_it_once(
+    function_env: Storage, enrich_trace: Handler, sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with_tenant(monkeypatch, sim)
+    resolve_subjects = user_function("resolve_subjects")
+    messages = [queue_message(function_env, blob) for blob in busiest_blobs(sim, sim.attacker_mailbox, 3)]
+    calls = graph_calls(sim)
+
+    for message in messages:
+        enrich_trace(message)
+    audit_only = full_scan(function_env, MESSAGE_INDEX_TABLE)
+    assert graph_calls(sim) == calls  # ingestion never waits on Graph
+    resolve_subjects(func.timer.TimerRequest(past_due=False))
+    index = full_scan(function_env, MESSAGE_INDEX_TABLE)
+    after = graph_calls(sim)
+    for message in messages:
+        enrich_trace(message)  # redelivered
+    resolve_subjects(func.timer.TimerRequest(past_due=False))
+
+    assert {row["Source"] for row in audit_only} == {"audit"}
+    assert {"audit", "graph"} <= {row["Source"] for row in index}
+    looked_up = [row for row in index if row["Source"] != "audit"]
+    assert after - calls == -(-len(looked_up) // 20)  # batches of 20 across the three blobs
+    for row in looked_up:
+        meta = sim.message_meta(row["Mailbox"], row["InternetMessageId"])
+        assert meta is not None
+        assert row["Source"] in ("graph", "trace")
+        assert (row["Subject"], row["Sender"]) == (meta.subject, meta.sender)
+    assert graph_calls(sim) == after  # nothing looked up twice
+    assert full_scan(function_env, MESSAGE_INDEX_TABLE) == index
+    assert raw_store.content_queue(function_env.queues, LOOKUP_QUEUE).peek_messages() == []
+
+
+def exposure(report_http: Handler, mailbox: str) -> list[dict[str, Any]]:
+    response = report_http(request(mailbox, view="exposure", format="json", **{"from": "2026-01-01"}))
+    assert response.status_code == 200, response.get_body()
+    rows: list[dict[str, Any]] = json.loads(response.get_body())
+    return [row for row in rows if row["Kind"] == "Message"]
+
+
+def test_a_report_resolves_on_demand_what_ingestion_left_and_stays_within_its_bounds(
+    function_env: Storage,
+    enrich_trace: Handler,
+    report_http: Handler,
+    sim: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mailbox = sim.attacker_mailbox
+    with_tenant(monkeypatch, sim, RESOLVE_SUBJECTS="off", RESOLVE_ON_DEMAND="false")
+    for blob in busiest_blobs(sim, mailbox, 12):
+        enrich_trace(queue_message(function_env, blob))
+    before = [r["SubjectSource"] for r in exposure(report_http, mailbox) if r["SubjectSource"] != "audit"]
+    assert set(before) == {"unresolved:not-looked-up"}
+    assert len(before) > 20, "the blob names more than one batch of messages without a subject"
+
+    with_tenant(
+        monkeypatch, sim, RESOLVE_SUBJECTS="off", RESOLVE_ON_DEMAND="true", RESOLVE_ON_DEMAND_MAX_REQUESTS="1"
+    )
+    calls = graph_calls(sim)
+    first = exposure(report_http, mailbox)
+    first_calls = graph_calls(sim) - calls
+    second = exposure(report_http, mailbox)
+
+    sources = [r["SubjectSource"] for r in first if r["SubjectSource"] != "audit"]
+    assert first_calls == 1  # one $batch: the request bound
+    assert set(sources) <= {"graph", "unresolved:deferred"}
+    assert 0 < sources.count("graph") <= 20
+    assert sources.count("unresolved:deferred") == len(before) - sources.count("graph")
+    resolved_later = [r["SubjectSource"] for r in second].count("graph")
+    assert resolved_later > sources.count("graph")  # the index kept the first answers
+    for row in second:
+        if row["SubjectSource"] == "graph":
+            meta = sim.message_meta(mailbox, row["InternetMessageId"])
+            assert meta is not None
+            assert (row["Subject"], row["Sender"]) == (meta.subject, meta.sender)
