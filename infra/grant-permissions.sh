@@ -20,6 +20,7 @@ readonly O365_MANAGEMENT_APP_ID="c5393580-f805-4401-95e8-94b7a6ef2fc2"
 readonly GRAPH_APP_ID="00000003-0000-0000-c000-000000000000"
 readonly GRAPH_ROLES_KNOWN="Mail.ReadBasic.All ExchangeMessageTrace.Read.All AuditLogsQuery.Read.All"
 GRAPH="https://graph.microsoft.com/v1.0"
+readonly TRANSPORT_DATA_PLATFORM_APP_ID="8bd644d1-64a1-4d4b-ae52-2e0cbf64e373"
 
 principal_id=""
 identity_name=""
@@ -120,6 +121,11 @@ grant() {
 grant "$O365_MANAGEMENT_APP_ID" "ActivityFeed.Read"
 for role in "${graph_roles[@]}"; do
   grant "$GRAPH_APP_ID" "$role"
+  if [[ "$role" == "ExchangeMessageTrace.Read.All" ]]; then
+    # Graph message trace answers 401 until the tenant has a service principal for Microsoft's
+    # "Transport Data Platform" app (reference/api-contracts.md 3.1); it can take hours to propagate.
+    resource_sp_id "$TRANSPORT_DATA_PLATFORM_APP_ID" >/dev/null
+  fi
 done
 
 echo "Done. Tokens the identity already holds are cached for up to 24 hours: new permissions can"

@@ -100,6 +100,22 @@ param alertNearThrottleThreshold int = 900
 param alertLagHours int = 6
 param alertWebhookTimeoutSeconds int = 10
 
+@description('Resolve message ids to subjects through Microsoft Graph as records arrive: all mailboxes, a watchlist, or off.')
+@allowed([
+  'all'
+  'watchlist'
+  'off'
+])
+param resolveSubjects string = 'all'
+@description('Comma-separated mailbox UPNs resolved when resolveSubjects is watchlist.')
+param resolveWatchlist string = ''
+@description('Let a report look up messages not resolved yet, within the two bounds below.')
+param resolveOnDemand bool = true
+param resolveOnDemandMaxRequests int = 50
+param resolveOnDemandSeconds int = 20
+@description('Fall back to Graph message trace (worldwide service only; ignored in GCC High and DoD).')
+param resolveMessageTrace bool = true
+
 param collectOverlapMinutes int = 120
 param collectWindowHours int = 23
 param collectInitialLookbackHours int = 24
@@ -124,6 +140,7 @@ var rawContainerName = 'audit-raw'
 var queueNames = [
   'audit-content'
   'audit-content-poison'
+  'subject-lookups'
 ]
 var tableNames = [
   'MailboxAccess'
@@ -246,6 +263,12 @@ module api 'app/api.bicep' = {
     alertNearThrottleThreshold: alertNearThrottleThreshold
     alertLagHours: alertLagHours
     alertWebhookTimeoutSeconds: alertWebhookTimeoutSeconds
+    resolveSubjects: resolveSubjects
+    resolveWatchlist: resolveWatchlist
+    resolveOnDemand: resolveOnDemand
+    resolveOnDemandMaxRequests: resolveOnDemandMaxRequests
+    resolveOnDemandSeconds: resolveOnDemandSeconds
+    resolveMessageTrace: resolveMessageTrace && (m365Cloud == 'commercial' || m365Cloud == 'gcc')
     enableAuth: enableAuth
     authClientId: authClientId
     reportRequiredRole: reportRequiredRole

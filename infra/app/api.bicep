@@ -61,6 +61,14 @@ param alertNearThrottleThreshold int
 param alertLagHours int
 param alertWebhookTimeoutSeconds int
 
+// Subject resolution through Microsoft Graph (shared/config.py resolution_settings)
+param resolveSubjects string
+param resolveWatchlist string
+param resolveOnDemand bool
+param resolveOnDemandMaxRequests int
+param resolveOnDemandSeconds int
+param resolveMessageTrace bool
+
 // Entra ID authentication (App Service authentication v2) in front of the report endpoint
 param enableAuth bool
 param authClientId string
@@ -253,6 +261,30 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ALERT_WEBHOOK_TIMEOUT_SECONDS'
           value: string(alertWebhookTimeoutSeconds)
+        }
+        {
+          name: 'RESOLVE_SUBJECTS'
+          value: resolveSubjects
+        }
+        {
+          name: 'RESOLVE_WATCHLIST'
+          value: resolveWatchlist
+        }
+        {
+          name: 'RESOLVE_ON_DEMAND'
+          value: string(resolveOnDemand)
+        }
+        {
+          name: 'RESOLVE_ON_DEMAND_MAX_REQUESTS'
+          value: string(resolveOnDemandMaxRequests)
+        }
+        {
+          name: 'RESOLVE_ON_DEMAND_SECONDS'
+          value: string(resolveOnDemandSeconds)
+        }
+        {
+          name: 'RESOLVE_MESSAGE_TRACE'
+          value: string(resolveMessageTrace)
         }
         // app-settings:end
       ]

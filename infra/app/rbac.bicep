@@ -7,7 +7,7 @@ param principalId string
 
 // Built-in role definition IDs (the same in every tenant).
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // host leases + deployment package + raw evidence
-var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // audit-content and its poison queue
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // audit-content, its poison queue, subject-lookups
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // the tables of DESIGN section 2
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb' // telemetry with Entra ID auth
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6' // read the collector's secret, nothing else

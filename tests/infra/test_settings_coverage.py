@@ -35,6 +35,8 @@ DOCUMENTED_OPTIONAL = {
     "MANAGEMENT_API_BASE": "derived from M365_CLOUD; an override for the simulator",
     "MANAGEMENT_API_SCOPE": "derived from MANAGEMENT_API_BASE",
     "CA_BUNDLE": "extra CAs for the simulator or a TLS-inspecting proxy",
+    "GRAPH_API_BASE": "derived from M365_CLOUD; an override for the simulator",
+    "GRAPH_SCOPE": "derived from M365_CLOUD",
 }
 
 
