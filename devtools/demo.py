@@ -2,8 +2,9 @@
 
 Starts a private Azurite and the tenant simulator (HTTPS on 127.0.0.1, faults on at a moderate
 rate), then runs the installed `mia` exactly as a responder would: `mia collect` until caught up
-(then once more after the simulator releases late content), `mia process`, and `mia report` for
-the attacker's mailbox. A webhook receiver on 127.0.0.1 takes the alerts, verifying each
+(then once more after the simulator releases late content), `mia process` (rows, then subjects
+through the simulator's Microsoft Graph), and `mia report` for the attacker's mailbox, including
+the exposure of what the attacker's IP read. A webhook receiver on 127.0.0.1 takes the alerts, verifying each
 signature with the secret the demo set; the alert types it accepted are listed in
 out/demo-summary.json `alerts_delivered`. Writes the reports and out/demo-summary.json.
 """
@@ -61,6 +62,16 @@ def print_sessions(path: Path) -> None:
             )
 
 
+def print_exposure(path: Path) -> None:
+    with path.open(encoding="utf-8") as exposure:
+        for row in csv.DictReader(exposure):
+            subject = row["Subject"].lstrip("'")  # CSV cells starting with = + - @ carry a quote
+            print(
+                f"  {row['Kind']:<9} {row['FirstAccess']}  {subject[:44]:<44} "
+                f"{row['Sender'][:28]:<28} {row['SubjectSource']}"
+            )
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     config = SimulatorConfig(seed=2026, faults=FaultConfig.moderate())
@@ -93,6 +104,12 @@ def main() -> int:
                 mia("report", mailbox, "--from", since, "--view", view, "--format", fmt,
                     "-o", str(path), env=env)  # fmt: skip
                 reports.append(str(path.relative_to(ROOT)))
+        attacker_only = OUT / f"{mailbox}-exposure-attacker-ip.csv"
+        mia("report", mailbox, "--from", since, "--view", "exposure", "--ip", sim.attacker_ip,
+            "-o", str(attacker_only), env=env)  # fmt: skip
+        reports.append(str(attacker_only.relative_to(ROOT)))
+        exposure = json.loads((OUT / f"{mailbox}-exposure.json").read_text(encoding="utf-8"))
+        sources = Counter(row["SubjectSource"] for row in exposure if row["Kind"] == "Message")
         truth = sim.ground_truth()
         rows, duplicates = scan_rows(connection_string)
         delivered = sorted({r.json()["type"] for r in hook.accepted()})
@@ -106,6 +123,7 @@ def main() -> int:
             "reports": reports,
             "attacker_mailbox": mailbox,
             "attacker_ip": sim.attacker_ip,
+            "exposure_subject_sources": dict(sorted(sources.items())),
             "simulator": {k: v for k, v in sim.stats().items() if not isinstance(v, dict)},
         }
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -115,9 +133,15 @@ def main() -> int:
         f"\nrecords served {summary['mailitemsaccessed_served']}, rows stored {rows}, duplicates {duplicates}"
     )
     print(f"alerts delivered (signature verified): {', '.join(delivered) or 'none'}")
+    print(f"\nWhat the attacker's IP read in {mailbox} (exposure, --ip {summary['attacker_ip']}):")
+    print_exposure(attacker_only)
+    print(f"subjects of the exposed messages by source: {summary['exposure_subject_sources']}")
     print("written:\n  " + "\n  ".join([*reports, str(SUMMARY.relative_to(ROOT))]))
     alerts_ok = "mailbox.throttled" in delivered and not rejected
-    return 0 if rows == summary["mailitemsaccessed_served"] and duplicates == 0 and alerts_ok else 1
+    # Every exposed message has an answer: a subject (audit, graph, trace) or a final reason.
+    subjects_ok = not {"unresolved:not-looked-up", "unresolved:deferred"} & set(sources)
+    collected_ok = rows == summary["mailitemsaccessed_served"] and duplicates == 0
+    return 0 if collected_ok and alerts_ok and subjects_ok else 1
 
 
 if __name__ == "__main__":

@@ -100,6 +100,35 @@ class _Candidate:
     attempts: int = 0
 
 
+class _Backlog:
+    """Keys waiting for a batch. Outlook throttles per app and mailbox (reference 4.4): a mailbox
+    that got a 429 waits out its Retry-After while the other mailboxes' keys go on."""
+
+    def __init__(self, keys: list[Key]) -> None:
+        self.keys = keys
+        self._ready_at: dict[str, float] = {}
+
+    def _ready(self, key: Key, moment: float) -> bool:
+        return self._ready_at.get(key[0], 0.0) <= moment
+
+    def next_batch(self) -> list[Key]:
+        moment = time.monotonic()
+        batch = [key for key in self.keys if self._ready(key, moment)][:MAX_BATCH]
+        taken = set(batch)
+        self.keys = [key for key in self.keys if key not in taken]
+        return batch
+
+    def wait(self) -> float:
+        moment = time.monotonic()
+        return max(0.0, min(self._ready_at.get(key[0], 0.0) for key in self.keys) - moment)
+
+    def back(self, keys: list[Key], retry_after: float) -> None:
+        until = time.monotonic() + retry_after
+        for key in keys:
+            self._ready_at[key[0]] = max(self._ready_at.get(key[0], 0.0), until)
+        self.keys.extend(keys)
+
+
 @dataclass
 class _Triage:
     now: datetime
@@ -314,43 +343,35 @@ class SubjectResolver:
         stats: ResolveStats,
     ) -> list[Key]:
         """Batches of 20 (across mailboxes); returns the keys Graph had no answer for."""
-        pending = sorted(candidates)
+        backlog = _Backlog(sorted(candidates))
         misses: list[Key] = []
-        while pending:
-            batch, pending = pending[:MAX_BATCH], pending[MAX_BATCH:]
+        while backlog.keys:
+            batch = backlog.next_batch()
+            if not batch:  # only throttled mailboxes are left: wait out the nearest Retry-After
+                if backlog.wait() > budget.left():
+                    break
+                time.sleep(backlog.wait())
+                continue
             if not budget.take():
                 break
             stats.graph_requests += 1
             try:
-                replies = graph.batch(
-                    [
-                        MessageQuery(str(n), mailbox, message_id)
-                        for n, (mailbox, message_id) in enumerate(batch)
-                    ]
-                )
+                replies = graph.batch([MessageQuery(str(n), mb, mid) for n, (mb, mid) in enumerate(batch)])
             except GraphThrottled as problem:
-                if problem.retry_after > budget.left():
-                    break
-                time.sleep(problem.retry_after)
-                pending = batch + pending
+                backlog.back(batch, problem.retry_after)
                 continue
             except GraphError as problem:
                 auth = isinstance(problem, GraphAuthError)
                 log.error("Graph message lookup failed (%s); retried later", problem)
                 reason = "graph-permission" if auth else "graph-error"
-                for key in batch:
+                # A refused token refuses every batch the same way.
+                for key in batch + (backlog.keys if auth else []):
                     found[key] = self._negative(candidates[key], reason, now, short=True)
-                if auth:  # every other batch would be refused the same way
-                    for key in pending:
-                        found[key] = self._negative(candidates[key], reason, now, short=True)
+                if auth:
                     break
                 continue
-            retry, wait = self._sort_replies(batch, replies, candidates, found, misses, now)
-            if retry:
-                if wait > budget.left():
-                    break
-                time.sleep(wait)
-                pending = retry + pending
+            for key, retry_after in self._sort_replies(batch, replies, candidates, found, misses, now):
+                backlog.back([key], retry_after)
         return misses
 
     def _sort_replies(
@@ -361,10 +382,9 @@ class SubjectResolver:
         found: dict[Key, MessageInfo],
         misses: list[Key],
         now: datetime,
-    ) -> tuple[list[Key], float]:
-        """File each item's answer; returns the items to send again and how long to wait first."""
-        retry: list[Key] = []
-        wait = 0.0
+    ) -> list[tuple[Key, float]]:
+        """File each item's answer; returns the items to send again, each with its wait."""
+        retry: list[tuple[Key, float]] = []
         for n, key in enumerate(batch):
             candidate = candidates[key]
             reply = replies.get(str(n), ItemReply(0, None))
@@ -381,16 +401,16 @@ class SubjectResolver:
                     reason = "throttled" if reply.status == 429 else "graph-error"
                     found[key] = self._negative(candidate, reason, now, short=True)
                     continue
-                retry.append(key)
-                wait = max(wait, reply.retry_after or 2.0 ** min(candidate.attempts, 5))
+                retry.append((key, reply.retry_after or 2.0 ** min(candidate.attempts, 5)))
             else:
-                # 403 ErrorAccessDenied: the mailbox is outside the app's RBAC scope; 404: no such
-                # mailbox (or not in Exchange Online). The trace may still know the message.
+                # 403 ErrorAccessDenied: the mailbox is outside the app's RBAC scope (or the app
+                # lacks Mail.ReadBasic.All: Graph says the same); 404: no such mailbox, or not in
+                # Exchange Online. The trace may still know the message.
                 candidate.reason = {403: "access-denied", 404: "mailbox-not-found"}.get(
                     reply.status, f"graph-{reply.status}-{reply.error_code or 'error'}".lower()
                 )
                 misses.append(key)
-        return retry, wait
+        return retry
 
     def _trace_step(
         self,
