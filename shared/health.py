@@ -15,7 +15,7 @@ from azure.core.exceptions import AzureError
 from shared import outbox
 from shared.alerts import iso_z
 from shared.config import AlertSettings
-from shared.storage import CONTENT_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
+from shared.storage import CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
 def queue_depths(storage: Storage) -> dict[str, int]:
     return {
         name: storage.queues.get_queue_client(name).get_queue_properties().approximate_message_count or 0
-        for name in (CONTENT_QUEUE, POISON_QUEUE)
+        for name in (CONTENT_QUEUE, POISON_QUEUE, LOOKUP_QUEUE)
     }
 
 
@@ -78,7 +78,11 @@ def health(storage: Storage, settings: AlertSettings, now: datetime | None = Non
         "checkedAt": iso_z(moment),
         "collection": collection,
         "lastSuccessfulFetch": max(fetches) if fetches else None,
-        "queues": {"depth": depths[CONTENT_QUEUE], "poisonDepth": depths[POISON_QUEUE]},
+        "queues": {
+            "depth": depths[CONTENT_QUEUE],
+            "poisonDepth": depths[POISON_QUEUE],
+            "subjectLookupsDepth": depths[LOOKUP_QUEUE],
+        },
         "alerts": alerts,
     }
 

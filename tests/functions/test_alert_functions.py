@@ -121,7 +121,7 @@ def test_health_http_reports_lag_fetch_queues_and_alerts(
     exchange = body["collection"]["Audit.Exchange"]
     assert 479 < exchange["lagMinutes"] < 482
     assert body["lastSuccessfulFetch"] == exchange["lastSuccessfulFetch"]
-    assert body["queues"] == {"depth": 0, "poisonDepth": 1}
+    assert body["queues"] == {"depth": 0, "poisonDepth": 1, "subjectLookupsDepth": 0}
     assert body["alerts"]["pending"] == 1
     assert body["alerts"]["lastDelivered"]["id"] == delivered.id
     assert body["alerts"]["lastDelivered"]["type"] == "collection.lagging"
