@@ -43,7 +43,7 @@ def _entry(message_id: str, seen: Observed) -> list[object]:
     return [message_id, first, seen.size]
 
 
-def _bodies(mailbox: str, messages: Mapping[str, Observed]) -> Iterator[str]:
+def message_bodies(mailbox: str, messages: Mapping[str, Observed]) -> Iterator[str]:
     """Queue message bodies for one mailbox, each under MAX_MESSAGE_BYTES."""
     entries: list[list[object]] = []
     size = 0
@@ -64,7 +64,7 @@ def enqueue(storage: Storage, pending: Mapping[str, Mapping[str, Observed]]) -> 
     queue = lookup_queue(storage)
     sent = 0
     for mailbox, messages in pending.items():
-        for body in _bodies(mailbox, messages):
+        for body in message_bodies(mailbox, messages):
             queue.send_message(body)
             sent += 1
     return sent
@@ -81,7 +81,10 @@ def _parse_time(value: object) -> datetime | None:
 
 def parse(body: str) -> dict[str, dict[str, Observed]]:
     """A queue message's ids; anything malformed raises ValueError."""
-    document = orjson.loads(body)
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ValueError("not a subject-lookups message: not JSON") from None
     mailbox = document.get("m") if isinstance(document, dict) else None
     entries = document.get("ids") if isinstance(document, dict) else None
     if not isinstance(mailbox, str) or not mailbox or not isinstance(entries, list):
