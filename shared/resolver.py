@@ -55,6 +55,8 @@ MAX_NEGATIVE_ATTEMPTS = 3  # "not found" is final after this many lookups
 MAX_ITEM_ATTEMPTS = 5  # a throttled batch item is sent again at most this often in one run
 RUN_SECONDS = 240.0  # time one resolve_subjects run may spend on lookups
 DEFERRED = UNRESOLVED + "deferred"
+INVALID_ID = UNRESOLVED + "invalid-id"
+MAX_MESSAGE_ID_CHARS = 998  # RFC 5322 section 2.1.1: a header line is at most 998 characters
 
 
 @dataclass
@@ -285,6 +287,11 @@ class SubjectResolver:
                     stats.cached += 1
                     triage.result[key] = current
                 elif remote is not None and remote(mailbox):
+                    if len(message_id) > MAX_MESSAGE_ID_CHARS:  # no real header is that long
+                        triage.writes[key] = triage.result[key] = MessageInfo(
+                            source=INVALID_ID, size=seen.size
+                        )
+                        continue
                     triage.candidates[key] = _Candidate(seen, current)
                 elif current is not None:
                     triage.result[key] = current

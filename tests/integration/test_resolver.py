@@ -397,3 +397,14 @@ def test_policy_watchlist_resolves_only_listed_mailboxes_as_records_arrive(
     assert list(pending) == [ALICE]
     assert (drained.stats.graph, drained.stats.messages) == (1, 1)
     assert len(index_of(storage, other, [events[1].items[0].internet_message_id])) == 0
+
+
+def test_an_id_no_real_header_could_hold_is_not_looked_up_or_queued(sim: Simulator, storage: Storage) -> None:
+    huge = "<" + "x" * 5000 + "@example.com>"
+    resolver = resolver_for(sim, storage)
+
+    pending = resolver.record_arrivals({ALICE: {huge: Observed(size=1)}}, ResolveStats())
+
+    assert pending == {}
+    assert index_of(storage, ALICE, [huge])[huge].source == "unresolved:invalid-id"
+    assert graph_stats(sim)["graph_requests"] == 0
