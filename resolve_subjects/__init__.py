@@ -11,4 +11,5 @@ bp = func.Blueprint()
 @bp.function_name("resolve_subjects")
 @bp.timer_trigger(arg_name="timer", schedule="45 * * * * *", run_on_startup=False, use_monitor=False)
 def resolve_subjects(timer: func.TimerRequest) -> None:
-    lookup_queue.drain(runtime.storage(), runtime.resolver())
+    # A refused lookup raises subjects.lookup_failed; deliver_alerts sends it.
+    lookup_queue.drain(runtime.storage(), runtime.resolver(), runtime.settings().alerts.tenant)

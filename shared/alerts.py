@@ -25,6 +25,7 @@ COLLECTION_LAGGING = "collection.lagging"
 COLLECTION_GAP = "collection.gap"
 COLLECTION_AUTH_FAILED = "collection.auth_failed"
 PROCESSING_POISON = "processing.poison"
+SUBJECTS_LOOKUP_FAILED = "subjects.lookup_failed"
 ALERT_TYPES = (
     MAILBOX_THROTTLED,
     MAILBOX_NEAR_THROTTLE,
@@ -32,6 +33,7 @@ ALERT_TYPES = (
     COLLECTION_GAP,
     COLLECTION_AUTH_FAILED,
     PROCESSING_POISON,
+    SUBJECTS_LOOKUP_FAILED,
 )
 FORMATS = ("json", "teams", "slack")
 SIGNATURE_HEADER = "X-Signature-256"
@@ -44,6 +46,7 @@ TITLES = {
     COLLECTION_GAP: "Audit content lost: collection gap",
     COLLECTION_AUTH_FAILED: "Audit collection cannot authenticate",
     PROCESSING_POISON: "Audit content could not be processed (poison queue)",
+    SUBJECTS_LOOKUP_FAILED: "Message subjects cannot be looked up (Microsoft Graph refused)",
 }
 
 

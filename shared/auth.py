@@ -94,7 +94,8 @@ class MsalTokenProvider:
         with self._lock:
             if self._app is None:
                 return
-            for token in self._app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+            # search() is a generator over the cache's own dict: list it before removing from it.
+            for token in list(self._app.token_cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 self._app.token_cache.remove_at(token)
 
 

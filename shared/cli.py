@@ -78,7 +78,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         f"operations skipped, {totals.malformed} unreadable (logged)"
     )
     queued = sum(result.lookups_queued for result in results)
-    lookups = lookup_queue.drain(storage, resolver)
+    lookups = lookup_queue.drain(storage, resolver, settings.alerts.tenant)
     found = lookups.stats
     print(
         f"subjects: {queued} message ids queued for Graph (RESOLVE_SUBJECTS={settings.resolution.policy}); "

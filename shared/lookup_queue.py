@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import orjson
 from azure.storage.queue import QueueClient, QueueMessage
 
-from shared import raw_store
+from shared import alerts, outbox, raw_store
 from shared.message_info import Key, Observed
 from shared.resolver import DEFERRED, ResolveStats, SubjectResolver
 from shared.storage import LOOKUP_QUEUE, Storage
@@ -165,8 +165,9 @@ def _earliest(one: Observed, other: Observed) -> Observed:
     return other
 
 
-def drain(storage: Storage, resolver: SubjectResolver) -> DrainResult:
-    """Resolve everything queued, pass by pass, within one run budget."""
+def drain(storage: Storage, resolver: SubjectResolver, tenant: str = "") -> DrainResult:
+    """Resolve everything queued, pass by pass, within one run budget. When Graph or message
+    trace refuses (a missing permission), subjects.lookup_failed is raised (once a day)."""
     result = DrainResult()
     budget = resolver.run_budget()
     if budget is None:
@@ -188,4 +189,19 @@ def drain(storage: Storage, resolver: SubjectResolver) -> DrainResult:
         if result.left_queued:
             break
     log.info("subject lookups: %s", result.as_dict())
+    if result.stats.problem:
+        _raise_lookup_failed(storage, result, tenant)
     return result
+
+
+def _raise_lookup_failed(storage: Storage, result: DrainResult, tenant: str) -> None:
+    now = datetime.now(UTC)
+    alert = alerts.make_alert(
+        alerts.SUBJECTS_LOOKUP_FAILED,
+        tenant=tenant,
+        triggered_at=now,
+        detected_at=now,
+        details={"message": result.stats.problem, "messagesDenied": result.stats.denied},
+    )
+    log.error("subject lookups refused: %s", result.stats.problem)
+    outbox.raise_alert(storage, alert, now)

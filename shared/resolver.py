@@ -56,6 +56,16 @@ MAX_ITEM_ATTEMPTS = 5  # a throttled batch item is sent again at most this often
 RUN_SECONDS = 240.0  # time one resolve_subjects run may spend on lookups
 DEFERRED = UNRESOLVED + "deferred"
 INVALID_ID = UNRESOLVED + "invalid-id"
+GRAPH_FIX = (
+    "Grant the identity the Microsoft Graph application permission Mail.ReadBasic.All with admin "
+    "consent (infra/grant-permissions.sh --graph Mail.ReadBasic.All), include the audited mailboxes "
+    "in its Exchange RBAC scope, or narrow RESOLVE_SUBJECTS"
+)
+TRACE_FIX = (
+    "Grant ExchangeMessageTrace.Read.All and create the service principal of the Transport Data "
+    "Platform app 8bd644d1-64a1-4d4b-ae52-2e0cbf64e373 (grant-permissions.sh does both), or set "
+    "RESOLVE_MESSAGE_TRACE=false"
+)
 MAX_MESSAGE_ID_CHARS = 998  # RFC 5322 section 2.1.1: a header line is at most 998 characters
 
 
@@ -89,9 +99,12 @@ class ResolveStats:
     deferred: int = 0
     graph_requests: int = 0
     trace_requests: int = 0
+    denied: int = 0  # lookups Graph answered 403 ErrorAccessDenied
+    # What refused the lookups, with the fix, when something did (raises subjects.lookup_failed).
+    problem: str = field(default="", compare=False)
 
     def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {name: value for name, value in self.__dict__.items() if isinstance(value, int)}
 
 
 @dataclass
@@ -370,6 +383,8 @@ class SubjectResolver:
             except GraphError as problem:
                 auth = isinstance(problem, GraphAuthError)
                 log.error("Graph message lookup failed (%s); retried later", problem)
+                if auth:
+                    stats.problem = f"Graph refused the message lookups: {problem}. {GRAPH_FIX}"
                 reason = "graph-permission" if auth else "graph-error"
                 # A refused token refuses every batch the same way.
                 for key in batch + (backlog.keys if auth else []):
@@ -379,6 +394,11 @@ class SubjectResolver:
                 continue
             for key, retry_after in self._sort_replies(batch, replies, candidates, found, misses, now):
                 backlog.back([key], retry_after)
+        stats.denied += sum(1 for key in misses if candidates[key].reason == "access-denied")
+        if stats.denied and stats.denied == len(candidates):
+            stats.problem = stats.problem or (
+                f"Graph denied all {stats.denied} message lookups (ErrorAccessDenied). {GRAPH_FIX}"
+            )
         return misses
 
     def _sort_replies(
@@ -442,6 +462,8 @@ class SubjectResolver:
             found[key] = self._negative(misses[key], misses[key].reason, now, short=False)
         if result.failure is not None:
             log.warning("message trace failed (%s); the Graph answer stands", result.failure)
+            if isinstance(result.failure, GraphAuthError):
+                stats.problem = stats.problem or f"Message trace refused: {result.failure}. {TRACE_FIX}"
             short = not isinstance(result.failure, GraphAuthError) or result.failure.status == 401
             for key in misses.keys() - found.keys():
                 found[key] = self._negative(misses[key], misses[key].reason, now, short=short)

@@ -4,6 +4,7 @@ duplicate lookups under redelivery."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shared import lookup_queue, message_index, pipeline, raw_store
+from shared import lookup_queue, message_index, outbox, pipeline, raw_store
 from shared.auth import token_provider
 from shared.config import ResolutionSettings, load_resolution_settings
 from shared.graph_api import GraphClient
@@ -408,3 +409,37 @@ def test_an_id_no_real_header_could_hold_is_not_looked_up_or_queued(sim: Simulat
     assert pending == {}
     assert index_of(storage, ALICE, [huge])[huge].source == "unresolved:invalid-id"
     assert graph_stats(sim)["graph_requests"] == 0
+
+
+def queue_and_drain(sim: Simulator, storage: Storage, metas: list[MessageMeta], accessed: datetime) -> None:
+    lookup_queue.enqueue(storage, {ALICE: observed(metas, accessed)})
+    lookup_queue.drain(storage, resolver_for(sim, storage), sim.tenant_id)
+
+
+def test_refused_lookups_raise_one_lookup_failed_alert_a_day_naming_the_permission(storage: Storage) -> None:
+    with Simulator(sim_config(graph_roles=())) as sim:
+        accessed = sim.tenant.now - timedelta(hours=30)
+        queue_and_drain(sim, storage, messages(sim)[:3], accessed)
+        queue_and_drain(sim, storage, messages(sim)[3:6], accessed)
+
+    [row] = outbox.rows(storage)
+    details = json.loads(row["Payload"])["details"]
+    assert row["Type"] == "subjects.lookup_failed"
+    assert "Mail.ReadBasic.All" in details["message"]
+    assert details["messagesDenied"] == 3
+
+
+def test_a_trace_without_its_service_principal_raises_lookup_failed(storage: Storage) -> None:
+    with Simulator(sim_config(trace_missing_service_principal=True)) as sim:
+        accessed = sim.tenant.now - timedelta(hours=30)
+        queue_and_drain(sim, storage, messages(sim, purged=True)[:1], accessed)
+
+    [row] = outbox.rows(storage)
+    assert row["Type"] == "subjects.lookup_failed"
+    assert "8bd644d1-64a1-4d4b-ae52-2e0cbf64e373" in json.loads(row["Payload"])["details"]["message"]
+
+
+def test_lookups_that_succeed_raise_no_alert(sim: Simulator, storage: Storage) -> None:
+    queue_and_drain(sim, storage, messages(sim, purged=False)[:5], sim.tenant.now)
+
+    assert outbox.rows(storage) == []
