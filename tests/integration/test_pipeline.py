@@ -69,6 +69,7 @@ def test_sample_import_then_drain_gives_exactly_one_row_per_distinct_record(stor
             "deferred": 0,
             "graph_requests": 0,
             "trace_requests": 0,
+            "denied": 0,
         },
         "lookups_queued": 0,
     }
