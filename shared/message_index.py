@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, UpdateMode
 
 from shared import tables
 from shared.message_info import NOT_LOOKED_UP, MessageInfo
@@ -40,7 +40,6 @@ def to_entity(mailbox: str, internet_message_id: str, info: MessageInfo) -> dict
         "Source": info.source,
         "Attempts": info.attempts,
         "Copies": info.copies,
-        "UpdatedAt": datetime.now(UTC),
     }
     if info.received is not None:
         entity["Received"] = info.received
@@ -106,3 +105,22 @@ def read(table: TableClient, mailbox: str, internet_message_ids: Iterable[str]) 
 def write(table: TableClient, mailbox: str, infos: Mapping[str, MessageInfo]) -> int:
     """Upsert rows for one mailbox (idempotent: a row is keyed by what it describes)."""
     return tables.upsert_entities(table, (to_entity(mailbox, mid, info) for mid, info in infos.items()))
+
+
+def record_subjects(table: TableClient, mailbox: str, infos: Mapping[str, MessageInfo]) -> int:
+    """Merge subjects the records give into their rows, without reading them first: the sender and
+    received time Graph or the trace found stay; the subject and its source become `audit`."""
+    entities = []
+    for message_id, info in infos.items():
+        entity: dict[str, object] = {
+            "PartitionKey": tables.encode_key(mailbox),
+            "RowKey": row_key(message_id),
+            "Mailbox": mailbox,
+            "InternetMessageId": message_id[: tables.MAX_TEXT],
+            "Subject": info.subject[:MAX_SUBJECT_CHARS],
+            "Source": info.source,
+        }
+        if info.size is not None:
+            entity["SizeInBytes"] = info.size
+        entities.append(entity)
+    return tables.upsert_entities(table, entities, mode=UpdateMode.MERGE)

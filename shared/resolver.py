@@ -55,7 +55,7 @@ MAX_NEGATIVE_ATTEMPTS = 3  # "not found" is final after this many lookups
 MAX_ITEM_ATTEMPTS = 5  # a throttled batch item is sent again at most this often in one run
 RUN_SECONDS = 240.0  # time one resolve_subjects run may spend on lookups
 DEFERRED = UNRESOLVED + "deferred"
-INVALID_ID = UNRESOLVED + "invalid-id"
+INVALID = MessageInfo(source=UNRESOLVED + "invalid-id")  # final: no lookup could match it
 GRAPH_FIX = (
     "Grant the identity the Microsoft Graph application permission Mail.ReadBasic.All with admin "
     "consent (infra/grant-permissions.sh --graph Mail.ReadBasic.All), include the audited mailboxes "
@@ -243,13 +243,24 @@ class SubjectResolver:
     def record_arrivals(
         self, observed: Mapping[str, Mapping[str, Observed]], stats: ResolveStats
     ) -> dict[str, dict[str, Observed]]:
-        """As records arrive: every subject the records give goes into the index; returns the
-        messages still to look up in the mailboxes the policy covers (queued, see lookup_queue)."""
-        triage = self._triage(observed, self.settings.covers if self._graph is not None else None, stats)
-        self._write(triage.writes)
+        """As records arrive: every subject the records give is merged into the index (nothing is
+        read: ingestion stays as fast as the writes); returns the other messages of the mailboxes
+        the policy covers, for the lookup queue, whose pass checks the index before any lookup."""
         pending: dict[str, dict[str, Observed]] = {}
-        for (mailbox, message_id), candidate in triage.candidates.items():
-            pending.setdefault(mailbox, {})[message_id] = candidate.observed
+        covers = self.settings.covers if self._graph is not None else None
+        for mailbox, messages in observed.items():
+            subjects: dict[str, MessageInfo] = {}
+            for message_id, seen in messages.items():
+                stats.messages += 1
+                if seen.subject:
+                    stats.audit += 1
+                    subjects[message_id] = MessageInfo(seen.subject, size=seen.size, source=SOURCE_AUDIT)
+                elif covers is not None and covers(mailbox):
+                    if len(message_id) > MAX_MESSAGE_ID_CHARS:  # no real header is that long
+                        message_index.write(self._table, mailbox, {message_id: INVALID})
+                        continue
+                    pending.setdefault(mailbox, {})[message_id] = seen
+            message_index.record_subjects(self._table, mailbox, subjects)
         return pending
 
     def resolve(
@@ -300,10 +311,8 @@ class SubjectResolver:
                     stats.cached += 1
                     triage.result[key] = current
                 elif remote is not None and remote(mailbox):
-                    if len(message_id) > MAX_MESSAGE_ID_CHARS:  # no real header is that long
-                        triage.writes[key] = triage.result[key] = MessageInfo(
-                            source=INVALID_ID, size=seen.size
-                        )
+                    if len(message_id) > MAX_MESSAGE_ID_CHARS:
+                        triage.writes[key] = triage.result[key] = INVALID
                         continue
                     triage.candidates[key] = _Candidate(seen, current)
                 elif current is not None:

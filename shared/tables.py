@@ -186,24 +186,27 @@ def _batches(entities: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]
             yield batch
 
 
-def upsert_entities(table: TableClient, entities: Iterable[dict[str, Any]]) -> int:
-    """Upsert (replace) in entity-group transactions; returns the number of entities written."""
+def upsert_entities(
+    table: TableClient, entities: Iterable[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE
+) -> int:
+    """Upsert (replace, or merge into what is there) in entity-group transactions; returns the
+    number of entities written."""
     written = 0
     for batch in _batches(entities):
         if len(batch) == 1:
             # One request either way, and a plain upsert skips the multipart transaction envelope
             # (about 6 ms against 2 ms per request on Azurite); partitions of one are common when a
             # blob's records spread over many mailboxes.
-            table.upsert_entity(batch[0], mode=UpdateMode.REPLACE)
+            table.upsert_entity(batch[0], mode=mode)
             written += 1
             continue
         try:
-            table.submit_transaction([("upsert", entity, {"mode": UpdateMode.REPLACE}) for entity in batch])
+            table.submit_transaction([("upsert", entity, {"mode": mode}) for entity in batch])
         except TableTransactionError:
             # The whole transaction rolled back; one entity is at fault. Write one by one so the
             # error names it and the others are not held back by it.
             for entity in batch:
-                table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+                table.upsert_entity(entity, mode=mode)
         written += len(batch)
     return written
 
