@@ -6,8 +6,9 @@ when each blob names only a few messages (a blob holds 5-10 minutes of a tenant'
 a handful of records). A queue message holds one mailbox's messages:
 `{"m": mailbox, "ids": [[InternetMessageId, first access (ISO 8601) or null, size or null], ...]}`.
 
-Messages are deleted once every id in them has an answer in MessageIndex (found or a negative
-answer with its retry time); ids a run's budget did not reach stay queued for the next run.
+Messages are deleted once every id in them has an answer in MessageIndex (found, or not found
+with its retry time); ids a run's budget did not reach stay queued for the next run, and ids Graph
+was throttling or failing on come back after their retry time (at most MAX_DEQUEUE_COUNT times).
 Everything is idempotent: an id queued twice, or a message seen again, is answered from the index.
 """
 
@@ -22,8 +23,8 @@ import orjson
 from azure.storage.queue import QueueClient, QueueMessage
 
 from shared import alerts, outbox, raw_store
-from shared.message_info import Key, Observed
-from shared.resolver import DEFERRED, ResolveStats, SubjectResolver
+from shared.message_info import UNRESOLVED, Key, Observed
+from shared.resolver import DEFERRED, SHORT_RETRY, ResolveStats, SubjectResolver
 from shared.storage import LOOKUP_QUEUE, Storage
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,9 @@ MAX_MESSAGE_BYTES = 40_000  # 64 KiB per queue message, base64 takes a third mor
 MAX_KEYS_PER_PASS = 4_000  # ids resolved together (200 full batches)
 VISIBILITY_S = 600  # a received message stays hidden while its pass runs
 MAX_DEQUEUE_COUNT = 5  # then it is dropped, logged: a report can still resolve its ids on demand
+# Answers worth asking again soon (their index rows carry a retry time SHORT_RETRY away).
+RETRY_LATER = {UNRESOLVED + reason for reason in ("throttled", "graph-error", "graph-permission")}
+RETRY_VISIBILITY_S = int(SHORT_RETRY.total_seconds()) + 60
 
 
 def lookup_queue(storage: Storage) -> QueueClient:
@@ -103,12 +107,14 @@ class DrainResult:
     stats: ResolveStats = field(default_factory=ResolveStats)
     queue_messages: int = 0  # answered and deleted
     left_queued: int = 0  # the budget ran out before all their ids were answered
+    retry_later: int = 0  # Graph was throttling or failing: asked again after SHORT_RETRY
     dropped: int = 0  # unreadable, or retried too often
 
     def as_dict(self) -> dict[str, object]:
         return {
             "queue_messages": self.queue_messages,
             "left_queued": self.left_queued,
+            "retry_later": self.retry_later,
             "dropped": self.dropped,
             **self.stats.as_dict(),
         }
@@ -180,9 +186,14 @@ def drain(storage: Storage, resolver: SubjectResolver, tenant: str = "") -> Drai
         answers = resolver.resolve(gathered.observed, budget, resolver.settings.covers, result.stats)
         for message, keys in gathered.messages:
             # No answer at all: the mailbox is no longer covered (RESOLVE_SUBJECTS changed).
-            if any(key in answers and answers[key].source == DEFERRED for key in keys):
+            sources = {answers[key].source for key in keys if key in answers}
+            if DEFERRED in sources:
                 queue.update_message(message, visibility_timeout=0)
                 result.left_queued += 1
+            elif sources & RETRY_LATER:
+                # Back once the index's retry time has passed, so the next pass asks Graph again.
+                queue.update_message(message, visibility_timeout=RETRY_VISIBILITY_S)
+                result.retry_later += 1
             else:
                 queue.delete_message(message)
                 result.queue_messages += 1

@@ -19,7 +19,7 @@ from shared.config import ResolutionSettings, load_resolution_settings
 from shared.graph_api import GraphClient
 from shared.message_info import MessageInfo, Observed, observe
 from shared.records import AccessEvent, MessageRef
-from shared.resolver import Budget, ResolveStats, SubjectResolver
+from shared.resolver import MAX_ITEM_ATTEMPTS, Budget, ResolveStats, SubjectResolver
 from shared.runtime import build_resolver
 from shared.storage import MESSAGE_INDEX_TABLE, Storage
 from shared.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW, grid_windows
@@ -445,3 +445,19 @@ def test_lookups_that_succeed_raise_no_alert(sim: Simulator, storage: Storage) -
     queue_and_drain(sim, storage, messages(sim, purged=False)[:5], sim.tenant.now)
 
     assert outbox.rows(storage) == []
+
+
+def test_lookups_graph_keeps_throttling_come_back_after_the_retry_time(storage: Storage) -> None:
+    with Simulator(sim_config(faults=FaultConfig(graph_throttle=1.0))) as sim:
+        found = messages(sim, purged=False)[:3]
+        lookup_queue.enqueue(storage, {ALICE: observed(found)})
+        drained = lookup_queue.drain(storage, resolver_for(sim, storage))
+        throttled = sim.stats()["faults"]["graph_throttle"]
+
+    queue = lookup_queue.lookup_queue(storage)
+    assert throttled == 3 * MAX_ITEM_ATTEMPTS  # each item sent again after each Retry-After
+    assert (drained.retry_later, drained.queue_messages) == (1, 0)
+    assert queue.get_queue_properties().approximate_message_count == 1  # hidden until the retry time
+    assert list(queue.peek_messages()) == []
+    rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
+    assert {info.source for info in rows.values()} == {"unresolved:throttled"}
