@@ -11,7 +11,8 @@ unanswered ids and resolve_subjects answers the queue (bench: `through_the_queue
 
 from __future__ import annotations
 
-import itertools
+import statistics
+from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,7 @@ from simulator import FaultConfig, Simulator, SimulatorConfig
 
 MESSAGES = 1_000
 GOAL_MAX = 55
-BUDGET = Budget(max_requests=100_000, seconds=600)
+SEEDS = (41, 42, 43, 44, 45)
 
 
 def graph_counts(sim: Simulator) -> dict[str, int]:
@@ -115,39 +116,52 @@ def through_the_queue(sim: Simulator, connection_string: str) -> dict[str, Any]:
     }
 
 
-def bench_graph_requests(connection_string: str) -> dict[str, Any]:
-    config = SimulatorConfig(seed=41, mailboxes=30, days=5, faults=FaultConfig.none())
+def one_tenant(seed: int, connection_string: str) -> dict[str, Any]:
+    """Ours and the naive approach on the first 1,000 messages of one simulated tenant."""
+    config = SimulatorConfig(seed=seed, mailboxes=30, days=5, faults=FaultConfig.none())
     with Simulator(config) as sim:
         wanted = first_messages(sim, MESSAGES)
         total = sum(len(messages) for messages in wanted.values())
         if total != MESSAGES:
-            raise SystemExit(f"bench: the tenant names only {total} distinct messages")
-        stats = ResolveStats()
+            raise SystemExit(f"bench: the tenant of seed {seed} names only {total} distinct messages")
         before = graph_counts(sim)
-        answers = resolver_for(sim, connection_string).resolve(wanted, BUDGET, lambda mailbox: True, stats)
+        budget = Budget(max_requests=100_000, seconds=600)
+        answers = resolver_for(sim, connection_string).resolve(wanted, budget, lambda mailbox: True)
         ours = delta(graph_counts(sim), before)
-        sources = {
-            source: sum(1 for info in answers.values() if info.source == source)
-            for source in sorted({info.source for info in answers.values()})
+        sources = Counter(info.source for info in answers.values())
+        return {
+            "seed": seed,
+            "mailboxes": len(wanted),
+            "ours": ours,
+            "answers_by_source": dict(sorted(sources.items())),
+            "naive": naive(sim, wanted),
         }
-        naive_counts = naive(sim, wanted)
-    with Simulator(config) as sim:
+
+
+def bench_graph_requests(connection_string: str) -> dict[str, Any]:
+    """The median over SEEDS tenants (the tenant is generated around the current time, so which
+    messages it names, and how many Graph no longer has, varies from run to run)."""
+    runs = [one_tenant(seed, connection_string) for seed in SEEDS]
+    ours = [run["ours"]["graph_requests"] for run in runs]
+    naive_totals = [run["naive"]["total"]["graph_requests"] for run in runs]
+    with Simulator(SimulatorConfig(seed=SEEDS[0], mailboxes=30, days=5, faults=FaultConfig.none())) as sim:
         queued = through_the_queue(sim, connection_string)
-    value = ours["graph_requests"]
+    value = statistics.median(ours)
     return {
         "value": value,
         "goal": {"at_most": GOAL_MAX},
         "met": value <= GOAL_MAX,
         "measurements": {
             "messages": MESSAGES,
-            "mailboxes": len(wanted),
             "cold_cache": True,
             "counted_by": "the simulator: HTTP requests to /v1.0 (a $batch of 20 lookups is one)",
-            "ours": ours,
-            "answers_by_source": sources,
-            "naive_one_request_per_message": naive_counts,
-            "naive_graph_requests_per_1000_messages": naive_counts["total"]["graph_requests"],
+            "per_tenant": ours,
+            "worst": max(ours),
+            "lookup_requests_per_tenant": [run["ours"]["graph_batches"] for run in runs],
+            "trace_requests_per_tenant": [run["ours"]["trace_requests"] for run in runs],
+            "naive_graph_requests_per_1000_messages": statistics.median(naive_totals),
+            "naive_per_tenant": naive_totals,
+            "runs": runs,
             "whole_tenant_through_the_lookup_queue": queued,
-            "first_mailboxes": list(itertools.islice(wanted, 3)),
         },
     }
