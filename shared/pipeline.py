@@ -121,15 +121,19 @@ def process_pointer(
         tables.write_events(mailbox_table, actor_table, pending)
     result.rows = len(record_ids)
     result.alerts = alerting.mailbox_alerts(storage, activity, settings, clock())
-    if resolver is None:  # the records' own subjects still go into MessageIndex
-        index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
-        resolver = SubjectResolver(index, ResolutionSettings(), graph=None)
+    resolver = resolver or index_only_resolver(storage)
     result.subjects = ResolveStats()
     lookups = resolver.record_arrivals(observed.messages, result.subjects)
     result.lookups_queued = sum(len(messages) for messages in lookups.values())
     lookup_queue.enqueue(storage, lookups)
     log.info("processed %s: %s", pointer.blob, result.as_dict())
     return result
+
+
+def index_only_resolver(storage: Storage) -> SubjectResolver:
+    """No Graph: the records' own subjects still go into MessageIndex."""
+    index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
+    return SubjectResolver(index, ResolutionSettings(), graph=None)
 
 
 def _handle(
@@ -163,6 +167,7 @@ def drain_queue(
     at a time as the host's batchSize does. After each batch, messages parked on the poison queue
     are alerted on and pending alerts delivered (when a webhook is set)."""
     settings = alert_settings or AlertSettings()
+    resolver = resolver or index_only_resolver(storage)
     queue = raw_store.content_queue(storage.queues)
     results: list[ProcessResult] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -17,8 +17,10 @@ unwritten and shows as `unresolved:deferred`, to be looked up by a later run or 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -66,6 +68,7 @@ TRACE_FIX = (
     "Platform app 8bd644d1-64a1-4d4b-ae52-2e0cbf64e373 (grant-permissions.sh does both), or set "
     "RESOLVE_MESSAGE_TRACE=false"
 )
+RECENT_SUBJECTS = 100_000  # (mailbox, message) pairs whose audit subject this process wrote
 MAX_MESSAGE_ID_CHARS = 998  # RFC 5322 section 2.1.1: a header line is at most 998 characters
 
 
@@ -113,6 +116,28 @@ class _Candidate:
     previous: MessageInfo | None
     reason: str = ""  # why Graph did not answer (for the trace step and the negative entry)
     attempts: int = 0
+
+
+class _RecentKeys:
+    """The last `size` keys seen (thread-safe): a message read again and again has its subject
+    merged into the index once per process, not once per record."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._keys: OrderedDict[Key, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._keys
+
+    def update(self, keys: Iterable[Key]) -> None:
+        with self._lock:
+            for key in keys:
+                self._keys[key] = None
+                self._keys.move_to_end(key)
+            while len(self._keys) > self._size:
+                self._keys.popitem(last=False)
 
 
 class _Backlog:
@@ -215,6 +240,7 @@ class SubjectResolver:
         self.settings = settings
         self._graph = graph
         self._clock = clock
+        self._recorded = _RecentKeys(RECENT_SUBJECTS)
 
     # -- entry points -----------------------------------------------------------------------
 
@@ -254,13 +280,15 @@ class SubjectResolver:
                 stats.messages += 1
                 if seen.subject:
                     stats.audit += 1
-                    subjects[message_id] = MessageInfo(seen.subject, size=seen.size, source=SOURCE_AUDIT)
+                    if (mailbox, message_id) not in self._recorded:
+                        subjects[message_id] = MessageInfo(seen.subject, size=seen.size, source=SOURCE_AUDIT)
                 elif covers is not None and covers(mailbox):
                     if len(message_id) > MAX_MESSAGE_ID_CHARS:  # no real header is that long
                         message_index.write(self._table, mailbox, {message_id: INVALID})
                         continue
                     pending.setdefault(mailbox, {})[message_id] = seen
             message_index.record_subjects(self._table, mailbox, subjects)
+            self._recorded.update((mailbox, message_id) for message_id in subjects)  # once written
         return pending
 
     def resolve(
