@@ -138,7 +138,12 @@ def parse_api_time(value: str) -> datetime:
 
 
 def retry_after_seconds(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After", "").strip()
+    return parse_retry_after(response.headers.get("Retry-After", ""))
+
+
+def parse_retry_after(header: str) -> float | None:
+    """A Retry-After value: delay-seconds or an HTTP date; None when absent or unreadable."""
+    value = header.strip()
     if not value:
         return None
     if value.isdigit():
@@ -149,7 +154,8 @@ def retry_after_seconds(response: requests.Response) -> float | None:
         return None
 
 
-def _error_of(response: requests.Response) -> tuple[str, str]:
+def error_of(response: requests.Response) -> tuple[str, str]:
+    """(error.code, error.message) of an error body, `{"error": {...}}` or `{"Message": ...}`."""
     try:
         body = orjson.loads(response.content)
     except orjson.JSONDecodeError:
@@ -164,7 +170,7 @@ def _error_of(response: requests.Response) -> tuple[str, str]:
 
 
 def classify(response: requests.Response) -> ApiError:
-    code, message = _error_of(response)
+    code, message = error_of(response)
     status = response.status_code
     if code == "AF429" or code.startswith("AF5") or (not code and status in TRANSIENT_STATUSES):
         return TransientError(status, code, message, retry_after_seconds(response))

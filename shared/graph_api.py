@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -31,9 +31,10 @@ from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from shared.activity_api import RateLimiter, retry_after_seconds
+from shared.activity_api import RateLimiter, error_of, parse_retry_after, retry_after_seconds
 from shared.auth import AuthFailed, TokenProvider
 from shared.config import GraphSettings
+from shared.decoders import iso_z
 from shared.http_session import session_for
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,6 @@ def message_lookup_url(mailbox: str, internet_message_id: str) -> str:
     )
 
 
-def graph_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class MailboxSlots:
     """At most `limit` requests in flight per mailbox across this process's threads. A batch takes
     all its slots at once (no thread holds some while waiting for others, so no deadlock)."""
@@ -149,19 +146,8 @@ def trace_limiter(settings: GraphSettings) -> RateLimiter:
         return limiter
 
 
-def _error_of(response: requests.Response) -> tuple[str, str]:
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
-        return "", response.text[:200]
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return str(error.get("code") or ""), str(error.get("message") or "")[:300]
-    return "", response.text[:200]
-
-
 def _classify(response: requests.Response) -> GraphError:
-    code, message = _error_of(response)
+    code, message = error_of(response)
     status = response.status_code
     if status == 429:
         return GraphThrottled(status, code, message, retry_after_seconds(response) or DEFAULT_RETRY_AFTER)
@@ -177,8 +163,8 @@ def _item_reply(raw: Mapping[str, Any]) -> ItemReply:
     assert isinstance(headers, dict)
     retry_after = None
     for name, value in headers.items():
-        if str(name).lower() == "retry-after" and str(value).strip().isdigit():
-            retry_after = float(str(value).strip())
+        if str(name).lower() == "retry-after":
+            retry_after = parse_retry_after(str(value))
     status = raw.get("status")
     return ItemReply(int(status) if isinstance(status, int) else 0, raw.get("body"), retry_after)
 
@@ -277,7 +263,7 @@ class GraphClient:
         """Pages of trace rows received in [start, end] (one row per recipient), of one message
         or of the whole tenant, each as (rows, more pages follow). Each page takes a slot of the
         tenant's trace budget, waiting at most `wait_limit()` seconds for it."""
-        filter_text = f"receivedDateTime ge {graph_time(start)} and receivedDateTime le {graph_time(end)}"
+        filter_text = f"receivedDateTime ge {iso_z(start)} and receivedDateTime le {iso_z(end)}"
         if message_id is not None:
             filter_text = f"messageId eq {odata_string(message_id)} and {filter_text}"
         top = 100 if message_id is not None else MAX_TRACE_PAGE

@@ -23,6 +23,7 @@ import orjson
 from azure.storage.queue import QueueClient, QueueMessage
 
 from shared import alerts, outbox, raw_store
+from shared.decoders import utc_timestamp
 from shared.message_info import UNRESOLVED, Key, Observed
 from shared.resolver import DEFERRED, SHORT_RETRY, ResolveStats, SubjectResolver
 from shared.storage import LOOKUP_QUEUE, Storage
@@ -74,15 +75,6 @@ def enqueue(storage: Storage, pending: Mapping[str, Mapping[str, Observed]]) -> 
     return sent
 
 
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        return None
-
-
 def parse(body: str) -> dict[str, dict[str, Observed]]:
     """A queue message's ids; anything malformed raises ValueError."""
     try:
@@ -98,7 +90,8 @@ def parse(body: str) -> dict[str, dict[str, Observed]]:
         if not isinstance(entry, list) or len(entry) != 3 or not isinstance(entry[0], str):
             raise ValueError("bad entry in a subject-lookups message")
         size = entry[2] if isinstance(entry[2], int) else None
-        messages[entry[0]] = Observed(size=size, first_access=_parse_time(entry[1]))
+        first_access = utc_timestamp(entry[1]) if isinstance(entry[1], str) else None
+        messages[entry[0]] = Observed(size=size, first_access=first_access)
     return {mailbox: messages}
 
 
@@ -155,20 +148,12 @@ def _gather(queue: QueueClient, result: DrainResult) -> _Pass:
             for mailbox, messages in wanted.items():
                 into = gathered.observed.setdefault(mailbox, {})
                 for message_id, seen in messages.items():
-                    previous = into.get(message_id)
-                    into[message_id] = seen if previous is None else _earliest(previous, seen)
+                    previous = into.get(message_id, Observed())
+                    into[message_id] = previous.merge(seen.subject, seen.size, seen.first_access)
                     keys.append((mailbox, message_id))
             gathered.messages.append((message, keys))
             gathered.keys += len(keys)
     return gathered
-
-
-def _earliest(one: Observed, other: Observed) -> Observed:
-    if other.first_access is None or (
-        one.first_access is not None and one.first_access <= other.first_access
-    ):
-        return one
-    return other
 
 
 def drain(storage: Storage, resolver: SubjectResolver, tenant: str = "") -> DrainResult:
@@ -179,7 +164,7 @@ def drain(storage: Storage, resolver: SubjectResolver, tenant: str = "") -> Drai
     if budget is None:
         return result
     queue = lookup_queue(storage)
-    while budget.left() > 0 and budget.used < budget.max_requests:
+    while not budget.exhausted():
         gathered = _gather(queue, result)
         if not gathered.messages:
             break

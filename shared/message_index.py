@@ -9,7 +9,7 @@ negative answers when to look again.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +22,16 @@ from shared.message_info import NOT_LOOKED_UP, MessageInfo
 # Table service: at most 15 discrete comparisons in one filter (PartitionKey + 14 RowKeys).
 KEYS_PER_QUERY = 14
 READ_WORKERS = 4
+# What a record tells about a message: merged over a row without touching what Graph found.
+_RECORD_FIELDS = {
+    "PartitionKey",
+    "RowKey",
+    "Mailbox",
+    "InternetMessageId",
+    "Subject",
+    "Source",
+    "SizeInBytes",
+}
 MAX_SUBJECT_CHARS = 2000  # a subject is at most a few hundred characters; a hostile one is cut
 
 
@@ -70,11 +80,6 @@ def from_entity(entity: Mapping[str, Any]) -> tuple[str, MessageInfo]:
     )
 
 
-def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _query_chunk(table: TableClient, partition: str, keys: list[str]) -> list[dict[str, Any]]:
     # Parameterised: the SDK quotes the values (they are hex digests and an encoded key anyway).
     parameters = {"pk": partition, **{f"r{n}": key for n, key in enumerate(keys)}}
@@ -90,7 +95,8 @@ def read(table: TableClient, mailbox: str, internet_message_ids: Iterable[str]) 
     if not wanted:
         return {}
     partition = tables.encode_key(mailbox)
-    chunks = list(_chunks(sorted(wanted), KEYS_PER_QUERY))
+    keys = sorted(wanted)
+    chunks = [keys[start : start + KEYS_PER_QUERY] for start in range(0, len(keys), KEYS_PER_QUERY)]
     with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(chunks))) as pool:
         pages = list(pool.map(lambda keys: _query_chunk(table, partition, keys), chunks))
     found: dict[str, MessageInfo] = {}
@@ -110,17 +116,8 @@ def write(table: TableClient, mailbox: str, infos: Mapping[str, MessageInfo]) ->
 def record_subjects(table: TableClient, mailbox: str, infos: Mapping[str, MessageInfo]) -> int:
     """Merge subjects the records give into their rows, without reading them first: the sender and
     received time Graph or the trace found stay; the subject and its source become `audit`."""
-    entities = []
-    for message_id, info in infos.items():
-        entity: dict[str, object] = {
-            "PartitionKey": tables.encode_key(mailbox),
-            "RowKey": row_key(message_id),
-            "Mailbox": mailbox,
-            "InternetMessageId": message_id[: tables.MAX_TEXT],
-            "Subject": info.subject[:MAX_SUBJECT_CHARS],
-            "Source": info.source,
-        }
-        if info.size is not None:
-            entity["SizeInBytes"] = info.size
-        entities.append(entity)
+    entities = (
+        {name: value for name, value in to_entity(mailbox, mid, info).items() if name in _RECORD_FIELDS}
+        for mid, info in infos.items()
+    )
     return tables.upsert_entities(table, entities, mode=UpdateMode.MERGE)

@@ -49,11 +49,13 @@ class Observed:
     size: int | None = None
     first_access: datetime | None = None
 
-    def merge(self, subject: str, size: int | None, when: datetime) -> Observed:
+    def merge(self, subject: str, size: int | None, when: datetime | None) -> Observed:
+        """What both say: the first subject and size given, the earlier access."""
+        accesses = [moment for moment in (self.first_access, when) if moment is not None]
         return Observed(
             subject=self.subject or subject,
             size=self.size if self.size is not None else size,
-            first_access=when if self.first_access is None else min(self.first_access, when),
+            first_access=min(accesses) if accesses else None,
         )
 
 

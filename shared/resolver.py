@@ -29,6 +29,7 @@ from azure.data.tables import TableClient
 
 from shared import message_index
 from shared.config import ResolutionSettings
+from shared.decoders import utc_timestamp
 from shared.graph_api import (
     MAX_BATCH,
     GraphAuthError,
@@ -84,8 +85,11 @@ class Budget:
     def left(self) -> float:
         return max(0.0, self.seconds - (time.monotonic() - self.started))
 
+    def exhausted(self) -> bool:
+        return self.used >= self.max_requests or self.left() <= 0
+
     def take(self) -> bool:
-        if self.used >= self.max_requests or self.left() <= 0:
+        if self.exhausted():
             return False
         self.used += 1
         return True
@@ -182,13 +186,7 @@ def _utcnow() -> datetime:
 
 
 def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc_timestamp(value) if isinstance(value, str) else None
 
 
 def _address(value: object) -> str:
