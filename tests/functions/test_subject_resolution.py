@@ -11,13 +11,12 @@ import azure.functions as func
 import pytest
 
 from shared import raw_store, runtime
-from shared.raw_store import RawPointer
 from shared.storage import LOOKUP_QUEUE, MESSAGE_INDEX_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from simulator.tenant import Blob
 from tests.functions.conftest import user_function
 from tests.functions.test_report_http import request
-from tests.integration.helpers import full_scan
+from tests.integration.helpers import busiest_blobs, full_scan, stored_pointer
 
 Handler = Callable[..., Any]
 
@@ -34,18 +33,8 @@ def with_tenant(monkeypatch: pytest.MonkeyPatch, sim: Simulator, **settings: str
     runtime.reset()
 
 
-def busiest_blobs(sim: Simulator, mailbox: str, count: int = 1) -> list[Blob]:
-    def records_of_mailbox(blob: Blob) -> int:
-        return blob.body.count(f'"MailboxOwnerUPN":"{mailbox}"'.encode())
-
-    return sorted(sim.tenant.blobs, key=records_of_mailbox, reverse=True)[:count]
-
-
 def queue_message(storage: Storage, blob: Blob) -> func.QueueMessage:
-    name = f"Audit.Exchange/test/{blob.content_id}.json.gz"
-    digest, _ = raw_store.store_raw(storage.blobs, name, blob.body, {})
-    body = RawPointer(name, digest, "management-api").encode()
-    return func.QueueMessage(id=blob.content_id, body=body.encode(), pop_receipt="r")
+    return func.QueueMessage(id=blob.content_id, body=stored_pointer(storage, blob).encode(), pop_receipt="r")
 
 
 def graph_calls(sim: Simulator) -> int:
@@ -57,7 +46,9 @@ def test_enrich_trace_queues_what_the_records_lack_and_resolve_subjects_answers_
 ) -> None:
     with_tenant(monkeypatch, sim)
     resolve_subjects = user_function("resolve_subjects")
-    messages = [queue_message(function_env, blob) for blob in busiest_blobs(sim, sim.attacker_mailbox, 3)]
+    messages = [
+        queue_message(function_env, blob) for blob in busiest_blobs(sim.tenant, sim.attacker_mailbox, 3)
+    ]
     calls = graph_calls(sim)
 
     for message in messages:
@@ -101,7 +92,7 @@ def test_a_report_resolves_on_demand_what_ingestion_left_and_stays_within_its_bo
 ) -> None:
     mailbox = sim.attacker_mailbox
     with_tenant(monkeypatch, sim, RESOLVE_SUBJECTS="off", RESOLVE_ON_DEMAND="false")
-    for blob in busiest_blobs(sim, mailbox, 12):
+    for blob in busiest_blobs(sim.tenant, mailbox, 12):
         enrich_trace(queue_message(function_env, blob))
     before = [r["SubjectSource"] for r in exposure(report_http, mailbox) if r["SubjectSource"] != "audit"]
     assert set(before) == {"unresolved:not-looked-up"}

@@ -18,6 +18,7 @@ from typing import Any, cast
 
 from azure.data.tables import TableClient
 
+from shared import raw_store
 from shared.records import AccessEvent, MessageRef
 from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage
 
@@ -185,3 +186,19 @@ class SpyTable:
     @property
     def client(self) -> TableClient:
         return cast(TableClient, self)
+
+
+def busiest_blobs(tenant: Any, mailbox: str, count: int = 1) -> list[Any]:
+    """The simulated tenant's content blobs holding the most records of `mailbox`."""
+
+    def records_of_mailbox(blob: Any) -> int:
+        return int(blob.body.count(f'"MailboxOwnerUPN":"{mailbox}"'.encode()))
+
+    return sorted(tenant.blobs, key=records_of_mailbox, reverse=True)[:count]
+
+
+def stored_pointer(storage: Storage, blob: Any) -> str:
+    """Store a simulated content blob as fetch_audit would and return its queue pointer."""
+    name = f"Audit.Exchange/test/{blob.content_id}.json.gz"
+    digest, _ = raw_store.store_raw(storage.blobs, name, blob.body, {})
+    return raw_store.RawPointer(name, digest, "management-api").encode()

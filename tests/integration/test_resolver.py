@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from shared import lookup_queue, message_index, outbox, pipeline, raw_store
+from shared import lookup_queue, message_index, outbox, pipeline
 from shared.auth import token_provider
 from shared.config import ResolutionSettings, load_resolution_settings
 from shared.graph_api import GraphClient
@@ -25,7 +25,7 @@ from shared.storage import MESSAGE_INDEX_TABLE, Storage
 from shared.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW, grid_windows
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from simulator.records import MessageMeta
-from tests.integration.helpers import make_event
+from tests.integration.helpers import busiest_blobs, make_event, stored_pointer
 
 ALICE = "alice@contoso.com"
 
@@ -130,15 +130,7 @@ def test_a_batch_mixes_mailboxes_and_the_chain_stops_at_the_first_answer(
 def test_lookups_queued_by_several_blobs_are_batched_together_and_never_repeated(
     sim: Simulator, storage: Storage
 ) -> None:
-    def records_of_alice(blob: Any) -> int:
-        return int(blob.body.count(f'"MailboxOwnerUPN":"{ALICE}"'.encode()))
-
-    blobs = sorted(sim.tenant.blobs, key=records_of_alice, reverse=True)[:4]
-    bodies = []
-    for blob in blobs:
-        name = f"Audit.Exchange/{blob.content_id}.json.gz"
-        digest, _ = raw_store.store_raw(storage.blobs, name, blob.body, {})
-        bodies.append(raw_store.RawPointer(name, digest, "management-api").encode())
+    bodies = [stored_pointer(storage, blob) for blob in busiest_blobs(sim.tenant, ALICE, 4)]
     resolver = resolver_for(sim, storage)
 
     first = [pipeline.process_pointer(storage, body, resolver=resolver) for body in bodies]
@@ -165,10 +157,16 @@ def test_lookups_queued_by_several_blobs_are_batched_together_and_never_repeated
 
 def resolver_at(sim: Simulator, storage: Storage, now: datetime, **env: str) -> SubjectResolver:
     """A resolver whose clock stands still at `now`: the trace grid is then known to the test."""
+    return resolver_on_clock(sim, storage, lambda: now, **env)
+
+
+def resolver_on_clock(
+    sim: Simulator, storage: Storage, clock: Callable[[], datetime], **env: str
+) -> SubjectResolver:
     settings = settings_for(sim, **env)
     assert settings.graph is not None
     graph = GraphClient(settings.graph, token_provider(settings.graph.auth))
-    return SubjectResolver(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), settings, graph, lambda: now)
+    return SubjectResolver(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), settings, graph, clock)
 
 
 def window_number(now: datetime, accessed: datetime, received: datetime) -> int:
@@ -263,11 +261,7 @@ def test_messages_sharing_a_window_are_found_by_listing_it_once(sim: Simulator, 
 
 def test_a_negative_answer_is_cached_until_its_retry_time(sim: Simulator, storage: Storage) -> None:
     now = [datetime.now(UTC)]
-    settings = settings_for(sim, RESOLVE_MESSAGE_TRACE="false")
-    assert settings.graph is not None
-    graph = GraphClient(settings.graph, token_provider(settings.graph.auth))
-    table = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
-    resolver = SubjectResolver(table, settings, graph, clock=lambda: now[0])
+    resolver = resolver_on_clock(sim, storage, lambda: now[0], RESOLVE_MESSAGE_TRACE="false")
     unknown = {"<unknown@nowhere.example>": Observed(size=3)}
 
     first = resolver.resolve({ALICE: unknown}, Budget(5, 30), everything)
@@ -282,7 +276,7 @@ def test_a_negative_answer_is_cached_until_its_retry_time(sim: Simulator, storag
     info = retried[(ALICE, "<unknown@nowhere.example>")]
     assert (info.source, info.attempts) == ("unresolved:not-found", 2)
     assert info.retry_at is not None
-    assert info.retry_at - now[0] == timedelta(hours=2 * settings.retry_hours)  # doubled
+    assert info.retry_at - now[0] == timedelta(hours=2 * resolver.settings.retry_hours)  # doubled
 
 
 def test_throttled_items_are_sent_again_after_retry_after_until_all_are_answered(
