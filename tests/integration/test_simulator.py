@@ -30,14 +30,7 @@ EXCHANGE = "Audit.Exchange"
 QUIET = FaultConfig.none()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _verify_with_the_simulator_ca() -> Iterator[None]:
-    # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override Session.verify, which is how MSAL
-    # passes verify=; clear them so the simulator's CA bundle is the one used.
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            patch.delenv(name, raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("simulator_ca_only")
 
 
 def fmt(moment: datetime) -> str:

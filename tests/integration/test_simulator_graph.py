@@ -22,12 +22,7 @@ QUIET = FaultConfig.none()
 DENIED = "dave@contoso.com"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _verify_with_the_simulator_ca() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
-            patch.delenv(name, raising=False)
-        yield
+pytestmark = pytest.mark.usefixtures("simulator_ca_only")
 
 
 def config(**overrides: Any) -> SimulatorConfig:
