@@ -66,9 +66,10 @@ def _moment(value: object) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def from_entity(entity: Mapping[str, Any]) -> tuple[str, MessageInfo]:
+def from_entity(entity: Mapping[str, Any]) -> MessageInfo:
+    """The row's answer (the row's InternetMessageId may be cut: callers key by RowKey)."""
     size = entity.get("SizeInBytes")
-    return str(entity.get("InternetMessageId", "")), MessageInfo(
+    return MessageInfo(
         subject=str(entity.get("Subject") or ""),
         sender=str(entity.get("Sender") or ""),
         received=_moment(entity.get("Received")),
@@ -104,7 +105,7 @@ def read(table: TableClient, mailbox: str, internet_message_ids: Iterable[str]) 
         for entity in page:
             message_id = wanted.get(str(entity.get("RowKey")))
             if message_id is not None:
-                found[message_id] = from_entity(entity)[1]
+                found[message_id] = from_entity(entity)
     return found
 
 
