@@ -158,9 +158,11 @@ def _classify(response: requests.Response) -> GraphError:
     return GraphError(status, code, message)
 
 
-def _item_reply(raw: Mapping[str, Any]) -> ItemReply:
-    headers = raw.get("headers") if isinstance(raw.get("headers"), dict) else {}
-    assert isinstance(headers, dict)
+def item_reply(raw: Mapping[str, Any]) -> ItemReply:
+    """One entry of a `$batch` answer's `responses`."""
+    headers = raw.get("headers")
+    if not isinstance(headers, dict):
+        headers = {}
     retry_after = None
     for name, value in headers.items():
         if str(name).lower() == "retry-after":
@@ -250,7 +252,7 @@ class GraphClient:
         replies: dict[str, ItemReply] = {}
         for raw in answer.get("responses", []) if isinstance(answer, dict) else []:
             if isinstance(raw, dict) and isinstance(raw.get("id"), str):
-                replies[raw["id"]] = _item_reply(raw)
+                replies[raw["id"]] = item_reply(raw)
         return replies
 
     def message_trace_pages(

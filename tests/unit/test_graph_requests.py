@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from shared.activity_api import RateLimiter
-from shared.graph_api import MailboxSlots, message_lookup_url, odata_string
+from shared.graph_api import MailboxSlots, item_reply, message_lookup_url, odata_string
+from shared.message_info import Observed
 
 AWKWARD_IDS = [
     "<CA+bq=x/1@mail.gmail.com>",
@@ -81,3 +84,22 @@ def test_limiter_holds_off_for_the_servers_retry_after() -> None:
     assert not limiter.acquire(timeout=29.0)
     now[0] = 30.0
     assert limiter.acquire(timeout=0)
+
+
+def test_a_batch_items_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    in_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    seconds = item_reply({"id": "1", "status": 429, "headers": {"Retry-After": "7"}, "body": {}})
+    dated = item_reply({"id": "2", "status": 429, "headers": {"retry-after": in_a_minute}, "body": {}})
+    absent = item_reply({"id": "3", "status": 200, "headers": {}, "body": {"value": []}})
+    assert (seconds.status, seconds.retry_after) == (429, 7.0)
+    assert dated.retry_after is not None
+    assert 50 < dated.retry_after <= 60
+    assert absent.retry_after is None
+
+
+def test_merging_what_records_say_keeps_the_earlier_access_and_ignores_an_unknown_one() -> None:
+    early, late = datetime(2026, 11, 20, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC)
+    seen = Observed(size=5, first_access=late)
+    assert seen.merge("", None, None) == seen
+    assert Observed().merge("Hi", 3, early) == Observed("Hi", 3, early)
+    assert seen.merge("Hi", 9, early) == Observed("Hi", 5, early)
