@@ -30,7 +30,7 @@ from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
-from shared.auth import TokenProvider
+from shared.auth import TokenProvider, TokenUnavailable
 from shared.config import CollectionSettings
 from shared.http_session import session_for
 
@@ -245,7 +245,11 @@ class ActivityClient:
 
     def _call(self, method: str, url: str) -> requests.Response:
         self._limiter.acquire()
-        headers = {"Authorization": f"Bearer {self._tokens.token(self._settings.management_scope)}"}
+        try:
+            token = self._tokens.token(self._settings.management_scope)
+        except TokenUnavailable as problem:  # a network blip at the token endpoint: retried
+            raise TransientError(0, "token_unavailable", str(problem)) from None
+        headers = {"Authorization": f"Bearer {token}"}
         try:
             return self._session.request(
                 method, url, headers=headers, timeout=self._settings.request_timeout_seconds

@@ -11,15 +11,25 @@ import threading
 from typing import Any, Protocol
 
 import msal
+import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from shared.config import AuthSettings
 from shared.http_session import session_for
 
+# OAuth 2.0 error codes that mean "try again later" (RFC 6749 section 4.1.2.1).
+TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+
 
 class AuthFailed(RuntimeError):
-    """A token could not be had; the message says what to fix and carries no secret."""
+    """A token was refused (credentials, tenant, consent); the message says what to fix and
+    carries no secret. Retrying does not help: the fix is in configuration."""
+
+
+class TokenUnavailable(RuntimeError):
+    """The token endpoint could not be reached or answered with a server error: transient, worth
+    retrying with backoff, and never a sign of a permission problem."""
 
 
 class TokenProvider(Protocol):
@@ -77,13 +87,20 @@ class MsalTokenProvider:
         with self._lock:  # MSAL's in-memory cache serves repeats until shortly before expiry
             try:
                 result = self._application().acquire_token_for_client(scopes=[scope])
+            except requests.RequestException as problem:  # DNS, refused, reset, timed out
+                raise TokenUnavailable(
+                    f"token endpoint unreachable: {type(problem).__name__} (the network or "
+                    "LOGIN_AUTHORITY; retried)"
+                ) from None
             except (ValueError, OSError) as problem:
                 raise AuthFailed(
-                    f"token endpoint unreachable or refused the tenant: {str(problem).splitlines()[0]} "
-                    "(check TENANT_ID, M365_CLOUD or LOGIN_AUTHORITY, and the network)"
+                    f"token endpoint refused the tenant: {str(problem).splitlines()[0]} "
+                    "(check TENANT_ID, M365_CLOUD or LOGIN_AUTHORITY)"
                 ) from None
         if "access_token" in result:
             return str(result["access_token"])
+        if result.get("error") in TRANSIENT_TOKEN_ERRORS:
+            raise TokenUnavailable(f"token endpoint answered {result.get('error')} (retried)")
         description = str(result.get("error_description") or "").split("\n", 1)[0]
         raise AuthFailed(
             f"token request for {scope} refused: {result.get('error')}: {description} (check "
@@ -108,10 +125,14 @@ class ManagedIdentityTokenProvider:
         self._credential = ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
 
     def token(self, scope: str) -> str:
-        from azure.core.exceptions import ClientAuthenticationError
+        from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 
         try:
             return str(self._credential.get_token(scope).token)
+        except (ServiceRequestError, ServiceResponseError) as problem:
+            raise TokenUnavailable(
+                f"managed identity endpoint unreachable: {type(problem).__name__} (retried)"
+            ) from None
         except ClientAuthenticationError as problem:
             raise AuthFailed(
                 f"managed identity token for {scope} failed: {str(problem).splitlines()[0]} "

@@ -32,7 +32,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_exponential_jitter
 
 from shared.activity_api import RateLimiter, error_of, parse_retry_after, retry_after_seconds
-from shared.auth import AuthFailed, TokenProvider
+from shared.auth import AuthFailed, TokenProvider, TokenUnavailable
 from shared.config import GraphSettings
 from shared.decoders import iso_z
 from shared.http_session import session_for
@@ -194,6 +194,8 @@ class GraphClient:
             token = self._tokens.token(self.settings.scope)
         except AuthFailed as problem:
             raise GraphAuthError(0, "token", str(problem)) from None
+        except TokenUnavailable as problem:  # transient: retried, never a permission problem
+            raise GraphTransient(0, "token_unavailable", str(problem)) from None
         headers = {"Authorization": f"Bearer {token}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
