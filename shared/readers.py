@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from shared.records import RawRecord
+from shared.text import repair_value
 
 MANAGEMENT_API = "management-api"
 GRAPH_AUDIT_QUERY = "graph-audit-query"
@@ -41,9 +42,54 @@ class UnknownFormat(ValueError):
 
 
 def _decode(data: bytes) -> str:
+    """The text of an export. Bytes that are not valid UTF-8 (or UTF-16) are kept as lone
+    surrogates, which `_loads` turns into U+FFFD and names in the record's `Repaired` list."""
+    if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
+        return data.decode("utf-16", errors="surrogatepass")
+    return data.decode("utf-8-sig", errors="surrogateescape")
+
+
+def _detect_text(data: bytes) -> str:
+    # The first 64 KiB may end inside a character: only format detection reads this text.
     if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
         return data.decode("utf-16", errors="replace")
     return data.decode("utf-8-sig", errors="replace")
+
+
+def _loads(text: str) -> tuple[object, tuple[str, ...]]:
+    """One JSON document, and the JSON paths of the text in it that had to be repaired.
+
+    orjson first (fast, and it only ever yields valid Unicode); what it refuses, the standard
+    library reads: lone surrogate escapes, integers beyond 64 bits. Raises ValueError (or
+    RecursionError for very deep nesting) when neither can."""
+    try:
+        return orjson.loads(text), ()
+    except orjson.JSONDecodeError:
+        value = json.loads(text)
+    repaired: list[str] = []
+    return repair_value(value, repaired), tuple(repaired)
+
+
+def _record(position: str, value: object, repaired: tuple[str, ...] = ()) -> RawRecord:
+    """A reader's record: a Graph record unwrapped to its classic AuditData, text repaired. The
+    repaired paths are relative to the classic record, whatever wrapped it."""
+    inner = _graph_audit_data(value)
+    if inner is not value:
+        repaired = tuple(_inside_audit_data(path) for path in repaired)
+        if isinstance(inner, str):  # auditData given as a JSON string
+            try:
+                inner, more = _loads(inner)
+            except (ValueError, RecursionError):
+                return RawRecord(position=position, value=inner, repaired=repaired)
+            repaired = tuple(path for path in repaired if path != "(value)") + more
+    return RawRecord(position=position, value=inner, repaired=repaired)
+
+
+def _inside_audit_data(path: str) -> str:
+    head, dot, rest = path.partition(".")
+    if head.strip().lower() == "auditdata":
+        return rest if dot else "(value)"
+    return path
 
 
 def _graph_audit_data(value: object) -> object:
@@ -52,12 +98,7 @@ def _graph_audit_data(value: object) -> object:
         return value  # a classic (PascalCase) record: nothing to unwrap, the common case
     for key, inner in value.items():
         if isinstance(key, str) and key.strip().lower() == "auditdata":
-            if isinstance(inner, str):
-                try:
-                    return orjson.loads(inner)
-                except orjson.JSONDecodeError:
-                    return inner
-            return inner
+            return inner  # a JSON string is decoded by _record
     return value
 
 
@@ -84,7 +125,7 @@ def _csv_header(text: str) -> tuple[list[str], int] | None:
 
 def detect_format(data: bytes) -> str:
     """Name the format of an export, or raise UnknownFormat saying what was expected."""
-    text = _decode(data[:65536])
+    text = _detect_text(data[:65536])
     stripped = text.lstrip()
     if stripped.startswith("["):
         return GRAPH_AUDIT_QUERY if '"auditdata"' in stripped.lower() else MANAGEMENT_API
@@ -99,39 +140,66 @@ def detect_format(data: bytes) -> str:
     raise UnknownFormat(f"not a recognised audit export: {_EXPECTED}")
 
 
+def _under(repaired: tuple[str, ...], prefix: str) -> tuple[str, ...]:
+    """The repaired paths inside the element at `prefix`, relative to it."""
+    inner = []
+    for path in repaired:
+        if path == prefix:
+            inner.append("(value)")
+        elif path.startswith(prefix + ".") or path.startswith(prefix + "["):
+            inner.append(path[len(prefix) :].removeprefix("."))
+    return tuple(inner)
+
+
 def _json_records(text: str) -> Iterator[RawRecord]:
     try:
-        document = orjson.loads(text)
-    except orjson.JSONDecodeError as problem:
+        document, repaired = _loads(text)
+    except (ValueError, RecursionError) as problem:
         if text.lstrip().startswith("{"):  # several documents, one a line: Graph pages saved as lines
             yield from _json_lines(text)
         else:
-            yield from _salvage_array(text, str(problem))
+            yield from _salvage_array(text, str(problem)[:200])
         return
     page = _graph_page_values(document)
-    values = page if page is not None else document if isinstance(document, list) else [document]
+    if page is not None:
+        values, prefix = page, "value"
+    elif isinstance(document, list):
+        values, prefix = document, ""
+    else:
+        yield _record("item 0", document, repaired)
+        return
     for index, value in enumerate(values):
-        yield RawRecord(position=f"item {index}", value=_graph_audit_data(value))
+        yield _record(f"item {index}", value, _under(repaired, f"{prefix}[{index}]"))
 
 
 def _salvage_array(text: str, problem: str) -> Iterator[RawRecord]:
-    """A JSON array that does not parse whole (a truncated or damaged blob): keep every element
-    before the damage, then report the rest as one unreadable record."""
+    """A JSON array orjson refuses, element by element: a damaged or cut-off array keeps every
+    element before the damage, then reports the rest as one unreadable record; an array that is
+    whole but holds text orjson refuses (a lone surrogate) or an integer beyond 64 bits is read
+    entirely, its text repaired."""
     decoder = json.JSONDecoder()
-    position = text.index("[") + 1
+    start = text.find("[")
+    if start < 0:
+        yield RawRecord(position="item 0", error=f"not a JSON array: {problem}")
+        return
+    position = start + 1
     index = 0
     while True:
         while position < len(text) and text[position] in " \t\r\n,":
             position += 1
-        if position >= len(text) or text[position] == "]":
+        if position >= len(text):
             yield RawRecord(position=f"item {index}", error=f"array ends early: {problem}")
+            return
+        if text[position] == "]":
             return
         try:
             value, position = decoder.raw_decode(text, position)
+            repaired: list[str] = []
+            value = repair_value(value, repaired)
         except (ValueError, RecursionError):  # JSONDecodeError, or an integer beyond int()'s digit limit
             yield RawRecord(position=f"item {index}", error=f"invalid JSON from here on: {problem}")
             return
-        yield RawRecord(position=f"item {index}", value=_graph_audit_data(value))
+        yield _record(f"item {index}", value, tuple(repaired))
         index += 1
 
 
@@ -140,16 +208,16 @@ def _json_lines(text: str) -> Iterator[RawRecord]:
         if not line.strip():
             continue
         try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError as problem:
-            yield RawRecord(position=f"line {number}", error=f"invalid JSON: {problem}")
+            value, repaired = _loads(line)
+        except (ValueError, RecursionError) as problem:
+            yield RawRecord(position=f"line {number}", error=f"invalid JSON: {str(problem)[:200]}")
             continue
         page = _graph_page_values(value)
         if page is not None:
             for index, inner in enumerate(page):
-                yield RawRecord(position=f"line {number} item {index}", value=_graph_audit_data(inner))
+                yield _record(f"line {number} item {index}", inner, _under(repaired, f"value[{index}]"))
         else:
-            yield RawRecord(position=f"line {number}", value=_graph_audit_data(value))
+            yield _record(f"line {number}", value, repaired)
 
 
 def _csv_records(text: str) -> Iterator[RawRecord]:
@@ -174,9 +242,11 @@ def _csv_records(text: str) -> Iterator[RawRecord]:
                 yield RawRecord(position=position, error="the AuditData cell is empty")
                 continue
             try:
-                yield RawRecord(position=position, value=orjson.loads(row[column]))
-            except orjson.JSONDecodeError as problem:
-                yield RawRecord(position=position, error=f"AuditData is not JSON: {problem}")
+                value, repaired = _loads(row[column])
+            except (ValueError, RecursionError) as problem:
+                yield RawRecord(position=position, error=f"AuditData is not JSON: {str(problem)[:200]}")
+                continue
+            yield RawRecord(position=position, value=value, repaired=repaired)
     except csv.Error as problem:
         yield RawRecord(position=f"CSV row {reader.line_num + header_index + 1}", error=str(problem))
 

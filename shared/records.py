@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from shared import decoders
+from shared.text import fits_int64
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,14 @@ EVENT_COLUMNS: tuple[str, ...] = (
     "OriginatingServer",
     "RecordId",
     "Messages",
+    "Repaired",
+    "Conflict",
+    # Provenance, always last: where the row came from.
+    "SourceBlob",
+    "SourceSha256",
+    "SourceIndex",
 )
+PROVENANCE_COLUMNS: tuple[str, ...] = ("SourceBlob", "SourceSha256", "SourceIndex")
 
 
 class MalformedRecord(ValueError):
@@ -94,6 +102,43 @@ class AccessEvent:
     originating_server: str
     record_id: str
     items: tuple[MessageRef, ...] = ()
+    # JSON paths of source values that could not be kept as they were (shared/text.py).
+    repaired: tuple[str, ...] = ()
+    # Another copy of this record Id, with different content, was seen and kept aside.
+    conflict: bool = False
+    # Provenance: the raw blob (or file) the record was read from, its SHA-256 (of the
+    # uncompressed bytes) and the record's 0-based position among the records a reader finds in it.
+    source_blob: str = ""
+    source_sha256: str = ""
+    source_index: int | None = None
+
+    def content_sha256(self) -> str:
+        """SHA-256 of what the record says, to tell a repeated record from a different one with
+        the same Id. Provenance, the conflict mark and our own decodings (ClientFamily, AppName,
+        which later versions may decode better) are left out."""
+        facts = [
+            decoders.iso_z(self.timestamp),
+            self.mailbox,
+            self.user,
+            self.logon_type,
+            self.access,
+            self.throttled,
+            self.folders,
+            self.folder_ids,
+            self.operation_count,
+            self.client_ip,
+            self.client_info,
+            self.app_id,
+            self.client_app_id,
+            self.session_id,
+            self.aad_session_id,
+            self.external_access,
+            self.originating_server,
+            self.record_id,
+            [[i.internet_message_id, i.folder, i.subject, i.size_in_bytes] for i in self.items],
+            self.repaired,
+        ]
+        return hashlib.sha256(orjson.dumps(facts)).hexdigest()
 
     @property
     def message_ids(self) -> list[str]:
@@ -130,6 +175,11 @@ class AccessEvent:
             "OriginatingServer": self.originating_server,
             "RecordId": self.record_id,
             "Messages": messages,
+            "Repaired": "; ".join(self.repaired),
+            "Conflict": self.conflict,
+            "SourceBlob": self.source_blob,
+            "SourceSha256": self.source_sha256,
+            "SourceIndex": self.source_index,
         }
 
 
@@ -159,6 +209,7 @@ class RawRecord:
     position: str
     value: object = None
     error: str = ""
+    repaired: tuple[str, ...] = ()  # JSON paths whose text the reader repaired (shared/text.py)
 
 
 # key -> key.strip().lower(): exports repeat a few dozen distinct keys millions of times, and a
@@ -211,6 +262,16 @@ def _count(value: object) -> int | None:
     return None
 
 
+def _int64(value: object, path: str, repaired: list[str]) -> int | None:
+    """A count or size as a 64-bit integer; one beyond that range is left out and its path
+    named in `repaired` (no table column or JSON consumer holds it; the raw blob does)."""
+    number = _count(value)
+    if number is not None and not fits_int64(number):
+        repaired.append(path)
+        return None
+    return number
+
+
 def _list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
@@ -240,8 +301,8 @@ def _folder_path(folder: Mapping[str, Any]) -> str:
     return path.lstrip("\\")
 
 
-def _items_of(folder_path: str, items: object) -> Iterator[MessageRef]:
-    for raw_item in _list(items):
+def _items_of(folder_path: str, items: object, where: str, repaired: list[str]) -> Iterator[MessageRef]:
+    for index, raw_item in enumerate(_list(items)):
         item = _fold(raw_item)
         message_id = _text(item.get("internetmessageid"))
         if message_id:
@@ -249,17 +310,17 @@ def _items_of(folder_path: str, items: object) -> Iterator[MessageRef]:
                 internet_message_id=message_id,
                 folder=folder_path,
                 subject=_text(item.get("subject")),
-                size_in_bytes=_count(item.get("sizeinbytes")),
+                size_in_bytes=_int64(item.get("sizeinbytes"), f"{where}[{index}].SizeInBytes", repaired),
             )
 
 
 def _folders_and_items(
-    record: Mapping[str, Any],
+    record: Mapping[str, Any], repaired: list[str]
 ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[MessageRef, ...]]:
     paths: list[str] = []
     ids: list[str] = []
     items: list[MessageRef] = []
-    for raw_folder in _list(record.get("folders")):
+    for number, raw_folder in enumerate(_list(record.get("folders"))):
         folder = _fold(raw_folder)
         path = _folder_path(folder)
         if path:
@@ -267,7 +328,7 @@ def _folders_and_items(
         folder_id = _text(folder.get("id"))
         if folder_id:
             ids.append(folder_id)
-        items.extend(_items_of(path, folder.get("folderitems")))
+        items.extend(_items_of(path, folder.get("folderitems"), f"Folders[{number}].FolderItems", repaired))
     # The older ExchangeItem shape: one Item with its ParentFolder (Sync records parsed this way).
     item = _fold(record.get("item"))
     if item:
@@ -278,7 +339,7 @@ def _folders_and_items(
         parent_id = _text(parent.get("id"))
         if parent_id and parent_id not in ids:
             ids.append(parent_id)
-        items.extend(_items_of(path, [item]))
+        items.extend(_items_of(path, [item], "Item", repaired))
     return tuple(paths), tuple(ids), tuple(items)
 
 
@@ -298,8 +359,15 @@ def _record_id(record: Mapping[str, Any], raw: object) -> str:
     return f"sha256-{digest}"
 
 
-def normalize_record(raw: object) -> AccessEvent | None:
-    """One audit record to one row; None for other operations; MalformedRecord if unreadable."""
+def normalize_record(
+    raw: object,
+    repaired: tuple[str, ...] = (),
+    source_blob: str = "",
+    source_sha256: str = "",
+    source_index: int | None = None,
+) -> AccessEvent | None:
+    """One audit record to one row; None for other operations; MalformedRecord if unreadable.
+    `repaired` names what the reader repaired; the source_* arguments are the row's provenance."""
     if not isinstance(raw, Mapping):
         raise MalformedRecord(f"expected a JSON object, got {type(raw).__name__}")
     record = _fold(raw)
@@ -317,7 +385,9 @@ def normalize_record(raw: object) -> AccessEvent | None:
     app_id = _text(record.get("appid"))
     client_app_id = _text(record.get("clientappid")) or _text(context.get("clientappid"))
     client_info = _text(record.get("clientinfostring"))
-    folders, folder_ids, items = _folders_and_items(record)
+    fixes = list(repaired)
+    folders, folder_ids, items = _folders_and_items(record, fixes)
+    operation_count = _int64(record.get("operationcount"), "OperationCount", fixes)
     return AccessEvent(
         timestamp=timestamp,
         mailbox=mailbox,
@@ -327,7 +397,7 @@ def normalize_record(raw: object) -> AccessEvent | None:
         throttled=decoders.as_bool(properties.get("isthrottled", "")),
         folders=folders,
         folder_ids=folder_ids,
-        operation_count=_count(record.get("operationcount")),
+        operation_count=operation_count,
         client_ip=_client_ip(_text(record.get("clientipaddress")) or _text(record.get("clientip"))),
         client_info=client_info,
         client_family=decoders.client_family(client_info),
@@ -340,20 +410,30 @@ def normalize_record(raw: object) -> AccessEvent | None:
         originating_server=_text(record.get("originatingserver")),
         record_id=_record_id(record, raw),
         items=items,
+        repaired=tuple(fixes),
+        source_blob=source_blob,
+        source_sha256=source_sha256,
+        source_index=source_index,
     )
 
 
 def normalize_records(
-    records: Iterable[RawRecord], source: str, stats: ParseStats | None = None
+    records: Iterable[RawRecord], source: str, stats: ParseStats | None = None, sha256: str = ""
 ) -> Iterator[AccessEvent]:
-    """Normalize a source's records, counting and logging the unreadable ones and going on."""
+    """Normalize a source's records, counting and logging the unreadable ones and going on. Each
+    event's provenance is `source`, `sha256` (of its bytes) and the record's 0-based position."""
     stats = stats if stats is not None else ParseStats()
-    for raw in records:
+    for index, raw in enumerate(records):
         stats.records += 1
         try:
             if raw.error:
                 raise MalformedRecord(raw.error)
-            event = normalize_record(raw.value)
+            event = normalize_record(raw.value, raw.repaired, source, sha256, index)
+        except RecursionError:  # nesting deeper than the normalizer (or the Id fallback) can walk
+            stats.malformed += 1
+            stats.malformed_positions.append(raw.position)
+            log.warning("malformed record in %s at %s: nested too deeply", source, raw.position)
+            continue
         except MalformedRecord as problem:
             stats.malformed += 1
             stats.malformed_positions.append(raw.position)

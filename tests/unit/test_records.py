@@ -68,6 +68,11 @@ def test_default_record_gives_the_full_row_in_column_order() -> None:
         "OriginatingServer": "PH0PR11MB6049 (15.20.8158.017)",
         "RecordId": RECORD_ID,
         "Messages": f"{MID_1}; {MID_2}",
+        "Repaired": "",
+        "Conflict": False,
+        "SourceBlob": "",
+        "SourceSha256": "",
+        "SourceIndex": None,
     }
 
 
@@ -506,6 +511,11 @@ def test_keys_with_stray_whitespace_and_odd_casing_are_read() -> None:
         "OriginatingServer": "DM6PR04MB4321 (15.20.7000.000)",
         "RecordId": "rec-1",
         "Messages": f"{MID_1} (Hi)",
+        "Repaired": "",
+        "Conflict": False,
+        "SourceBlob": "",
+        "SourceSha256": "",
+        "SourceIndex": None,
     }
 
 
