@@ -14,10 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared import tables
-from shared.message_info import NOT_LOOKED_UP, MessageInfo
+from shared.message_info import NOT_LOOKED_UP, UNRESOLVED, MessageInfo
 
 # Table service: at most 15 discrete comparisons in one filter (PartitionKey + 14 RowKeys).
 KEYS_PER_QUERY = 14
@@ -54,7 +56,7 @@ def to_entity(mailbox: str, internet_message_id: str, info: MessageInfo) -> dict
     if info.received is not None:
         entity["Received"] = info.received
     if info.size is not None:
-        entity["SizeInBytes"] = info.size
+        entity["SizeInBytes"] = tables.int64(info.size)  # sizes pass 2 GiB: never an Int32
     if info.retry_at is not None:
         entity["RetryAt"] = info.retry_at
     return entity
@@ -68,7 +70,7 @@ def _moment(value: object) -> datetime | None:
 
 def from_entity(entity: Mapping[str, Any]) -> MessageInfo:
     """The row's answer (the row's InternetMessageId may be cut: callers key by RowKey)."""
-    size = entity.get("SizeInBytes")
+    size = tables.plain(entity.get("SizeInBytes"))
     return MessageInfo(
         subject=str(entity.get("Subject") or ""),
         sender=str(entity.get("Sender") or ""),
@@ -114,11 +116,44 @@ def write(table: TableClient, mailbox: str, infos: Mapping[str, MessageInfo]) ->
     return tables.upsert_entities(table, (to_entity(mailbox, mid, info) for mid, info in infos.items()))
 
 
+def is_answer(source: str) -> bool:
+    """A subject was found (audit, graph, trace), as opposed to a reason why not."""
+    return bool(source) and not source.startswith(UNRESOLVED)
+
+
 def record_subjects(table: TableClient, mailbox: str, infos: Mapping[str, MessageInfo]) -> int:
-    """Merge subjects the records give into their rows, without reading them first: the sender and
-    received time Graph or the trace found stay; the subject and its source become `audit`."""
-    entities = (
+    """Record the subjects the records give, first answer wins: a message with no row gets one
+    (inserted without reading first, the common case); a row that holds only a reason why there
+    is no answer yet takes the record's subject; a row with an answer (what Graph or the trace
+    found, or an earlier record) is left as it is. Returns the rows written."""
+    entities = [
         {name: value for name, value in to_entity(mailbox, mid, info).items() if name in _RECORD_FIELDS}
         for mid, info in infos.items()
-    )
-    return tables.upsert_entities(table, entities, mode=UpdateMode.MERGE)
+    ]
+    result = tables.insert_rows(table, entities, compare=False)
+    written = result.inserted
+    for entity, _ in result.conflicts:
+        written += _answer_unresolved(table, entity)
+    return written
+
+
+def _answer_unresolved(table: TableClient, entity: dict[str, Any]) -> int:
+    """Merge a record's subject over a row that has no answer; 0 if it has one (or changed)."""
+    try:
+        current = table.get_entity(entity["PartitionKey"], entity["RowKey"], select=["Source"])
+    except ResourceNotFoundError:
+        return 0
+    if is_answer(str(current.get("Source") or "")):
+        return 0
+    try:
+        table.update_entity(
+            entity,
+            mode=UpdateMode.MERGE,
+            etag=current.metadata["etag"],
+            match_condition=MatchConditions.IfNotModified,
+        )
+    except HttpResponseError as problem:
+        if problem.status_code == 412:  # answered in between: that answer came first
+            return 0
+        raise
+    return 1

@@ -22,7 +22,14 @@ from shared.config import AlertSettings, ResolutionSettings
 from shared.message_info import MessageObserver
 from shared.records import AccessEvent, ParseStats, normalize_records
 from shared.resolver import ResolveStats, SubjectResolver
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, MESSAGE_INDEX_TABLE, POISON_QUEUE, Storage
+from shared.storage import (
+    ACTOR_TABLE,
+    CONFLICTS_TABLE,
+    MAILBOX_TABLE,
+    MESSAGE_INDEX_TABLE,
+    POISON_QUEUE,
+    Storage,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +53,9 @@ class ImportResult:
 class ProcessResult:
     blob: str
     stats: ParseStats = field(default_factory=ParseStats)
-    rows: int = 0  # distinct records written (a record repeated in the source is one row)
+    rows: int = 0  # distinct records in the blob (a record repeated in the source is one row)
+    inserted: int = 0  # rows this blob added (the rest were stored before: first copy wins)
+    conflicts: int = 0  # records whose stored row says something else: recorded, not replaced
     alerts: list[Alert] = field(default_factory=list)  # newly raised by this blob
     subjects: ResolveStats | None = None  # what the records and the index answered
     lookups_queued: int = 0  # messages left for the resolve_subjects timer (Graph)
@@ -55,7 +64,14 @@ class ProcessResult:
         subjects: dict[str, object] = {"lookups_queued": self.lookups_queued}
         if self.subjects is not None:
             subjects["subjects"] = self.subjects.as_dict()
-        return {"blob": self.blob, "rows": self.rows, **self.stats.as_dict(), **subjects}
+        return {
+            "blob": self.blob,
+            "rows": self.rows,
+            "inserted": self.inserted,
+            "conflicts": self.conflicts,
+            **self.stats.as_dict(),
+            **subjects,
+        }
 
 
 def import_bytes(storage: Storage, data: bytes, source_name: str) -> ImportResult:
@@ -79,11 +95,17 @@ def import_file(storage: Storage, path: Path) -> ImportResult:
 
 
 def events_from_bytes(
-    data: bytes, source: str, fmt: str | None = None, stats: ParseStats | None = None
+    data: bytes,
+    source: str,
+    fmt: str | None = None,
+    stats: ParseStats | None = None,
+    sha256: str | None = None,
 ) -> Iterator[AccessEvent]:
-    """Normalized events of one raw source (no storage). Raises UnknownFormat."""
+    """Normalized events of one raw source (no storage), each with its provenance: `source`, the
+    SHA-256 of `data` and its position. Raises UnknownFormat."""
     _, records = readers.read_records(data, fmt)
-    return normalize_records(records, source, stats)
+    digest = sha256 if sha256 is not None else raw_store.sha256_hex(data)
+    return normalize_records(records, source, stats, digest)
 
 
 def process_pointer(
@@ -106,20 +128,38 @@ def process_pointer(
     result = ProcessResult(blob=pointer.blob)
     mailbox_table = storage.tables.get_table_client(MAILBOX_TABLE)
     actor_table = storage.tables.get_table_client(ACTOR_TABLE)
+    conflicts_table = storage.tables.get_table_client(CONFLICTS_TABLE)
     pending: list[AccessEvent] = []
-    record_ids: set[str] = set()
+    contents: dict[str, str] = {}  # record Id -> content hash of its first occurrence in the blob
+    contradicting: list[AccessEvent] = []  # a later occurrence that says something else
     observed = MessageObserver()
-    for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats):
-        record_ids.add(event.record_id)
+
+    def write(events: list[AccessEvent]) -> None:
+        written = tables.store_events(mailbox_table, actor_table, events, conflicts_table, clock())
+        result.inserted += written.inserted
+        result.conflicts += written.conflicts
+
+    for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats, pointer.sha256):
+        content = event.content_sha256()
+        first = contents.setdefault(event.record_id, content)
+        if first is not content:  # repeated within the blob: its first occurrence is the source
+            if first != content:
+                contradicting.append(event)  # written after the first, so it meets it as a conflict
+            continue
         observed.add(event)
         activity.add(event)
         pending.append(event)
         if len(pending) >= WRITE_CHUNK:
-            tables.write_events(mailbox_table, actor_table, pending)
+            write(pending)
             pending = []
     if pending:
-        tables.write_events(mailbox_table, actor_table, pending)
-    result.rows = len(record_ids)
+        write(pending)
+    for event in contradicting:
+        write([event])
+    if result.conflicts:
+        log.warning("%s: %d records conflict with stored rows (kept in %s)", pointer.blob,
+                    result.conflicts, CONFLICTS_TABLE)  # fmt: skip
+    result.rows = len(contents)
     result.alerts = alerting.mailbox_alerts(storage, activity, settings, clock())
     resolver = resolver or index_only_resolver(storage)
     result.subjects = ResolveStats()
@@ -136,24 +176,89 @@ def index_only_resolver(storage: Storage) -> SubjectResolver:
     return SubjectResolver(index, ResolutionSettings(), graph=None)
 
 
+@dataclass
+class Failure:
+    """A queue message that could not be processed this time (or, `poisoned`, for good)."""
+
+    message_id: str
+    blob: str
+    error: str
+    poisoned: bool
+
+
+@dataclass
+class Drained:
+    results: list[ProcessResult] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    @property
+    def poisoned(self) -> list[Failure]:
+        return [failure for failure in self.failures if failure.poisoned]
+
+
+def _pointer_blob(body: str) -> str:
+    try:
+        return raw_store.RawPointer.decode(body).blob
+    except raw_store.BadPointer:
+        return ""
+
+
 def _handle(
     storage: Storage, message: QueueMessage, settings: AlertSettings, resolver: SubjectResolver | None
-) -> ProcessResult | None:
+) -> ProcessResult | Failure:
     """One message as the queue trigger would: processed and deleted, or left for a retry and,
     after MAX_DEQUEUE_COUNT attempts, moved to the poison queue as the Functions host does."""
     queue = raw_store.content_queue(storage.queues)
     try:
         result = process_pointer(storage, message.content, settings, resolver=resolver)
-    except Exception:
+    except Exception as problem:
         log.exception("message %s failed (attempt %s)", message.id, message.dequeue_count)
-        if (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT:
+        poisoned = (message.dequeue_count or 0) >= MAX_DEQUEUE_COUNT
+        if poisoned:
             raw_store.content_queue(storage.queues, POISON_QUEUE).send_message(message.content)
             queue.delete_message(message)
         else:
             queue.update_message(message, visibility_timeout=0)
-        return None
+        error = f"{type(problem).__name__}: {str(problem).splitlines()[0] if str(problem) else ''}"
+        return Failure(message.id, _pointer_blob(message.content), error[:300], poisoned)
     queue.delete_message(message)
     return result
+
+
+def drain(
+    storage: Storage,
+    max_messages: int | None = None,
+    workers: int = 8,
+    alert_settings: AlertSettings | None = None,
+    resolver: SubjectResolver | None = None,
+) -> Drained:
+    """Process queued pointers until the queue is empty (or `max_messages` succeeded), `workers`
+    at a time as the host's batchSize does; failures are retried as the host would, and what
+    could not be processed after MAX_DEQUEUE_COUNT attempts is parked on the poison queue and
+    reported. After each batch, messages parked on the poison queue are alerted on and pending
+    alerts delivered (when a webhook is set)."""
+    settings = alert_settings or AlertSettings()
+    resolver = resolver or index_only_resolver(storage)
+    queue = raw_store.content_queue(storage.queues)
+    drained = Drained()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        while max_messages is None or len(drained.results) < max_messages:
+            wanted = 32 if max_messages is None else min(32, max_messages - len(drained.results))
+            batch = list(
+                queue.receive_messages(
+                    messages_per_page=wanted, max_messages=wanted, visibility_timeout=VISIBILITY_S
+                )
+            )
+            if not batch:
+                break
+            for outcome in pool.map(lambda m: _handle(storage, m, settings, resolver), batch):
+                if isinstance(outcome, Failure):
+                    drained.failures.append(outcome)
+                else:
+                    drained.results.append(outcome)
+            alerting.scan_poison(storage, settings)
+            outbox.deliver_quietly(storage, settings)
+    return drained
 
 
 def drain_queue(
@@ -163,26 +268,5 @@ def drain_queue(
     alert_settings: AlertSettings | None = None,
     resolver: SubjectResolver | None = None,
 ) -> list[ProcessResult]:
-    """Process queued pointers until the queue is empty (or `max_messages` succeeded), `workers`
-    at a time as the host's batchSize does. After each batch, messages parked on the poison queue
-    are alerted on and pending alerts delivered (when a webhook is set)."""
-    settings = alert_settings or AlertSettings()
-    resolver = resolver or index_only_resolver(storage)
-    queue = raw_store.content_queue(storage.queues)
-    results: list[ProcessResult] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        while max_messages is None or len(results) < max_messages:
-            wanted = 32 if max_messages is None else min(32, max_messages - len(results))
-            batch = list(
-                queue.receive_messages(
-                    messages_per_page=wanted, max_messages=wanted, visibility_timeout=VISIBILITY_S
-                )
-            )
-            if not batch:
-                break
-            results.extend(
-                r for r in pool.map(lambda m: _handle(storage, m, settings, resolver), batch) if r is not None
-            )
-            alerting.scan_poison(storage, settings)
-            outbox.deliver_quietly(storage, settings)
-    return results
+    """`drain`, the processed blobs only."""
+    return drain(storage, max_messages, workers, alert_settings, resolver).results

@@ -10,7 +10,7 @@ import functools
 import io
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from azure.data.tables import TableClient
@@ -53,14 +53,22 @@ def events_from_files(
     paths: Sequence[Path], query: ReportQuery, stats: ParseStats, observer: MessageObserver | None = None
 ) -> list[AccessEvent]:
     """The query's events from export files, each record once (by record Id), in time order.
+    The first copy wins, as in storage; a later copy with other content marks it `Conflict`.
     `observer` is shown every record of the files, in the query or not (see `audit_lookup`)."""
     chosen: dict[str, AccessEvent] = {}
+    contents: dict[str, str] = {}
     for path in paths:
         for event in events_from_bytes(path.read_bytes(), str(path), stats=stats):
             if observer is not None:
                 observer.add(event)
-            if _matches(event, query) and passes_filters(event, query):
-                chosen.setdefault(event.record_id, event)
+            if not (_matches(event, query) and passes_filters(event, query)):
+                continue
+            content = event.content_sha256()
+            first = contents.setdefault(event.record_id, content)
+            if first is content:
+                chosen[event.record_id] = event
+            elif first != content and not chosen[event.record_id].conflict:
+                chosen[event.record_id] = replace(chosen[event.record_id], conflict=True)
     return sorted(chosen.values(), key=lambda event: (event.timestamp, event.record_id))
 
 

@@ -22,7 +22,17 @@ STATE_TABLE = "CollectionState"
 ALERT_TABLE = "AlertOutbox"
 REPORT_ACCESS_TABLE = "ReportAccess"
 MESSAGE_INDEX_TABLE = "MessageIndex"
-TABLES = (MAILBOX_TABLE, ACTOR_TABLE, STATE_TABLE, ALERT_TABLE, REPORT_ACCESS_TABLE, MESSAGE_INDEX_TABLE)
+# A second copy of a record Id whose content differs from the stored row (first copy wins).
+CONFLICTS_TABLE = "RecordConflicts"
+TABLES = (
+    MAILBOX_TABLE,
+    ACTOR_TABLE,
+    STATE_TABLE,
+    ALERT_TABLE,
+    REPORT_ACCESS_TABLE,
+    MESSAGE_INDEX_TABLE,
+    CONFLICTS_TABLE,
+)
 LOOKUP_QUEUE = "subject-lookups"  # messages to resolve through Graph, gathered across blobs
 QUEUES = (CONTENT_QUEUE, POISON_QUEUE, LOOKUP_QUEUE)
 

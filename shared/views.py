@@ -9,7 +9,10 @@ from typing import Any
 
 from shared.decoders import iso_z
 from shared.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Observed, observe
-from shared.records import EVENT_COLUMNS, AccessEvent
+from shared.records import EVENT_COLUMNS, PROVENANCE_COLUMNS, AccessEvent
+
+# Aggregated rows name the record behind their first access, and where it came from.
+SOURCE_COLUMNS: tuple[str, ...] = ("FirstRecordId", *PROVENANCE_COLUMNS)
 
 SESSION_COLUMNS: tuple[str, ...] = (
     "SessionId",
@@ -27,6 +30,7 @@ SESSION_COLUMNS: tuple[str, ...] = (
     "LogonTypes",
     "Users",
     "Throttled",
+    *SOURCE_COLUMNS,
 )
 
 MESSAGE_COLUMNS: tuple[str, ...] = (
@@ -43,6 +47,8 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "Received",
     "SizeInBytes",
     "SubjectSource",
+    "RecordId",
+    *PROVENANCE_COLUMNS,
 )
 
 EXPOSURE_COLUMNS: tuple[str, ...] = (
@@ -61,6 +67,7 @@ EXPOSURE_COLUMNS: tuple[str, ...] = (
     "ClientIPs",
     "Users",
     "SubjectSource",
+    *SOURCE_COLUMNS,
 )
 
 NO_SESSION = "(no session id)"
@@ -68,6 +75,25 @@ LOOKUP_CHUNK = 500  # records of the messages view resolved together
 FOLDER_SUBJECT = "all items in folder"
 UNAUDITED_SUBJECT = "access not audited"
 UNAUDITED_WINDOW = timedelta(hours=24)
+
+
+def source_of(event: AccessEvent) -> dict[str, Any]:
+    """The provenance columns of an aggregated row whose first access is `event`."""
+    return {
+        "FirstRecordId": event.record_id,
+        "SourceBlob": event.source_blob,
+        "SourceSha256": event.source_sha256,
+        "SourceIndex": event.source_index,
+    }
+
+
+def _provenance(event: AccessEvent) -> dict[str, Any]:
+    return {
+        "RecordId": event.record_id,
+        "SourceBlob": event.source_blob,
+        "SourceSha256": event.source_sha256,
+        "SourceIndex": event.source_index,
+    }
 
 
 def event_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
@@ -131,6 +157,7 @@ class _Session:
             "LogonTypes": "; ".join(self.logon_types),
             "Users": "; ".join(self.users),
             "Throttled": self.throttled,
+            **source_of(self.first),
         }
 
 
@@ -236,6 +263,7 @@ def message_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) ->
                     "Received": _received(info),
                     "SizeInBytes": message.size if message.size is not None else info.size,
                     "SubjectSource": info.source,
+                    **_provenance(event),
                 }
 
 
@@ -252,8 +280,11 @@ class _Exposed:
     sessions: dict[str, None] = field(default_factory=dict)
     ips: dict[str, None] = field(default_factory=dict)
     users: dict[str, None] = field(default_factory=dict)
+    source: AccessEvent | None = None  # the record of the first access
 
     def add(self, event: AccessEvent) -> None:
+        if self.source is None or event.timestamp < self.source.timestamp:
+            self.source = event
         self.first = min(self.first, event.timestamp)
         self.last = max(self.last, event.timestamp)
         self.accesses += 1
@@ -282,6 +313,7 @@ class _Exposed:
             "ClientIPs": "; ".join(self.ips),
             "Users": "; ".join(self.users),
             "SubjectSource": info.source if kind == "Message" else "",
+            **(source_of(self.source) if self.source is not None else {}),
         }
 
 

@@ -12,7 +12,14 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from shared import pipeline, raw_store, readers
 from shared.raw_store import IntegrityError, RawPointer
-from shared.storage import ACTOR_TABLE, CONTENT_QUEUE, MAILBOX_TABLE, POISON_QUEUE, Storage
+from shared.storage import (
+    ACTOR_TABLE,
+    CONTENT_QUEUE,
+    MAILBOX_TABLE,
+    MESSAGE_INDEX_TABLE,
+    POISON_QUEUE,
+    Storage,
+)
 from tests.integration.helpers import (
     SAMPLE,
     blob_names,
@@ -53,6 +60,8 @@ def test_sample_import_then_drain_gives_exactly_one_row_per_distinct_record(stor
     assert result.as_dict() == {
         "blob": result.blob,
         "rows": 56,
+        "inserted": 56,
+        "conflicts": 0,
         "records": 67,
         "events": 57,
         "other_operations": 10,
@@ -142,7 +151,19 @@ def test_the_other_formats_alone_give_the_same_rows_as_the_csv(storage: Storage,
 
     _import_and_drain(storage, SAMPLE)
 
-    assert scan_all(storage) == from_jsonl
+    # The same content; each row names the file it came from.
+    assert _without_provenance(scan_all(storage)) == _without_provenance(from_jsonl)
+    assert {row["SourceBlob"] for row in full_scan(storage, MAILBOX_TABLE)} == set(blob_names(storage)) - {
+        row["SourceBlob"] for row in from_jsonl[MAILBOX_TABLE]
+    }
+
+
+def _without_provenance(scan: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    drop = {"SourceBlob", "SourceSha256", "SourceIndex"}
+    return {
+        table: [{k: v for k, v in row.items() if k not in drop} for row in rows]
+        for table, rows in scan.items()
+    }
 
 
 def test_processing_the_same_pointer_twice_changes_nothing(storage: Storage) -> None:
@@ -154,7 +175,7 @@ def test_processing_the_same_pointer_twice_changes_nothing(storage: Storage) -> 
     second = pipeline.process_pointer(storage, body.encode())
 
     assert scan_all(storage) == after_first
-    assert second.as_dict() == first.as_dict()
+    assert second.as_dict() == {**first.as_dict(), "inserted": 0}  # every row was there
     assert keys_of(after_first[MAILBOX_TABLE]) == expected_keys("mailbox")
 
 
@@ -300,20 +321,31 @@ def test_an_unknown_file_format_is_rejected_at_import_and_nothing_is_stored(
     assert _queue_depth(storage, CONTENT_QUEUE) == 0
 
 
-def test_a_record_with_an_absurd_operation_count_does_not_poison_its_blob(
+def test_numbers_past_int32_are_kept_and_past_int64_are_named_as_repaired_never_poisoning_the_blob(
     storage: Storage, tmp_path: Path
 ) -> None:
+    big_item = {
+        "InternetMessageId": "<big@contoso.com>",
+        "Subject": "Backup.pst",
+        "SizeInBytes": 3_000_000_000,
+    }
     records = [
         mia_record("2026-11-18T01:00:00", "normal"),
         mia_record("2026-11-18T02:00:00", "absurd", OperationCount=2**40),
+        mia_record("2026-11-18T02:30:00", "big", Folders=[{"Path": "\\Inbox", "FolderItems": [big_item]}]),
+        mia_record("2026-11-18T02:45:00", "beyond", OperationCount=2**70),
         mia_record("2026-11-18T03:00:00", "after"),
     ]
 
     [result] = _import_and_drain(storage, write_json_array(tmp_path / "content.json", records))
 
-    assert result.stats.events == 3
+    assert result.stats.events == 5
     rows = {row["RecordId"]: row for row in full_scan(storage, MAILBOX_TABLE)}
-    assert sorted(rows) == ["absurd", "after", "normal"]
-    assert rows["normal"]["OperationCount"] == 1
-    assert "OperationCount" not in rows["absurd"]
+    assert sorted(rows) == ["absurd", "after", "beyond", "big", "normal"]
+    assert rows["normal"]["OperationCount"].value == 1
+    assert rows["absurd"]["OperationCount"].value == 2**40
+    assert "OperationCount" not in rows["beyond"]
+    assert json.loads(rows["beyond"]["Repaired"]) == ["OperationCount"]
+    [indexed] = [row for row in full_scan(storage, MESSAGE_INDEX_TABLE) if row["Subject"] == "Backup.pst"]
+    assert indexed["SizeInBytes"].value == 3_000_000_000
     assert _queue_depth(storage, POISON_QUEUE) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
@@ -11,7 +12,7 @@ import pytest
 
 from shared import tables
 from shared.records import AccessEvent, MessageRef
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage
+from shared.storage import ACTOR_TABLE, CONFLICTS_TABLE, MAILBOX_TABLE, Storage
 from tests.integration.helpers import SpyTable, full_scan, make_event
 
 FORBIDDEN_IN_KEYS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
@@ -133,7 +134,8 @@ def test_entities_round_trip_through_azurite_unchanged(storage: Storage, event) 
 
     assert tables.from_entity(dict(stored)) == event
     assert ("OperationCount" in stored) == (event.operation_count is not None)
-    assert stored["ItemsTruncated"] == 0
+    assert stored["ContentSha256"] == event.content_sha256()
+    assert stored["OverflowRows"] == 0
 
 
 def _many_items(count: int, subject: str) -> tuple[MessageRef, ...]:
@@ -145,27 +147,98 @@ def _many_items(count: int, subject: str) -> tuple[MessageRef, ...]:
     )
 
 
+def _stored_events(storage: Storage, table_name: str, subject: str) -> list[AccessEvent]:
+    table = storage.tables.get_table_client(table_name)
+    start, end = datetime(2015, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC)
+    return [event for _, event in tables.query_events(table, subject, start, end)]
+
+
 @pytest.mark.parametrize(
     ("count", "subject"),
-    [(12_000, "Quarterly numbers"), (4_000, "😀" * 60), (3_000, "顧客リスト" * 20)],
-    ids=["ascii", "astral", "cjk"],
+    [(12_000, "Quarterly numbers"), (4_000, "😀" * 60), (3_000, "顧客リスト" * 20), (30_000, "Payroll")],
+    ids=["ascii", "astral", "cjk", "bulk-graph-read"],
 )
-def test_a_record_over_the_entity_budget_is_stored_truncated_and_accepted(
+def test_a_record_over_the_entity_budget_is_stored_whole_across_overflow_rows(
     storage: Storage, count: int, subject: str
 ) -> None:
-    table = storage.tables.get_table_client(MAILBOX_TABLE)
+    """A Bind record can list thousands of messages (bulk reading through Graph): every one is kept,
+    in the row and its overflow rows, and the query gives the whole record back."""
     event = make_event(record_id="huge", items=_many_items(count, subject))
-    entity = tables.to_entity(event, event.mailbox)
-    assert entity["ItemsTruncated"] > 0
+    entities = tables.to_entities(event, event.mailbox)
+    assert len(entities) > 1
+    assert all(tables.entity_bytes(entity) <= tables.MAX_ENTITY_BYTES for entity in entities)
 
-    assert tables.upsert_entities(table, [entity]) == 1
+    tables.write_events(
+        storage.tables.get_table_client(MAILBOX_TABLE), storage.tables.get_table_client(ACTOR_TABLE), [event]
+    )
 
-    stored = table.get_entity(entity["PartitionKey"], entity["RowKey"])
-    back = tables.from_entity(dict(stored))
-    assert stored["ItemsTruncated"] == count - len(back.items)
-    assert 0 < len(back.items) < count
-    assert back.items == event.items[: len(back.items)]
-    assert back.record_id == "huge"
+    [back] = _stored_events(storage, MAILBOX_TABLE, event.mailbox)
+    assert back == event
+    assert len(back.items) == count
+    assert [a.record_id for a in _stored_events(storage, ACTOR_TABLE, event.user)] == ["huge"]
+    main = [
+        row
+        for row in full_scan(storage, MAILBOX_TABLE)
+        if not tables.is_overflow_partition(row["PartitionKey"])
+    ]
+    assert len(main) == 1  # the overflow rows are not access rows of the mailbox
+
+
+def test_a_row_whose_overflow_rows_are_missing_is_an_error_not_a_shorter_list(storage: Storage) -> None:
+    event = make_event(record_id="huge", items=_many_items(12_000, "Quarterly numbers"))
+    *overflow, row = tables.to_entities(event, event.mailbox)
+    table = storage.tables.get_table_client(MAILBOX_TABLE)
+    tables.upsert_entities(table, [*overflow[:-1], row])
+
+    with pytest.raises(tables.IncompleteRow):
+        _stored_events(storage, MAILBOX_TABLE, event.mailbox)
+
+
+def test_sizes_and_counts_past_int32_are_stored_as_int64(storage: Storage) -> None:
+    event = make_event(
+        record_id="big",
+        operation_count=3_000_000_000,
+        items=(MessageRef("<a@x>", "Inbox", "Hi", 3_000_000_000),),
+    )
+    table = storage.tables.get_table_client(MAILBOX_TABLE)
+    tables.write_events(table, storage.tables.get_table_client(ACTOR_TABLE), [event])
+
+    [back] = _stored_events(storage, MAILBOX_TABLE, event.mailbox)
+    assert back.operation_count == 3_000_000_000
+    assert back.items[0].size_in_bytes == 3_000_000_000
+
+
+def test_the_first_copy_of_a_record_wins_and_a_different_copy_is_recorded_as_a_conflict(
+    storage: Storage,
+) -> None:
+    mailbox_table = storage.tables.get_table_client(MAILBOX_TABLE)
+    actor_table = storage.tables.get_table_client(ACTOR_TABLE)
+    conflicts = storage.tables.get_table_client(CONFLICTS_TABLE)
+    first = make_event(
+        record_id="r1", source_blob="Audit.Exchange/a.json.gz", source_sha256="a" * 64, source_index=3
+    )
+    same = replace(first, source_blob="import/b.gz", source_sha256="b" * 64, source_index=9)
+    rewritten = replace(
+        first, client_ip="192.0.2.99", source_blob="import/c.gz", source_sha256="c" * 64, source_index=0
+    )
+
+    assert tables.store_events(mailbox_table, actor_table, [first], conflicts).inserted == 1
+    again = tables.store_events(mailbox_table, actor_table, [same], conflicts)
+    assert (again.inserted, again.duplicates, again.conflicts) == (0, 1, 0)
+    later = tables.store_events(mailbox_table, actor_table, [rewritten], conflicts)
+    assert (later.inserted, later.duplicates, later.conflicts) == (0, 0, 1)
+    tables.store_events(mailbox_table, actor_table, [rewritten], conflicts)  # seen again: recorded once
+
+    [kept] = _stored_events(storage, MAILBOX_TABLE, first.mailbox)
+    assert kept == replace(first, conflict=True)  # content and provenance of the first copy
+    [by_actor] = _stored_events(storage, ACTOR_TABLE, first.user)
+    assert by_actor.conflict and by_actor.client_ip == first.client_ip
+    [conflict] = full_scan(storage, CONFLICTS_TABLE)
+    assert conflict["RecordId"] == "r1"
+    assert conflict["FirstSourceBlob"] == "Audit.Exchange/a.json.gz"
+    assert conflict["FirstContentSha256"] == first.content_sha256()
+    assert conflict["SourceBlob"] == "import/c.gz"
+    assert conflict["ContentSha256"] == rewritten.content_sha256()
 
 
 def test_upsert_entities_splits_one_partition_into_transactions_of_at_most_100(storage: Storage) -> None:
@@ -325,17 +398,16 @@ def test_write_events_puts_each_event_in_both_tables_keyed_by_mailbox_and_by_use
     assert by_actor == {("bob@contoso.com", "1"), (tables.UNKNOWN_ACTOR, "2"), ("admin@contoso.com", "3")}
 
 
-def test_an_oversized_string_field_is_stored_cut_and_named_in_truncated_fields(storage: Storage) -> None:
+def test_an_oversized_string_field_is_stored_whole(storage: Storage) -> None:
     huge_client = "Client=WebServices;" + "X" * 40_000
     event = make_event(client_info=huge_client, folders=tuple(f"Folder {n:05d}" for n in range(3_000)))
-    table = storage.tables.get_table_client(MAILBOX_TABLE)
-    tables.upsert_entities(table, [tables.to_entity(event, event.mailbox)])
+    tables.write_events(
+        storage.tables.get_table_client(MAILBOX_TABLE), storage.tables.get_table_client(ACTOR_TABLE), [event]
+    )
     [stored] = full_scan(storage, MAILBOX_TABLE)
-    assert stored["ClientInfo"] == huge_client[: tables.MAX_TEXT]
-    assert stored["TruncatedFields"] == "ClientInfo"
-    back = tables.from_entity(dict(stored))
-    assert back.folders == event.folders[: len(back.folders)]
-    assert 0 < len(back.folders) < len(event.folders)
+    assert "ClientInfo" not in stored  # too long for its own property: in the payload instead
+    [back] = _stored_events(storage, MAILBOX_TABLE, event.mailbox)
+    assert back == event
 
 
 def test_row_keys_of_years_before_1000_keep_the_time_order() -> None:

@@ -77,6 +77,10 @@ def narrowed(events: list[AccessEvent], **params: str) -> list[AccessEvent]:
     return [e for e in events if passes_filters(e, query)]
 
 
+# Events made in memory have no blob behind them.
+NO_SOURCE = {"SourceBlob": "", "SourceSha256": "", "SourceIndex": None}
+
+
 def message(time: str, user: str, session: str, ip: str, family: str, **rest: Any) -> dict[str, Any]:
     return {
         "TimeStamp": f"2026-11-18T{time}Z",
@@ -88,6 +92,8 @@ def message(time: str, user: str, session: str, ip: str, family: str, **rest: An
         "Sender": "",
         "Received": "",
         **rest,
+        "RecordId": f"rec-{time}",
+        **NO_SOURCE,
     }
 
 
@@ -126,6 +132,8 @@ def exposed(kind: str, first: str, last: str, accesses: int, **rest: Any) -> dic
         "LastAccess": last,
         "Accesses": accesses,
         **rest,
+        "FirstRecordId": f"rec-{first[11:19]}",  # the scenario's record ids are rec-<time>
+        **NO_SOURCE,
     }
 
 

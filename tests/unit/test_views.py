@@ -116,6 +116,10 @@ def test_one_session_is_aggregated_into_one_row() -> None:
             "LogonTypes": "Owner; Delegated",
             "Users": "alice@contoso.com; mallory@fabrikam.com",
             "Throttled": True,
+            "FirstRecordId": "rec-09:00:00-sess-attacker",
+            "SourceBlob": "",
+            "SourceSha256": "",
+            "SourceIndex": None,
         }
     ]
 
