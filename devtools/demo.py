@@ -26,6 +26,7 @@ from azure.data.tables import TableServiceClient
 from devtools.azurite import ROOT, running_azurite
 from devtools.receiver import WebhookReceiver
 from shared.storage import MAILBOX_TABLE
+from shared.tables import is_overflow_partition
 from simulator import FaultConfig, Simulator, SimulatorConfig
 
 OUT = ROOT / "out"
@@ -46,10 +47,27 @@ def collect_until_caught_up(env: dict[str, str], attempts: int = 6) -> None:
 
 
 def scan_rows(connection_string: str) -> tuple[int, int]:
-    """(distinct record Ids, rows beyond one per record Id) in MailboxAccess."""
+    """(distinct record Ids, rows beyond one per record Id) in MailboxAccess (overflow rows, which
+    carry the rest of a long record's message list, are not rows of their own)."""
     table = TableServiceClient.from_connection_string(connection_string).get_table_client(MAILBOX_TABLE)
-    counts = Counter(row["RecordId"] for row in table.list_entities(select=["RecordId"]))
+    rows = table.list_entities(select=["PartitionKey", "RecordId"])
+    counts = Counter(row["RecordId"] for row in rows if not is_overflow_partition(row["PartitionKey"]))
     return len(counts), sum(counts.values()) - len(counts)
+
+
+def verify_evidence(env: dict[str, str]) -> dict[str, int]:
+    """`mia verify`: every row against the raw blob and position it names."""
+    print("$ mia verify --json", flush=True)
+    done = subprocess.run(
+        [str(MIA), "verify", "--json"], env=env, capture_output=True, text=True, check=False
+    )
+    result = json.loads(done.stdout)
+    print(
+        f"verified {result['rows_checked']} rows against {result['blobs_verified']} raw blobs: "
+        f"{result['mismatches']} mismatches"
+    )
+    keys = ("rows_checked", "mismatches", "blobs_verified", "conflicts")
+    return {key: int(result[key]) for key in keys}
 
 
 def print_sessions(path: Path) -> None:
@@ -112,12 +130,14 @@ def main() -> int:
         sources = Counter(row["SubjectSource"] for row in exposure if row["Kind"] == "Message")
         truth = sim.ground_truth()
         rows, duplicates = scan_rows(connection_string)
+        evidence = verify_evidence(env)
         delivered = sorted({r.json()["type"] for r in hook.accepted()})
         rejected = sum(1 for r in hook.received if r.signature_ok is False)
         summary = {
             "mailitemsaccessed_served": len(truth["served"]),
             "rows_stored": rows,
             "duplicate_rows": duplicates,
+            "evidence": evidence,
             "alerts_delivered": delivered,
             "alert_signatures_rejected": rejected,
             "reports": reports,
@@ -141,7 +161,8 @@ def main() -> int:
     # Every exposed message has an answer: a subject (audit, graph, trace) or a final reason.
     subjects_ok = not {"unresolved:not-looked-up", "unresolved:deferred"} & set(sources)
     collected_ok = rows == summary["mailitemsaccessed_served"] and duplicates == 0
-    return 0 if collected_ok and alerts_ok and subjects_ok else 1
+    evidence_ok = evidence["mismatches"] == 0 and evidence["rows_checked"] > 0
+    return 0 if collected_ok and alerts_ok and subjects_ok and evidence_ok else 1
 
 
 if __name__ == "__main__":

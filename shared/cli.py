@@ -6,10 +6,12 @@ The same code as the Azure Functions: import an export, process it into tables, 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shared import lookup_queue, pipeline, readers
@@ -17,7 +19,7 @@ from shared.config import SettingsError, load_report_settings, load_resolution_s
 from shared.message_info import MessageObserver
 from shared.records import ParseStats
 from shared.report import audit_lookup, events_from_files, events_from_table, render_report
-from shared.report_request import RequestError, parse_report_request
+from shared.report_request import RequestError, parse_report_request, parse_time, validate_subject
 from shared.runtime import build_resolver
 from shared.storage import Storage
 from shared.tables import table_for
@@ -27,6 +29,7 @@ examples:
   mia collect                                     pull new audit content from the tenant
   mia import purview-export.csv audit-*.json      store exports as evidence and queue them
   mia process                                     turn queued evidence into rows (and alerts)
+  mia verify --mailbox alice@contoso.com          check her rows against the raw evidence
   mia replay-poison                               retry messages parked on the poison queue
   mia report alice@contoso.com --view sessions    who read Alice's mail, session by session
   mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
@@ -66,15 +69,18 @@ def cmd_process(args: argparse.Namespace) -> int:
     settings = load_settings()
     storage = _storage()
     resolver = build_resolver(storage, settings.resolution)
-    results = pipeline.drain_queue(storage, args.max, alert_settings=settings.alerts, resolver=resolver)
+    drained = pipeline.drain(storage, args.max, alert_settings=settings.alerts, resolver=resolver)
+    results = drained.results
     totals = ParseStats()
     for result in results:
         for name, value in result.stats.as_dict().items():
             setattr(totals, name, getattr(totals, name) + value)
-    rows = sum(result.rows for result in results)
+    inserted = sum(result.inserted for result in results)
+    conflicts = sum(result.conflicts for result in results)
     print(
         f"processed {len(results)} blobs: {totals.records} records, {totals.events} "
-        f"MailItemsAccessed ({rows} distinct rows written), {totals.other_operations} other "
+        f"MailItemsAccessed ({inserted} new rows; the rest were stored before), {conflicts} "
+        f"conflicting copies kept aside (see mia verify), {totals.other_operations} other "
         f"operations skipped, {totals.malformed} unreadable (logged)"
     )
     queued = sum(result.lookups_queued for result in results)
@@ -88,7 +94,53 @@ def cmd_process(args: argparse.Namespace) -> int:
     raised = [alert for result in results for alert in result.alerts]
     for alert in raised:
         print(f"alert {alert.type}: {alert.mailbox or '-'} ({alert.id})")
+    poisoned = drained.poisoned
+    for failure in poisoned:
+        print(f"FAILED {failure.blob or failure.message_id}: {failure.error}", file=sys.stderr)
+    if poisoned:
+        print(
+            f"{len(poisoned)} queue messages could not be processed and were moved to "
+            "audit-content-poison (fix the cause, then `mia replay-poison` and `mia process`)",
+            file=sys.stderr,
+        )
+        return 4
     return 0
+
+
+def _shown(text: object) -> str:
+    """Attacker-controlled text (record ids, blob names) made visible, never executed, on a terminal."""
+    return str(text).encode("unicode_escape").decode("ascii")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from shared.verify import verify
+
+    start = parse_time("from", args.from_, end_of_day=False) if args.from_ else None
+    end = parse_time("to", args.to, end_of_day=True) if args.to else None
+    if end is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.to):
+        end += timedelta(seconds=1)  # a date-time `--to` includes that second, as in reports
+    mailbox = validate_subject(args.mailbox, "mailbox") if args.mailbox else None
+    result = verify(_storage(), mailbox, start, end)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        for mismatch in result.mismatches:
+            print(
+                f"MISMATCH {mismatch.table} {_shown(mismatch.partition_key)} {_shown(mismatch.row_key)}: "
+                f"{_shown(mismatch.problem)} (source {_shown(mismatch.source_blob)} #{mismatch.source_index})"
+            )
+        for conflict in result.conflicts:
+            print(
+                f"conflict: record {_shown(conflict['RecordId'])} of {_shown(conflict['PartitionKey'])}: "
+                f"first copy from {_shown(conflict['FirstSourceBlob'])} kept; a copy from "
+                f"{_shown(conflict['SourceBlob'])} says something else"
+            )
+        summary = result.summary()
+        print(
+            f"verified {summary['rows_checked']} rows against {summary['blobs_verified']} raw blobs: "
+            f"{summary['mismatches']} mismatches, {summary['conflicts']} conflicting copies recorded"
+        )
+    return 0 if result.ok else 1
 
 
 def cmd_replay_poison(args: argparse.Namespace) -> int:
@@ -194,8 +246,26 @@ def build_parser() -> argparse.ArgumentParser:
         "process",
         help="turn queued evidence into report rows (what enrich_trace does in Azure)",
     )
+    proc.description = (
+        "Exit code 4: some queue messages could not be processed after repeated attempts and were "
+        "moved to audit-content-poison (each is named on standard error)."
+    )
     proc.add_argument("--max", type=int, default=None, help="stop after this many blobs")
     proc.set_defaults(handler=cmd_process)
+
+    ver = commands.add_parser(
+        "verify",
+        help="check every stored row against the raw evidence it names",
+        description="Re-reads the raw blobs in audit-raw, re-hashes them (SHA-256), and checks that "
+        "each MailboxAccess (and, without --mailbox, ActorAccess) row is whole and matches the record "
+        "at its SourceIndex. Lists conflicting copies of records kept aside in RecordConflicts. "
+        "Exit code 1: at least one row does not match.",
+    )
+    ver.add_argument("--mailbox", help="only this mailbox's rows")
+    ver.add_argument("--from", dest="from_", metavar="WHEN", help="rows from (ISO date or date-time, UTC)")
+    ver.add_argument("--to", metavar="WHEN", help="rows up to (a date includes that whole day)")
+    ver.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    ver.set_defaults(handler=cmd_verify)
 
     replay = commands.add_parser(
         "replay-poison",
