@@ -232,7 +232,8 @@ def test_the_first_copy_of_a_record_wins_and_a_different_copy_is_recorded_as_a_c
     [kept] = _stored_events(storage, MAILBOX_TABLE, first.mailbox)
     assert kept == replace(first, conflict=True)  # content and provenance of the first copy
     [by_actor] = _stored_events(storage, ACTOR_TABLE, first.user)
-    assert by_actor.conflict and by_actor.client_ip == first.client_ip
+    assert by_actor.conflict
+    assert by_actor.client_ip == first.client_ip
     [conflict] = full_scan(storage, CONFLICTS_TABLE)
     assert conflict["RecordId"] == "r1"
     assert conflict["FirstSourceBlob"] == "Audit.Exchange/a.json.gz"
