@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared import lookup_queue, pipeline, readers
+from shared import lookup_queue, pipeline, readers, terminal
 from shared.config import SettingsError, load_report_settings, load_resolution_settings, load_settings
 from shared.message_info import MessageObserver
 from shared.records import ParseStats
@@ -163,7 +163,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             count = render_report(query, events, out, lookup)
         print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
     else:
-        render_report(query, events, sys.stdout, lookup)
+        render_report(query, events, terminal.for_stdout(sys.stdout, query.fmt), lookup)
     if stats.malformed:
         print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
     return 0
