@@ -6,13 +6,12 @@ The same code as the Azure Functions: import an export, process it into tables, 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shared import lookup_queue, pipeline, readers, terminal
+from shared import logsetup, lookup_queue, pipeline, readers, terminal
 from shared.config import SettingsError, load_report_settings, load_resolution_settings, load_settings
 from shared.message_info import MessageObserver
 from shared.records import ParseStats
@@ -293,10 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["simulate"]:  # everything after it, --help included, is the simulator's
         return cmd_simulate(argparse.Namespace(simulator_args=argv[1:]))
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logsetup.configure_cli(verbose=args.verbose)
     try:
         return int(args.handler(args))
     except RequestError as problem:
