@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from shared import lookup_queue, pipeline, readers
+from shared import logsetup, lookup_queue, pipeline, readers, terminal
 from shared.config import SettingsError, load_report_settings, load_resolution_settings, load_settings
 from shared.message_info import MessageObserver
 from shared.records import ParseStats
@@ -215,7 +214,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             count = render_report(query, events, out, lookup)
         print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
     else:
-        render_report(query, events, sys.stdout, lookup)
+        render_report(query, events, terminal.for_stdout(sys.stdout, query.fmt), lookup)
     if stats.malformed:
         print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
     return 0
@@ -363,10 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["simulate"]:  # everything after it, --help included, is the simulator's
         return cmd_simulate(argparse.Namespace(simulator_args=argv[1:]))
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    logsetup.configure_cli(verbose=args.verbose)
     try:
         return int(args.handler(args))
     except RequestError as problem:

@@ -23,27 +23,29 @@ LOGON_TYPES: dict[int, str] = {
     6: "DelegatedAdmin",
 }
 
-# ClientInfoString to client family. First match wins, so the more specific tokens come first:
-# Outlook mobile talks through the Outlook service / REST, and new Outlook for Windows through OWA.
-# Examples from the audit schema and investigation docs: "Client=OWA;Action=ViaProxy",
-# "Client=WebServices;EWSEditor...", "Client=REST;Client=RESTSystem;;", "Client=MSExchangeRPC".
-CLIENT_FAMILY_RULES: tuple[tuple[str, str], ...] = (
-    ("outlook-ios", "OutlookMobile"),
-    ("outlook-android", "OutlookMobile"),
-    ("outlookmobile", "OutlookMobile"),
-    ("client=outlookservice", "OutlookMobile"),
-    ("client=owa", "OWA"),
-    ("client=msexchangerpc", "OutlookDesktop"),
-    ("client=microsoft outlook", "OutlookDesktop"),
-    ("client=webservices", "EWS"),
-    ("client=rest", "RESTGraph"),
-    ("client=activesync", "ActiveSync"),
-    ("client=airsync", "ActiveSync"),
-    ("client=imap4", "IMAP"),
-    ("client=imap", "IMAP"),
-    ("client=pop3", "POP"),
-    ("client=pop", "POP"),
-)
+# ClientInfoString to client family. Exchange writes the protocol it served first, as
+# `Client=<name>`; what follows is, for EWS, ActiveSync and OWA, the caller's own User-Agent, so
+# the leading segment alone decides and attacker-chosen text later in the string never does.
+# Real shapes, each with its public source: simulator/fixtures/client_info_strings.json.
+PROTOCOL_FAMILIES: dict[str, str] = {
+    "msexchangerpc": "OutlookDesktop",
+    "owa": "OWA",
+    "webservices": "EWS",
+    "rest": "RESTGraph",
+    "outlookservice": "OutlookMobile",
+    "activesync": "ActiveSync",
+}
+
+# POP and IMAP share one client name; the Protocol segment says which
+# (`Client=POP3/IMAP4;Protocol=IMAP4`). Without it the protocol is not known: Other.
+POP_IMAP_CLIENT = "pop3/imap4"
+POP_IMAP_PROTOCOLS: dict[str, str] = {"imap4": "IMAP", "pop3": "POP"}
+
+# Outlook for iOS and Android reach the mailbox through Microsoft's Outlook service over REST
+# (`Client=REST;Client=OutlookService;Outlook-Android`): Microsoft's service, not the device,
+# writes these tokens, so they refine REST and OutlookService only.
+OUTLOOK_MOBILE_TOKENS: tuple[str, ...] = ("outlook-ios", "outlook-android", "outlookmobile")
+OUTLOOK_MOBILE_CARRIERS = frozenset({"rest", "outlookservice"})
 
 MICROSOFT_GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -98,14 +100,21 @@ def logon_type(value: object) -> str:
 
 
 def client_family(client_info: str) -> str:
-    """Decode ClientInfoString into one client family (CLIENT_FAMILY_RULES); Unknown when empty."""
-    text = client_info.strip().lower()
-    if not text:
+    """Decode ClientInfoString into one client family by its leading `Client=` segment.
+
+    Unknown when empty; Other when the string does not start with a client name we decode.
+    """
+    segments = [segment.strip().lower() for segment in client_info.split(";")]
+    if not any(segments):
         return "Unknown"
-    for token, family in CLIENT_FAMILY_RULES:
-        if token in text:
-            return family
-    return "Other"
+    client = segments[0].removeprefix("client=") if segments[0].startswith("client=") else ""
+    tail = segments[1:]
+    if client == POP_IMAP_CLIENT:
+        protocols = (seg.removeprefix("protocol=") for seg in tail if seg.startswith("protocol="))
+        return POP_IMAP_PROTOCOLS.get(next(protocols, ""), "Other")
+    if client in OUTLOOK_MOBILE_CARRIERS and any(seg.startswith(OUTLOOK_MOBILE_TOKENS) for seg in tail):
+        return "OutlookMobile"
+    return PROTOCOL_FAMILIES.get(client, "Other")
 
 
 def app_name(app_id: str, client_app_id: str, client_app_name: str = "") -> str:

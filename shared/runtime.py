@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from shared import logsetup
 from shared.auth import token_provider
 from shared.config import ResolutionSettings, Settings, load_settings
 from shared.graph_api import GraphClient
@@ -14,6 +15,8 @@ from shared.storage import MESSAGE_INDEX_TABLE, Storage
 
 @cache
 def settings() -> Settings:
+    # Every storage or Graph client is built from these settings, so this runs before any request.
+    logsetup.quiet_sdk_loggers()
     return load_settings()
 
 
