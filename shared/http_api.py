@@ -15,7 +15,7 @@ from shared import report_access
 from shared.config import ReportSettings
 from shared.decoders import iso_z
 from shared.report import render_page
-from shared.report_request import RequestError, parse_report_request
+from shared.report_request import RequestError, encode_after, parse_report_request
 from shared.resolver import SubjectResolver
 from shared.storage import REPORT_ACCESS_TABLE, Storage
 from shared.tables import table_for
@@ -23,6 +23,8 @@ from shared.tables import table_for
 log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}
+# Never carried into the next page's link: the old token, and the function key in any casing.
+_NOT_CARRIED = frozenset({"after", *report_access.SECRET_PARAMS})
 
 
 @dataclass
@@ -75,12 +77,13 @@ def report_reply(
             f'attachment; filename="{_filename(query.subject, query.view, query.fmt)}"'
         )
     if page.next_after:
-        next_params = {k: v for k, v in params.items() if k not in ("after", "code")}
+        next_params = {k: v for k, v in params.items() if k.lower() not in _NOT_CARRIED}
         # Pin the resolved range so a later default "now" cannot shift the following pages.
         next_params["from"] = iso_z(query.start)
         next_params["to"] = iso_z(query.end - timedelta(seconds=1))
-        next_params["after"] = page.next_after
-        headers["X-Continuation"] = page.next_after
+        token = encode_after(page.next_after)
+        next_params["after"] = token
+        headers["X-Continuation"] = token
         headers["Link"] = f'<?{urlencode(next_params)}>; rel="next"'
     return Reply(200, page.body, headers, CONTENT_TYPES[query.fmt].split(";")[0])
 

@@ -15,7 +15,8 @@ import pytest
 from shared import runtime, tables
 from shared.records import EVENT_COLUMNS, MessageRef
 from shared.render import neutralise_cell
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage
+from shared.report_request import decode_after, encode_after
+from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, REPORT_ACCESS_TABLE, Storage
 from shared.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
 from tests.integration.helpers import SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
 
@@ -294,7 +295,75 @@ def test_paging_pins_the_resolved_range_in_the_next_link(
     assert params is not None
     assert params["from"] == "2026-11-18T08:00:00Z"
     assert params["to"] == "2026-11-18T23:59:59Z"
-    assert params["after"].startswith("20261118T")
+    assert decode_after(params["after"]).startswith("20261118T0800")
+
+
+# Record Ids as other tools rewrite them: each one in turn ends a page, so its token must come back.
+ODD_RECORD_IDS = {
+    "space": "rec {n:04d} copy",
+    "accent": "r\u00e9c-{n:04d}",
+    "slash": "a/{n:04d}/b",
+    "hash": "c#{n:04d}",
+    "percent": "{n:04d}%41%",
+    "long": "r" * 396 + "{n:04d}",
+    "long-hashed": "\u00e9/" * 199 + "{n:04d}",  # over the key limit once encoded: hashed
+}
+
+
+@pytest.mark.parametrize("shape", list(ODD_RECORD_IDS))
+def test_paging_reaches_every_row_once_whatever_the_record_ids_look_like(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, shape: str
+) -> None:
+    monkeypatch.setenv("REPORT_PAGE_ROWS", "100")
+    runtime.reset()
+    start = datetime(2026, 11, 18, 8, 0, 0, tzinfo=UTC)
+    events = [
+        make_event(
+            mailbox="odd@contoso.com",
+            timestamp=start + timedelta(seconds=n // 4),
+            record_id=ODD_RECORD_IDS[shape].format(n=n),
+        )
+        for n in range(230)
+    ]
+    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
+    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
+    expected = [event.record_id for event in sorted(events, key=tables.row_key)]
+    params: dict[str, str] | None = {"from": "2026-11-18", "to": "2026-11-18", "format": "json"}
+
+    seen: list[str] = []
+    tokens: list[str] = []
+    while params is not None:
+        response = report_http(request("odd@contoso.com", **params))
+        assert response.status_code == 200, body_text(response)
+        seen += [row["RecordId"] for row in json.loads(body_text(response))]
+        params = _next_params(response)
+        if params is not None:
+            tokens.append(params["after"])
+
+    assert len(tokens) == 2
+    assert all(re.fullmatch(r"v1\.[A-Za-z0-9_-]+", token) for token in tokens)
+    assert seen == expected
+
+
+@pytest.mark.parametrize("name", ["code", "Code", "CODE", "cOdE"])
+def test_the_function_key_never_travels_on_in_the_link_in_any_casing(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, name: str
+) -> None:
+    monkeypatch.setenv("REPORT_PAGE_ROWS", "100")
+    runtime.reset()
+    _seed_bulk(function_env, 150)
+
+    response = report_http(
+        request("bulk@contoso.com", **{"from": "2026-11-18", "to": "2026-11-18", name: "s3cret"})
+    )
+
+    assert response.status_code == 200
+    params = _next_params(response)
+    assert params is not None
+    assert "s3cret" not in response.headers["Link"]
+    assert {k.lower() for k in params} == {"from", "to", "after"}
+    [access] = function_env.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities()
+    assert "s3cret" not in access["Parameters"]
 
 
 def test_a_storage_failure_is_a_503_json_error(function_env: Storage, report_http: Handler) -> None:
@@ -382,6 +451,13 @@ HOSTILE_PARAMS = [
     ({"after": "20261118T000000_"}, "invalid_after"),
     ({"after": "20261118T000000_x\n"}, "invalid_after"),
     ({"after": "20261118T000000_" + "x" * 500}, "invalid_after"),
+    ({"after": "20261118T000000_bulk-0001"}, "invalid_after"),  # a raw RowKey is not a token
+    ({"after": "v1.' or 1 eq 1"}, "invalid_after"),
+    ({"after": encode_after("20261118T000000_x' or RowKey ne '\n")}, "invalid_after"),
+    ({"after": encode_after("' or 1 eq 1")}, "invalid_after"),
+    ({"after": encode_after("20261118T000000_a/b")}, "invalid_after"),
+    ({"after": encode_after("20261118T000000_x") + "="}, "invalid_after"),
+    ({"after": "v1." + "A" * 6000}, "invalid_after"),
 ]
 
 
