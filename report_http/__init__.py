@@ -1,23 +1,37 @@
 """report_http: GET /api/reports/{mailbox} -> a per-mailbox report (CSV or JSON)."""
 
+import logging
+
 import azure.functions as func
 
 from shared import http_api, runtime
 
 bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def _reply(req: func.HttpRequest) -> http_api.Reply:
+    try:
+        storage, settings, resolver = runtime.storage(), runtime.settings().report, runtime.resolver()
+    except Exception:
+        # Without settings or storage there is no ReportAccess to write to: the log line is the trace.
+        correlation_id = http_api.new_correlation_id()
+        log.exception("report endpoint cannot start; correlation id %s", correlation_id)
+        return http_api.internal_error(correlation_id)
+    return http_api.serve_report(
+        req.route_params.get("mailbox", ""),
+        dict(req.params),
+        dict(req.headers),
+        storage,
+        settings,
+        resolver=resolver,
+    )
 
 
 @bp.function_name("report_http")
 @bp.route(route="reports/{mailbox}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def report_http(req: func.HttpRequest) -> func.HttpResponse:
-    reply = http_api.serve_report(
-        req.route_params.get("mailbox", ""),
-        dict(req.params),
-        dict(req.headers),
-        runtime.storage(),
-        runtime.settings().report,
-        resolver=runtime.resolver(),
-    )
+    reply = _reply(req)
     return func.HttpResponse(
         reply.body, status_code=reply.status, headers=reply.headers, mimetype=reply.mimetype
     )

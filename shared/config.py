@@ -44,6 +44,9 @@ class ReportSettings:
     page_rows: int = 10_000
     # App role the Easy Auth principal must carry for a report (REPORT_REQUIRED_ROLE); "" = off.
     required_role: str = ""
+    # App Service authentication is on (WEBSITE_AUTH_ENABLED): only then do X-MS-CLIENT-PRINCIPAL*
+    # headers come from the platform rather than from the caller.
+    platform_auth: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,9 @@ def report_settings(env: Mapping[str, str]) -> ReportSettings:
         max_days=_int_setting(env, "REPORT_MAX_DAYS", 400, 1, 3650),
         page_rows=_int_setting(env, "REPORT_PAGE_ROWS", 10_000, 100, 200_000),
         required_role=_role_setting(env, "REPORT_REQUIRED_ROLE"),
+        # Injected by App Service ("True") when its authentication is on, never an app setting:
+        # https://learn.microsoft.com/azure/app-service/reference-app-settings#authentication--authorization
+        platform_auth=_bool_setting(env, "WEBSITE_AUTH_ENABLED", False),
     )
 
 

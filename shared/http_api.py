@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,7 +16,7 @@ from shared import report_access
 from shared.config import ReportSettings
 from shared.decoders import iso_z
 from shared.report import render_page
-from shared.report_request import RequestError, parse_report_request
+from shared.report_request import RequestError, encode_after, parse_report_request
 from shared.resolver import SubjectResolver
 from shared.storage import REPORT_ACCESS_TABLE, Storage
 from shared.tables import table_for
@@ -23,6 +24,9 @@ from shared.tables import table_for
 log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}
+CORRELATION_HEADER = "X-Correlation-Id"
+# Never carried into the next page's link: the old token, and the function key in any casing.
+_NOT_CARRIED = frozenset({"after", *report_access.SECRET_PARAMS})
 
 
 @dataclass
@@ -36,6 +40,21 @@ class Reply:
 def error_reply(status: int, code: str, message: str) -> Reply:
     body = orjson.dumps({"error": {"code": code, "message": message}}).decode()
     return Reply(status, body, {"X-Content-Type-Options": "nosniff"})
+
+
+def internal_error(correlation_id: str) -> Reply:
+    """The answer to a failure nobody foresaw: no detail, only the id that finds it in the logs."""
+    reply = error_reply(
+        500,
+        "internal_error",
+        f"the report could not be produced; quote correlation id {correlation_id} to the operator",
+    )
+    reply.headers[CORRELATION_HEADER] = correlation_id
+    return reply
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
 
 
 def _filename(subject: str, view: str, fmt: str) -> str:
@@ -75,12 +94,13 @@ def report_reply(
             f'attachment; filename="{_filename(query.subject, query.view, query.fmt)}"'
         )
     if page.next_after:
-        next_params = {k: v for k, v in params.items() if k not in ("after", "code")}
+        next_params = {k: v for k, v in params.items() if k.lower() not in _NOT_CARRIED}
         # Pin the resolved range so a later default "now" cannot shift the following pages.
         next_params["from"] = iso_z(query.start)
         next_params["to"] = iso_z(query.end - timedelta(seconds=1))
-        next_params["after"] = page.next_after
-        headers["X-Continuation"] = page.next_after
+        token = encode_after(page.next_after)
+        next_params["after"] = token
+        headers["X-Continuation"] = token
         headers["Link"] = f'<?{urlencode(next_params)}>; rel="next"'
     return Reply(200, page.body, headers, CONTENT_TYPES[query.fmt].split(";")[0])
 
@@ -106,13 +126,46 @@ def serve_report(
     """report_reply behind the app-role check, with every request recorded in ReportAccess.
 
     Refused callers never reach the data. A report whose access cannot be recorded is not served.
+    Any failure is answered as a JSON error carrying a correlation id, which the log line and the
+    ReportAccess row of the request carry too.
     """
-    principal, refusal = report_access.authorize(headers, settings.required_role)
-    if refusal is not None:
-        reply = error_reply(refusal.status, refusal.code, refusal.message)
-    else:
-        reply = report_reply(subject, params, storage, settings, now, resolver)
-    lowered = {k.lower(): v for k, v in headers.items()}
+    correlation_id = new_correlation_id()
+    principal: report_access.Principal | None = None
+    reply: Reply | None = None
+    try:
+        principal, refusal = report_access.authorize(headers, settings.required_role, settings.platform_auth)
+        if refusal is not None:
+            reply = error_reply(refusal.status, refusal.code, refusal.message)
+        else:
+            reply = report_reply(subject, params, storage, settings, now, resolver)
+    except Exception:
+        log.exception("report request failed; correlation id %s", correlation_id)
+        reply = internal_error(correlation_id)
+    finally:
+        # Also reached when a BaseException (a cancelled worker) unwinds: that request is recorded too.
+        answered = reply if reply is not None else internal_error(correlation_id)
+        recorded = _record_access(
+            storage, subject, params, headers, settings, principal, answered, correlation_id
+        )
+    if not recorded and answered.status < 400:
+        answered = error_reply(
+            503, "access_log_unavailable", "the request could not be recorded; try again shortly"
+        )
+    answered.headers[CORRELATION_HEADER] = correlation_id
+    return answered
+
+
+def _record_access(
+    storage: Storage,
+    subject: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    settings: ReportSettings,
+    principal: report_access.Principal | None,
+    reply: Reply,
+    correlation_id: str,
+) -> bool:
+    """Write the request's ReportAccess row; False (logged, never raised) when it cannot be."""
     try:
         report_access.record(
             storage.tables.get_table_client(REPORT_ACCESS_TABLE),
@@ -122,12 +175,13 @@ def serve_report(
             status=reply.status,
             error_code=_error_code(reply),
             body=reply.body,
-            client_ip=lowered.get("x-forwarded-for", ""),
+            client_ip=report_access.client_ip(headers),
+            correlation_id=correlation_id,
+            principal_headers_ignored=(
+                not settings.platform_auth and report_access.principal_headers_sent(headers)
+            ),
         )
-    except AzureError:
-        log.exception("report access could not be recorded")
-        if reply.status < 400:
-            return error_reply(
-                503, "access_log_unavailable", "the request could not be recorded; try again shortly"
-            )
-    return reply
+    except Exception:  # storage down (AzureError) or anything else: the caller gets a JSON error
+        log.exception("report access could not be recorded; correlation id %s", correlation_id)
+        return False
+    return True

@@ -3,11 +3,13 @@
 In Azure, App Service authentication (Easy Auth) validates the caller's Entra ID token and passes
 the principal to the function in the header `X-MS-CLIENT-PRINCIPAL`: base64 JSON with `claims`, a
 list of `{"typ", "val"}`. The platform strips that header from incoming requests only while Easy
-Auth is on, so the role check is turned on (REPORT_REQUIRED_ROLE) only together with it (infra).
+Auth is on, so the principal headers are believed only when the platform says it is on
+(WEBSITE_AUTH_ENABLED); otherwise they are the caller's own text and the caller is recorded as
+the function key. A required role without platform authentication refuses every report.
 
 Every request, served or refused, leaves one row: who, when, which mailbox, which parameters
-(never the function key), the status, and the SHA-256 of the body served, so an investigator's
-access to mail metadata can itself be audited.
+(never the function key), the status, the client address the platform saw, a correlation id, and
+the SHA-256 of the body served, so an investigator's access to mail metadata can itself be audited.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import logging
 import uuid
 from collections.abc import Mapping
@@ -28,6 +31,13 @@ from azure.data.tables import TableClient
 log = logging.getLogger(__name__)
 
 PRINCIPAL_HEADER = "x-ms-client-principal"
+# The App Service front end sets Client-IP to the address it saw, overwriting any a caller sent
+# (https://github.com/Azure/app-service-linux-docs/blob/HEAD/Things_You_Should_Know/headers.md).
+# A proxy appends the address it saw to X-Forwarded-For after the caller's own entries
+# (https://developer.mozilla.org/docs/Web/HTTP/Reference/Headers/X-Forwarded-For), so only the
+# last entry is not the caller's choice.
+PLATFORM_CLIENT_IP_HEADER = "client-ip"
+FORWARDED_FOR_HEADER = "x-forwarded-for"
 ROLE_CLAIMS = ("roles", "http://schemas.microsoft.com/ws/2008/06/identity/claims/role")
 NAME_CLAIMS = ("preferred_username", "upn", "name", "appid", "azp")
 OBJECT_ID_CLAIMS = ("http://schemas.microsoft.com/identity/claims/objectidentifier", "oid")
@@ -88,8 +98,26 @@ def parse_principal(headers: Mapping[str, str]) -> Principal | None:
     )
 
 
-def authorize(headers: Mapping[str, str], required_role: str) -> tuple[Principal | None, Refusal | None]:
-    """The caller, and why they are refused (None when allowed). Fails closed when a role is required."""
+def principal_headers_sent(headers: Mapping[str, str]) -> bool:
+    """Did the request carry any X-MS-CLIENT-PRINCIPAL* header (forged, when Easy Auth is off)?"""
+    return any(k.lower().startswith(PRINCIPAL_HEADER) for k in headers)
+
+
+def authorize(
+    headers: Mapping[str, str], required_role: str, platform_auth: bool
+) -> tuple[Principal | None, Refusal | None]:
+    """The caller, and why they are refused (None when allowed). Fails closed when a role is required.
+
+    Without platform authentication the principal headers are ignored: anyone can send them."""
+    if not platform_auth:
+        if required_role:
+            return None, Refusal(
+                503,
+                "auth_not_configured",
+                "REPORT_REQUIRED_ROLE is set but App Service authentication is off, so no caller can "
+                "be verified: turn on App Service authentication or unset REPORT_REQUIRED_ROLE",
+            )
+        return None, None
     try:
         principal = parse_principal(headers)
     except PrincipalError as problem:
@@ -107,6 +135,32 @@ def authorize(headers: Mapping[str, str], required_role: str) -> tuple[Principal
     return principal, None
 
 
+def _without_port(value: str) -> str:
+    """`203.0.113.7:50123` -> `203.0.113.7`, `[2001:db8::1]:443` -> `2001:db8::1`; an address
+    without a port as it is; anything else unchanged (recorded as data, never dropped)."""
+    candidates = [value]
+    if value.startswith("[") and "]" in value:
+        candidates.append(value[1 : value.index("]")])
+    elif value.count(":") == 1:
+        candidates.append(value.split(":", 1)[0])
+    for candidate in candidates:
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            continue
+    return value
+
+
+def client_ip(headers: Mapping[str, str]) -> str:
+    """The caller's address as the platform saw it, port stripped: Client-IP, else the last
+    X-Forwarded-For entry (the one the nearest proxy appended), never an earlier one."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    value = lowered.get(PLATFORM_CLIENT_IP_HEADER, "").strip()
+    if not value:
+        value = lowered.get(FORWARDED_FOR_HEADER, "").split(",")[-1].strip()
+    return _without_port(value)[:MAX_FIELD]
+
+
 def record(
     table: TableClient,
     *,
@@ -117,6 +171,8 @@ def record(
     error_code: str,
     body: str,
     client_ip: str = "",
+    correlation_id: str = "",
+    principal_headers_ignored: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Write one ReportAccess row (PartitionKey = UTC day, RowKey = time + random, never reused)."""
@@ -138,6 +194,9 @@ def record(
         "BodySha256": hashlib.sha256(data).hexdigest(),
         "BodyBytes": len(data),
         "ClientIp": client_ip[:MAX_FIELD],
+        "CorrelationId": correlation_id[:MAX_FIELD],
+        # X-MS-CLIENT-PRINCIPAL* headers arrived without platform authentication: not believed.
+        "PrincipalHeadersIgnored": principal_headers_ignored,
     }
     table.create_entity(entity)
     return entity

@@ -6,6 +6,8 @@ what to fix. Nothing a caller sends is used before it has passed these checks.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -23,7 +25,14 @@ _UPN = re.compile(r"^[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Non-UPN actors: service accounts ("NT AUTHORITY\SYSTEM (Microsoft.Exchange.ServiceHost)"), SIDs.
 _ACTOR = re.compile(r"^[A-Za-z0-9 ._'!#^~+\-@\\():]{1,256}$")
-_AFTER = re.compile(r"^\d{8}T\d{6}_[\x21-\x7e]{1,420}$")
+# Continuation tokens: "v1." + base64url (RFC 4648 section 5, unpadded) of the UTF-8 RowKey, so
+# any RowKey the table holds (spaces, accents, percent-escapes) travels in a URL unchanged.
+AFTER_PREFIX = "v1."
+# A Table Storage key is at most 1 KiB; 4 UTF-8 bytes a character bounds the encoded length.
+MAX_ROW_KEY_CHARS = 1024
+_AFTER_TOKEN = re.compile(r"^v1\.[A-Za-z0-9_-]{23,5500}$")
+# What shared.tables writes: a time key, "_", then characters a Table key may hold.
+_ROW_KEY = re.compile(r"^\d{8}T\d{6}_[^/\\#?\x00-\x1f\x7f-\x9f]+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # What an ISO 8601 date or date-time may contain: fromisoformat alone also takes any character
 # between date and time ("2026-11-20%00", a NUL).
@@ -156,6 +165,28 @@ def parse_time(name: str, raw: str, *, end_of_day: bool) -> datetime:
     return moment
 
 
+def encode_after(row_key: str) -> str:
+    """The opaque continuation token of a RowKey (the inverse of decode_after)."""
+    return AFTER_PREFIX + base64.urlsafe_b64encode(row_key.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def decode_after(token: str) -> str:
+    """The RowKey a continuation token names; RequestError unless it is exactly what
+    encode_after gives for a RowKey shared.tables can have written."""
+    invalid = RequestError(400, "invalid_after", "'after' must be the continuation token of a previous page")
+    if not _AFTER_TOKEN.fullmatch(token):
+        raise invalid
+    body = token[len(AFTER_PREFIX) :]
+    try:
+        row_key = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise invalid from None
+    # Re-encoding rejects the other spellings base64 tolerates (stray low bits in the last symbol).
+    if len(row_key) > MAX_ROW_KEY_CHARS or not _ROW_KEY.fullmatch(row_key) or encode_after(row_key) != token:
+        raise invalid
+    return row_key
+
+
 def _whole_second(moment: datetime) -> datetime:
     """Rounded up to the second. Records carry whole seconds and rows are keyed by the second, so
     for them `t >= bound` and `t < bound` keep their meaning, and storage and files agree."""
@@ -202,9 +233,8 @@ def parse_report_request(
             "range_too_large",
             f"the range from 'from' to 'to' may span at most {settings.max_days} days; split it",
         )
-    after = params.get("after") or None
-    if after is not None and not _AFTER.fullmatch(after):
-        raise RequestError(400, "invalid_after", "'after' must be the continuation token of a previous page")
+    raw_after = params.get("after") or None
+    after = decode_after(raw_after) if raw_after is not None else None
     return ReportQuery(
         subject=key,
         by=by,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -12,10 +14,14 @@ from urllib.parse import parse_qsl, quote
 import azure.functions as func
 import pytest
 
-from shared import runtime, tables
+from shared import http_api, runtime, tables
+from shared.config import ReportSettings, ResolutionSettings
+from shared.message_info import Lookup
 from shared.records import EVENT_COLUMNS, MessageRef
 from shared.render import neutralise_cell
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage
+from shared.report_request import decode_after, encode_after
+from shared.resolver import SubjectResolver
+from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, MESSAGE_INDEX_TABLE, REPORT_ACCESS_TABLE, Storage
 from shared.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
 from tests.integration.helpers import SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
 
@@ -294,7 +300,184 @@ def test_paging_pins_the_resolved_range_in_the_next_link(
     assert params is not None
     assert params["from"] == "2026-11-18T08:00:00Z"
     assert params["to"] == "2026-11-18T23:59:59Z"
-    assert params["after"].startswith("20261118T")
+    assert decode_after(params["after"]).startswith("20261118T0800")
+
+
+# Record Ids as other tools rewrite them: each one in turn ends a page, so its token must come back.
+ODD_RECORD_IDS = {
+    "space": "rec {n:04d} copy",
+    "accent": "r\u00e9c-{n:04d}",
+    "slash": "a/{n:04d}/b",
+    "hash": "c#{n:04d}",
+    "percent": "{n:04d}%41%",
+    "long": "r" * 396 + "{n:04d}",
+    "long-hashed": "\u00e9/" * 199 + "{n:04d}",  # over the key limit once encoded: hashed
+}
+
+
+@pytest.mark.parametrize("shape", list(ODD_RECORD_IDS))
+def test_paging_reaches_every_row_once_whatever_the_record_ids_look_like(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, shape: str
+) -> None:
+    monkeypatch.setenv("REPORT_PAGE_ROWS", "100")
+    runtime.reset()
+    start = datetime(2026, 11, 18, 8, 0, 0, tzinfo=UTC)
+    events = [
+        make_event(
+            mailbox="odd@contoso.com",
+            timestamp=start + timedelta(seconds=n // 4),
+            record_id=ODD_RECORD_IDS[shape].format(n=n),
+        )
+        for n in range(230)
+    ]
+    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
+    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
+    expected = [event.record_id for event in sorted(events, key=tables.row_key)]
+    params: dict[str, str] | None = {"from": "2026-11-18", "to": "2026-11-18", "format": "json"}
+
+    seen: list[str] = []
+    tokens: list[str] = []
+    while params is not None:
+        response = report_http(request("odd@contoso.com", **params))
+        assert response.status_code == 200, body_text(response)
+        seen += [row["RecordId"] for row in json.loads(body_text(response))]
+        params = _next_params(response)
+        if params is not None:
+            tokens.append(params["after"])
+
+    assert len(tokens) == 2
+    assert all(re.fullmatch(r"v1\.[A-Za-z0-9_-]+", token) for token in tokens)
+    assert seen == expected
+
+
+@pytest.mark.parametrize("name", ["code", "Code", "CODE", "cOdE"])
+def test_the_function_key_never_travels_on_in_the_link_in_any_casing(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, name: str
+) -> None:
+    monkeypatch.setenv("REPORT_PAGE_ROWS", "100")
+    runtime.reset()
+    _seed_bulk(function_env, 150)
+
+    response = report_http(
+        request("bulk@contoso.com", **{"from": "2026-11-18", "to": "2026-11-18", name: "s3cret"})
+    )
+
+    assert response.status_code == 200
+    params = _next_params(response)
+    assert params is not None
+    assert "s3cret" not in response.headers["Link"]
+    assert {k.lower() for k in params} == {"from", "to", "after"}
+    [access] = function_env.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities()
+    assert "s3cret" not in access["Parameters"]
+
+
+def _store_unreadable_row(storage: Storage) -> None:
+    """A MailboxAccess row no reader can turn into an event (its items are not JSON)."""
+    storage.tables.get_table_client(MAILBOX_TABLE).create_entity(
+        {
+            "PartitionKey": "alice@contoso.com",
+            "RowKey": "20261118T090000_broken",
+            "EventTime": "2026-11-18T09:00:00Z",
+            "ItemChunks": 1,
+            "Items0": "{not json",
+        }
+    )
+
+
+def _internal_error_id(response: func.HttpResponse) -> str:
+    assert response.status_code == 500
+    assert response.mimetype == "application/json"
+    correlation_id = str(response.headers["X-Correlation-Id"])
+    assert re.fullmatch(r"[0-9a-f]{32}", correlation_id)
+    document = json.loads(body_text(response))
+    assert list(document) == ["error"]
+    assert document["error"]["code"] == "internal_error"
+    assert correlation_id in document["error"]["message"]
+    return correlation_id
+
+
+def test_an_unexpected_failure_is_a_json_500_logged_and_recorded_with_its_correlation_id(
+    function_env: Storage, report_http: Handler, caplog: pytest.LogCaptureFixture
+) -> None:
+    _store_unreadable_row(function_env)
+
+    with caplog.at_level(logging.ERROR):
+        response = report_http(request("alice@contoso.com", **RANGE))
+
+    correlation_id = _internal_error_id(response)
+    [logged] = [r for r in caplog.records if correlation_id in r.getMessage()]
+    assert logged.levelno == logging.ERROR
+    assert logged.exc_info is not None
+    assert "alice@contoso.com" not in logged.getMessage()
+    [access] = function_env.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities()
+    assert (access["Status"], access["ErrorCode"]) == (500, "internal_error")
+    assert access["CorrelationId"] == correlation_id
+    assert access["BodySha256"] == hashlib.sha256(response.get_body()).hexdigest()
+
+
+class FailingResolver(SubjectResolver):
+    def report_lookup(self) -> Lookup:
+        def lookup(observed: object) -> dict[Any, Any]:
+            raise RuntimeError("resolver broke")
+
+        return lookup
+
+
+def test_a_failing_resolver_is_a_json_500_recorded_in_report_access(loaded: Storage) -> None:
+    resolver = FailingResolver(
+        loaded.tables.get_table_client(MESSAGE_INDEX_TABLE), ResolutionSettings(), graph=None
+    )
+
+    reply = http_api.serve_report(
+        "alice@contoso.com", {"view": "messages", **RANGE}, {}, loaded, ReportSettings(), resolver=resolver
+    )
+
+    assert (reply.status, json.loads(reply.body)["error"]["code"]) == (500, "internal_error")
+    correlation_id = reply.headers["X-Correlation-Id"]
+    assert correlation_id in json.loads(reply.body)["error"]["message"]
+    [access] = loaded.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities()
+    assert (access["Status"], access["CorrelationId"]) == (500, correlation_id)
+
+
+def test_an_unexpected_failure_whose_access_cannot_be_recorded_is_still_a_json_500(
+    function_env: Storage, report_http: Handler
+) -> None:
+    _store_unreadable_row(function_env)
+    function_env.tables.delete_table(REPORT_ACCESS_TABLE)
+
+    _internal_error_id(report_http(request("alice@contoso.com", **RANGE)))
+
+
+def test_a_bad_setting_is_a_json_500_with_a_logged_correlation_id(
+    function_env: Storage,
+    monkeypatch: pytest.MonkeyPatch,
+    report_http: Handler,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("REPORT_PAGE_ROWS", "lots")
+    runtime.reset()
+
+    with caplog.at_level(logging.ERROR):
+        response = report_http(request("alice@contoso.com", **RANGE))
+
+    correlation_id = _internal_error_id(response)
+    assert any(correlation_id in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+def test_every_answer_carries_the_correlation_id_of_its_access_row(
+    seeded: Storage, report_http: Handler
+) -> None:
+    ok = report_http(request("alice@contoso.com", **RANGE))
+    bad = report_http(request("alice@contoso.com", view="nope"))
+
+    rows = sorted(
+        seeded.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities(), key=lambda row: row["RowKey"]
+    )
+    assert [(row["Status"], row["CorrelationId"]) for row in rows] == [
+        (200, ok.headers["X-Correlation-Id"]),
+        (400, bad.headers["X-Correlation-Id"]),
+    ]
+    assert ok.headers["X-Correlation-Id"] != bad.headers["X-Correlation-Id"]
 
 
 def test_a_storage_failure_is_a_503_json_error(function_env: Storage, report_http: Handler) -> None:
@@ -382,6 +565,13 @@ HOSTILE_PARAMS = [
     ({"after": "20261118T000000_"}, "invalid_after"),
     ({"after": "20261118T000000_x\n"}, "invalid_after"),
     ({"after": "20261118T000000_" + "x" * 500}, "invalid_after"),
+    ({"after": "20261118T000000_bulk-0001"}, "invalid_after"),  # a raw RowKey is not a token
+    ({"after": "v1.' or 1 eq 1"}, "invalid_after"),
+    ({"after": encode_after("20261118T000000_x' or RowKey ne '\n")}, "invalid_after"),
+    ({"after": encode_after("' or 1 eq 1")}, "invalid_after"),
+    ({"after": encode_after("20261118T000000_a/b")}, "invalid_after"),
+    ({"after": encode_after("20261118T000000_x") + "="}, "invalid_after"),
+    ({"after": "v1." + "A" * 6000}, "invalid_after"),
 ]
 
 

@@ -37,6 +37,7 @@ DOCUMENTED_OPTIONAL = {
     "CA_BUNDLE": "extra CAs for the simulator or a TLS-inspecting proxy",
     "GRAPH_API_BASE": "derived from M365_CLOUD; an override for the simulator",
     "GRAPH_SCOPE": "derived from M365_CLOUD",
+    "WEBSITE_AUTH_ENABLED": "injected by App Service while its authentication is on; never set",
 }
 
 

@@ -180,6 +180,24 @@ def test_out_of_range_report_setting_is_rejected_by_name(name: str, value: str, 
     assert str(raised.value) == message
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [("True", True), ("true", True), ("1", True), (" TRUE ", True)]
+)
+def test_platform_authentication_is_on_when_app_service_says_so(value: str, expected: bool) -> None:
+    # App Service injects WEBSITE_AUTH_ENABLED=True into the app while its authentication is on.
+    assert report_settings({"WEBSITE_AUTH_ENABLED": value}).platform_auth is expected
+
+
+@pytest.mark.parametrize("env", [{}, {"WEBSITE_AUTH_ENABLED": ""}, {"WEBSITE_AUTH_ENABLED": "False"}])
+def test_platform_authentication_is_off_unless_app_service_says_so(env: dict[str, str]) -> None:
+    assert report_settings(env).platform_auth is False
+
+
+def test_a_malformed_platform_authentication_flag_is_rejected_by_name() -> None:
+    with pytest.raises(SettingsError, match=r"^WEBSITE_AUTH_ENABLED must be true or false"):
+        report_settings({"WEBSITE_AUTH_ENABLED": "enabled"})
+
+
 def test_load_settings_reads_storage_and_report_settings_from_the_given_env() -> None:
     env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "REPORT_PAGE_ROWS": "250"}
     assert load_settings(env) == Settings(

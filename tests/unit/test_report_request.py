@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_network
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shared.config import ReportSettings
 from shared.report_request import (
     ReportQuery,
     RequestError,
+    decode_after,
+    encode_after,
     parse_report_request,
     parse_time,
     validate_subject,
 )
+from shared.tables import encode_key
 
 NOW = datetime(2026, 11, 20, 12, 30, 15, tzinfo=UTC)
 SETTINGS = ReportSettings()
@@ -295,17 +301,35 @@ def test_range_limit_follows_the_report_max_days_setting() -> None:
     assert raised.value.code == "range_too_large"
 
 
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 @pytest.mark.parametrize(
     "after",
     [
         "x",
+        "v1.",
+        "v1",
         "20261120T083000",
-        "20261120T083000_",
-        "2026-11-20T083000_rec",
+        "20261120T083000_rec",  # a raw RowKey, as tokens were before they became opaque
         "20261120T083000_a b",
-        "20261120T083000_rec\n",
-        "20261120T083000_r\u00e9c",
-        "20261120T083000_" + "r" * 421,
+        "V1." + _b64(b"20261120T083000_rec"),
+        "v2." + _b64(b"20261120T083000_rec"),
+        "v1." + _b64(b"20261120T083000_rec") + "=",  # padding is never part of a token
+        "v1." + base64.b64encode(b"20261120T083000_rec?>>").decode(),  # '+' '/' are not base64url
+        "v1.MjAyNjExMjBUMDgzMDAwX3JlYx",  # the same bytes as ...X3JlYw, with a stray low bit set
+        "v1." + _b64(b"20261120T083000_rec") + "\n",
+        "v1." + _b64(b"not a row key at all"),
+        "v1." + _b64(b"20261120T083000_"),
+        "v1." + _b64(b"2026-11-20T083000_rec"),
+        "v1." + _b64(b"20261120T083000_rec\n"),  # a control character no RowKey holds
+        "v1." + _b64(b"20261120T083000_a/b"),  # '/' is encoded in every RowKey
+        "v1." + _b64(b"20261120T083000_a#b"),
+        "v1." + _b64(b"20261120T083000_\xff\xfe"),  # not UTF-8
+        "v1." + _b64(b"20261120T083000_" + b"r" * 1100),  # longer than any Table key
+        "v1." + "A" * 6000,
+        "v1.' or 1 eq 1",
     ],
 )
 def test_after_must_be_a_continuation_token(after: str) -> None:
@@ -313,9 +337,28 @@ def test_after_must_be_a_continuation_token(after: str) -> None:
     assert (error.code, error.status) == ("invalid_after", 400)
 
 
-def test_a_continuation_token_is_passed_on() -> None:
-    token = "20261120T083000_5f1c2a7e-0b1d-4c55-9d0e-6a3f2b8c9d10"
-    assert parse({"after": token}).after == token
+@pytest.mark.parametrize(
+    "record_id",
+    ["5f1c2a7e-0b1d-4c55-9d0e-6a3f2b8c9d10", "id with space", "r\u00e9c", "a/b", "c#d", "50%", "r" * 400],
+)
+def test_a_continuation_token_gives_back_the_row_key_it_was_made_from(record_id: str) -> None:
+    row_key = f"20261120T083000_{encode_key(record_id)}"
+    token = encode_after(row_key)
+
+    assert token.startswith("v1.")
+    assert parse({"after": token}).after == row_key
+
+
+@given(st.text(min_size=1, max_size=400))
+def test_every_row_key_the_tables_write_round_trips_through_its_token(record_id: str) -> None:
+    row_key = f"20261120T083000_{encode_key(record_id)}"
+    try:
+        row_key.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: not text the Table service can store
+        return
+    token = encode_after(row_key)
+    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in token)
+    assert decode_after(token) == row_key
 
 
 @pytest.mark.parametrize("params", [{"to": "9999-12-31"}, {"from": "0001-01-01", "to": "0001-01-02"}])
