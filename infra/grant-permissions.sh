@@ -1,10 +1,27 @@
 #!/usr/bin/env bash
-# Grant the function app's managed identity the application permissions collection needs:
-#   - Office 365 Management APIs: ActivityFeed.Read (always);
-#   - Microsoft Graph: Mail.ReadBasic.All, ExchangeMessageTrace.Read.All, AuditLogsQuery.Read.All
-#     (each only when asked for, for the features that use it).
+# Grant the function app's managed identity the application permissions the code uses:
+#   - Office 365 Management APIs: ActivityFeed.Read (always: collection);
+#   - Microsoft Graph, each only when asked for: Mail.ReadBasic.All (subjects by message lookup) and
+#     ExchangeMessageTrace.Read.All (subjects by message trace; the tenant also needs a service
+#     principal for Microsoft's "Transport Data Platform" app, created here).
 # Role IDs are looked up at run time by value from the resource's service principal; a missing
 # resource service principal is created; assignments that exist are left alone (idempotent).
+#
+# Which mailboxes message lookup can read (--mail-scope):
+#   tenant  Mail.ReadBasic.All granted in Entra ID: every mailbox in the tenant (the default).
+#   rbac    Exchange Online RBAC for Applications: the role "Application Mail.ReadBasic" limited to a
+#           management scope (members of --scope-group, or a --scope-filter). No Entra mail
+#           permission is granted: an Entra grant is tenant-wide and independent of the Exchange
+#           assignment, so while one exists the scope limits nothing. The script warns if the
+#           identity holds one and removes it with --remove-entra-mail. The Exchange Online
+#           commands are printed, or run with --run-exchange (needs pwsh with the
+#           ExchangeOnlineManagement module, and an Exchange Administrator to sign in).
+#           Message trace is not limited by the scope: leave ExchangeMessageTrace.Read.All out (and
+#           set resolveMessageTrace=false) to keep the app within the scope.
+#   https://learn.microsoft.com/exchange/permissions-exo/application-rbac
+#   https://learn.microsoft.com/graph/auth-limit-mailbox-access
+#   https://learn.microsoft.com/powershell/module/exchange/new-managementroleassignment
+#   https://learn.microsoft.com/powershell/module/exchange/test-serviceprincipalauthorization
 #
 # Needs: az CLI signed in (`az login`) as a Privileged Role Administrator, Cloud Application
 # Administrator or Global Administrator of the tenant whose audit log is collected.
@@ -12,13 +29,22 @@
 # Usage:
 #   infra/grant-permissions.sh --principal-id <object id of the managed identity> [--graph ROLE]...
 #   infra/grant-permissions.sh --identity-name <name> --resource-group <rg> [--graph ROLE]...
-#   infra/grant-permissions.sh ... --all-graph      # the three Graph roles
+#   infra/grant-permissions.sh ... --all-graph      # Mail.ReadBasic.All and ExchangeMessageTrace.Read.All
+#   infra/grant-permissions.sh ... --mail-scope rbac --scope-group <group> [--test-mailbox <upn>]
+#   infra/grant-permissions.sh ... --mail-scope rbac --scope-filter "CustomAttribute1 -eq 'audit'"
+#       [--scope-name NAME] [--run-exchange] [--remove-entra-mail]
 #   infra/grant-permissions.sh ... --dry-run        # print what would change, change nothing
 set -euo pipefail
 
 readonly O365_MANAGEMENT_APP_ID="c5393580-f805-4401-95e8-94b7a6ef2fc2"
 readonly GRAPH_APP_ID="00000003-0000-0000-c000-000000000000"
-readonly GRAPH_ROLES_KNOWN="Mail.ReadBasic.All ExchangeMessageTrace.Read.All AuditLogsQuery.Read.All"
+readonly MAIL_ROLE="Mail.ReadBasic.All"
+readonly TRACE_ROLE="ExchangeMessageTrace.Read.All"
+readonly GRAPH_ROLES_KNOWN="$MAIL_ROLE $TRACE_ROLE"
+# Graph application permissions that reach every mailbox's messages: any one of them makes a
+# management scope meaningless.
+readonly GRAPH_MAIL_ROLES_TENANT_WIDE="Mail.ReadBasic.All Mail.ReadBasic Mail.Read Mail.ReadWrite"
+readonly EXCHANGE_ROLE="Application Mail.ReadBasic"
 GRAPH="https://graph.microsoft.com/v1.0"
 readonly TRANSPORT_DATA_PLATFORM_APP_ID="8bd644d1-64a1-4d4b-ae52-2e0cbf64e373"
 
@@ -27,6 +53,14 @@ identity_name=""
 resource_group=""
 dry_run=0
 graph_roles=()
+mail_scope="tenant"
+scope_group=""
+scope_filter=""
+scope_name=""
+test_mailbox=""
+run_exchange=0
+remove_entra_mail=0
+status=0
 
 usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -37,6 +71,10 @@ die() {
   exit 1
 }
 
+warn() {
+  echo "grant-permissions: warning: $*" >&2
+}
+
 while (($# > 0)); do
   case "$1" in
     --principal-id) principal_id="${2:?--principal-id needs a value}"; shift 2 ;;
@@ -45,6 +83,13 @@ while (($# > 0)); do
     --graph) graph_roles+=("${2:?--graph needs a role value}"); shift 2 ;;
     --all-graph) read -r -a graph_roles <<<"$GRAPH_ROLES_KNOWN"; shift ;;
     --graph-endpoint) GRAPH="${2:?--graph-endpoint needs a value}"; shift 2 ;;
+    --mail-scope) mail_scope="${2:?--mail-scope needs tenant or rbac}"; shift 2 ;;
+    --scope-group) scope_group="${2:?--scope-group needs a group}"; shift 2 ;;
+    --scope-filter) scope_filter="${2:?--scope-filter needs a filter}"; shift 2 ;;
+    --scope-name) scope_name="${2:?--scope-name needs a value}"; shift 2 ;;
+    --test-mailbox) test_mailbox="${2:?--test-mailbox needs a mailbox}"; shift 2 ;;
+    --run-exchange) run_exchange=1; shift ;;
+    --remove-entra-mail) remove_entra_mail=1; shift ;;
     --dry-run) dry_run=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -58,7 +103,33 @@ for role in "${graph_roles[@]}"; do
   esac
 done
 
+single_line() {
+  [[ "$2" != *$'\n'* && "$2" != *$'\r'* ]] || die "$1 must be one line"
+}
+
+case "$mail_scope" in
+  tenant)
+    if [[ -n "$scope_group$scope_filter$scope_name$test_mailbox" ]] || ((run_exchange || remove_entra_mail)); then
+      die "--scope-group, --scope-filter, --scope-name, --test-mailbox, --run-exchange and" \
+        "--remove-entra-mail need --mail-scope rbac"
+    fi
+    ;;
+  rbac)
+    [[ -n "$scope_group" || -n "$scope_filter" ]] || die "--mail-scope rbac needs --scope-group or --scope-filter"
+    [[ -z "$scope_group" || -z "$scope_filter" ]] || die "give --scope-group or --scope-filter, not both"
+    for pair in "--scope-group:$scope_group" "--scope-filter:$scope_filter" \
+      "--scope-name:$scope_name" "--test-mailbox:$test_mailbox"; do
+      single_line "${pair%%:*}" "${pair#*:}"
+    done
+    ((${#scope_name} <= 64)) || die "--scope-name is longer than 64 characters"
+    ;;
+  *) die "--mail-scope is tenant or rbac, not $mail_scope" ;;
+esac
+
 command -v az >/dev/null || die "the Azure CLI (az) is required"
+if ((run_exchange && !dry_run)); then
+  command -v pwsh >/dev/null || die "--run-exchange needs PowerShell (pwsh) with ExchangeOnlineManagement"
+fi
 
 if [[ -z "$principal_id" ]]; then
   [[ -n "$identity_name" && -n "$resource_group" ]] ||
@@ -68,13 +139,17 @@ if [[ -z "$principal_id" ]]; then
 fi
 [[ "$principal_id" =~ ^[0-9a-fA-F-]{36}$ ]] || die "not an object ID: $principal_id"
 
+absent() {
+  [[ -z "$1" || "$1" == "None" ]]
+}
+
 # The service principal of an application in this tenant, created when the tenant has none yet.
 resource_sp_id() {
   local app_id="$1" id
   id="$(az rest --method GET \
     --url "$GRAPH/servicePrincipals?\$filter=appId eq '$app_id'&\$select=id" \
     --query 'value[0].id' --output tsv)"
-  if [[ -z "$id" || "$id" == "None" ]]; then
+  if absent "$id"; then
     if ((dry_run)); then
       echo "would create the service principal of $app_id" >&2
       echo "missing"
@@ -88,22 +163,37 @@ resource_sp_id() {
   echo "$id"
 }
 
+# The id of a resource's application role (by value), empty when it has none.
+app_role_id() {
+  local sp="$1" value="$2" id
+  id="$(az rest --method GET --url "$GRAPH/servicePrincipals/$sp?\$select=appRoles" \
+    --query "appRoles[?value=='$value' && contains(allowedMemberTypes, 'Application')].id | [0]" \
+    --output tsv)"
+  absent "$id" && id=""
+  echo "$id"
+}
+
+# The id of the identity's assignment of one role of a resource, empty when there is none.
+assignment_id() {
+  local sp="$1" role_id="$2" id
+  id="$(az rest --method GET \
+    --url "$GRAPH/servicePrincipals/$principal_id/appRoleAssignments" \
+    --query "value[?appRoleId=='$role_id' && resourceId=='$sp'].id | [0]" --output tsv)"
+  absent "$id" && id=""
+  echo "$id"
+}
+
 # Grant one application role (by its value) of a resource to the managed identity.
 grant() {
-  local app_id="$1" value="$2" sp role_id existing
+  local app_id="$1" value="$2" sp role_id
   sp="$(resource_sp_id "$app_id")"
   if [[ "$sp" == "missing" ]]; then
     echo "would grant $value of $app_id to $principal_id"
     return
   fi
-  role_id="$(az rest --method GET --url "$GRAPH/servicePrincipals/$sp?\$select=appRoles" \
-    --query "appRoles[?value=='$value' && contains(allowedMemberTypes, 'Application')].id | [0]" \
-    --output tsv)"
-  [[ -n "$role_id" && "$role_id" != "None" ]] || die "$app_id has no application role $value"
-  existing="$(az rest --method GET \
-    --url "$GRAPH/servicePrincipals/$principal_id/appRoleAssignments" \
-    --query "value[?appRoleId=='$role_id' && resourceId=='$sp'].id | [0]" --output tsv)"
-  if [[ -n "$existing" && "$existing" != "None" ]]; then
+  role_id="$(app_role_id "$sp" "$value")"
+  [[ -n "$role_id" ]] || die "$app_id has no application role $value"
+  if [[ -n "$(assignment_id "$sp" "$role_id")" ]]; then
     echo "already granted: $value ($role_id)"
     return
   fi
@@ -118,15 +208,132 @@ grant() {
   echo "granted: $value ($role_id)"
 }
 
+# rbac mode: tenant-wide Graph mail permissions the identity holds defeat the scope; report them,
+# and remove them when asked to.
+check_entra_mail_grants() {
+  local sp value role_id existing
+  sp="$(resource_sp_id "$GRAPH_APP_ID")"
+  [[ "$sp" != "missing" ]] || return 0
+  for value in $GRAPH_MAIL_ROLES_TENANT_WIDE; do
+    role_id="$(app_role_id "$sp" "$value")"
+    [[ -n "$role_id" ]] || continue
+    existing="$(assignment_id "$sp" "$role_id")"
+    [[ -n "$existing" ]] || continue
+    if ((!remove_entra_mail)); then
+      warn "the identity holds the Entra permission $value, which reaches every mailbox: the" \
+        "management scope limits nothing while it exists. Re-run with --remove-entra-mail to remove it."
+      status=2
+    elif ((dry_run)); then
+      echo "would remove the Entra permission $value ($existing)"
+    else
+      az rest --method DELETE \
+        --url "$GRAPH/servicePrincipals/$principal_id/appRoleAssignments/$existing" --output none
+      echo "removed the Entra permission $value ($existing)"
+    fi
+  done
+}
+
+# A PowerShell single-quoted string: its content is taken literally, a quote is doubled.
+ps_quote() {
+  local value="${1//\'/\'\'}"
+  printf "'%s'" "$value"
+}
+
+exchange_commands() {
+  local app_id="$1" display_name="$2" short="${principal_id:0:8}" scope assignment
+  scope="${scope_name:-mia-mailboxes-$short}"
+  assignment="mia-$EXCHANGE_ROLE-$short"
+  assignment="${assignment// /-}"
+  cat <<EOF
+\$ErrorActionPreference = 'Stop'
+# Exchange Online PowerShell (ExchangeOnlineManagement), as an Exchange Administrator.
+Connect-ExchangeOnline
+# The Exchange pointer to the managed identity's service principal: AppId is its client ID,
+# ObjectId the object ID of its service principal (enterprise application).
+\$appId = $(ps_quote "$app_id")
+\$objectId = $(ps_quote "$principal_id")
+if (-not (Get-ServicePrincipal -Identity \$objectId -ErrorAction SilentlyContinue)) {
+  New-ServicePrincipal -AppId \$appId -ObjectId \$objectId -DisplayName $(ps_quote "$display_name")
+}
+EOF
+  if [[ -n "$scope_group" ]]; then
+    cat <<EOF
+# The scope: the group's direct members (MemberOfGroup takes the group's distinguished name).
+\$group = Get-Group -Identity $(ps_quote "$scope_group")
+\$filter = "MemberOfGroup -eq '{0}'" -f (\$group.DistinguishedName -replace "'", "''")
+EOF
+  else
+    cat <<EOF
+# The scope: the recipients this filter selects.
+\$filter = $(ps_quote "$scope_filter")
+EOF
+  fi
+  cat <<EOF
+\$scopeName = $(ps_quote "$scope")
+if (Get-ManagementScope -Identity \$scopeName -ErrorAction SilentlyContinue) {
+  Set-ManagementScope -Identity \$scopeName -RecipientRestrictionFilter \$filter
+} else {
+  New-ManagementScope -Name \$scopeName -RecipientRestrictionFilter \$filter
+}
+\$assignmentName = $(ps_quote "$assignment")
+if (-not (Get-ManagementRoleAssignment -Identity \$assignmentName -ErrorAction SilentlyContinue)) {
+  New-ManagementRoleAssignment -Name \$assignmentName -App \$objectId -Role $(ps_quote "$EXCHANGE_ROLE") -CustomResourceScope \$scopeName
+}
+EOF
+  if [[ -n "$test_mailbox" ]]; then
+    echo "Test-ServicePrincipalAuthorization -Identity \$objectId -Resource $(ps_quote "$test_mailbox") | Format-Table"
+  else
+    echo "Test-ServicePrincipalAuthorization -Identity \$objectId | Format-Table"
+  fi
+}
+
+scope_with_exchange_rbac() {
+  local app_id display_name commands script
+  app_id="$(az rest --method GET --url "$GRAPH/servicePrincipals/$principal_id?\$select=appId" \
+    --query appId --output tsv)"
+  display_name="$(az rest --method GET --url "$GRAPH/servicePrincipals/$principal_id?\$select=displayName" \
+    --query displayName --output tsv)"
+  [[ "$app_id" =~ ^[0-9a-fA-F-]{36}$ ]] || die "no service principal $principal_id in this tenant"
+  commands="$(exchange_commands "$app_id" "$display_name")"
+  if ((run_exchange && !dry_run)); then
+    script="$(mktemp "${TMPDIR:-/tmp}/grant-permissions.XXXXXX.ps1")"
+    # shellcheck disable=SC2064 # expand now: the path is fixed
+    trap "rm -f '$script'" EXIT
+    printf '%s\n' "$commands" >"$script"
+    echo "running the Exchange Online commands with pwsh (sign in as an Exchange Administrator)"
+    pwsh -NoLogo -NoProfile -File "$script"
+    echo "Exchange Online: $EXCHANGE_ROLE assigned to $principal_id within the management scope"
+  else
+    echo "Run these in Exchange Online PowerShell (or re-run with --run-exchange):"
+    echo
+    printf '%s\n' "$commands"
+    echo
+  fi
+  echo "Exchange caches application permissions: a new scope can take 30 minutes to 2 hours to apply."
+}
+
 grant "$O365_MANAGEMENT_APP_ID" "ActivityFeed.Read"
 for role in "${graph_roles[@]}"; do
+  if [[ "$role" == "$MAIL_ROLE" && "$mail_scope" == "rbac" ]]; then
+    echo "not granting $MAIL_ROLE in Entra: --mail-scope rbac grants $EXCHANGE_ROLE in Exchange Online"
+    continue
+  fi
   grant "$GRAPH_APP_ID" "$role"
-  if [[ "$role" == "ExchangeMessageTrace.Read.All" ]]; then
+  if [[ "$role" == "$TRACE_ROLE" ]]; then
     # Graph message trace answers 401 until the tenant has a service principal for Microsoft's
-    # "Transport Data Platform" app (reference/api-contracts.md 3.1); it can take hours to propagate.
+    # "Transport Data Platform" app; it can take hours to propagate.
+    # https://learn.microsoft.com/exchange/monitoring/trace-an-email-message/graph-api-message-trace
     resource_sp_id "$TRANSPORT_DATA_PLATFORM_APP_ID" >/dev/null
+    if [[ "$mail_scope" == "rbac" ]]; then
+      warn "$TRACE_ROLE is tenant-wide: message trace returns subjects of any mailbox, outside the scope"
+    fi
   fi
 done
+if [[ "$mail_scope" == "rbac" ]]; then
+  check_entra_mail_grants
+  scope_with_exchange_rbac
+fi
 
 echo "Done. Tokens the identity already holds are cached for up to 24 hours: new permissions can"
 echo "take that long to reach the running app (restarting it does not refresh the identity's token)."
+exit "$status"

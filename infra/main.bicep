@@ -151,6 +151,8 @@ var tableNames = [
   'AlertOutbox'
   'ReportAccess'
 ]
+// The record of every report request: the app may only add rows to it (app/rbac.bicep).
+var reportAccessTableName = 'ReportAccess'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
@@ -205,6 +207,7 @@ module vault 'app/keyvault.bicep' = {
     location: location
     tags: tags
     tenantId: tenant().tenantId
+    logAnalyticsId: monitoring.outputs.logAnalyticsId
   }
 }
 
@@ -213,6 +216,8 @@ module rbac 'app/rbac.bicep' = {
   scope: rg
   params: {
     storageName: storage.outputs.name
+    tableNames: tableNames
+    appendOnlyTableName: reportAccessTableName
     appInsightsName: monitoring.outputs.appInsightsName
     keyVaultName: vault.outputs.name
     principalId: identity.outputs.principalId

@@ -5,6 +5,8 @@ param name string
 param location string
 param tags object
 param tenantId string
+@description('Log Analytics workspace that receives the vault\'s audit log.')
+param logAnalyticsId string
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: Key Vault references from a Flex Consumption app without VNet integration resolve over the public endpoint, and App Service is not a trusted service for the vault firewall; access is RBAC-only (Key Vault Secrets User for the app identity).
@@ -30,6 +32,23 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
       defaultAction: 'Allow'
       bypass: 'AzureServices'
     }
+  }
+}
+
+// Every access to the vault (secret reads by the Key Vault reference resolver, and any read, change
+// or deletion by anyone else) and every management operation, with the caller, to Log Analytics.
+// https://learn.microsoft.com/azure/key-vault/general/logging
+resource vaultLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'vault-audit'
+  scope: vault
+  properties: {
+    workspaceId: logAnalyticsId
+    logs: [
+      {
+        category: 'AuditEvent'
+        enabled: true
+      }
+    ]
   }
 }
 

@@ -136,9 +136,11 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
   }
 ]
 
-// Request logs (who read, wrote or deleted what, with which identity) go to Log Analytics: every read
-// of the raw evidence, and every write and delete on queues and tables. Queue reads are left out:
-// the trigger's polling would dominate the volume and say nothing.
+// Request logs (who read, wrote or deleted what, with which identity) go to Log Analytics: every read,
+// write and delete of the raw evidence and of the tables (reports read MailboxAccess/ActorAccess, and
+// every ReportAccess insert is logged here too, a copy outside the table itself), and every write and
+// delete on the queues. Queue reads are left out: the trigger's polling would dominate the volume and
+// say nothing. Categories: https://learn.microsoft.com/azure/storage/tables/monitor-table-storage-reference
 resource blobLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'storage-requests'
   scope: blobService
@@ -185,6 +187,10 @@ resource tableLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
   properties: {
     workspaceId: logAnalyticsId
     logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
       {
         category: 'StorageWrite'
         enabled: true

@@ -1,12 +1,140 @@
-"""infra/grant-permissions.sh: valid bash, shellcheck-clean, and refuses bad input before calling Azure."""
+"""infra/grant-permissions.sh: valid bash, shellcheck-clean, refuses bad input before calling Azure,
+and in each mode makes exactly the Graph calls it should (run against tests/infra/fake_az.py)."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.infra.tools import INFRA, tool
 
 SCRIPT = INFRA / "grant-permissions.sh"
+FAKE_AZ = Path(__file__).with_name("fake_az.py")
+
+O365_APP = "c5393580-f805-4401-95e8-94b7a6ef2fc2"
+GRAPH_APP = "00000003-0000-0000-c000-000000000000"
+TDP_APP = "8bd644d1-64a1-4d4b-ae52-2e0cbf64e373"
+PRINCIPAL = "7d3f0a52-1c4e-4b8a-9e21-5a6b7c8d9e0f"  # the managed identity's service principal
+CLIENT_ID = "0f9e8d7c-6b5a-4c3d-8e2f-1a0b9c8d7e6f"  # its application (client) ID
+GRAPH_ROLE_IDS = {
+    "Mail.ReadBasic.All": "693c5e45-0940-467d-9b8a-1022fb9d42ef",
+    "Mail.ReadBasic": "6be147d2-ea4f-4b5a-a3fa-3eab6f3c140a",
+    "Mail.Read": "810c84a8-4a9e-49e6-bf7d-12d183f40d01",
+    "Mail.ReadWrite": "e2a3a72e-5f79-4c64-b1b1-878b674786c9",
+    "ExchangeMessageTrace.Read.All": "9c55aefd-6a5a-4a7c-8a9e-2a0d4b3c1e11",
+    "AuditLogsQuery.Read.All": "5e1e9171-754d-478c-812c-f1755a9a4c2d",
+    "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
+}
+ACTIVITY_FEED_READ = "594c1fb6-4f81-4475-ae41-0c394909246c"
+O365_SP = "11111111-0000-0000-0000-000000000365"
+GRAPH_SP = "22222222-0000-0000-0000-000000000000"
+GRAPH = "https://graph.microsoft.com/v1.0"
+
+
+def app_role(role_id: str, value: str) -> dict[str, Any]:
+    return {"id": role_id, "value": value, "allowedMemberTypes": ["Application"]}
+
+
+def tenant(*, entra_mail: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A tenant with the Office 365 Management APIs and Graph service principals, the managed
+    identity, no Transport Data Platform service principal, and the given Graph mail roles already
+    assigned to the identity."""
+    return {
+        "identityPrincipalId": PRINCIPAL,
+        "servicePrincipals": [
+            {
+                "id": O365_SP,
+                "appId": O365_APP,
+                "appRoles": [
+                    app_role(ACTIVITY_FEED_READ, "ActivityFeed.Read"),
+                    app_role("4807a72c-ad38-4250-94c9-4eabfe26cd55", "ActivityFeed.ReadDlp"),
+                ],
+            },
+            {
+                "id": GRAPH_SP,
+                "appId": GRAPH_APP,
+                "appRoles": [app_role(role_id, value) for value, role_id in GRAPH_ROLE_IDS.items()],
+            },
+            {"id": PRINCIPAL, "appId": CLIENT_ID, "displayName": "id-mia'prod", "appRoles": []},
+        ],
+        "assignments": [
+            {
+                "id": f"existing-{value}",
+                "principalId": PRINCIPAL,
+                "resourceId": GRAPH_SP,
+                "appRoleId": GRAPH_ROLE_IDS[value],
+            }
+            for value in entra_mail
+        ],
+    }
+
+
+@dataclass
+class Run:
+    completed: subprocess.CompletedProcess[str]
+    calls: list[dict[str, Any]]
+    state: dict[str, Any]
+    pwsh_calls: list[dict[str, Any]]
+
+    def granted(self) -> set[tuple[str, str]]:
+        """(resource appId, role value) of every assignment the identity holds at the end."""
+        by_id = {sp["id"]: sp for sp in self.state["servicePrincipals"]}
+        found = set()
+        for assignment in self.state["assignments"]:
+            assert assignment["principalId"] == PRINCIPAL
+            resource = by_id[assignment["resourceId"]]
+            (value,) = [r["value"] for r in resource["appRoles"] if r["id"] == assignment["appRoleId"]]
+            found.add((resource["appId"], value))
+        return found
+
+    def changes(self) -> list[tuple[str, str]]:
+        return [(c["method"], c["url"]) for c in self.calls if c.get("method", "GET") != "GET"]
+
+    def app_ids(self) -> set[str]:
+        return {sp["appId"] for sp in self.state["servicePrincipals"]}
+
+
+def run_script(tmp_path: Path, *args: str, state: dict[str, Any] | None = None, pwsh: bool = False) -> Run:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    az = bin_dir / "az"
+    az.write_text(f'#!/bin/sh\nexec "{tool("python")}" "{FAKE_AZ}" "$@"\n')
+    az.chmod(0o755)
+    pwsh_log = tmp_path / "pwsh.jsonl"
+    if pwsh:
+        # Records its arguments and the script file it was given.
+        fake = bin_dir / "pwsh"
+        fake.write_text(
+            "#!/bin/sh\n"
+            f'"{tool("python")}" -c \'import json, sys; a = sys.argv[1:]; '
+            'f = a[a.index("-File") + 1]; '
+            f'open("{pwsh_log}", "a").write(json.dumps({{"argv": a, "script": open(f).read()}}) + "\\n")\' '
+            '"$@"\n'
+        )
+        fake.chmod(0o755)
+    state_file = tmp_path / "tenant.json"
+    state_file.write_text(json.dumps(state if state is not None else tenant()))
+    log = tmp_path / "az.jsonl"
+    log.write_text("")
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),
+        "FAKE_AZ_STATE": str(state_file),
+        "FAKE_AZ_LOG": str(log),
+    }
+    completed = subprocess.run(
+        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False, env=env
+    )
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    pwsh_calls = [json.loads(line) for line in pwsh_log.read_text().splitlines()] if pwsh_log.exists() else []
+    return Run(completed, calls, json.loads(state_file.read_text()), pwsh_calls)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -27,14 +155,199 @@ def test_script_is_shellcheck_clean() -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
-def test_help_lists_the_permissions() -> None:
+def test_help_lists_the_permissions_and_modes() -> None:
     completed = run("--help")
     assert completed.returncode == 0
-    for name in ("ActivityFeed.Read", "Mail.ReadBasic.All", "ExchangeMessageTrace.Read.All", "--dry-run"):
+    for name in (
+        "ActivityFeed.Read",
+        "Mail.ReadBasic.All",
+        "ExchangeMessageTrace.Read.All",
+        "--dry-run",
+        "--mail-scope",
+        "Application Mail.ReadBasic",
+        "https://learn.microsoft.com/exchange/permissions-exo/application-rbac",
+    ):
         assert name in completed.stdout
 
 
-def test_unknown_graph_role_is_refused() -> None:
-    completed = run("--principal-id", "00000000-0000-0000-0000-000000000000", "--graph", "Mail.ReadWrite")
-    assert completed.returncode == 1
-    assert "unknown Graph role Mail.ReadWrite" in completed.stderr
+@pytest.mark.parametrize("role", ["Mail.ReadWrite", "AuditLogsQuery.Read.All"])
+def test_a_graph_role_the_code_does_not_use_is_refused(tmp_path: Path, role: str) -> None:
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL, "--graph", role)
+    assert result.completed.returncode == 1
+    assert f"unknown Graph role {role}" in result.completed.stderr
+    assert result.calls == []
+
+
+def test_without_graph_roles_only_activity_feed_is_granted(tmp_path: Path) -> None:
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL)
+    assert result.completed.returncode == 0, result.completed.stderr
+    assert result.granted() == {(O365_APP, "ActivityFeed.Read")}
+    assert result.changes() == [("POST", f"{GRAPH}/servicePrincipals/{O365_SP}/appRoleAssignedTo")]
+
+
+def test_all_graph_grants_exactly_what_the_code_uses(tmp_path: Path) -> None:
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL, "--all-graph")
+    assert result.completed.returncode == 0, result.completed.stderr
+    assert result.granted() == {
+        (O365_APP, "ActivityFeed.Read"),
+        (GRAPH_APP, "Mail.ReadBasic.All"),
+        (GRAPH_APP, "ExchangeMessageTrace.Read.All"),
+    }
+    # Message trace also needs the Transport Data Platform service principal in the tenant.
+    assert TDP_APP in result.app_ids()
+    # Re-running changes nothing.
+    again = run_script(tmp_path, "--principal-id", PRINCIPAL, "--all-graph", state=result.state)
+    assert again.completed.returncode == 0, again.completed.stderr
+    assert again.changes() == []
+    assert again.granted() == result.granted()
+
+
+def test_identity_name_is_resolved_to_its_principal(tmp_path: Path) -> None:
+    result = run_script(tmp_path, "--identity-name", "id-abc", "--resource-group", "rg-mia")
+    assert result.completed.returncode == 0, result.completed.stderr
+    assert result.calls[0]["argv"][:2] == ["identity", "show"]
+    assert result.granted() == {(O365_APP, "ActivityFeed.Read")}
+
+
+def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL, "--all-graph", "--dry-run")
+    assert result.completed.returncode == 0, result.completed.stderr
+    assert result.changes() == []
+    assert result.granted() == set()
+    assert "would grant: Mail.ReadBasic.All" in result.completed.stdout
+    assert "would create the service principal of 8bd644d1" in result.completed.stderr
+
+
+def test_rbac_mode_makes_no_entra_mail_grant_and_prints_the_exchange_commands(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path,
+        "--principal-id", PRINCIPAL,
+        "--all-graph",
+        "--mail-scope", "rbac",
+        "--scope-group", "Audited Mailboxes",
+        "--test-mailbox", "alice@contoso.com",
+    )  # fmt: skip
+    assert result.completed.returncode == 0, result.completed.stderr
+    assert result.granted() == {(O365_APP, "ActivityFeed.Read"), (GRAPH_APP, "ExchangeMessageTrace.Read.All")}
+    bodies = [c["argv"] for c in result.calls if c.get("method") == "POST"]
+    assert not any(GRAPH_ROLE_IDS["Mail.ReadBasic.All"] in " ".join(argv) for argv in bodies)
+    out = result.completed.stdout
+    # The Exchange pointer names the identity by its client ID and its service principal's object ID.
+    assert f"$appId = '{CLIENT_ID}'" in out
+    assert f"$objectId = '{PRINCIPAL}'" in out
+    assert "New-ServicePrincipal -AppId $appId -ObjectId $objectId -DisplayName 'id-mia''prod'" in out
+    assert "$group = Get-Group -Identity 'Audited Mailboxes'" in out
+    assert "MemberOfGroup -eq '{0}'" in out
+    assert "New-ManagementScope -Name $scopeName -RecipientRestrictionFilter $filter" in out
+    assert (
+        "New-ManagementRoleAssignment -Name $assignmentName -App $objectId "
+        "-Role 'Application Mail.ReadBasic' -CustomResourceScope $scopeName"
+    ) in out
+    assert "Test-ServicePrincipalAuthorization -Identity $objectId -Resource 'alice@contoso.com'" in out
+    # Message trace is tenant-wide whatever the scope: said out loud.
+    assert "ExchangeMessageTrace.Read.All is tenant-wide" in result.completed.stderr
+
+
+def test_rbac_mode_with_a_filter_quotes_it_as_powershell_data(tmp_path: Path) -> None:
+    hostile = "CustomAttribute1 -eq 'audit'; Remove-Mailbox x"
+    result = run_script(
+        tmp_path, "--principal-id", PRINCIPAL, "--mail-scope", "rbac", "--scope-filter", hostile,
+        "--scope-name", "Legal hold mailboxes",
+    )  # fmt: skip
+    assert result.completed.returncode == 0, result.completed.stderr
+    assert "$filter = 'CustomAttribute1 -eq ''audit''; Remove-Mailbox x'" in result.completed.stdout
+    assert "$scopeName = 'Legal hold mailboxes'" in result.completed.stdout
+    assert "Get-Group" not in result.completed.stdout
+    # Without --graph, rbac mode still grants only what collection needs.
+    assert result.granted() == {(O365_APP, "ActivityFeed.Read")}
+
+
+def test_rbac_mode_warns_about_an_existing_entra_mail_grant_and_keeps_it(tmp_path: Path) -> None:
+    state = tenant(entra_mail=("Mail.ReadBasic.All", "Mail.Read"))
+    result = run_script(
+        tmp_path, "--principal-id", PRINCIPAL, "--mail-scope", "rbac", "--scope-group", "g", state=state
+    )
+    assert result.completed.returncode == 2
+    for value in ("Mail.ReadBasic.All", "Mail.Read"):
+        assert f"holds the Entra permission {value}," in result.completed.stderr
+    assert "--remove-entra-mail" in result.completed.stderr
+    assert (GRAPH_APP, "Mail.ReadBasic.All") in result.granted()
+    assert not any(method == "DELETE" for method, _ in result.changes())
+
+
+def test_rbac_mode_removes_entra_mail_grants_when_asked(tmp_path: Path) -> None:
+    state = tenant(entra_mail=("Mail.ReadBasic.All", "Mail.ReadWrite"))
+    dry = run_script(
+        tmp_path, "--principal-id", PRINCIPAL, "--mail-scope", "rbac", "--scope-group", "g",
+        "--remove-entra-mail", "--dry-run", state=state,
+    )  # fmt: skip
+    assert dry.completed.returncode == 0, dry.completed.stderr
+    assert dry.changes() == []
+    assert "would remove the Entra permission Mail.ReadBasic.All" in dry.completed.stdout
+
+    result = run_script(
+        tmp_path, "--principal-id", PRINCIPAL, "--mail-scope", "rbac", "--scope-group", "g",
+        "--remove-entra-mail", state=state,
+    )  # fmt: skip
+    assert result.completed.returncode == 0, result.completed.stderr
+    assert result.granted() == {(O365_APP, "ActivityFeed.Read")}
+    deleted = sorted(url for method, url in result.changes() if method == "DELETE")
+    assert deleted == [
+        f"{GRAPH}/servicePrincipals/{PRINCIPAL}/appRoleAssignments/existing-{value}"
+        for value in ("Mail.ReadBasic.All", "Mail.ReadWrite")
+    ]
+
+
+def test_run_exchange_hands_the_same_commands_to_pwsh(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path, "--principal-id", PRINCIPAL, "--mail-scope", "rbac", "--scope-group", "Audited",
+        "--run-exchange", pwsh=True,
+    )  # fmt: skip
+    assert result.completed.returncode == 0, result.completed.stderr
+    (call,) = result.pwsh_calls
+    assert call["argv"][:3] == ["-NoLogo", "-NoProfile", "-File"]
+    script = call["script"]
+    assert script.startswith("$ErrorActionPreference = 'Stop'\n")
+    assert "Connect-ExchangeOnline" in script
+    assert f"$objectId = '{PRINCIPAL}'" in script
+    assert "-Role 'Application Mail.ReadBasic'" in script
+    assert "New-ManagementRoleAssignment" not in result.completed.stdout  # run, not printed
+    assert list(tmp_path.glob("grant-permissions.*.ps1")) == []  # the temporary script is removed
+
+
+def test_run_exchange_without_pwsh_stops_before_any_change(tmp_path: Path) -> None:
+    result = run_script(
+        tmp_path, "--principal-id", PRINCIPAL, "--mail-scope", "rbac", "--scope-group", "g", "--run-exchange"
+    )
+    assert result.completed.returncode == 1
+    assert "needs PowerShell (pwsh)" in result.completed.stderr
+    assert result.calls == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--mail-scope", "rbac"], "needs --scope-group or --scope-filter"),
+        (["--mail-scope", "rbac", "--scope-group", "g", "--scope-filter", "f"], "not both"),
+        (["--mail-scope", "scoped"], "--mail-scope is tenant or rbac"),
+        (["--scope-group", "g"], "need --mail-scope rbac"),
+        (["--remove-entra-mail"], "need --mail-scope rbac"),
+        (["--mail-scope", "rbac", "--scope-group", "a\nb"], "--scope-group must be one line"),
+        (["--mail-scope", "rbac", "--scope-group", "g", "--scope-name", "n" * 65], "longer than 64"),
+    ],
+)
+def test_bad_scope_arguments_are_refused_before_calling_azure(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL, *args)
+    assert result.completed.returncode == 1
+    assert message in result.completed.stderr
+    assert result.calls == []
+
+
+def test_fake_az_runs_with_jmespath() -> None:
+    # The fake applies --query the way az does; without jmespath every test above would be moot.
+    completed = subprocess.run(
+        [tool("python"), "-c", "import jmespath"], capture_output=True, text=True, check=False, env=os.environ
+    )
+    assert completed.returncode == 0, completed.stderr

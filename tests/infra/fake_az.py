@@ -1,0 +1,135 @@
+"""A stand-in for the Azure CLI that infra/grant-permissions.sh calls, over a small Graph tenant.
+
+Runs as `az` (tests/infra/test_grant_permissions.py puts a wrapper on PATH). The tenant is a JSON
+file (FAKE_AZ_STATE): service principals with their app roles, and app role assignments. Only the
+calls the script makes are answered: `az identity show` and `az rest` on /servicePrincipals,
+.../appRoleAssignments and .../appRoleAssignedTo. `--query` is applied with jmespath, as az does
+(so this runs with .venv-infra's Python, which has it), and `--output tsv` prints like az: a
+scalar as is, null as nothing, a list of scalars tab-separated. Every call is appended to
+FAKE_AZ_LOG as one JSON line: argv, and the method and URL for `az rest`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+GRAPH = "https://graph.microsoft.com/v1.0"
+
+
+def options(argv: list[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    index = 0
+    while index < len(argv):
+        if argv[index].startswith("--") and index + 1 < len(argv):
+            found[argv[index][2:]] = argv[index + 1]
+            index += 2
+        else:
+            index += 1
+    return found
+
+
+class Tenant:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text())
+
+    def save(self) -> None:
+        self.path.write_text(json.dumps(self.data, indent=1))
+
+    def sp(self, sp_id: str) -> dict[str, Any]:
+        for sp in self.data["servicePrincipals"]:
+            if sp["id"] == sp_id:
+                return dict(sp)
+        raise LookupError(f"Resource '{sp_id}' does not exist")
+
+    def rest(self, method: str, url: str, body: str | None) -> Any:
+        assert url.startswith(GRAPH + "/"), url
+        parts = urlsplit(url[len(GRAPH) :])
+        path = parts.path.strip("/").split("/")
+        query = parse_qs(parts.query)
+        if method == "GET" and path == ["servicePrincipals"]:
+            (expression,) = query["$filter"]
+            match = re.fullmatch(r"appId eq '([0-9a-f-]+)'", expression)
+            assert match, expression
+            value = [{"id": sp["id"]} for sp in self.data["servicePrincipals"] if sp["appId"] == match[1]]
+            return {"value": value}
+        if method == "POST" and path == ["servicePrincipals"]:
+            created = {"id": str(uuid.uuid4()), "appId": json.loads(body or "{}")["appId"], "appRoles": []}
+            self.data["servicePrincipals"].append(created)
+            self.save()
+            return created
+        if method == "GET" and len(path) == 2 and path[0] == "servicePrincipals":
+            return self.sp(path[1])
+        if len(path) >= 3 and path[0] == "servicePrincipals" and path[2] == "appRoleAssignments":
+            principal = path[1]
+            if method == "GET" and len(path) == 3:
+                return {"value": [a for a in self.data["assignments"] if a["principalId"] == principal]}
+            if method == "DELETE" and len(path) == 4:
+                before = len(self.data["assignments"])
+                self.data["assignments"] = [
+                    a
+                    for a in self.data["assignments"]
+                    if not (a["id"] == path[3] and a["principalId"] == principal)
+                ]
+                assert len(self.data["assignments"]) == before - 1, f"no assignment {path[3]}"
+                self.save()
+                return None
+        if method == "POST" and len(path) == 3 and path[2] == "appRoleAssignedTo":
+            request = json.loads(body or "{}")
+            resource = self.sp(path[1])
+            assert request["resourceId"] == resource["id"]
+            assert any(role["id"] == request["appRoleId"] for role in resource["appRoles"]), request
+            created = {"id": str(uuid.uuid4()), **request}
+            self.data["assignments"].append(created)
+            self.save()
+            return created
+        raise AssertionError(f"fake az: no answer for {method} {url}")
+
+
+def tsv(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return "\t".join("" if item is None else str(item) for item in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def main(argv: list[str]) -> int:
+    tenant = Tenant(Path(os.environ["FAKE_AZ_STATE"]))
+    opts = options(argv)
+    entry: dict[str, Any] = {"argv": argv}
+    if argv[:2] == ["identity", "show"]:
+        result: Any = {"principalId": tenant.data["identityPrincipalId"], "name": opts["name"]}
+    elif argv[:1] == ["rest"]:
+        entry.update(method=opts["method"], url=opts["url"])
+        try:
+            result = tenant.rest(opts["method"], opts["url"], opts.get("body"))
+        except LookupError as missing:
+            print(f"ERROR: Not Found({missing})", file=sys.stderr)
+            return 3
+    else:
+        print(f"fake az: unsupported command {argv}", file=sys.stderr)
+        return 2
+    with Path(os.environ["FAKE_AZ_LOG"]).open("a") as log:
+        log.write(json.dumps(entry) + "\n")
+    if "query" in opts:
+        result = importlib.import_module("jmespath").search(opts["query"], result)
+    output = opts.get("output", "json")
+    if output == "none":
+        return 0
+    print(tsv(result) if output == "tsv" else json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
