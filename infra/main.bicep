@@ -150,6 +150,7 @@ var tableNames = [
   'MailboxDaily'
   'AlertOutbox'
   'ReportAccess'
+  'RecordConflicts'
 ]
 // The record of every report request: the app may only add rows to it (app/rbac.bicep).
 var reportAccessTableName = 'ReportAccess'

@@ -378,8 +378,8 @@ def _store_unreadable_row(storage: Storage) -> None:
             "PartitionKey": "alice@contoso.com",
             "RowKey": "20261118T090000_broken",
             "EventTime": "2026-11-18T09:00:00Z",
-            "ItemChunks": 1,
-            "Items0": "{not json",
+            "PayloadChunks": 1,
+            "Payload0": "{not json",
         }
     )
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from shared import cli, pipeline, report
+from shared import cli, pipeline, raw_store, report
 from shared.config import ReportSettings
 from shared.records import EVENT_COLUMNS
 from shared.report_request import parse_report_request
@@ -41,6 +42,18 @@ def _mia(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     return captured.out
 
 
+def _as_stored(report_text: str, path: Path) -> str:
+    """A report from `path` as the same report from storage: identical, but for rows naming the
+    file where stored rows name the blob that holds its bytes (with the same SHA-256 and index)."""
+    stored = raw_store.import_blob_name(raw_store.sha256_hex(path.read_bytes()))
+    return report_text.replace(str(path), stored)
+
+
+def _without_provenance(json_report: str) -> list[dict[str, object]]:
+    drop = {"SourceBlob", "SourceSha256", "SourceIndex"}
+    return [{k: v for k, v in row.items() if k not in drop} for row in json.loads(json_report)]
+
+
 CASES = [
     ("alice@contoso.com", "mailbox", SAMPLE_FROM, SAMPLE_TO),
     ("alice@contoso.com", "mailbox", "2026-11-18T02:15:00", "2026-11-18T02:40:00"),
@@ -68,7 +81,7 @@ def test_report_from_storage_and_from_the_export_file_are_identical(
     from_storage = _mia(capsys, *args)
     from_file = _mia(capsys, *args, "--input", str(SAMPLE))
 
-    assert from_storage == from_file
+    assert from_storage == _as_stored(from_file, SAMPLE)
     rows = parse_csv(from_storage)
     assert tuple(rows[0]) == VIEWS[view][0]
     if view == "events" and start == SAMPLE_FROM:
@@ -84,8 +97,11 @@ def test_json_reports_from_storage_and_from_files_are_identical(
 
     from_storage = _mia(capsys, *args)
 
-    assert from_storage == _mia(capsys, *args, "--input", str(SAMPLE))
-    assert from_storage == _mia(capsys, *args, "--input", str(jsonl), str(SAMPLE))
+    assert from_storage == _as_stored(_mia(capsys, *args, "--input", str(SAMPLE)), SAMPLE)
+    # The JSON Lines file comes first, so its copies are the rows' sources there.
+    both = _mia(capsys, *args, "--input", str(jsonl), str(SAMPLE))
+    assert _without_provenance(from_storage) == _without_provenance(both)
+    assert {row["SourceBlob"] for row in json.loads(both)} == {str(jsonl)}
 
 
 @pytest.mark.parametrize(
@@ -104,7 +120,7 @@ def test_reports_with_fractional_second_bounds_agree_between_storage_and_files(
 
     from_storage = _mia(capsys, *args)
 
-    assert from_storage == _mia(capsys, *args, "--input", str(SAMPLE))
+    assert from_storage == _as_stored(_mia(capsys, *args, "--input", str(SAMPLE)), SAMPLE)
     assert len(parse_csv(from_storage)) > 2
 
 
@@ -190,6 +206,10 @@ def _ids_by_ip(ip: str) -> set[str]:
     }
 
 
+# The attacker's Sync record is the sample's 39th data row: SourceIndex 38 (0-based).
+SYNC_RECORD_POSITION = 38
+
+
 def test_mia_report_exposure_from_the_export_file_filtered_to_the_attackers_ip(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -232,6 +252,10 @@ def test_mia_report_exposure_from_the_export_file_filtered_to_the_attackers_ip(
             "ClientIPs": ATTACKER_IP,
             "Users": "alice@contoso.com",
             "SubjectSource": "",
+            "FirstRecordId": "765b769c-8fc9-4db9-8963-59eb64e116cc",
+            "SourceBlob": str(SAMPLE),
+            "SourceSha256": raw_store.sha256_hex(SAMPLE.read_bytes()),
+            "SourceIndex": str(SYNC_RECORD_POSITION),
         }
     ]
     assert {c["ClientIPs"] for c in cells} == {ATTACKER_IP}
