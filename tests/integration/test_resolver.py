@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -455,3 +456,62 @@ def test_lookups_graph_keeps_throttling_come_back_after_the_retry_time(storage: 
     assert list(queue.peek_messages()) == []
     rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
     assert {info.source for info in rows.values()} == {"unresolved:throttled"}
+
+
+# The deadline tests below time the call. That is a behavioural check, not a performance one: the
+# simulator stalls or fails every request far longer than the budget (the old code retried for
+# minutes), so finishing within the 2-3 s budget plus one short request proves the deadline is
+# honoured. The 15 s bound is deliberately generous for a slow, shared machine.
+GENEROUS_BOUND_S = 15.0
+
+
+def test_a_stalled_batch_is_cut_at_the_budgets_deadline_and_its_lookups_deferred(storage: Storage) -> None:
+    with Simulator(sim_config(faults=FaultConfig(graph_batch_stall_s=120))) as sim:
+        found = messages(sim, purged=False)[:45]
+        resolver = resolver_for(sim, storage)
+        started = time.monotonic()
+        answers = resolver.resolve({ALICE: observed(found)}, Budget(100, 2), everything)
+        elapsed = time.monotonic() - started
+        stats = sim.stats()
+
+    assert elapsed < GENEROUS_BOUND_S
+    assert stats["faults"]["graph_batch_stall"] == 1  # no second batch started after the deadline
+    assert {info.source for info in answers.values()} == {"unresolved:deferred"}
+    assert index_of(storage, ALICE, [m.internet_message_id for m in found]) == {}  # deferred, not failed
+
+
+def test_retries_of_a_failing_batch_stop_at_the_deadline_and_defer(storage: Storage) -> None:
+    with Simulator(sim_config(faults=FaultConfig(graph_batch_error=1.0))) as sim:
+        found = messages(sim, purged=False)[:5]
+        settings = settings_for(sim)
+        assert settings.graph is not None
+        # Twelve attempts would back off for about five minutes: only the deadline can stop them.
+        patient = replace(settings, graph=replace(settings.graph, max_attempts=12))
+        started = time.monotonic()
+        resolver = build_resolver(storage, patient)
+        answers = resolver.resolve({ALICE: observed(found)}, Budget(100, 2), everything)
+        elapsed = time.monotonic() - started
+        stats = sim.stats()
+
+    assert elapsed < GENEROUS_BOUND_S
+    assert 1 <= stats["faults"]["graph_batch_error"] < 12
+    assert {info.source for info in answers.values()} == {"unresolved:deferred"}
+    assert index_of(storage, ALICE, [m.internet_message_id for m in found]) == {}
+
+
+def test_a_stalled_message_trace_is_cut_at_the_deadline_and_defers(storage: Storage) -> None:
+    with Simulator(sim_config(faults=FaultConfig(trace_stall_s=120))) as sim:
+        ghost = "<gone@nowhere.example>"
+        accessed = sim.tenant.now - timedelta(hours=30)
+        started = time.monotonic()
+        answers = resolver_for(sim, storage).resolve(
+            {ALICE: {ghost: Observed(size=1, first_access=accessed)}}, Budget(100, 3), everything
+        )
+        elapsed = time.monotonic() - started
+        stats = sim.stats()
+
+    assert elapsed < GENEROUS_BOUND_S
+    assert stats["graph_batch_items"] == 1  # Graph answered "not found" in time
+    assert stats["faults"]["trace_stall"] == 1
+    assert answers[(ALICE, ghost)].source == "unresolved:deferred"
+    assert index_of(storage, ALICE, [ghost]) == {}
