@@ -430,14 +430,15 @@ class SubjectResolver:
                 continue
             except GraphError as problem:
                 auth = isinstance(problem, GraphAuthError)
+                # No token at all (refused, or its endpoint down): every batch would fail the same.
+                no_token = auth or problem.code == "token_unavailable"
                 log.error("Graph message lookup failed (%s); retried later", problem)
                 if auth:
                     stats.problem = f"Graph refused the message lookups: {problem}. {GRAPH_FIX}"
                 reason = "graph-permission" if auth else "graph-error"
-                # A refused token refuses every batch the same way.
-                for key in batch + (backlog.keys if auth else []):
+                for key in batch + (backlog.keys if no_token else []):
                     found[key] = self._negative(candidates[key], reason, now, short=True)
-                if auth:
+                if no_token:
                     break
                 continue
             for key, retry_after in self._sort_replies(batch, replies, candidates, found, misses, now):

@@ -5,6 +5,7 @@ duplicate lookups under redelivery."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from shared.config import ResolutionSettings, load_resolution_settings
 from shared.graph_api import GraphClient
 from shared.message_info import MessageInfo, Observed, observe
 from shared.records import AccessEvent, MessageRef
-from shared.resolver import MAX_ITEM_ATTEMPTS, Budget, ResolveStats, SubjectResolver
+from shared.resolver import MAX_ITEM_ATTEMPTS, SHORT_RETRY, Budget, ResolveStats, SubjectResolver
 from shared.runtime import build_resolver
 from shared.storage import MESSAGE_INDEX_TABLE, Storage
 from shared.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW, grid_windows
@@ -456,6 +457,36 @@ def test_lookups_graph_keeps_throttling_come_back_after_the_retry_time(storage: 
     assert list(queue.peek_messages()) == []
     rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
     assert {info.source for info in rows.values()} == {"unresolved:throttled"}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_token_endpoint_is_retried_later_and_never_called_a_missing_permission(
+    sim: Simulator, storage: Storage
+) -> None:
+    found = messages(sim, purged=False)[:45]  # three batches: the first one's failure stands for all
+    lookup_queue.enqueue(storage, {ALICE: observed(found)})
+    resolver = resolver_for(sim, storage, LOGIN_AUTHORITY=f"https://127.0.0.1:{closed_port()}")
+
+    drained = lookup_queue.drain(storage, resolver, sim.tenant_id)
+
+    rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
+    assert {info.source for info in rows.values()} == {"unresolved:graph-error"}
+    assert len(rows) == len(found)
+    for info in rows.values():  # the short retry of a transient failure, not a day later
+        assert info.retry_at is not None
+        assert timedelta(0) < info.retry_at - datetime.now(UTC) <= SHORT_RETRY
+    assert drained.stats.problem == ""
+    assert outbox.rows(storage) == []  # no subjects.lookup_failed telling anyone to grant anything
+    assert (drained.retry_later, drained.queue_messages, drained.dropped) == (1, 0, 0)
+    queue = lookup_queue.lookup_queue(storage)
+    assert queue.get_queue_properties().approximate_message_count == 1  # kept for the retry time
+    assert graph_stats(sim)["graph_requests"] == 0  # no token, so nothing was sent to Graph
 
 
 # The deadline tests below time the call. That is a behavioural check, not a performance one: the
