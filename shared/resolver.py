@@ -62,6 +62,7 @@ MAX_NEGATIVE_ATTEMPTS = 3  # "not found" is final after this many lookups
 MAX_ITEM_ATTEMPTS = 5  # a throttled batch item is sent again at most this often in one run
 RUN_SECONDS = 240.0  # time one resolve_subjects run may spend on lookups
 DEFERRED = UNRESOLVED + "deferred"
+GRAPH_ERROR = UNRESOLVED + "graph-error"
 INVALID = MessageInfo(source=UNRESOLVED + "invalid-id")  # final: no lookup could match it
 GRAPH_FIX = (
     "Grant the identity the Microsoft Graph application permission Mail.ReadBasic.All with admin "
@@ -321,6 +322,23 @@ class SubjectResolver:
                 stats.deferred += 1
         self._write(writes)
         return result
+
+    def give_up(self, observed: Mapping[str, Mapping[str, Observed]]) -> int:
+        """Ids the lookup queue stops retrying after repeated failures: each that the index has no
+        answer for is written `unresolved:graph-error` (a report shows it and may ask again on
+        demand), so none disappears unrecorded. Returns how many of them are unresolved."""
+        now = self._clock()
+        unresolved = 0
+        for mailbox, messages in observed.items():
+            known = message_index.read(self._table, mailbox, messages)
+            missing = {
+                message_id: MessageInfo(size=seen.size, source=GRAPH_ERROR, retry_at=now + SHORT_RETRY)
+                for message_id, seen in messages.items()
+                if message_id not in known
+            }
+            message_index.write(self._table, mailbox, missing)
+            unresolved += len(missing) + sum(1 for info in known.values() if not info.resolved)
+        return unresolved
 
     def _triage(
         self,

@@ -5,6 +5,7 @@ duplicate lookups under redelivery."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import time
@@ -546,3 +547,48 @@ def test_a_stalled_message_trace_is_cut_at_the_deadline_and_defers(storage: Stor
     assert stats["faults"]["trace_stall"] == 1
     assert answers[(ALICE, ghost)].source == "unresolved:deferred"
     assert index_of(storage, ALICE, [ghost]) == {}
+
+
+def test_lookups_deferred_pass_after_pass_stay_queued_until_a_pass_can_answer_them(storage: Storage) -> None:
+    # Graph throttles every lookup with a Retry-After longer than a whole run: each pass sends one
+    # batch, cannot wait, and defers everything. That is not a failure, so no dequeue count runs out.
+    slow = sim_config(faults=FaultConfig(graph_throttle=1.0), graph_retry_after_s=600)
+    with Simulator(slow) as sim:
+        found = messages(sim, purged=False)[:30]
+        lookup_queue.enqueue(storage, {ALICE: observed(found)})
+        passes = [lookup_queue.drain(storage, resolver_for(sim, storage)) for _ in range(7)]
+
+    assert [(p.left_queued, p.dropped, p.stats.deferred) for p in passes] == [(1, 0, 30)] * 7
+    assert index_of(storage, ALICE, [m.internet_message_id for m in found]) == {}
+    with Simulator(sim_config()) as sim:  # the same tenant, no longer throttling
+        answered = lookup_queue.drain(storage, resolver_for(sim, storage))
+
+    assert (answered.stats.graph, answered.dropped, answered.left_queued) == (30, 0, 0)
+    rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
+    assert {info.source for info in rows.values()} == {"graph"}
+    assert len(rows) == 30
+    assert lookup_queue.lookup_queue(storage).peek_messages() == []
+
+
+def test_ids_dropped_after_repeated_failures_are_counted_and_left_visible_in_the_index(
+    sim: Simulator, storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    found = messages(sim, purged=False)[:4]
+    lookup_queue.enqueue(storage, {ALICE: observed(found)})
+    queue = lookup_queue.lookup_queue(storage)
+    for _ in range(lookup_queue.MAX_DEQUEUE_COUNT):  # five passes that died before answering
+        [message] = queue.receive_messages(visibility_timeout=30)
+        queue.update_message(message, visibility_timeout=0)
+
+    with caplog.at_level(logging.INFO):
+        drained = lookup_queue.drain(storage, resolver_for(sim, storage))
+
+    assert (drained.dropped, drained.dropped_ids) == (1, 4)
+    assert graph_stats(sim)["graph_requests"] == 0
+    rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
+    assert {info.source for info in rows.values()} == {"unresolved:graph-error"}
+    assert len(rows) == 4
+    assert all(info.retry_at is not None for info in rows.values())  # a report may ask again
+    ours = [record for record in caplog.records if record.name.startswith("shared.")]
+    assert any("4 ids" in r.getMessage() for r in ours if r.levelno >= logging.WARNING)
+    assert not any("@" in r.getMessage() for r in ours)  # counts, never a mailbox or message id
