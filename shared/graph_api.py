@@ -10,6 +10,9 @@
   process-wide limiter and by the service's Retry-After.
 - 5xx and network failures are retried with backoff here; throttling (429) is handed to the caller
   with its Retry-After, because only the caller knows how long it may wait.
+- A caller's deadline (a `time.monotonic()` instant) bounds everything a call does: each request's
+  timeout is the time left (at most `request_timeout_seconds`), no retry or backoff sleep runs past
+  it, and a request with less than MIN_REQUEST_SECONDS left is not started (`DeadlineReached`).
 - The bearer token only goes to the configured Graph host; `@odata.nextLink` is checked before use.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,7 +32,8 @@ from urllib.parse import quote, urlsplit
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay
+from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential_jitter
 
 from shared.activity_api import RateLimiter, error_of, parse_retry_after, retry_after_seconds
@@ -44,6 +49,7 @@ MAILBOX_CONCURRENCY = 4
 SELECT = "id,subject,from,sender,receivedDateTime,internetMessageId,parentFolderId"
 MAX_TRACE_PAGE = 5000  # the service's largest $top for message traces (reference 3.1)
 DEFAULT_RETRY_AFTER = 2.0
+MIN_REQUEST_SECONDS = 1.0  # with less time left before a deadline, a request is not started
 
 
 class GraphError(RuntimeError):
@@ -66,6 +72,16 @@ class GraphThrottled(GraphError):
 
 class GraphAuthError(GraphError):
     """The token is refused or lacks the permission: the fix is consent or configuration."""
+
+
+class DeadlineReached(GraphError):
+    """The caller's deadline came before the call could finish: nothing failed, what is left is
+    for a later run (not a Graph error, so never counted as one)."""
+
+
+def time_left(deadline: float | None) -> float | None:
+    """Seconds until `deadline` (a `time.monotonic()` instant), None without one."""
+    return None if deadline is None else deadline - time.monotonic()
 
 
 class TraceBudgetSpent(GraphError):
@@ -117,10 +133,16 @@ class MailboxSlots:
         self._changed = threading.Condition()
 
     @contextmanager
-    def hold(self, needs: Mapping[str, int]) -> Iterator[None]:
+    def hold(self, needs: Mapping[str, int], timeout: float | None = None) -> Iterator[None]:
+        """Hold the slots; DeadlineReached when they are not free within `timeout` seconds."""
         wanted = {mailbox: min(self._limit, count) for mailbox, count in needs.items()}
         with self._changed:
-            self._changed.wait_for(lambda: all(self._busy[m] + n <= self._limit for m, n in wanted.items()))
+            free = self._changed.wait_for(
+                lambda: all(self._busy[m] + n <= self._limit for m, n in wanted.items()),
+                None if timeout is None else max(0.0, timeout),
+            )
+            if not free:
+                raise DeadlineReached(0, "deadline", "no mailbox slot came free before the deadline")
             self._busy.update(wanted)
         try:
             yield
@@ -189,7 +211,15 @@ class GraphClient:
 
     # -- transport --------------------------------------------------------------------------
 
-    def _call(self, method: str, url: str, body: bytes | None) -> requests.Response:
+    def _timeout(self, deadline: float | None) -> float:
+        """The timeout of a request about to start: the time left, at most the configured one."""
+        left = time_left(deadline)
+        if left is not None and left < MIN_REQUEST_SECONDS:
+            raise DeadlineReached(0, "deadline", "too little time left to send the request")
+        configured = float(self.settings.request_timeout_seconds)
+        return configured if left is None else min(configured, left)
+
+    def _call(self, method: str, url: str, body: bytes | None, deadline: float | None) -> requests.Response:
         try:
             token = self._tokens.token(self.settings.scope)
         except AuthFailed as problem:
@@ -199,10 +229,9 @@ class GraphClient:
         headers = {"Authorization": f"Bearer {token}"}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        timeout = self._timeout(deadline)  # after the token: getting it took some of the time
         try:
-            return self._session.request(
-                method, url, data=body, headers=headers, timeout=self.settings.request_timeout_seconds
-            )
+            return self._session.request(method, url, data=body, headers=headers, timeout=timeout)
         except (
             requests.ConnectionError,
             requests.Timeout,
@@ -210,13 +239,13 @@ class GraphClient:
         ) as problem:
             raise GraphTransient(0, "network", type(problem).__name__) from None
 
-    def _send(self, method: str, url: str, body: bytes | None) -> Any:
+    def _send(self, method: str, url: str, body: bytes | None, deadline: float | None) -> Any:
         if urlsplit(url).netloc.lower() != self._host or not url.startswith("https://"):
             raise GraphError(0, "foreign_host", "refusing to send the Graph token to another host")
-        response = self._call(method, url, body)
+        response = self._call(method, url, body, deadline)
         if response.status_code == 401:  # expired in flight or revoked: one fresh token
             self._tokens.invalidate()
-            response = self._call(method, url, body)
+            response = self._call(method, url, body, deadline)
         if response.status_code >= 400:
             raise _classify(response)
         try:
@@ -224,20 +253,40 @@ class GraphClient:
         except orjson.JSONDecodeError:
             raise GraphTransient(response.status_code, "bad_json", "the answer is not JSON") from None
 
-    def request(self, method: str, url: str, body: bytes | None = None) -> Any:
-        """One call, with 5xx and network failures retried (exponential backoff with jitter)."""
+    def request(self, method: str, url: str, body: bytes | None = None, deadline: float | None = None) -> Any:
+        """One call, with 5xx and network failures retried (exponential backoff with jitter), all
+        of it before `deadline` (a `time.monotonic()` instant) when one is given."""
+        attempts = 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._send(method, url, body, deadline)
+
+        stop: stop_base = stop_after_attempt(self.settings.max_attempts)
+        left = time_left(deadline)
+        if left is not None:  # no backoff sleep that would leave too little time for the request
+            stop = stop | stop_before_delay(max(0.0, left - MIN_REQUEST_SECONDS))
         retrying = Retrying(
             retry=retry_if_exception_type(GraphTransient),
             wait=wait_exponential_jitter(multiplier=0.5, max=self.settings.max_backoff_seconds),
-            stop=stop_after_attempt(self.settings.max_attempts),
+            stop=stop,
             reraise=True,
         )
-        return retrying(self._send, method, url, body)
+        try:
+            return retrying(attempt)
+        except GraphTransient as problem:
+            if deadline is not None and attempts < self.settings.max_attempts:
+                # The deadline, not the attempts, ran out: the caller defers instead of failing.
+                reason = f"stopped at the deadline after {attempts} attempt(s): {problem}"
+                raise DeadlineReached(problem.status, "deadline", reason) from None
+            raise
 
     # -- operations -------------------------------------------------------------------------
 
-    def batch(self, lookups: Sequence[MessageQuery]) -> dict[str, ItemReply]:
-        """One `$batch` of up to 20 lookups; the replies by item key (any order on the wire)."""
+    def batch(self, lookups: Sequence[MessageQuery], deadline: float | None = None) -> dict[str, ItemReply]:
+        """One `$batch` of up to 20 lookups, done before `deadline` or DeadlineReached; the replies
+        by item key (any order on the wire)."""
         if not 1 <= len(lookups) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} lookups, not {len(lookups)}")
         requests_ = [
@@ -249,8 +298,8 @@ class GraphClient:
             for item in lookups
         ]
         payload = orjson.dumps({"requests": requests_})
-        with self._slots.hold(Counter(item.mailbox.lower() for item in lookups)):
-            answer = self.request("POST", f"{self.settings.base}/v1.0/$batch", payload)
+        with self._slots.hold(Counter(item.mailbox.lower() for item in lookups), time_left(deadline)):
+            answer = self.request("POST", f"{self.settings.base}/v1.0/$batch", payload, deadline)
         replies: dict[str, ItemReply] = {}
         for raw in answer.get("responses", []) if isinstance(answer, dict) else []:
             if isinstance(raw, dict) and isinstance(raw.get("id"), str):
@@ -263,10 +312,12 @@ class GraphClient:
         end: datetime,
         message_id: str | None = None,
         wait_limit: Callable[[], float] | None = None,
+        deadline: float | None = None,
     ) -> Iterator[tuple[list[dict[str, Any]], bool]]:
         """Pages of trace rows received in [start, end] (one row per recipient), of one message
         or of the whole tenant, each as (rows, more pages follow). Each page takes a slot of the
-        tenant's trace budget, waiting at most `wait_limit()` seconds for it."""
+        tenant's trace budget, waiting at most `wait_limit()` seconds for it, and is read before
+        `deadline` (or DeadlineReached)."""
         filter_text = f"receivedDateTime ge {iso_z(start)} and receivedDateTime le {iso_z(end)}"
         if message_id is not None:
             filter_text = f"messageId eq {odata_string(message_id)} and {filter_text}"
@@ -276,10 +327,12 @@ class GraphClient:
             f"?$filter={quote(filter_text, safe='')}&$top={top}"
         )
         while url is not None:
-            if not self.trace_limiter.acquire(timeout=wait_limit() if wait_limit else None):
+            limits = (wait_limit() if wait_limit else None, time_left(deadline))
+            waits = [wait for wait in limits if wait is not None]
+            if not self.trace_limiter.acquire(timeout=max(0.0, min(waits)) if waits else None):
                 raise TraceBudgetSpent(0, "trace_budget", "no message-trace request left in this window")
             try:
-                page = self.request("GET", url)
+                page = self.request("GET", url, deadline=deadline)
             except GraphThrottled as problem:
                 self.trace_limiter.hold_off(problem.retry_after)
                 raise

@@ -7,8 +7,11 @@ a handful of records). A queue message holds one mailbox's messages:
 `{"m": mailbox, "ids": [[InternetMessageId, first access (ISO 8601) or null, size or null], ...]}`.
 
 Messages are deleted once every id in them has an answer in MessageIndex (found, or not found
-with its retry time); ids a run's budget did not reach stay queued for the next run, and ids Graph
-was throttling or failing on come back after their retry time (at most MAX_DEQUEUE_COUNT times).
+with its retry time). Ids a run's budget did not reach (deferred) go back on the queue as new
+messages: deferring is not failing, so they never use up a dequeue count. Ids Graph was throttling
+or failing on stay in their message and come back after their retry time; a message received more
+than MAX_DEQUEUE_COUNT times is dropped, its ids counted and left visible in MessageIndex as
+`unresolved:graph-error` (a report can still look them up on demand).
 Everything is idempotent: an id queued twice, or a message seen again, is answered from the index.
 """
 
@@ -24,7 +27,7 @@ from azure.storage.queue import QueueClient, QueueMessage
 
 from shared import alerts, outbox, raw_store
 from shared.decoders import utc_timestamp
-from shared.message_info import UNRESOLVED, Key, Observed
+from shared.message_info import UNRESOLVED, Key, MessageInfo, Observed
 from shared.resolver import DEFERRED, SHORT_RETRY, ResolveStats, SubjectResolver
 from shared.storage import LOOKUP_QUEUE, Storage
 
@@ -33,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 40_000  # 64 KiB per queue message, base64 takes a third more
 MAX_KEYS_PER_PASS = 4_000  # ids resolved together (200 full batches)
 VISIBILITY_S = 600  # a received message stays hidden while its pass runs
-MAX_DEQUEUE_COUNT = 5  # then it is dropped, logged: a report can still resolve its ids on demand
+MAX_DEQUEUE_COUNT = 5  # real failures only; then dropped, counted, its ids left in MessageIndex
 # Answers worth asking again soon (their index rows carry a retry time SHORT_RETRY away).
 RETRY_LATER = {UNRESOLVED + reason for reason in ("throttled", "graph-error", "graph-permission")}
 RETRY_VISIBILITY_S = int(SHORT_RETRY.total_seconds()) + 60
@@ -99,9 +102,10 @@ def parse(body: str) -> dict[str, dict[str, Observed]]:
 class DrainResult:
     stats: ResolveStats = field(default_factory=ResolveStats)
     queue_messages: int = 0  # answered and deleted
-    left_queued: int = 0  # the budget ran out before all their ids were answered
+    left_queued: int = 0  # the budget ran out before all their ids were answered: queued anew
     retry_later: int = 0  # Graph was throttling or failing: asked again after SHORT_RETRY
-    dropped: int = 0  # unreadable, or retried too often
+    dropped: int = 0  # unreadable, or failed too often
+    dropped_ids: int = 0  # unresolved ids of the messages dropped after failing too often
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -109,6 +113,7 @@ class DrainResult:
             "left_queued": self.left_queued,
             "retry_later": self.retry_later,
             "dropped": self.dropped,
+            "dropped_ids": self.dropped_ids,
             **self.stats.as_dict(),
         }
 
@@ -120,7 +125,7 @@ class _Pass:
     keys: int = 0
 
 
-def _gather(queue: QueueClient, result: DrainResult) -> _Pass:
+def _gather(queue: QueueClient, resolver: SubjectResolver, result: DrainResult) -> _Pass:
     """Receive queued messages until MAX_KEYS_PER_PASS ids or the queue is empty."""
     gathered = _Pass()
     while gathered.keys < MAX_KEYS_PER_PASS:
@@ -138,11 +143,17 @@ def _gather(queue: QueueClient, result: DrainResult) -> _Pass:
                 result.dropped += 1
                 continue
             if (message.dequeue_count or 0) > MAX_DEQUEUE_COUNT:
+                given_up = resolver.give_up(wanted)  # before the delete: no id is lost unrecorded
                 log.warning(
-                    "dropping subject-lookups message %s after %s attempts", message.id, MAX_DEQUEUE_COUNT
+                    "dropping subject-lookups message %s after %s failed attempts: %s ids left "
+                    "unresolved in MessageIndex",
+                    message.id,
+                    MAX_DEQUEUE_COUNT,
+                    given_up,
                 )
                 queue.delete_message(message)
                 result.dropped += 1
+                result.dropped_ids += given_up
                 continue
             keys: list[Key] = []
             for mailbox, messages in wanted.items():
@@ -165,29 +176,62 @@ def drain(storage: Storage, resolver: SubjectResolver, tenant: str = "") -> Drai
         return result
     queue = lookup_queue(storage)
     while not budget.exhausted():
-        gathered = _gather(queue, result)
+        gathered = _gather(queue, resolver, result)
         if not gathered.messages:
             break
         answers = resolver.resolve(gathered.observed, budget, resolver.settings.covers, result.stats)
+        requeued: set[Key] = set()
         for message, keys in gathered.messages:
-            # No answer at all: the mailbox is no longer covered (RESOLVE_SUBJECTS changed).
-            sources = {answers[key].source for key in keys if key in answers}
-            if DEFERRED in sources:
-                queue.update_message(message, visibility_timeout=0)
-                result.left_queued += 1
-            elif sources & RETRY_LATER:
-                # Back once the index's retry time has passed, so the next pass asks Graph again.
-                queue.update_message(message, visibility_timeout=RETRY_VISIBILITY_S)
-                result.retry_later += 1
-            else:
-                queue.delete_message(message)
-                result.queue_messages += 1
+            _settle(queue, message, keys, answers, gathered.observed, requeued, result)
         if result.left_queued:
-            break
+            break  # what is left is queued anew: this run's budget is spent
     log.info("subject lookups: %s", result.as_dict())
+    if result.dropped_ids:
+        log.warning("subject lookups: gave up on %s ids after repeated failures", result.dropped_ids)
     if result.stats.problem:
         _raise_lookup_failed(storage, result, tenant)
     return result
+
+
+def _bodies(keys: list[Key], observed: Mapping[str, Mapping[str, Observed]]) -> list[str]:
+    by_mailbox: dict[str, dict[str, Observed]] = {}
+    for mailbox, message_id in keys:
+        by_mailbox.setdefault(mailbox, {})[message_id] = observed[mailbox][message_id]
+    return [body for mailbox, messages in by_mailbox.items() for body in message_bodies(mailbox, messages)]
+
+
+def _settle(
+    queue: QueueClient,
+    message: QueueMessage,
+    keys: list[Key],
+    answers: Mapping[Key, MessageInfo],
+    observed: Mapping[str, Mapping[str, Observed]],
+    requeued: set[Key],
+    result: DrainResult,
+) -> None:
+    """One received message after the pass: deferred ids are queued again as new messages (a fresh
+    dequeue count: deferring is not failing); ids Graph failed on stay in this message, hidden until
+    their retry time (their dequeue count counts); the message goes once nothing is left in it.
+    A key without an answer belongs to a mailbox no longer covered (RESOLVE_SUBJECTS changed)."""
+    deferred = [key for key in dict.fromkeys(keys) if key in answers and answers[key].source == DEFERRED]
+    failed = [key for key in dict.fromkeys(keys) if key in answers and answers[key].source in RETRY_LATER]
+    fresh = [key for key in deferred if key not in requeued]  # an id queued twice goes back once
+    for body in _bodies(fresh, observed):
+        queue.send_message(body)  # sent before the old message changes: nothing is lost between
+    requeued.update(fresh)
+    if deferred:
+        result.left_queued += 1
+    if failed:
+        first, *rest = _bodies(failed, observed)
+        for body in rest:
+            queue.send_message(body, visibility_timeout=RETRY_VISIBILITY_S)
+        # Back once the index's retry time has passed, so the next pass asks Graph again.
+        queue.update_message(message, content=first, visibility_timeout=RETRY_VISIBILITY_S)
+        result.retry_later += 1
+        return
+    queue.delete_message(message)
+    if not deferred:
+        result.queue_messages += 1
 
 
 def _raise_lookup_failed(storage: Storage, result: DrainResult, tenant: str) -> None:

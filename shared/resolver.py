@@ -10,8 +10,10 @@ The chain (issue 4, DESIGN section 2), with the source recorded in `SubjectSourc
 
 Every answer goes into MessageIndex, so nothing is looked up twice needlessly: a redelivered
 queue message, a record repeated in another blob, or a report asking again all find it there.
-Remote lookups spend a `Budget` (requests and seconds); what the budget does not cover is left
-unwritten and shows as `unresolved:deferred`, to be looked up by a later run or report.
+Remote lookups spend a `Budget` (requests and seconds); its seconds are a deadline that every
+request, retry and wait honours (shared/graph_api.py). What the budget does not cover is left
+unwritten and shows as `unresolved:deferred`, to be looked up by a later run or report: deferring
+is not failing.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from shared.config import ResolutionSettings
 from shared.decoders import utc_timestamp
 from shared.graph_api import (
     MAX_BATCH,
+    MIN_REQUEST_SECONDS,
+    DeadlineReached,
     GraphAuthError,
     GraphClient,
     GraphError,
@@ -58,6 +62,7 @@ MAX_NEGATIVE_ATTEMPTS = 3  # "not found" is final after this many lookups
 MAX_ITEM_ATTEMPTS = 5  # a throttled batch item is sent again at most this often in one run
 RUN_SECONDS = 240.0  # time one resolve_subjects run may spend on lookups
 DEFERRED = UNRESOLVED + "deferred"
+GRAPH_ERROR = UNRESOLVED + "graph-error"
 INVALID = MessageInfo(source=UNRESOLVED + "invalid-id")  # final: no lookup could match it
 GRAPH_FIX = (
     "Grant the identity the Microsoft Graph application permission Mail.ReadBasic.All with admin "
@@ -75,18 +80,24 @@ MAX_MESSAGE_ID_CHARS = 998  # RFC 5322 section 2.1.1: a header line is at most 9
 
 @dataclass
 class Budget:
-    """How much one run may spend on remote lookups."""
+    """How much one run may spend on remote lookups: `seconds` is a deadline, not a guideline."""
 
     max_requests: int
     seconds: float
     used: int = 0
     started: float = field(default_factory=time.monotonic)
 
+    @property
+    def deadline(self) -> float:
+        """The `time.monotonic()` instant by which every request must be done."""
+        return self.started + self.seconds
+
     def left(self) -> float:
-        return max(0.0, self.seconds - (time.monotonic() - self.started))
+        return max(0.0, self.deadline - time.monotonic())
 
     def exhausted(self) -> bool:
-        return self.used >= self.max_requests or self.left() <= 0
+        """No request left, or too little time to send one."""
+        return self.used >= self.max_requests or self.left() < MIN_REQUEST_SECONDS
 
     def take(self) -> bool:
         if self.exhausted():
@@ -312,6 +323,23 @@ class SubjectResolver:
         self._write(writes)
         return result
 
+    def give_up(self, observed: Mapping[str, Mapping[str, Observed]]) -> int:
+        """Ids the lookup queue stops retrying after repeated failures: each that the index has no
+        answer for is written `unresolved:graph-error` (a report shows it and may ask again on
+        demand), so none disappears unrecorded. Returns how many of them are unresolved."""
+        now = self._clock()
+        unresolved = 0
+        for mailbox, messages in observed.items():
+            known = message_index.read(self._table, mailbox, messages)
+            missing = {
+                message_id: MessageInfo(size=seen.size, source=GRAPH_ERROR, retry_at=now + SHORT_RETRY)
+                for message_id, seen in messages.items()
+                if message_id not in known
+            }
+            message_index.write(self._table, mailbox, missing)
+            unresolved += len(missing) + sum(1 for info in known.values() if not info.resolved)
+        return unresolved
+
     def _triage(
         self,
         observed: Mapping[str, Mapping[str, Observed]],
@@ -403,28 +431,32 @@ class SubjectResolver:
         while backlog.keys:
             batch = backlog.next_batch()
             if not batch:  # only throttled mailboxes are left: wait out the nearest Retry-After
-                if backlog.wait() > budget.left():
-                    break
+                if backlog.wait() + MIN_REQUEST_SECONDS > budget.left():
+                    break  # the wait would leave no time to ask: deferred
                 time.sleep(backlog.wait())
                 continue
             if not budget.take():
                 break
             stats.graph_requests += 1
+            queries = [MessageQuery(str(n), mb, mid) for n, (mb, mid) in enumerate(batch)]
             try:
-                replies = graph.batch([MessageQuery(str(n), mb, mid) for n, (mb, mid) in enumerate(batch)])
+                replies = graph.batch(queries, deadline=budget.deadline)
+            except DeadlineReached:
+                break  # this batch and the rest are deferred, not failed
             except GraphThrottled as problem:
                 backlog.back(batch, problem.retry_after)
                 continue
             except GraphError as problem:
                 auth = isinstance(problem, GraphAuthError)
+                # No token at all (refused, or its endpoint down): every batch would fail the same.
+                no_token = auth or problem.code == "token_unavailable"
                 log.error("Graph message lookup failed (%s); retried later", problem)
                 if auth:
                     stats.problem = f"Graph refused the message lookups: {problem}. {GRAPH_FIX}"
                 reason = "graph-permission" if auth else "graph-error"
-                # A refused token refuses every batch the same way.
-                for key in batch + (backlog.keys if auth else []):
+                for key in batch + (backlog.keys if no_token else []):
                     found[key] = self._negative(candidates[key], reason, now, short=True)
-                if auth:
+                if no_token:
                     break
                 continue
             for key, retry_after in self._sort_replies(batch, replies, candidates, found, misses, now):
@@ -488,7 +520,7 @@ class SubjectResolver:
         deferred; a refused trace leaves Graph's answer standing."""
         if not misses:
             return
-        search = TraceSearch(graph, budget.take, budget.left)
+        search = TraceSearch(graph, budget.take, budget.left, budget.deadline)
         result = search.run({key: candidate.observed.first_access for key, candidate in misses.items()}, now)
         stats.trace_requests += result.requests
         for key, rows in result.found.items():

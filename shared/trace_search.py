@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.graph_api import GraphClient, GraphError, GraphThrottled, TraceBudgetSpent
+from shared.graph_api import DeadlineReached, GraphClient, GraphError, GraphThrottled, TraceBudgetSpent
 from shared.message_info import Key
 
 TRACE_WINDOW = timedelta(days=10)  # at most 10 days per query
@@ -43,7 +43,7 @@ def grid_windows(now: datetime, first_access: datetime | None) -> list[Window]:
 
 
 class OutOfBudget(Exception):
-    """The run's request budget or time is spent: what is left is looked up later."""
+    """The run's request budget or time is spent (its deadline): what is left is looked up later."""
 
 
 @dataclass
@@ -55,13 +55,21 @@ class SearchResult:
 
 
 class TraceSearch:
-    """One search over a set of messages; `take()` spends one request of the caller's budget and
-    `left()` is the time it may still wait."""
+    """One search over a set of messages; `take()` spends one request of the caller's budget,
+    `left()` is the time it may still wait and `deadline` (a `time.monotonic()` instant) the time
+    by which every request must be done."""
 
-    def __init__(self, graph: GraphClient, take: Callable[[], bool], left: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        graph: GraphClient,
+        take: Callable[[], bool],
+        left: Callable[[], float],
+        deadline: float | None = None,
+    ) -> None:
         self._graph = graph
         self._take = take
         self._left = left
+        self._deadline = deadline
         self.result = SearchResult()
 
     def run(self, wanted: Mapping[Key, datetime | None], now: datetime) -> SearchResult:
@@ -116,13 +124,16 @@ class TraceSearch:
     ) -> bool:
         """Read up to `max_pages` pages of the window into `rows` (the wanted ids only); True when
         the answer was read to its end."""
-        pages = self._graph.message_trace_pages(*window, message_id=message_id, wait_limit=self._left)
+        pages = self._graph.message_trace_pages(
+            *window, message_id=message_id, wait_limit=self._left, deadline=self._deadline
+        )
         for _ in range(max_pages):
             self._spend()
             try:
                 page, more = _next_page(pages)
-            except (GraphThrottled, TraceBudgetSpent):
-                raise OutOfBudget from None  # the tenant's 100 per 5 minutes: the next run goes on
+            except (GraphThrottled, TraceBudgetSpent, DeadlineReached):
+                # The tenant's 100 per 5 minutes, or the caller's deadline: the next run goes on.
+                raise OutOfBudget from None
             for row in page:
                 if row.get("messageId") in wanted:
                     rows.setdefault(str(row["messageId"]), []).append(row)

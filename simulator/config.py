@@ -17,7 +17,10 @@ class FaultConfig:
     short), `empty_page_rate` (a listing page comes back empty but still carries a NextPageUri),
     and `latency_s` added to every API call. `graph_throttle`: a Microsoft Graph message lookup
     (direct or a $batch item) answers 429 ApplicationThrottled with
-    `Retry-After: SimulatorConfig.graph_retry_after_s`.
+    `Retry-After: SimulatorConfig.graph_retry_after_s`. `graph_batch_error`: a whole Graph `$batch`
+    answers 503 ServiceUnavailable; `graph_batch_stall_s` / `trace_stall_s`: every `$batch` /
+    message-trace request answers only after this many seconds (all three off by default: for
+    clients that must honour a deadline).
 
     Data-level (shape of the generated tenant): `expired_blobs` blobs already past their
     contentExpiration, `late_blobs` blobs announced late (contentCreated in the recent past, listable
@@ -35,6 +38,9 @@ class FaultConfig:
     empty_page_rate: float = 0.0
     latency_s: float = 0.0
     graph_throttle: float = 0.0
+    graph_batch_error: float = 0.0
+    graph_batch_stall_s: float = 0.0
+    trace_stall_s: float = 0.0
     expired_blobs: int = 2
     late_blobs: int = 3
     duplicate_rate: float = 0.02
@@ -49,13 +55,15 @@ class FaultConfig:
             "empty_page_rate": self.empty_page_rate,
             "duplicate_rate": self.duplicate_rate,
             "graph_throttle": self.graph_throttle,
+            "graph_batch_error": self.graph_batch_error,
         }
         for name, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"FaultConfig.{name} must be a probability in [0, 1], got {rate}")
         if self.throttle_403 + self.throttle_429 + self.server_error > 1.0:
             raise ValueError("FaultConfig: throttle_403 + throttle_429 + server_error must not exceed 1")
-        if min(self.stall_s, self.latency_s) < 0 or min(self.expired_blobs, self.late_blobs) < 0:
+        durations = (self.stall_s, self.latency_s, self.graph_batch_stall_s, self.trace_stall_s)
+        if min(durations) < 0 or min(self.expired_blobs, self.late_blobs) < 0:
             raise ValueError("FaultConfig: durations and counts must not be negative")
 
     @classmethod

@@ -52,6 +52,9 @@ class FaultInjector:
     def graph_throttle(self) -> bool:
         return self.config.graph_throttle > 0 and self._draw() < self.config.graph_throttle
 
+    def graph_batch_error(self) -> bool:
+        return self.config.graph_batch_error > 0 and self._draw() < self.config.graph_batch_error
+
 
 class Stats:
     """Thread-safe counters, reported by `Simulator.stats()` and `GET /_sim/stats`."""

@@ -559,6 +559,12 @@ class Graph:
             return self._error(400, "BadRequest", items)
         self._stats.add("graph_batches")
         self._stats.add("graph_batch_items", len(items))
+        if self._faults.config.graph_batch_stall_s > 0:  # opt-in: a service slower than any timeout
+            self._stats.fault("graph_batch_stall")
+            self._sleep(self._faults.config.graph_batch_stall_s)
+        if self._faults.graph_batch_error():  # opt-in: the whole batch fails, as a gateway might
+            self._stats.fault("graph_batch_error")
+            return self._error(503, "ServiceUnavailable", "The service is temporarily unavailable.")
         if any(item.depends_on for item in items):
             responses = self._run_in_order(items, request, claims)
         else:
@@ -601,6 +607,9 @@ class Graph:
 
     def _traces(self, request: Request, claims: Mapping[str, Any]) -> Reply:
         self._stats.add("trace_requests")
+        if self._faults.config.trace_stall_s > 0:  # opt-in: a service slower than any timeout
+            self._stats.fault("trace_stall")
+            self._sleep(self._faults.config.trace_stall_s)
         if self._config.trace_missing_service_principal:  # prerequisite in reference 3.1
             return self._error(
                 401,

@@ -5,7 +5,10 @@ duplicate lookups under redelivery."""
 from __future__ import annotations
 
 import json
+import logging
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +22,7 @@ from shared.config import ResolutionSettings, load_resolution_settings
 from shared.graph_api import GraphClient
 from shared.message_info import MessageInfo, Observed, observe
 from shared.records import AccessEvent, MessageRef
-from shared.resolver import MAX_ITEM_ATTEMPTS, Budget, ResolveStats, SubjectResolver
+from shared.resolver import MAX_ITEM_ATTEMPTS, SHORT_RETRY, Budget, ResolveStats, SubjectResolver
 from shared.runtime import build_resolver
 from shared.storage import MESSAGE_INDEX_TABLE, Storage
 from shared.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW, grid_windows
@@ -455,3 +458,137 @@ def test_lookups_graph_keeps_throttling_come_back_after_the_retry_time(storage: 
     assert list(queue.peek_messages()) == []
     rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
     assert {info.source for info in rows.values()} == {"unresolved:throttled"}
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released): connections are refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_token_endpoint_is_retried_later_and_never_called_a_missing_permission(
+    sim: Simulator, storage: Storage
+) -> None:
+    found = messages(sim, purged=False)[:45]  # three batches: the first one's failure stands for all
+    lookup_queue.enqueue(storage, {ALICE: observed(found)})
+    resolver = resolver_for(sim, storage, LOGIN_AUTHORITY=f"https://127.0.0.1:{closed_port()}")
+
+    drained = lookup_queue.drain(storage, resolver, sim.tenant_id)
+
+    rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
+    assert {info.source for info in rows.values()} == {"unresolved:graph-error"}
+    assert len(rows) == len(found)
+    for info in rows.values():  # the short retry of a transient failure, not a day later
+        assert info.retry_at is not None
+        assert timedelta(0) < info.retry_at - datetime.now(UTC) <= SHORT_RETRY
+    assert drained.stats.problem == ""
+    assert outbox.rows(storage) == []  # no subjects.lookup_failed telling anyone to grant anything
+    assert (drained.retry_later, drained.queue_messages, drained.dropped) == (1, 0, 0)
+    queue = lookup_queue.lookup_queue(storage)
+    assert queue.get_queue_properties().approximate_message_count == 1  # kept for the retry time
+    assert graph_stats(sim)["graph_requests"] == 0  # no token, so nothing was sent to Graph
+
+
+# The deadline tests below time the call. That is a behavioural check, not a performance one: the
+# simulator stalls or fails every request far longer than the budget (the old code retried for
+# minutes), so finishing within the 2-3 s budget plus one short request proves the deadline is
+# honoured. The 15 s bound is deliberately generous for a slow, shared machine.
+GENEROUS_BOUND_S = 15.0
+
+
+def test_a_stalled_batch_is_cut_at_the_budgets_deadline_and_its_lookups_deferred(storage: Storage) -> None:
+    with Simulator(sim_config(faults=FaultConfig(graph_batch_stall_s=120))) as sim:
+        found = messages(sim, purged=False)[:45]
+        resolver = resolver_for(sim, storage)
+        started = time.monotonic()
+        answers = resolver.resolve({ALICE: observed(found)}, Budget(100, 2), everything)
+        elapsed = time.monotonic() - started
+        stats = sim.stats()
+
+    assert elapsed < GENEROUS_BOUND_S
+    assert stats["faults"]["graph_batch_stall"] == 1  # no second batch started after the deadline
+    assert {info.source for info in answers.values()} == {"unresolved:deferred"}
+    assert index_of(storage, ALICE, [m.internet_message_id for m in found]) == {}  # deferred, not failed
+
+
+def test_retries_of_a_failing_batch_stop_at_the_deadline_and_defer(storage: Storage) -> None:
+    with Simulator(sim_config(faults=FaultConfig(graph_batch_error=1.0))) as sim:
+        found = messages(sim, purged=False)[:5]
+        settings = settings_for(sim)
+        assert settings.graph is not None
+        # Twelve attempts would back off for about five minutes: only the deadline can stop them.
+        patient = replace(settings, graph=replace(settings.graph, max_attempts=12))
+        started = time.monotonic()
+        resolver = build_resolver(storage, patient)
+        answers = resolver.resolve({ALICE: observed(found)}, Budget(100, 2), everything)
+        elapsed = time.monotonic() - started
+        stats = sim.stats()
+
+    assert elapsed < GENEROUS_BOUND_S
+    assert 1 <= stats["faults"]["graph_batch_error"] < 12
+    assert {info.source for info in answers.values()} == {"unresolved:deferred"}
+    assert index_of(storage, ALICE, [m.internet_message_id for m in found]) == {}
+
+
+def test_a_stalled_message_trace_is_cut_at_the_deadline_and_defers(storage: Storage) -> None:
+    with Simulator(sim_config(faults=FaultConfig(trace_stall_s=120))) as sim:
+        ghost = "<gone@nowhere.example>"
+        accessed = sim.tenant.now - timedelta(hours=30)
+        started = time.monotonic()
+        answers = resolver_for(sim, storage).resolve(
+            {ALICE: {ghost: Observed(size=1, first_access=accessed)}}, Budget(100, 3), everything
+        )
+        elapsed = time.monotonic() - started
+        stats = sim.stats()
+
+    assert elapsed < GENEROUS_BOUND_S
+    assert stats["graph_batch_items"] == 1  # Graph answered "not found" in time
+    assert stats["faults"]["trace_stall"] == 1
+    assert answers[(ALICE, ghost)].source == "unresolved:deferred"
+    assert index_of(storage, ALICE, [ghost]) == {}
+
+
+def test_lookups_deferred_pass_after_pass_stay_queued_until_a_pass_can_answer_them(storage: Storage) -> None:
+    # Graph throttles every lookup with a Retry-After longer than a whole run: each pass sends one
+    # batch, cannot wait, and defers everything. That is not a failure, so no dequeue count runs out.
+    slow = sim_config(faults=FaultConfig(graph_throttle=1.0), graph_retry_after_s=600)
+    with Simulator(slow) as sim:
+        found = messages(sim, purged=False)[:30]
+        lookup_queue.enqueue(storage, {ALICE: observed(found)})
+        passes = [lookup_queue.drain(storage, resolver_for(sim, storage)) for _ in range(7)]
+
+    assert [(p.left_queued, p.dropped, p.stats.deferred) for p in passes] == [(1, 0, 30)] * 7
+    assert index_of(storage, ALICE, [m.internet_message_id for m in found]) == {}
+    with Simulator(sim_config()) as sim:  # the same tenant, no longer throttling
+        answered = lookup_queue.drain(storage, resolver_for(sim, storage))
+
+    assert (answered.stats.graph, answered.dropped, answered.left_queued) == (30, 0, 0)
+    rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
+    assert {info.source for info in rows.values()} == {"graph"}
+    assert len(rows) == 30
+    assert lookup_queue.lookup_queue(storage).peek_messages() == []
+
+
+def test_ids_dropped_after_repeated_failures_are_counted_and_left_visible_in_the_index(
+    sim: Simulator, storage: Storage, caplog: pytest.LogCaptureFixture
+) -> None:
+    found = messages(sim, purged=False)[:4]
+    lookup_queue.enqueue(storage, {ALICE: observed(found)})
+    queue = lookup_queue.lookup_queue(storage)
+    for _ in range(lookup_queue.MAX_DEQUEUE_COUNT):  # five passes that died before answering
+        [message] = queue.receive_messages(visibility_timeout=30)
+        queue.update_message(message, visibility_timeout=0)
+
+    with caplog.at_level(logging.INFO):
+        drained = lookup_queue.drain(storage, resolver_for(sim, storage))
+
+    assert (drained.dropped, drained.dropped_ids) == (1, 4)
+    assert graph_stats(sim)["graph_requests"] == 0
+    rows = index_of(storage, ALICE, [m.internet_message_id for m in found])
+    assert {info.source for info in rows.values()} == {"unresolved:graph-error"}
+    assert len(rows) == 4
+    assert all(info.retry_at is not None for info in rows.values())  # a report may ask again
+    ours = [record for record in caplog.records if record.name.startswith("shared.")]
+    assert any("4 ids" in r.getMessage() for r in ours if r.levelno >= logging.WARNING)
+    assert not any("@" in r.getMessage() for r in ours)  # counts, never a mailbox or message id

@@ -12,8 +12,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from shared.activity_api import RateLimiter
-from shared.graph_api import MailboxSlots, item_reply, message_lookup_url, odata_string
+from shared.graph_api import (
+    MIN_REQUEST_SECONDS,
+    DeadlineReached,
+    MailboxSlots,
+    item_reply,
+    message_lookup_url,
+    odata_string,
+)
 from shared.message_info import Observed
+from shared.resolver import Budget
 
 AWKWARD_IDS = [
     "<CA+bq=x/1@mail.gmail.com>",
@@ -103,3 +111,25 @@ def test_merging_what_records_say_keeps_the_earlier_access_and_ignores_an_unknow
     assert seen.merge("", None, None) == seen
     assert Observed().merge("Hi", 3, early) == Observed("Hi", 3, early)
     assert seen.merge("Hi", 9, early) == Observed("Hi", 5, early)
+
+
+def test_slots_that_do_not_come_free_before_the_deadline_are_not_waited_for() -> None:
+    slots = MailboxSlots(limit=1)
+    with slots.hold({"a": 1}):
+        with pytest.raises(DeadlineReached), slots.hold({"a": 1}, timeout=0.05):
+            pass
+        with slots.hold({"b": 1}, timeout=0.05):  # another mailbox's slot is free
+            pass
+    with slots.hold({"a": 1}, timeout=0.05):  # and this one once released
+        pass
+
+
+def test_a_budget_with_too_little_time_left_for_one_request_sends_none() -> None:
+    started = time.monotonic()
+    budget = Budget(10, MIN_REQUEST_SECONDS + 60, started=started - 60.5)  # half a second left
+
+    assert 0 < budget.left() < MIN_REQUEST_SECONDS
+    assert budget.deadline == pytest.approx(started + 0.5)
+    assert budget.exhausted()
+    assert not budget.take()
+    assert budget.used == 0
