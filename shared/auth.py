@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from shared.config import AuthSettings
 from shared.http_session import session_for
 
+TOKEN_TIMEOUT_SECONDS = 30
 # OAuth 2.0 error codes that mean "try again later" (RFC 6749 section 4.1.2.1).
 TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 
@@ -80,6 +81,7 @@ class MsalTokenProvider:
                 # simulator); no instance discovery round-trip to the public cloud is wanted.
                 instance_discovery=False,
                 http_client=session_for(settings.ca_bundle),
+                timeout=TOKEN_TIMEOUT_SECONDS,  # a hanging token endpoint is a transient failure
             )
         return self._app
 

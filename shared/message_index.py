@@ -34,7 +34,17 @@ _RECORD_FIELDS = {
     "Source",
     "SizeInBytes",
 }
-MAX_SUBJECT_CHARS = 2000  # a subject is at most a few hundred characters; a hostile one is cut
+# A subject is at most a few hundred characters; one longer than a table property holds is cut,
+# visibly, in every view that shows it.
+MAX_SUBJECT_CHARS = tables.MAX_TEXT
+
+
+def visibly_cut(text: str, limit: int) -> str:
+    """`text`, or its first characters and a marker saying how many were not kept."""
+    if len(text) <= limit:
+        return text
+    marker = f" [cut: {len(text) - limit + 40} more characters not kept]"
+    return text[: limit - 40] + marker
 
 
 def row_key(internet_message_id: str) -> str:
@@ -47,7 +57,7 @@ def to_entity(mailbox: str, internet_message_id: str, info: MessageInfo) -> dict
         "RowKey": row_key(internet_message_id),
         "Mailbox": mailbox,
         "InternetMessageId": internet_message_id[: tables.MAX_TEXT],
-        "Subject": info.subject[:MAX_SUBJECT_CHARS],
+        "Subject": visibly_cut(info.subject, MAX_SUBJECT_CHARS),
         "Sender": info.sender[:320],
         "Source": info.source,
         "Attempts": info.attempts,

@@ -358,8 +358,8 @@ class SubjectResolver:
                 if seen.subject:
                     info = MessageInfo(subject=seen.subject, size=seen.size, source=SOURCE_AUDIT)
                     stats.audit += 1
-                    if current is None or current.source != SOURCE_AUDIT:
-                        triage.writes[key] = info
+                    if current is None or not message_index.is_answer(current.source):
+                        triage.writes[key] = info  # the first answer stays: never over Graph's
                     triage.result[key] = info
                 elif current is not None and not current.due(triage.now):
                     stats.cached += 1

@@ -347,3 +347,40 @@ def test_mia_verify_names_a_row_whose_overflow_rows_are_gone(
     result = verify.verify(function_env, "alice@contoso.com")
 
     assert [m.problem.startswith("the row cannot be read whole") for m in result.mismatches] == [True]
+
+
+def test_a_report_seeing_a_records_subject_keeps_what_graph_found_in_the_index(storage: Storage) -> None:
+    from datetime import UTC, datetime
+
+    from shared import message_index
+    from shared.config import ResolutionSettings
+    from shared.message_info import Observed
+    from shared.resolver import SubjectResolver
+
+    index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
+    found = MessageInfo(subject="From Graph", sender="ceo@contoso.com", source=SOURCE_GRAPH)
+    message_index.write(index, "alice@contoso.com", {"<a@x>": found})
+    resolver = SubjectResolver(index, ResolutionSettings(), graph=None)
+    seen = Observed("From audit", None, datetime(2026, 11, 18, tzinfo=UTC))
+
+    answer = resolver.resolve({"alice@contoso.com": {"<a@x>": seen, "<b@x>": seen}}, None, lambda _: False)
+
+    assert answer[("alice@contoso.com", "<a@x>")].subject == "From audit"  # what the record says
+    known = message_index.read(index, "alice@contoso.com", ["<a@x>", "<b@x>"])
+    assert (known["<a@x>"].subject, known["<a@x>"].source) == ("From Graph", SOURCE_GRAPH)
+    assert known["<b@x>"].source == "audit"
+
+
+def test_a_subject_longer_than_a_table_property_is_cut_visibly_never_silently(storage: Storage) -> None:
+    from shared import message_index
+
+    index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
+    subject = "Q" * 20_000
+    message_index.write(
+        index, "alice@contoso.com", {"<a@x>": MessageInfo(subject=subject, source=SOURCE_GRAPH)}
+    )
+
+    kept = message_index.read(index, "alice@contoso.com", ["<a@x>"])["<a@x>"].subject
+
+    assert kept == "Q" * 15_960 + " [cut: 4040 more characters not kept]"
+    assert len(kept) <= tables.MAX_TEXT
