@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import requests
 
 from devtools.receiver import WebhookReceiver
 from shared import alerting, alerts, outbox, pipeline, raw_store
@@ -84,11 +87,32 @@ def test_a_delivered_alert_carries_a_signature_that_verifies_with_the_secret(
     assert result.delivered == [alert.id]
     [request] = receiver.received
     assert request.signature_ok is True
-    assert request.headers["X-Signature-256"] == alerts.signature(request.body, SECRET)
+    timestamp = int(request.headers["X-Signature-Timestamp"])
+    assert abs(timestamp - datetime.now(UTC).timestamp()) < 60  # signed when sent, not when raised
+    assert request.headers["X-Signature-256"] == alerts.signature(request.body, SECRET, timestamp)
     assert request.json() == alert.payload()
     [row] = outbox.rows(storage)
     assert row["State"] == "Delivered"
     assert row["Attempts"] == 1
+
+
+def test_the_receiver_refuses_a_delivered_request_replayed_after_the_tolerance(
+    storage: Storage, receiver: WebhookReceiver
+) -> None:
+    outbox.raise_alert(storage, lagging(), NOW)
+    outbox.deliver_pending(storage, settings_for(receiver), FakeClock(NOW))
+    [original] = receiver.accepted()
+    captured = {k: original.headers[k] for k in ("Content-Type", "X-Signature-256", "X-Signature-Timestamp")}
+
+    fresh = requests.post(receiver.url, data=original.body, headers=captured, timeout=5)
+    assert fresh.status_code == 200  # within five minutes the same request still verifies
+
+    stale = datetime.now(UTC) - timedelta(minutes=6)
+    replayed = alerts.request_headers(original.body, SECRET, stale)  # a capture from 6 minutes ago
+    assert requests.post(receiver.url, data=original.body, headers=replayed, timeout=5).status_code == 401
+    body_only = {**captured, "X-Signature-256": "sha256=" + hmac.new(SECRET.encode(), original.body,
+                                                                     hashlib.sha256).hexdigest()}  # fmt: skip
+    assert requests.post(receiver.url, data=original.body, headers=body_only, timeout=5).status_code == 401
 
 
 @pytest.mark.parametrize("fmt", ["json", "teams", "slack"])
