@@ -228,7 +228,13 @@ class Collector:
             self._check_lag()
             outbox.deliver_quietly(self._storage, self._alerts, self._clock)
 
-    def _raise(self, alert_type: str, details: dict[str, Any], triggered_at: datetime | None = None) -> None:
+    def _raise(
+        self,
+        alert_type: str,
+        details: dict[str, Any],
+        triggered_at: datetime | None = None,
+        subject: str | None = None,
+    ) -> None:
         now = self._clock()
         details = {"contentType": self._settings.content_type, **details}
         alert = alerts.make_alert(
@@ -237,6 +243,7 @@ class Collector:
             triggered_at=triggered_at or now,
             detected_at=now,
             details=details,
+            subject=subject,
         )
         outbox.raise_alert(self._storage, alert, now)
 
@@ -296,6 +303,7 @@ class Collector:
                     "message": f"audit content created {result.gap[0]} .. {result.gap[1]} can no "
                     "longer be listed by the Management Activity API and is lost",
                 },
+                subject=f"gap|{content_type}|{result.gap[0]}|{result.gap[1]}",  # one alert per gap
             )
             log.error("collection gap: content created %s .. %s can no longer be listed", *result.gap)
             checkpoint = earliest
@@ -360,6 +368,9 @@ class Collector:
                             "message": f"content {item.content_id} was listed but could not be "
                             "fetched (expired or missing) and is lost",
                         },
+                        # One alert per lost blob, the same id however often it is seen.
+                        triggered_at=item.content_created,
+                        subject=f"loss|{item.content_type}|{item.content_id}",
                     )
         self._state.mark_stored(done)
         if failure is not None:
