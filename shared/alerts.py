@@ -26,6 +26,7 @@ MAILBOX_NEAR_THROTTLE = "mailbox.near_throttle"
 COLLECTION_LAGGING = "collection.lagging"
 COLLECTION_GAP = "collection.gap"
 COLLECTION_AUTH_FAILED = "collection.auth_failed"
+COLLECTION_UNPARSEABLE = "collection.unparseable"
 PROCESSING_POISON = "processing.poison"
 SUBJECTS_LOOKUP_FAILED = "subjects.lookup_failed"
 ALERT_TYPES = (
@@ -34,6 +35,7 @@ ALERT_TYPES = (
     COLLECTION_LAGGING,
     COLLECTION_GAP,
     COLLECTION_AUTH_FAILED,
+    COLLECTION_UNPARSEABLE,
     PROCESSING_POISON,
     SUBJECTS_LOOKUP_FAILED,
 )
@@ -51,6 +53,7 @@ TITLES = {
     COLLECTION_LAGGING: "Audit collection is lagging",
     COLLECTION_GAP: "Audit content lost: collection gap",
     COLLECTION_AUTH_FAILED: "Audit collection cannot authenticate",
+    COLLECTION_UNPARSEABLE: "Audit content stored but not valid JSON",
     PROCESSING_POISON: "Audit content could not be processed (poison queue)",
     SUBJECTS_LOOKUP_FAILED: "Message subjects cannot be looked up (Microsoft Graph refused)",
 }

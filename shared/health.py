@@ -25,7 +25,8 @@ def _parse(value: str) -> datetime:
 
 
 def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
-    """Per content type: checkpoint, lag and last successful fetch; gaps and losses recorded."""
+    """Per content type: checkpoint, lag and last successful fetch; gaps, losses and blobs stored
+    unparseable recorded."""
     table = storage.tables.get_table_client(STATE_TABLE)
     types: dict[str, Any] = {}
     for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": "checkpoint"}):
@@ -37,8 +38,9 @@ def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
             "lastSuccessfulFetch": row.get("LastSuccessAt") or None,
             "gaps": 0,
             "losses": 0,
+            "unparseable": 0,
         }
-    for kind, key in (("gap", "gaps"), ("loss", "losses")):
+    for kind, key in (("gap", "gaps"), ("loss", "losses"), ("unparseable", "unparseable")):
         for content_type, entry in types.items():
             rows = table.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": f"{kind}|{content_type}"}, select=["RowKey"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import logging
 import socket
@@ -11,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from devtools.receiver import WebhookReceiver
-from shared import outbox, pipeline
+from shared import health, outbox, pipeline
 from shared.activity_api import TransientError
 from shared.auth import AuthFailed
 from shared.collector import CollectionState, Collector
 from shared.config import AlertSettings, load_alert_settings
-from shared.storage import STATE_TABLE, Storage
+from shared.storage import RAW_CONTAINER, STATE_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.integration.test_collector import client_for, settings_for
 
@@ -61,7 +63,7 @@ def test_a_collection_gap_raises_collection_gap_delivered_at_the_end_of_the_run(
     ).run()
 
     assert result.gap is not None
-    [alert] = delivered(receiver)
+    [alert] = [a for a in delivered(receiver) if "from" in a["details"]]  # type: ignore[operator]
     assert alert["type"] == "collection.gap"
     assert alert["tenant"] == sim.tenant_id
     assert alert["mailbox"] is None
@@ -211,3 +213,59 @@ def test_an_unreachable_token_endpoint_is_retried_and_never_reported_as_a_permis
     assert [row["Type"] for row in outbox.rows(storage)] == []  # no collection.auth_failed
     assert "ActivityFeed.Read" not in caplog.text
     assert sim.stats()["tokens_issued"] == 0
+
+
+def unparseable_body(original: bytes) -> bytes:
+    """The blob's own records, then one that is whole JSON text no strict parser accepts: a lone
+    surrogate escape, a number too large for a double, and nesting 2,000 deep."""
+    assert original.endswith(b"]")
+    deep = b"[" * 2000 + b"]" * 2000
+    head = b'{"Id":"damaged","Operation":"MailItemsAccessed","Note":"\\ud800","Size":1e400,"Deep":'
+    bad = head + deep + b"}"
+    return original[:-1] + b"," + bad + b"]"
+
+
+def test_a_blob_served_whole_but_not_valid_json_is_stored_as_served_alerted_and_passed(
+    storage: Storage, sim: Simulator, receiver: WebhookReceiver
+) -> None:
+    settings = settings_for(sim)
+    now = datetime.now(UTC)
+    blob = next(b for b in sim.tenant.blobs if b.expiration > now and not b.late and b.created < now)
+    damaged = unparseable_body(blob.body)
+    sim.serve_body(blob.content_id, damaged)
+
+    result = Collector(
+        storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)
+    ).run()
+
+    assert result.caught_up
+    assert result.unparseable == [blob.content_id]
+    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    checkpoint = state.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint > blob.created
+    [row] = state.unparseable()
+    assert row["ContentId"] == blob.content_id
+    assert "invalid JSON" in row["Error"]
+    stored = storage.blobs.get_blob_client(RAW_CONTAINER, row["Blob"])
+    assert gzip.decompress(stored.download_blob().readall()) == damaged  # byte for byte
+    metadata = stored.get_blob_properties().metadata
+    assert metadata["parseable"] == "false"
+    assert metadata["sha256"] == row["Sha256"] == hashlib.sha256(damaged).hexdigest()
+    assert health.collection_state(storage, datetime.now(UTC))["Audit.Exchange"]["unparseable"] == 1
+
+    [alert] = [a for a in delivered(receiver) if a["type"] == "collection.unparseable"]
+    details = alert["details"]
+    assert isinstance(details, dict)
+    assert details["contentId"] == blob.content_id
+    assert details["blob"] == row["Blob"]
+    again = Collector(
+        storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)
+    ).run()
+    assert again.unparseable == []  # passed for good, raised once
+    assert again.stored == 0
+    assert len([a for a in delivered(receiver) if a["type"] == "collection.unparseable"]) == 1
+
+    [salvaged] = [r for r in pipeline.drain_queue(storage) if r.blob == row["Blob"]]
+    assert salvaged.stats.malformed == 1  # the damaged record, counted, never silently dropped
+    assert salvaged.stats.records == len(blob.record_ids) + 1  # every record before it is kept
