@@ -154,6 +154,8 @@ def test_the_alert_settings_are_validated_at_start_up_with_the_rest() -> None:
         load_settings(env)
     with pytest.raises(SettingsError, match="ALERT_NEAR_THROTTLE_THRESHOLD"):
         load_settings({**env, "ALERT_WEBHOOK_FORMAT": "", "ALERT_NEAR_THROTTLE_THRESHOLD": "lots"})
+    with pytest.raises(SettingsError, match="ALERT_RETENTION_DAYS"):
+        load_settings({**env, "ALERT_WEBHOOK_FORMAT": "", "ALERT_RETENTION_DAYS": "0"})
 
 
 def test_defaults_and_tenant_reuse() -> None:
@@ -161,6 +163,7 @@ def test_defaults_and_tenant_reuse() -> None:
     assert settings == AlertSettings(tenant=TENANT)
     assert settings.near_throttle_threshold == 900
     assert settings.lag_hours == 6
+    assert settings.retention_days == 30
     assert settings.webhook_format == "json"
     assert settings.webhook_url is None
 
