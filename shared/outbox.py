@@ -248,6 +248,7 @@ def purge_delivered(client: TableClient, retention_days: int, now: datetime, for
 def migrate_legacy(client: TableClient, limit: int = MIGRATE_LIMIT) -> int:
     """Move up to `limit` rows of the one-partition layout to `pending` or `delivered`."""
     moved = 0
+    newest: dict[str, Any] | None = None
     rows = client.query_entities(
         "PartitionKey eq @pk", parameters={"pk": LEGACY_PARTITION}, results_per_page=limit
     )
@@ -256,7 +257,22 @@ def migrate_legacy(client: TableClient, limit: int = MIGRATE_LIMIT) -> int:
         client.upsert_entity({**row, "PartitionKey": target})  # written first: never lost
         _delete(client, LEGACY_PARTITION, row["RowKey"])
         moved += 1
+        if target == DELIVERED_PARTITION and (newest is None or row["DeliveredAt"] > newest["DeliveredAt"]):
+            newest = dict(row)
+    if newest is not None:
+        _note_last_delivered(client, newest)
     return moved
+
+
+def _note_last_delivered(client: TableClient, row: dict[str, Any]) -> None:
+    """Keep the health marker at the newest delivery seen among moved rows."""
+    try:
+        current = client.get_entity(META_PARTITION, "lastDelivered").get("DeliveredAt", "")
+    except ResourceNotFoundError:
+        current = ""
+    if row["DeliveredAt"] > current:
+        marker = {"PartitionKey": META_PARTITION, "RowKey": "lastDelivered", "Id": row["RowKey"]}
+        client.upsert_entity({**marker, "Type": row.get("Type", ""), "DeliveredAt": row["DeliveredAt"]})
 
 
 # --- reading --------------------------------------------------------------------------------------

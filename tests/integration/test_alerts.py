@@ -488,3 +488,4 @@ def test_alerts_of_the_one_partition_layout_are_moved_delivered_once_and_never_r
     ]
     assert not outbox.raise_alert(storage, old_delivered, NOW)
     assert not outbox.raise_alert(storage, old_pending, NOW)
+    assert outbox.summary(storage)["lastDelivered"]["id"] == old_pending.id  # the newest delivery
