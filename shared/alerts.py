@@ -27,6 +27,7 @@ COLLECTION_LAGGING = "collection.lagging"
 COLLECTION_GAP = "collection.gap"
 COLLECTION_AUTH_FAILED = "collection.auth_failed"
 COLLECTION_UNPARSEABLE = "collection.unparseable"
+COLLECTION_MISCONFIGURED = "collection.misconfigured"
 PROCESSING_POISON = "processing.poison"
 SUBJECTS_LOOKUP_FAILED = "subjects.lookup_failed"
 ALERT_TYPES = (
@@ -36,6 +37,7 @@ ALERT_TYPES = (
     COLLECTION_GAP,
     COLLECTION_AUTH_FAILED,
     COLLECTION_UNPARSEABLE,
+    COLLECTION_MISCONFIGURED,
     PROCESSING_POISON,
     SUBJECTS_LOOKUP_FAILED,
 )
@@ -54,6 +56,7 @@ TITLES = {
     COLLECTION_GAP: "Audit content lost: collection gap",
     COLLECTION_AUTH_FAILED: "Audit collection cannot authenticate",
     COLLECTION_UNPARSEABLE: "Audit content stored but not valid JSON",
+    COLLECTION_MISCONFIGURED: "Audit collection is misconfigured",
     PROCESSING_POISON: "Audit content could not be processed (poison queue)",
     SUBJECTS_LOOKUP_FAILED: "Message subjects cannot be looked up (Microsoft Graph refused)",
 }

@@ -25,7 +25,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared import alerts, outbox, raw_store, tables
 from shared.activity_api import ActivityClient, ApiAuthError, Content, ContentGone, ContentItem
 from shared.auth import AuthFailed
-from shared.config import AlertSettings, CollectionSettings
+from shared.config import AlertSettings, CollectionSettings, SettingsError
 from shared.storage import STATE_TABLE, Storage
 
 log = logging.getLogger(__name__)
@@ -446,6 +446,32 @@ class Collector:
             triggered_at=item.content_created,
             subject=f"unparseable|{item.content_type}|{item.content_id}|{digest}",
         )
+
+
+def report_misconfiguration(
+    storage: Storage, alert_settings: AlertSettings, problem: SettingsError, now: datetime | None = None
+) -> bool:
+    """Raise collection.misconfigured for a collection setting that does not validate (once a day
+    per problem) and try to deliver it at once; True when newly raised. The SettingsError names
+    the setting and what to fix, never a secret's value."""
+    moment = now or datetime.now(UTC)
+    error = str(problem)
+    alert = alerts.make_alert(
+        alerts.COLLECTION_MISCONFIGURED,
+        tenant=alert_settings.tenant,
+        triggered_at=moment,
+        detected_at=moment,
+        details={
+            "error": error,
+            "message": f"audit collection cannot run: {error}; fix the function app setting, and the "
+            "next fetch_audit tick collects from the checkpoint (nothing is lost within 7 days)",
+        },
+        subject=error,
+    )
+    log.error("collection is misconfigured: %s", error)
+    raised = outbox.raise_alert(storage, alert, moment)
+    outbox.deliver_quietly(storage, alert_settings)
+    return raised
 
 
 def collect(

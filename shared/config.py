@@ -195,6 +195,12 @@ def alert_settings(env: Mapping[str, str]) -> AlertSettings:
     )
 
 
+def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:
+    """Storage alone: a bad collection or Graph setting must not keep alerts and health from the
+    tables that record it."""
+    return storage_settings(os.environ if env is None else env)
+
+
 def load_alert_settings(env: Mapping[str, str] | None = None) -> AlertSettings:
     """Alert settings alone; raises SettingsError naming the bad one."""
     return alert_settings(os.environ if env is None else env)

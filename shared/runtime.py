@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cache
 
 from shared.auth import token_provider
-from shared.config import ResolutionSettings, Settings, load_settings
+from shared.config import ResolutionSettings, Settings, load_settings, load_storage_settings
 from shared.graph_api import GraphClient
 from shared.resolver import SubjectResolver
 from shared.storage import MESSAGE_INDEX_TABLE, Storage
@@ -19,7 +19,8 @@ def settings() -> Settings:
 
 @cache
 def storage() -> Storage:
-    return Storage.from_settings(settings().storage)
+    # Storage settings alone: a bad TENANT_ID, say, must still be alerted and shown by health.
+    return Storage.from_settings(load_storage_settings())
 
 
 def build_resolver(storage: Storage, settings: ResolutionSettings) -> SubjectResolver:
