@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from shared import outbox, runtime
+from shared.config import load_alert_settings
 
 bp = func.Blueprint()
 
@@ -11,4 +12,5 @@ bp = func.Blueprint()
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False, use_monitor=False)
 def deliver_alerts(timer: func.TimerRequest) -> None:
     # Failures are rescheduled in the outbox with backoff; the next tick retries what is due.
-    outbox.deliver_pending(runtime.storage(), runtime.settings().alerts)
+    # Alert settings alone: a bad collection or Graph setting must not hold its own alert back.
+    outbox.deliver_pending(runtime.storage(), load_alert_settings())

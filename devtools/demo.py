@@ -4,9 +4,10 @@ Starts a private Azurite and the tenant simulator (HTTPS on 127.0.0.1, faults on
 rate), then runs the installed `mia` exactly as a responder would: `mia collect` until caught up
 (then once more after the simulator releases late content), `mia process` (rows, then subjects
 through the simulator's Microsoft Graph), and `mia report` for the attacker's mailbox, including
-the exposure of what the attacker's IP read. A webhook receiver on 127.0.0.1 takes the alerts, verifying each
-signature with the secret the demo set; the alert types it accepted are listed in
-out/demo-summary.json `alerts_delivered`. Writes the reports and out/demo-summary.json.
+the exposure of what the attacker's IP read. A webhook receiver on 127.0.0.1 takes the alerts,
+verifying each signature (over its timestamp and the body, within five minutes) with the secret
+the demo set; the alert types it accepted are listed in out/demo-summary.json `alerts_delivered`.
+Writes the reports and out/demo-summary.json.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """A real webhook receiver on 127.0.0.1 (a free port, in a thread) for the demo and the tests.
 
-It verifies `X-Signature-256` against the secret it was given and records every request. It can be
+It verifies `X-Signature-256` over `X-Signature-Timestamp` and the body against the secret it was
+given, refusing a timestamp more than five minutes from its clock (a replay), and records every
+request. It can be
 told to fail (HTTP 503) for a number of requests, or until told otherwise, to play a receiver that
 is down.
 """
@@ -14,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from shared.alerts import SIGNATURE_HEADER, verify_signature
+from shared.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,12 @@ class WebhookReceiver:
                 signature_ok = (
                     None
                     if receiver.secret is None
-                    else verify_signature(body, self.headers.get(SIGNATURE_HEADER), receiver.secret)
+                    else verify_signature(
+                        body,
+                        self.headers.get(SIGNATURE_HEADER),
+                        self.headers.get(TIMESTAMP_HEADER),
+                        receiver.secret,
+                    )
                 )
                 if signature_ok is False and status == 200:
                     status = 401

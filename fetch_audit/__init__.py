@@ -3,7 +3,7 @@
 import azure.functions as func
 
 from shared import collector, runtime
-from shared.config import load_collection_settings
+from shared.config import SettingsError, load_alert_settings, load_collection_settings
 
 bp = func.Blueprint()
 
@@ -14,5 +14,12 @@ bp = func.Blueprint()
 def fetch_audit(timer: func.TimerRequest) -> None:
     # Errors propagate to the host's log; the checkpoint only moves past durable content, so the
     # next tick resumes where this one stopped.
-    # Collection alerts are raised and pending alerts delivered at the end of each run.
-    collector.collect(runtime.storage(), load_collection_settings(), runtime.settings().alerts)
+    # Collection alerts are raised and pending alerts delivered at the end of each run; a bad
+    # collection setting is alerted too (storage and alert settings are read on their own).
+    storage, alert_settings = runtime.storage(), load_alert_settings()
+    try:
+        settings = load_collection_settings()
+    except SettingsError as problem:
+        collector.report_misconfiguration(storage, alert_settings, problem)
+        raise
+    collector.collect(storage, settings, alert_settings)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -311,22 +312,53 @@ class ActivityClient:
             # The docs' prose once said NextPageUrl; requests' headers are case-insensitive.
             url = response.headers.get("NextPageUri") or response.headers.get("NextPageUrl") or None
 
-    def fetch_content(self, item: ContentItem) -> tuple[bytes, int]:
-        """The content blob's bytes exactly as served and its record count, once the bytes are
-        known to be a whole JSON array (a cut-off body is retried)."""
-        counts: list[int] = []
+    def fetch_content(self, item: ContentItem) -> Content:
+        """The content blob's bytes exactly as served, with its record count once they are known
+        to be a whole JSON array.
+
+        A body that does not parse is fetched again: a transfer cut short differs from one
+        attempt to the next, while identical bytes (the same SHA-256) twice are what the service
+        holds. Those come back `unparseable`, to be kept as evidence rather than retried for the
+        7 days the API keeps them."""
+        unreadable: set[str] = set()
+        found: list[Content] = []
 
         def whole_json_array(response: requests.Response) -> None:
-            try:
-                body = orjson.loads(response.content)
-            except orjson.JSONDecodeError:
-                raise TransientError(response.status_code, "truncated", "blob is not whole JSON") from None
-            if not isinstance(body, list):
-                raise TransientError(response.status_code, "not_array", "blob is not a JSON array")
-            counts.append(len(body))
+            data = response.content
+            records, problem = _json_array(data)
+            if not problem:
+                found.append(Content(data, records))
+                return
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in unreadable:
+                found.append(Content(data, 0, problem))
+                return
+            unreadable.add(digest)
+            raise TransientError(response.status_code, "truncated", f"blob is not whole JSON ({problem})")
 
-        response = self.request("GET", item.content_uri, validate=whole_json_array)
-        return response.content, counts[-1]
+        self.request("GET", item.content_uri, validate=whole_json_array)
+        return found[-1]
+
+
+@dataclass(frozen=True)
+class Content:
+    """One content blob as served: its bytes, its record count, and why it is not a JSON array
+    ("" when it is one; its records are then unknown and `records` is 0)."""
+
+    data: bytes
+    records: int
+    unparseable: str = ""
+
+
+def _json_array(data: bytes) -> tuple[int, str]:
+    """(records, "") for a JSON array, else (0, why not)."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as problem:
+        return 0, f"invalid JSON: {problem}"
+    if not isinstance(body, list):
+        return 0, "valid JSON but not an array"
+    return len(body), ""
 
 
 def _content_item(raw: object, content_type: str) -> ContentItem:

@@ -6,8 +6,9 @@ a re-run timer, a re-imported file) finds the same id in the outbox and changes 
 
 The webhook payload is DESIGN section 5's `{"type", "tenant", "mailbox", "detectedAt", "details",
 "id"}`; `teams` wraps it in an Adaptive Card message for a Teams Workflows webhook and `slack` in
-Block Kit. When a secret is set, `X-Signature-256: sha256=<hex>` carries the HMAC-SHA256 of the
-exact body bytes.
+Block Kit. When a secret is set, `X-Signature-Timestamp: <unix seconds>` says when the request was
+signed and `X-Signature-256: sha256=<hex>` carries the HMAC-SHA256 of `<timestamp>.<body bytes>`, so
+a receiver that checks the timestamp against its clock refuses a captured request replayed later.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,6 +26,8 @@ MAILBOX_NEAR_THROTTLE = "mailbox.near_throttle"
 COLLECTION_LAGGING = "collection.lagging"
 COLLECTION_GAP = "collection.gap"
 COLLECTION_AUTH_FAILED = "collection.auth_failed"
+COLLECTION_UNPARSEABLE = "collection.unparseable"
+COLLECTION_MISCONFIGURED = "collection.misconfigured"
 PROCESSING_POISON = "processing.poison"
 SUBJECTS_LOOKUP_FAILED = "subjects.lookup_failed"
 ALERT_TYPES = (
@@ -32,11 +36,17 @@ ALERT_TYPES = (
     COLLECTION_LAGGING,
     COLLECTION_GAP,
     COLLECTION_AUTH_FAILED,
+    COLLECTION_UNPARSEABLE,
+    COLLECTION_MISCONFIGURED,
     PROCESSING_POISON,
     SUBJECTS_LOOKUP_FAILED,
 )
 FORMATS = ("json", "teams", "slack")
 SIGNATURE_HEADER = "X-Signature-256"
+TIMESTAMP_HEADER = "X-Signature-Timestamp"
+# How far a receiver lets the signed timestamp stray from its own clock (either way).
+SIGNATURE_TOLERANCE = timedelta(minutes=5)
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 THROTTLE_BLIND_WINDOW = timedelta(hours=24)
 
 TITLES = {
@@ -45,6 +55,8 @@ TITLES = {
     COLLECTION_LAGGING: "Audit collection is lagging",
     COLLECTION_GAP: "Audit content lost: collection gap",
     COLLECTION_AUTH_FAILED: "Audit collection cannot authenticate",
+    COLLECTION_UNPARSEABLE: "Audit content stored but not valid JSON",
+    COLLECTION_MISCONFIGURED: "Audit collection is misconfigured",
     PROCESSING_POISON: "Audit content could not be processed (poison queue)",
     SUBJECTS_LOOKUP_FAILED: "Message subjects cannot be looked up (Microsoft Graph refused)",
 }
@@ -239,19 +251,38 @@ def render(alert: Alert, fmt: str) -> bytes:
     raise ValueError(f"unknown alert format {fmt!r}")
 
 
-def signature(body: bytes, secret: str) -> str:
-    """`sha256=<hex HMAC-SHA256 of the body>`, the X-Signature-256 header value."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def signature(body: bytes, secret: str, timestamp: int) -> str:
+    """`sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`, the X-Signature-256 header value."""
+    signed = f"{timestamp}.".encode("ascii") + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
-def verify_signature(body: bytes, header: str | None, secret: str) -> bool:
-    return header is not None and hmac.compare_digest(signature(body, secret), header)
+def verify_signature(
+    body: bytes,
+    header: str | None,
+    timestamp_header: str | None,
+    secret: str,
+    now: datetime | None = None,
+    tolerance: timedelta = SIGNATURE_TOLERANCE,
+) -> bool:
+    """The receiver's check: a timestamp within `tolerance` of `now` and a signature over it and
+    the body, compared in constant time."""
+    if header is None or timestamp_header is None or not _UNIX_SECONDS.fullmatch(timestamp_header):
+        return False
+    timestamp = int(timestamp_header)
+    moment = (now or datetime.now(UTC)).timestamp()
+    if abs(moment - timestamp) > tolerance.total_seconds():
+        return False
+    return hmac.compare_digest(signature(body, secret, timestamp), header)
 
 
-def request_headers(body: bytes, secret: str | None) -> dict[str, str]:
+def request_headers(body: bytes, secret: str | None, now: datetime | None = None) -> dict[str, str]:
+    """Headers of one delivery attempt; each attempt is signed afresh with its own timestamp."""
     headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": "mia-alerts/1"}
     if secret:
-        headers[SIGNATURE_HEADER] = signature(body, secret)
+        timestamp = int((now or datetime.now(UTC)).timestamp())
+        headers[TIMESTAMP_HEADER] = str(timestamp)
+        headers[SIGNATURE_HEADER] = signature(body, secret, timestamp)
     return headers
 
 

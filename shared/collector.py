@@ -23,9 +23,9 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared import alerts, outbox, raw_store, tables
-from shared.activity_api import ActivityClient, ApiAuthError, ContentGone, ContentItem
+from shared.activity_api import ActivityClient, ApiAuthError, Content, ContentGone, ContentItem
 from shared.auth import AuthFailed
-from shared.config import AlertSettings, CollectionSettings
+from shared.config import AlertSettings, CollectionSettings, SettingsError
 from shared.storage import STATE_TABLE, Storage
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ RETENTION = timedelta(days=7)
 # (Elastic uses 167h55m; reference/perf-reliability.md section 6, failure mode 5).
 RETENTION_MARGIN = timedelta(minutes=15)
 SEEN_KEEP = timedelta(days=8)
+MAX_PARSE_ERROR = 200
 
 
 @dataclass
@@ -46,6 +47,7 @@ class CollectResult:
     stored: int = 0
     records: int = 0
     gone: list[str] = field(default_factory=list)
+    unparseable: list[str] = field(default_factory=list)
     gap: tuple[str, str] | None = None
     checkpoint: str = ""
     caught_up: bool = False
@@ -60,6 +62,7 @@ class CollectResult:
             "stored": self.stored,
             "records": self.records,
             "gone": len(self.gone),
+            "unparseable": len(self.unparseable),
             "gap": list(self.gap) if self.gap else None,
             "checkpoint": self.checkpoint,
             "caught_up": self.caught_up,
@@ -166,6 +169,23 @@ class CollectionState:
             }
         )
 
+    def record_unparseable(
+        self, item: ContentItem, blob: str, digest: str, error: str, now: datetime
+    ) -> None:
+        """Content served whole but not a JSON array: stored as evidence, its records unknown."""
+        self._table.upsert_entity(
+            {
+                "PartitionKey": f"unparseable|{self._type}",
+                "RowKey": self._seen_key(item),
+                "ContentId": item.content_id,
+                "ContentCreated": _iso(item.content_created),
+                "Blob": blob,
+                "Sha256": digest,
+                "Error": error[:MAX_PARSE_ERROR],
+                "DetectedAt": _iso(now),
+            }
+        )
+
     def _partition(self, kind: str) -> list[dict[str, Any]]:
         rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": f"{kind}|{self._type}"})
         return [dict(row) for row in rows]
@@ -176,16 +196,27 @@ class CollectionState:
     def losses(self) -> list[dict[str, Any]]:
         return self._partition("loss")
 
+    def unparseable(self) -> list[dict[str, Any]]:
+        return self._partition("unparseable")
 
-def store_content(storage: Storage, item: ContentItem, data: bytes, record_count: int) -> str:
-    """Store one content blob as raw evidence and queue its pointer; returns the blob name."""
+
+def store_content(storage: Storage, item: ContentItem, content: Content) -> tuple[str, str]:
+    """Store one content blob as raw evidence and queue its pointer; returns (blob name, sha256).
+
+    A blob that is not a JSON array is stored and queued all the same, marked `parseable=false`:
+    processing keeps the records it can read and counts the rest as malformed."""
     name = raw_store.api_blob_name(item.content_type, item.content_id, item.content_created)
     metadata = {
         "format": "management-api",
         "contentId": item.content_id,
         "contentCreated": _iso(item.content_created),
-        "recordCount": str(record_count),
     }
+    if content.unparseable:
+        metadata["parseable"] = "false"
+        metadata["parseError"] = content.unparseable[:MAX_PARSE_ERROR]
+    else:
+        metadata["recordCount"] = str(content.records)
+    data = content.data
     try:
         digest, _ = raw_store.store_raw(storage.blobs, name, data, metadata)
     except raw_store.IntegrityError:
@@ -194,7 +225,7 @@ def store_content(storage: Storage, item: ContentItem, data: bytes, record_count
         digest, _ = raw_store.store_raw(storage.blobs, name, data, metadata)
     pointer = raw_store.RawPointer(blob=name, sha256=digest, format="management-api")
     raw_store.enqueue_pointer(raw_store.content_queue(storage.queues), pointer)
-    return name
+    return name, digest
 
 
 class Collector:
@@ -228,7 +259,13 @@ class Collector:
             self._check_lag()
             outbox.deliver_quietly(self._storage, self._alerts, self._clock)
 
-    def _raise(self, alert_type: str, details: dict[str, Any], triggered_at: datetime | None = None) -> None:
+    def _raise(
+        self,
+        alert_type: str,
+        details: dict[str, Any],
+        triggered_at: datetime | None = None,
+        subject: str | None = None,
+    ) -> None:
         now = self._clock()
         details = {"contentType": self._settings.content_type, **details}
         alert = alerts.make_alert(
@@ -237,6 +274,7 @@ class Collector:
             triggered_at=triggered_at or now,
             detected_at=now,
             details=details,
+            subject=subject,
         )
         outbox.raise_alert(self._storage, alert, now)
 
@@ -296,6 +334,7 @@ class Collector:
                     "message": f"audit content created {result.gap[0]} .. {result.gap[1]} can no "
                     "longer be listed by the Management Activity API and is lost",
                 },
+                subject=f"gap|{content_type}|{result.gap[0]}|{result.gap[1]}",  # one alert per gap
             )
             log.error("collection gap: content created %s .. %s can no longer be listed", *result.gap)
             checkpoint = earliest
@@ -348,6 +387,9 @@ class Collector:
                 if outcome == "stored":
                     result.stored += 1
                     result.records += records
+                elif outcome == "unparseable":
+                    result.stored += 1
+                    result.unparseable.append(item.content_id)
                 else:
                     result.gone.append(item.content_id)
                     self._state.record_loss(item, outcome.removeprefix("gone:"), self._clock())
@@ -360,6 +402,9 @@ class Collector:
                             "message": f"content {item.content_id} was listed but could not be "
                             "fetched (expired or missing) and is lost",
                         },
+                        # One alert per lost blob, the same id however often it is seen.
+                        triggered_at=item.content_created,
+                        subject=f"loss|{item.content_type}|{item.content_id}",
                     )
         self._state.mark_stored(done)
         if failure is not None:
@@ -370,12 +415,63 @@ class Collector:
         if self._monotonic() >= deadline:
             return "late", 0  # the time budget is spent: left for the next run
         try:
-            data, records = self._client.fetch_content(item)
+            content = self._client.fetch_content(item)
         except ContentGone as problem:
             log.error("content %s lost: %s", item.content_id, problem)
             return f"gone:{problem.code}", 0
-        store_content(self._storage, item, data, records)
-        return "stored", records
+        name, digest = store_content(self._storage, item, content)
+        if content.unparseable:
+            self._unparseable(item, content, name, digest)
+            return "unparseable", 0
+        return "stored", content.records
+
+    def _unparseable(self, item: ContentItem, content: Content, name: str, digest: str) -> None:
+        """A blob served whole (the same bytes twice) that is not a JSON array: stored as it is,
+        recorded and alerted, and the checkpoint moves past it."""
+        log.error("content %s is not a JSON array, stored as served: %s", item.content_id,
+                  content.unparseable)  # fmt: skip
+        self._state.record_unparseable(item, name, digest, content.unparseable, self._clock())
+        self._raise(
+            alerts.COLLECTION_UNPARSEABLE,
+            {
+                "contentId": item.content_id,
+                "contentCreated": _iso(item.content_created),
+                "blob": name,
+                "sha256": digest,
+                "error": content.unparseable[:MAX_PARSE_ERROR],
+                "message": f"content {item.content_id} was served whole (the same bytes twice) but is "
+                "not a valid JSON array; it is stored byte for byte as evidence and processing keeps "
+                "the records it can read, counting the rest as malformed",
+            },
+            triggered_at=item.content_created,
+            subject=f"unparseable|{item.content_type}|{item.content_id}|{digest}",
+        )
+
+
+def report_misconfiguration(
+    storage: Storage, alert_settings: AlertSettings, problem: SettingsError, now: datetime | None = None
+) -> bool:
+    """Raise collection.misconfigured for a collection setting that does not validate (once a day
+    per problem) and try to deliver it at once; True when newly raised. The SettingsError names
+    the setting and what to fix, never a secret's value."""
+    moment = now or datetime.now(UTC)
+    error = str(problem)
+    alert = alerts.make_alert(
+        alerts.COLLECTION_MISCONFIGURED,
+        tenant=alert_settings.tenant,
+        triggered_at=moment,
+        detected_at=moment,
+        details={
+            "error": error,
+            "message": f"audit collection cannot run: {error}; fix the function app setting, and the "
+            "next fetch_audit tick collects from the checkpoint (nothing is lost within 7 days)",
+        },
+        subject=error,
+    )
+    log.error("collection is misconfigured: %s", error)
+    raised = outbox.raise_alert(storage, alert, moment)
+    outbox.deliver_quietly(storage, alert_settings)
+    return raised
 
 
 def collect(

@@ -61,6 +61,7 @@ class AlertSettings:
     near_throttle_threshold: int = 900
     lag_hours: int = 6
     timeout_seconds: int = 10
+    retention_days: int = 30  # delivered alerts are kept this long, then removed
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,14 @@ def alert_settings(env: Mapping[str, str]) -> AlertSettings:
         near_throttle_threshold=_int_setting(env, "ALERT_NEAR_THROTTLE_THRESHOLD", 900, 1, 100_000),
         lag_hours=_int_setting(env, "ALERT_LAG_HOURS", 6, 1, 24 * 7),
         timeout_seconds=_int_setting(env, "ALERT_WEBHOOK_TIMEOUT_SECONDS", 10, 1, 120),
+        retention_days=_int_setting(env, "ALERT_RETENTION_DAYS", 30, 1, 3650),
     )
+
+
+def load_storage_settings(env: Mapping[str, str] | None = None) -> StorageSettings:
+    """Storage alone: a bad collection or Graph setting must not keep alerts and health from the
+    tables that record it."""
+    return storage_settings(os.environ if env is None else env)
 
 
 def load_alert_settings(env: Mapping[str, str] | None = None) -> AlertSettings:

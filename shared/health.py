@@ -14,7 +14,7 @@ from azure.core.exceptions import AzureError
 
 from shared import outbox
 from shared.alerts import iso_z
-from shared.config import AlertSettings
+from shared.config import AlertSettings, SettingsError, load_alert_settings, load_collection_settings
 from shared.storage import CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ def _parse(value: str) -> datetime:
 
 
 def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
-    """Per content type: checkpoint, lag and last successful fetch; gaps and losses recorded."""
+    """Per content type: checkpoint, lag and last successful fetch; gaps, losses and blobs stored
+    unparseable recorded."""
     table = storage.tables.get_table_client(STATE_TABLE)
     types: dict[str, Any] = {}
     for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": "checkpoint"}):
@@ -37,8 +38,9 @@ def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
             "lastSuccessfulFetch": row.get("LastSuccessAt") or None,
             "gaps": 0,
             "losses": 0,
+            "unparseable": 0,
         }
-    for kind, key in (("gap", "gaps"), ("loss", "losses")):
+    for kind, key in (("gap", "gaps"), ("loss", "losses"), ("unparseable", "unparseable")):
         for content_type, entry in types.items():
             rows = table.query_entities(
                 "PartitionKey eq @pk", parameters={"pk": f"{kind}|{content_type}"}, select=["RowKey"]
@@ -54,15 +56,40 @@ def queue_depths(storage: Storage) -> dict[str, int]:
     }
 
 
-def health(storage: Storage, settings: AlertSettings, now: datetime | None = None) -> dict[str, Any]:
+_AREAS = {"collection": "collection", "alerts": "alert delivery"}
+
+
+def settings_problems() -> tuple[AlertSettings, dict[str, str]]:
+    """The alert settings (defaults when they do not validate) and, by area, the settings that do
+    not validate; each message names the setting and never a secret's value."""
+    problems: dict[str, str] = {}
+    try:
+        load_collection_settings()
+    except SettingsError as problem:
+        problems["collection"] = str(problem)
+    try:
+        alert_settings = load_alert_settings()
+    except SettingsError as problem:
+        problems["alerts"] = str(problem)
+        alert_settings = AlertSettings()
+    return alert_settings, problems
+
+
+def health(
+    storage: Storage,
+    settings: AlertSettings,
+    now: datetime | None = None,
+    misconfigured: dict[str, str] | None = None,
+) -> dict[str, Any]:
     moment = now or datetime.now(UTC)
+    bad_settings = misconfigured or {}
     collection = collection_state(storage, moment)
     depths = queue_depths(storage)
     alerts = outbox.summary(storage)
     alerts["webhookConfigured"] = bool(settings.webhook_url)
     fetches = [entry["lastSuccessfulFetch"] for entry in collection.values() if entry["lastSuccessfulFetch"]]
     lag_limit = settings.lag_hours * 60
-    problems = []
+    problems = [f"{_AREAS[area]} is misconfigured: {message}" for area, message in bad_settings.items()]
     if not collection:
         problems.append("nothing collected yet")
     problems += [
@@ -76,6 +103,7 @@ def health(storage: Storage, settings: AlertSettings, now: datetime | None = Non
         "status": "attention" if problems else "ok",
         "problems": problems,
         "checkedAt": iso_z(moment),
+        "settings": {area: bad_settings.get(area) for area in _AREAS},
         "collection": collection,
         "lastSuccessfulFetch": max(fetches) if fetches else None,
         "queues": {
@@ -87,10 +115,12 @@ def health(storage: Storage, settings: AlertSettings, now: datetime | None = Non
     }
 
 
-def health_reply(storage: Storage, settings: AlertSettings, now: datetime | None = None) -> tuple[int, str]:
-    """(status, JSON body): 200 with the state, or 503 when storage does not answer."""
+def health_reply(storage: Storage, now: datetime | None = None) -> tuple[int, str]:
+    """(status, JSON body): 200 with the state (settings that do not validate among the problems),
+    or 503 when storage does not answer."""
+    settings, misconfigured = settings_problems()
     try:
-        body = health(storage, settings, now)
+        body = health(storage, settings, now, misconfigured)
     except AzureError:
         log.exception("health: storage did not answer")
         error = {"error": {"code": "storage_unavailable", "message": "storage did not answer; try again"}}

@@ -7,7 +7,7 @@ from functools import cache
 
 from shared import logsetup
 from shared.auth import token_provider
-from shared.config import ResolutionSettings, Settings, load_settings
+from shared.config import ResolutionSettings, Settings, load_settings, load_storage_settings
 from shared.graph_api import GraphClient
 from shared.resolver import SubjectResolver
 from shared.storage import MESSAGE_INDEX_TABLE, Storage
@@ -22,7 +22,8 @@ def settings() -> Settings:
 
 @cache
 def storage() -> Storage:
-    return Storage.from_settings(settings().storage)
+    # Storage settings alone: a bad TENANT_ID, say, must still be alerted and shown by health.
+    return Storage.from_settings(load_storage_settings())
 
 
 def build_resolver(storage: Storage, settings: ResolutionSettings) -> SubjectResolver:

@@ -235,6 +235,12 @@ class Simulator:
         self._running()[2].release_late()
         self._stats.add("late_releases")
 
+    def serve_body(self, content_id: str, body: bytes) -> None:
+        """From now on answer GETs of this content with `body`, whole and with HTTP 200, instead of
+        its own bytes: a blob the service holds damaged (not valid JSON, say). Opt-in; its records
+        are then never counted as served in the ground truth."""
+        self._running()[2].replace_body(content_id, body)
+
     def mint_token(self, **claims: Any) -> str:
         """A token as the simulator's Entra issues it, with overrides (`audience`, `roles`,
         `tenant_id`, `lifetime_s`, `issued_at`) to test refusals. Test helper."""

@@ -99,6 +99,7 @@ class ContentStore:
         self._lock = threading.Lock()
         self._released = False
         self._served: set[str] = set()
+        self._replaced: dict[str, bytes] = {}
 
     def release_late(self) -> None:
         with self._lock:
@@ -127,6 +128,20 @@ class ContentStore:
     def get(self, content_id: str) -> Blob | None:
         blob = self._by_id.get(content_id)
         return blob if blob is not None and self.visible(blob) else None
+
+    def replace_body(self, content_id: str, body: bytes) -> None:
+        """Serve `body` for this content from now on (opt-in fault: a blob the service holds
+        damaged). Its records then never count as served."""
+        if content_id not in self._by_id:
+            raise KeyError(f"no content {content_id!r} in the simulated tenant")
+        with self._lock:
+            self._replaced[content_id] = body
+
+    def body_of(self, blob: Blob) -> tuple[bytes, bool]:
+        """The bytes served for a blob and whether they are its own."""
+        with self._lock:
+            replaced = self._replaced.get(blob.content_id)
+        return (blob.body, True) if replaced is None else (replaced, False)
 
     def expired(self, blob: Blob) -> bool:
         return blob.expiration <= self._clock.now()
@@ -547,11 +562,15 @@ class ActivityFeed:
                 f"Content requested with the key {content_id} has already expired. Content older than 7 days "
                 "cannot be retrieved.",
             )
-        cut = self._faults.truncate_at(len(blob.body))
+        body, own = self._store.body_of(blob)
+        cut = self._faults.truncate_at(len(body))
         if cut is not None:
             self._stats.fault("truncated_blob")
-            return Reply(200, blob.body[:cut])
-        return Reply(200, blob.body, on_sent=lambda: self._served(blob))
+            return Reply(200, body[:cut])
+        if not own:
+            self._stats.fault("replaced_blob")
+            return Reply(200, body)
+        return Reply(200, body, on_sent=lambda: self._served(blob))
 
     def _served(self, blob: Blob) -> None:
         self._store.mark_served(blob)

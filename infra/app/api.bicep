@@ -263,6 +263,10 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           value: string(alertWebhookTimeoutSeconds)
         }
         {
+          name: 'ALERT_RETENTION_DAYS'
+          value: '30'
+        }
+        {
           name: 'RESOLVE_SUBJECTS'
           value: resolveSubjects
         }

@@ -14,6 +14,7 @@ import pytest
 from devtools.receiver import WebhookReceiver
 from shared import alerts, outbox, pipeline, raw_store, runtime
 from shared.collector import CollectionState
+from shared.config import SettingsError
 from shared.storage import POISON_QUEUE, STATE_TABLE, Storage
 from tests.functions.helpers import registered_functions
 from tests.unit.records_factory import TENANT, mail_items_accessed, operation_properties
@@ -132,6 +133,71 @@ def test_health_http_reports_lag_fetch_queues_and_alerts(
 def test_health_http_on_an_empty_deployment_says_nothing_is_collected_yet(function_env: Storage) -> None:
     body = json.loads(handler("health_http")(_get_health()).get_body())
     assert body["status"] == "attention"
-    assert body["problems"] == ["nothing collected yet"]
+    [unset, empty] = body["problems"]
+    assert unset.startswith("collection is misconfigured: TENANT_ID is required")
+    assert empty == "nothing collected yet"
+    assert body["settings"]["alerts"] is None
     assert body["lastSuccessfulFetch"] is None
     assert body["alerts"] == {"pending": 0, "lastDelivered": None, "webhookConfigured": False}
+
+
+SECRET_VALUE = "s3cr3t-client-value"
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        pytest.param({"COLLECT_CONCURRENCY": "lots"}, "COLLECT_CONCURRENCY", id="collection-only"),
+        pytest.param({"TENANT_ID": "contoso"}, "TENANT_ID", id="shared-with-graph"),
+        pytest.param({"CLIENT_SECRET": SECRET_VALUE}, "CLIENT_ID", id="secret-without-client"),
+    ],
+)
+def test_a_bad_collection_setting_raises_collection_misconfigured_and_health_shows_it(
+    alert_env: Storage,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    bad: dict[str, str],
+    named: str,
+) -> None:
+    for name, value in bad.items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()
+    fetch_audit = handler("fetch_audit")
+
+    with pytest.raises(SettingsError, match=named):
+        fetch_audit(_timer())
+    with pytest.raises(SettingsError, match=named):
+        fetch_audit(_timer())  # the next tick fails the same way and raises nothing new
+    handler("deliver_alerts")(_timer())
+
+    [request] = receiver.received
+    assert request.signature_ok
+    alert = request.json()
+    assert alert["type"] == "collection.misconfigured"
+    assert alert["mailbox"] is None
+    assert named in alert["details"]["message"]
+    assert "fix the function app setting" in alert["details"]["message"]
+    response = handler("health_http")(_get_health())
+    assert response.status_code == 200
+    body = json.loads(response.get_body())
+    assert body["status"] == "attention"
+    [line] = [p for p in body["problems"] if p.startswith("collection is misconfigured: ")]
+    assert named in line
+    assert named in body["settings"]["collection"]
+    assert body["alerts"]["lastDelivered"]["type"] == "collection.misconfigured"
+    assert SECRET_VALUE not in request.body.decode() + response.get_body().decode()
+
+
+def test_health_http_reports_bad_alert_settings_instead_of_failing(
+    alert_env: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERT_WEBHOOK_FORMAT", "email")
+    runtime.reset()
+
+    response = handler("health_http")(_get_health())
+
+    assert response.status_code == 200
+    body = json.loads(response.get_body())
+    assert "ALERT_WEBHOOK_FORMAT" in body["settings"]["alerts"]
+    prefix = "alert delivery is misconfigured: ALERT_WEBHOOK_FORMAT"
+    assert any(line.startswith(prefix) for line in body["problems"])

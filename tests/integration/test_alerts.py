@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import requests
+from azure.data.tables import TableClient, TableServiceClient
 
 from devtools.receiver import WebhookReceiver
 from shared import alerting, alerts, outbox, pipeline, raw_store
@@ -84,11 +89,32 @@ def test_a_delivered_alert_carries_a_signature_that_verifies_with_the_secret(
     assert result.delivered == [alert.id]
     [request] = receiver.received
     assert request.signature_ok is True
-    assert request.headers["X-Signature-256"] == alerts.signature(request.body, SECRET)
+    timestamp = int(request.headers["X-Signature-Timestamp"])
+    assert abs(timestamp - datetime.now(UTC).timestamp()) < 60  # signed when sent, not when raised
+    assert request.headers["X-Signature-256"] == alerts.signature(request.body, SECRET, timestamp)
     assert request.json() == alert.payload()
     [row] = outbox.rows(storage)
     assert row["State"] == "Delivered"
     assert row["Attempts"] == 1
+
+
+def test_the_receiver_refuses_a_delivered_request_replayed_after_the_tolerance(
+    storage: Storage, receiver: WebhookReceiver
+) -> None:
+    outbox.raise_alert(storage, lagging(), NOW)
+    outbox.deliver_pending(storage, settings_for(receiver), FakeClock(NOW))
+    [original] = receiver.accepted()
+    captured = {k: original.headers[k] for k in ("Content-Type", "X-Signature-256", "X-Signature-Timestamp")}
+
+    fresh = requests.post(receiver.url, data=original.body, headers=captured, timeout=5)
+    assert fresh.status_code == 200  # within five minutes the same request still verifies
+
+    stale = datetime.now(UTC) - timedelta(minutes=6)
+    replayed = alerts.request_headers(original.body, SECRET, stale)  # a capture from 6 minutes ago
+    assert requests.post(receiver.url, data=original.body, headers=replayed, timeout=5).status_code == 401
+    body_only = {**captured, "X-Signature-256": "sha256=" + hmac.new(SECRET.encode(), original.body,
+                                                                     hashlib.sha256).hexdigest()}  # fmt: skip
+    assert requests.post(receiver.url, data=original.body, headers=body_only, timeout=5).status_code == 401
 
 
 @pytest.mark.parametrize("fmt", ["json", "teams", "slack"])
@@ -334,3 +360,132 @@ def test_mia_replay_poison_moves_parked_messages_back_and_mia_process_delivers_a
     assert "alert mailbox.throttled: alice@contoso.com" in capsys.readouterr().out
     assert [r.json()["type"] for r in receiver.accepted()] == ["mailbox.throttled"]
     assert list(storage.queues.get_queue_client(POISON_QUEUE).peek_messages()) == []
+
+
+# --- retention and bounded scans ------------------------------------------------------------------
+
+
+@dataclass
+class QuerySpy:
+    """Forwards to a real TableClient (Azurite answers every call) and notes which partitions
+    each query reads and how many rows it yields. Not a mock."""
+
+    table: TableClient
+    partitions: list[str] = field(default_factory=list)
+    yielded: int = 0
+
+    def query_entities(self, query_filter: str, **kwargs: Any) -> Iterator[Any]:
+        self.partitions.append(str((kwargs.get("parameters") or {}).get("pk", "<no partition key>")))
+        for row in self.table.query_entities(query_filter, **kwargs):
+            self.yielded += 1
+            yield row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.table, name)
+
+
+@dataclass
+class SpyTables:
+    service: TableServiceClient
+    spies: list[QuerySpy] = field(default_factory=list)
+
+    def get_table_client(self, name: str) -> Any:
+        spy = QuerySpy(self.service.get_table_client(name))
+        self.spies.append(spy)
+        return spy
+
+
+def spied(storage: Storage) -> tuple[Storage, SpyTables]:
+    tables = SpyTables(storage.tables)
+    return Storage(storage.blobs, storage.queues, cast(TableServiceClient, tables)), tables
+
+
+def delivered_rows_in(storage: Storage, partition: str) -> int:
+    client = storage.tables.get_table_client("AlertOutbox")
+    rows = client.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
+    return sum(1 for row in rows if row.get("State") == "Delivered")
+
+
+def raise_many(storage: Storage, count: int, at: datetime) -> list[alerts.Alert]:
+    raised = [alerts.throttled_alert(TENANT, f"user{i}@contoso.com", at, f"r{i}", at) for i in range(count)]
+    for alert in raised:
+        assert outbox.raise_alert(storage, alert, at)
+    return raised
+
+
+def test_delivered_alerts_are_kept_for_the_retention_then_removed_and_pending_ones_stay(
+    storage: Storage, receiver: WebhookReceiver
+) -> None:
+    clock = FakeClock(NOW)
+    settings = settings_for(receiver, ALERT_RETENTION_DAYS="30")
+    raised = raise_many(storage, 3, NOW)
+    assert len(outbox.deliver_pending(storage, settings, clock).delivered) == 3
+
+    clock.advance(days=29, hours=23)
+    outbox.deliver_pending(storage, settings, clock)
+    assert sorted(row["State"] for row in outbox.rows(storage)) == ["Delivered"] * 3
+    assert not outbox.raise_alert(storage, raised[0], clock.now)  # still known: not raised again
+
+    clock.advance(hours=2)  # past 30 days since delivery
+    receiver.down = True
+    stuck = lagging(clock.now)
+    outbox.raise_alert(storage, stuck, clock.now)
+    outbox.deliver_pending(storage, settings, clock)
+
+    [row] = outbox.rows(storage)  # the delivered three are gone, the undelivered one stays
+    assert row["RowKey"] == stuck.id
+    assert row["State"] == "Pending"
+    assert len(receiver.accepted()) == 3
+
+
+def test_the_due_scan_and_health_never_read_the_delivered_history(
+    storage: Storage, receiver: WebhookReceiver
+) -> None:
+    clock = FakeClock(NOW)
+    settings = settings_for(receiver)
+    raise_many(storage, 120, NOW)
+    while outbox.deliver_pending(storage, settings, clock, limit=50).delivered:
+        pass
+    assert len(receiver.accepted()) == 120
+    fresh = lagging(NOW)
+    outbox.raise_alert(storage, fresh, NOW)
+    clock.advance(minutes=1)
+
+    watched, tables = spied(storage)
+    result = outbox.deliver_pending(watched, settings, clock)
+    summary = outbox.summary(watched)
+
+    assert result.delivered == [fresh.id]
+    read = {partition for spy in tables.spies for partition in spy.partitions}
+    assert read  # the scans ran, against partitions that hold no delivered alert
+    assert all(delivered_rows_in(storage, partition) == 0 for partition in read)
+    assert sum(spy.yielded for spy in tables.spies) <= 2
+    assert summary["pending"] == 0
+    assert summary["lastDelivered"]["id"] == fresh.id
+
+
+def test_alerts_of_the_one_partition_layout_are_moved_delivered_once_and_never_raised_again(
+    storage: Storage, receiver: WebhookReceiver
+) -> None:
+    client = storage.tables.get_table_client("AlertOutbox")
+    old_pending = lagging(NOW)
+    old_delivered = alerts.throttled_alert(TENANT, "bob@contoso.com", NOW, "r", NOW)
+    for alert, state in ((old_pending, "Pending"), (old_delivered, "Delivered")):
+        row: dict[str, Any] = {"PartitionKey": "alert", "RowKey": alert.id, "Type": alert.type}
+        row["Mailbox"] = alert.mailbox or ""
+        row |= {"DetectedAt": alerts.iso_z(NOW), "Payload": json.dumps(alert.payload()), "State": state}
+        row |= {"Attempts": int(state == "Delivered"), "NextAttemptAt": alerts.iso_z(NOW), "LastError": ""}
+        row["DeliveredAt"] = alerts.iso_z(NOW) if state == "Delivered" else ""
+        client.create_entity(row)
+    assert not outbox.raise_alert(storage, old_delivered, NOW)  # known before it is moved
+
+    outbox.deliver_pending(storage, settings_for(receiver), FakeClock(NOW))
+
+    assert [r.json()["id"] for r in receiver.accepted()] == [old_pending.id]
+    assert sorted((row["PartitionKey"], row["State"]) for row in outbox.rows(storage)) == [
+        ("delivered", "Delivered"),
+        ("delivered", "Delivered"),
+    ]
+    assert not outbox.raise_alert(storage, old_delivered, NOW)
+    assert not outbox.raise_alert(storage, old_pending, NOW)
+    assert outbox.summary(storage)["lastDelivered"]["id"] == old_pending.id  # the newest delivery

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
+import logging
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from devtools.receiver import WebhookReceiver
-from shared import outbox, pipeline
+from shared import health, outbox, pipeline
+from shared.activity_api import TransientError
 from shared.auth import AuthFailed
 from shared.collector import CollectionState, Collector
 from shared.config import AlertSettings, load_alert_settings
-from shared.storage import STATE_TABLE, Storage
+from shared.storage import RAW_CONTAINER, STATE_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.integration.test_collector import client_for, settings_for
 
@@ -58,7 +63,7 @@ def test_a_collection_gap_raises_collection_gap_delivered_at_the_end_of_the_run(
     ).run()
 
     assert result.gap is not None
-    [alert] = delivered(receiver)
+    [alert] = [a for a in delivered(receiver) if "from" in a["details"]]  # type: ignore[operator]
     assert alert["type"] == "collection.gap"
     assert alert["tenant"] == sim.tenant_id
     assert alert["mailbox"] is None
@@ -98,7 +103,7 @@ def test_a_checkpoint_more_than_the_lag_setting_behind_raises_collection_lagging
     assert len(outbox.rows(storage)) == 1
 
 
-def test_content_listed_but_expired_raises_collection_gap_once_a_day(
+def test_every_blob_listed_but_expired_reaches_the_webhook_as_its_own_collection_gap(
     storage: Storage, sim: Simulator, receiver: WebhookReceiver
 ) -> None:
     settings = settings_for(sim)
@@ -106,19 +111,40 @@ def test_content_listed_but_expired_raises_collection_gap_once_a_day(
         storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)
     ).run()
     assert result.caught_up
-    assert len(result.gone) >= 2  # the simulator serves some content expired (AF20051)
+    expired = {blob.content_id for blob in sim.tenant.blobs if blob.expiration <= datetime.now(UTC)}
+    assert len(expired) >= 2  # the simulator serves some content expired (AF20051), on one day
+    assert set(result.gone) == expired
 
-    [alert] = delivered(receiver)  # one per day however many are lost
-    assert alert["type"] == "collection.gap"
-    details = alert["details"]
-    assert isinstance(details, dict)
-    assert details["contentId"] in result.gone
-    assert details["reason"] == "AF20051"
+    losses = delivered(receiver)  # one alert per lost blob, each naming its own content
+    assert len(losses) == len(expired)
+    assert all(alert["type"] == "collection.gap" for alert in losses)
+    details = [alert["details"] for alert in losses]
+    assert all(isinstance(d, dict) and d["reason"] == "AF20051" for d in details)
+    assert {d["contentId"] for d in details if isinstance(d, dict)} == expired
+    assert len({alert["id"] for alert in losses}) == len(expired)
     again = Collector(
         storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)
     ).run()
     assert again.caught_up
-    assert len(receiver.received) == 1
+    assert len(receiver.received) == len(expired)  # a loss already reported is not reported again
+
+
+def test_two_gaps_on_one_day_reach_the_webhook_as_two_alerts(
+    storage: Storage, sim: Simulator, receiver: WebhookReceiver
+) -> None:
+    settings = settings_for(sim)
+    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    gaps = []
+    for days in (9, 12):  # the checkpoint is set back twice (a restored table, say)
+        now = datetime.now(UTC)
+        state.save_checkpoint(now - timedelta(days=days), now)
+        run = Collector(storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver))
+        gaps.append(run.run().gap)
+
+    reported = [a["details"] for a in delivered(receiver) if a["type"] == "collection.gap"]
+    spans = [(d["from"], d["to"]) for d in reported if isinstance(d, dict) and "from" in d]
+    assert spans == gaps
+    assert len(state.gaps()) == 2
 
 
 @pytest.mark.parametrize(
@@ -161,3 +187,85 @@ def test_collection_then_processing_of_the_simulated_tenant_reports_the_throttle
     throttled = [a for a in delivered(receiver) if a["type"] == "mailbox.throttled"]
     assert throttled
     assert {a["mailbox"] for a in throttled} == {sim.throttled_mailbox}
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port  # closed again: nothing listens there
+
+
+def test_an_unreachable_token_endpoint_is_retried_and_never_reported_as_a_permission_problem(
+    storage: Storage, sim: Simulator, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    authority = f"https://127.0.0.1:{_closed_port()}"
+    settings = settings_for(sim, LOGIN_AUTHORITY=authority, COLLECT_MAX_ATTEMPTS="3")
+
+    with caplog.at_level(logging.WARNING), pytest.raises(TransientError) as caught:
+        Collector(storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)).run()
+
+    assert caught.value.code == "token_unavailable"
+    assert "token endpoint unreachable" in str(caught.value)
+    retries = [r for r in caplog.records if "retrying after" in r.getMessage()]
+    assert len(retries) == 2  # three attempts in all
+    assert all("token endpoint unreachable" in r.getMessage() for r in retries)
+    assert [row["Type"] for row in outbox.rows(storage)] == []  # no collection.auth_failed
+    assert "ActivityFeed.Read" not in caplog.text
+    assert sim.stats()["tokens_issued"] == 0
+
+
+def unparseable_body(original: bytes) -> bytes:
+    """The blob's own records, then one that is whole JSON text no strict parser accepts: a lone
+    surrogate escape, a number too large for a double, and nesting 2,000 deep."""
+    assert original.endswith(b"]")
+    deep = b"[" * 2000 + b"]" * 2000
+    head = b'{"Id":"damaged","Operation":"MailItemsAccessed","Note":"\\ud800","Size":1e400,"Deep":'
+    bad = head + deep + b"}"
+    return original[:-1] + b"," + bad + b"]"
+
+
+def test_a_blob_served_whole_but_not_valid_json_is_stored_as_served_alerted_and_passed(
+    storage: Storage, sim: Simulator, receiver: WebhookReceiver
+) -> None:
+    settings = settings_for(sim)
+    now = datetime.now(UTC)
+    blob = next(b for b in sim.tenant.blobs if b.expiration > now and not b.late and b.created < now)
+    damaged = unparseable_body(blob.body)
+    sim.serve_body(blob.content_id, damaged)
+
+    result = Collector(
+        storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)
+    ).run()
+
+    assert result.caught_up
+    assert result.unparseable == [blob.content_id]
+    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    checkpoint = state.checkpoint()
+    assert checkpoint is not None
+    assert checkpoint > blob.created
+    [row] = state.unparseable()
+    assert row["ContentId"] == blob.content_id
+    assert "invalid JSON" in row["Error"]
+    stored = storage.blobs.get_blob_client(RAW_CONTAINER, row["Blob"])
+    assert gzip.decompress(stored.download_blob().readall()) == damaged  # byte for byte
+    metadata = stored.get_blob_properties().metadata
+    assert metadata["parseable"] == "false"
+    assert metadata["sha256"] == row["Sha256"] == hashlib.sha256(damaged).hexdigest()
+    assert health.collection_state(storage, datetime.now(UTC))["Audit.Exchange"]["unparseable"] == 1
+
+    [alert] = [a for a in delivered(receiver) if a["type"] == "collection.unparseable"]
+    details = alert["details"]
+    assert isinstance(details, dict)
+    assert details["contentId"] == blob.content_id
+    assert details["blob"] == row["Blob"]
+    again = Collector(
+        storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)
+    ).run()
+    assert again.unparseable == []  # passed for good, raised once
+    assert again.stored == 0
+    assert len([a for a in delivered(receiver) if a["type"] == "collection.unparseable"]) == 1
+
+    [salvaged] = [r for r in pipeline.drain_queue(storage) if r.blob == row["Blob"]]
+    assert salvaged.stats.malformed == 1  # the damaged record, counted, never silently dropped
+    assert salvaged.stats.records == len(blob.record_ids) + 1  # every record before it is kept

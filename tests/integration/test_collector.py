@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from shared import pipeline
-from shared.activity_api import ActivityClient
+from shared.activity_api import ActivityClient, TransientError
 from shared.auth import MsalTokenProvider, token_provider
 from shared.collector import CollectionState, Collector
 from shared.config import CollectionSettings, load_collection_settings
 from shared.storage import MAILBOX_TABLE, STATE_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
+from tests.integration.helpers import blob_names
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRIES = {
@@ -184,3 +185,24 @@ def test_chaos_every_fault_and_a_killed_collector_still_store_the_ground_truth_e
         assert set(truth["available"]) <= set(ids)
         stats = sim.stats()
         assert stats["requests_without_publisher_identifier"] == 0
+
+
+def test_a_body_cut_short_differently_each_time_is_retried_never_stored_as_unparseable(
+    storage: Storage,
+) -> None:
+    faults = FaultConfig(truncated_blob=1.0, expired_blobs=0, late_blobs=0)
+    with Simulator(SimulatorConfig(seed=3, mailboxes=2, days=1, faults=faults)) as sim:
+        settings = settings_for(
+            sim, COLLECT_MAX_ATTEMPTS="3", COLLECT_INITIAL_LOOKBACK_HOURS="24", COLLECT_WINDOW_HOURS="1"
+        )
+
+        with pytest.raises(TransientError, match="truncated"):
+            Collector(storage, client_for(settings), settings).run()
+
+        state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+        checkpoint = state.checkpoint()
+        first = min(blob.created for blob in sim.tenant.blobs)
+        assert checkpoint is None or checkpoint <= first  # that window is retried, never passed
+        assert state.unparseable() == []
+        assert blob_names(storage) == []
+        assert sim.stats()["faults"]["truncated_blob"] >= 3

@@ -89,15 +89,41 @@ def test_the_slack_body_has_text_and_blocks_within_slack_limits() -> None:
     assert "alice@contoso.com" in fields
 
 
-def test_the_signature_is_hmac_sha256_of_the_exact_body() -> None:
+def test_the_signature_is_hmac_sha256_of_the_timestamp_dot_the_exact_body() -> None:
     body = alerts.render(_throttled(), "json")
-    headers = alerts.request_headers(body, "s3cret")
-    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    headers = alerts.request_headers(body, "s3cret", T0)
+    timestamp = int(T0.timestamp())
+    assert headers["X-Signature-Timestamp"] == str(timestamp)
+    expected = "sha256=" + hmac.new(b"s3cret", f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     assert headers["X-Signature-256"] == expected
-    assert alerts.verify_signature(body, expected, "s3cret")
-    assert not alerts.verify_signature(body + b" ", expected, "s3cret")
-    assert not alerts.verify_signature(body, expected, "other")
+    stamp = headers["X-Signature-Timestamp"]
+    assert alerts.verify_signature(body, expected, stamp, "s3cret", now=T0)
+    assert not alerts.verify_signature(body + b" ", expected, stamp, "s3cret", now=T0)
+    assert not alerts.verify_signature(body, expected, stamp, "other", now=T0)
+    assert not alerts.verify_signature(body, expected, str(timestamp + 1), "s3cret", now=T0)
+    assert not alerts.verify_signature(body, expected, None, "s3cret", now=T0)
+    body_only = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert not alerts.verify_signature(body, body_only, stamp, "s3cret", now=T0)  # the old scheme
     assert "X-Signature-256" not in alerts.request_headers(body, None)
+    assert "X-Signature-Timestamp" not in alerts.request_headers(body, None)
+
+
+@pytest.mark.parametrize("late", [timedelta(minutes=5, seconds=1), timedelta(minutes=-5, seconds=-1)])
+def test_a_signed_request_replayed_outside_the_tolerance_is_refused(late: timedelta) -> None:
+    body = alerts.render(_throttled(), "json")
+    headers = alerts.request_headers(body, "s3cret", T0)
+    signed, stamp = headers["X-Signature-256"], headers["X-Signature-Timestamp"]
+
+    assert alerts.verify_signature(body, signed, stamp, "s3cret", now=T0 + timedelta(minutes=5))
+    assert alerts.verify_signature(body, signed, stamp, "s3cret", now=T0 - timedelta(minutes=5))
+    assert not alerts.verify_signature(body, signed, stamp, "s3cret", now=T0 + late)
+
+
+@pytest.mark.parametrize("stamp", ["", "-1", "1e9", "\u00b2", " 1763457342", "1763457342.5"])
+def test_a_timestamp_that_is_not_unix_seconds_is_refused(stamp: str) -> None:
+    body = alerts.render(_throttled(), "json")
+    signed = alerts.request_headers(body, "s3cret", T0)["X-Signature-256"]
+    assert not alerts.verify_signature(body, signed, stamp, "s3cret", now=T0)
 
 
 def test_backoff_doubles_from_one_minute_up_to_an_hour() -> None:
@@ -128,6 +154,8 @@ def test_the_alert_settings_are_validated_at_start_up_with_the_rest() -> None:
         load_settings(env)
     with pytest.raises(SettingsError, match="ALERT_NEAR_THROTTLE_THRESHOLD"):
         load_settings({**env, "ALERT_WEBHOOK_FORMAT": "", "ALERT_NEAR_THROTTLE_THRESHOLD": "lots"})
+    with pytest.raises(SettingsError, match="ALERT_RETENTION_DAYS"):
+        load_settings({**env, "ALERT_WEBHOOK_FORMAT": "", "ALERT_RETENTION_DAYS": "0"})
 
 
 def test_defaults_and_tenant_reuse() -> None:
@@ -135,6 +163,7 @@ def test_defaults_and_tenant_reuse() -> None:
     assert settings == AlertSettings(tenant=TENANT)
     assert settings.near_throttle_threshold == 900
     assert settings.lag_hours == 6
+    assert settings.retention_days == 30
     assert settings.webhook_format == "json"
     assert settings.webhook_url is None
 
