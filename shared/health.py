@@ -15,7 +15,7 @@ from azure.core.exceptions import AzureError
 from shared import outbox
 from shared.alerts import iso_z
 from shared.config import AlertSettings, SettingsError, load_alert_settings, load_collection_settings
-from shared.storage import CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
+from shared.storage import CONFLICTS_TABLE, CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,22 @@ def settings_problems() -> tuple[AlertSettings, dict[str, str]]:
     return alert_settings, problems
 
 
+CONFLICTS_COUNTED = 1000  # counted up to this many; more reads as "at least"
+
+
+def record_conflicts(storage: Storage) -> dict[str, Any]:
+    """How many records have a second copy with different content (kept aside, first copy wins),
+    counted up to CONFLICTS_COUNTED, and the latest one's detection time."""
+    table = storage.tables.get_table_client(CONFLICTS_TABLE)
+    count, latest = 0, ""
+    for row in table.list_entities(select=["DetectedAt"], results_per_page=CONFLICTS_COUNTED):
+        count += 1
+        latest = max(latest, str(row.get("DetectedAt") or ""))
+        if count >= CONFLICTS_COUNTED:
+            break
+    return {"conflicts": count, "atLeast": count >= CONFLICTS_COUNTED, "latestDetectedAt": latest or None}
+
+
 def health(
     storage: Storage,
     settings: AlertSettings,
@@ -99,6 +115,13 @@ def health(
     ]
     if depths[POISON_QUEUE]:
         problems.append(f"{depths[POISON_QUEUE]} messages in {POISON_QUEUE}")
+    evidence = record_conflicts(storage)
+    if evidence["conflicts"]:
+        more = "or more " if evidence["atLeast"] else ""
+        problems.append(
+            f"{evidence['conflicts']} {more}records have a second copy with different content "
+            "(first copy kept; run `mia verify` to see both sources)"
+        )
     return {
         "status": "attention" if problems else "ok",
         "problems": problems,
@@ -112,6 +135,7 @@ def health(
             "subjectLookupsDepth": depths[LOOKUP_QUEUE],
         },
         "alerts": alerts,
+        "evidence": evidence,
     }
 
 

@@ -201,3 +201,21 @@ def test_health_http_reports_bad_alert_settings_instead_of_failing(
     assert "ALERT_WEBHOOK_FORMAT" in body["settings"]["alerts"]
     prefix = "alert delivery is misconfigured: ALERT_WEBHOOK_FORMAT"
     assert any(line.startswith(prefix) for line in body["problems"])
+
+
+def test_health_http_counts_conflicting_copies_of_records_as_a_problem(
+    function_env: Storage, tmp_path: Any
+) -> None:
+    record = mail_items_accessed(Id="r1", CreationTime="2026-11-18T09:00:00")
+    rewritten = {**record, "ClientIPAddress": "198.51.100.99"}
+    for name, value in (("first.json", record), ("second.json", rewritten)):
+        path = tmp_path / name
+        path.write_text(json.dumps([value]), encoding="utf-8")
+        pipeline.import_file(function_env, path)
+        pipeline.drain_queue(function_env)
+
+    body = json.loads(handler("health_http")(_get_health()).get_body())
+
+    assert body["evidence"]["conflicts"] == 1
+    assert body["evidence"]["atLeast"] is False
+    assert any("1 records have a second copy with different content" in p for p in body["problems"])
