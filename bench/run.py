@@ -2,8 +2,9 @@
 
 1. parse_ratio_to_raw_decode: our parse + normalize of a Management API content blob
    (`shared.pipeline.events_from_bytes`, fully consumed) over plain `orjson.loads` of the same bytes.
-2. ingest_batch_speedup: one `upsert_entity` per row over `shared.tables.upsert_entities`
-   (entity-group transactions of 100), same rows, fresh Azurite tables for each side.
+2. ingest_batch_speedup: one `create_entity` per row over `shared.tables.insert_rows` (what
+   ingestion does: entity-group transactions of 100 inserts, first copy wins), same rows, fresh
+   Azurite tables for each side.
 3. report_rss_growth_mb_100k: peak RSS growth of a child process writing the CSV events report of
    one mailbox with 100,000 stored rows (`events_from_table` + `render_report`, as `mia report -o`).
    The same child also runs against real Azurite holding as many rows of one mailbox as Azurite
@@ -39,7 +40,7 @@ from typing import Any, TypeVar
 
 import orjson
 import psutil  # type: ignore[import-untyped]  # no stubs in requirements-dev
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient
 
 from bench.collect import bench_collect_concurrency, bench_collect_throughput
 from bench.data import START, RecordFactory, mailbox_events
@@ -164,27 +165,31 @@ def ingest_entities() -> list[dict[str, Any]]:
     return [tables.to_entity(event, event.mailbox) for event in events]
 
 
-def upsert_one_by_one(table: TableClient, entities: list[dict[str, Any]]) -> int:
+def insert_one_by_one(table: TableClient, entities: list[dict[str, Any]]) -> int:
     for entity in entities:
-        table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        table.create_entity(entity)
     return len(entities)
+
+
+def insert_batched(table: TableClient, entities: list[dict[str, Any]]) -> int:
+    return tables.insert_rows(table, entities).inserted
 
 
 def bench_ingest(service: TableServiceClient) -> dict[str, Any]:
     entities = ingest_entities()
     warmup = fresh_table(service, "benchwarmup")  # connection pool and both code paths, untimed
-    upsert_one_by_one(warmup, entities[:10])
-    tables.upsert_entities(warmup, entities[10:110])
+    insert_one_by_one(warmup, entities[:10])
+    insert_batched(warmup, entities[10:110])
     single_times: list[float] = []
     batched_times: list[float] = []
     single_rows: list[int] = []
     batched_rows: list[int] = []
     for rep in range(INGEST_REPEATS):
         single = fresh_table(service, f"benchsingle{rep}")
-        single_times.append(timed(upsert_one_by_one, single, entities)[0])
+        single_times.append(timed(insert_one_by_one, single, entities)[0])
         single_rows.append(count_rows(single))
         batched = fresh_table(service, f"benchbatched{rep}")
-        batched_times.append(timed(tables.upsert_entities, batched, entities)[0])
+        batched_times.append(timed(insert_batched, batched, entities)[0])
         batched_rows.append(count_rows(batched))
     expected = [INGEST_ROWS] * INGEST_REPEATS
     require(single_rows == batched_rows == expected, f"rows stored: {single_rows}, {batched_rows}")
@@ -193,7 +198,7 @@ def bench_ingest(service: TableServiceClient) -> dict[str, Any]:
         "rows": INGEST_ROWS,
         "mailboxes": INGEST_MAILBOXES,
         "batch_size": tables.MAX_BATCH,
-        "entity_bytes_json_avg": round(sum(len(orjson.dumps(e)) for e in entities) / len(entities)),
+        "entity_bytes_avg": round(sum(tables.entity_bytes(e) for e in entities) / len(entities)),
         "repeats": INGEST_REPEATS,
         "one_by_one_seconds": rounded(single_times),
         "batched_seconds": rounded(batched_times),

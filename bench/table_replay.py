@@ -21,9 +21,22 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
+from azure.data.tables import EdmType, EntityProperty
 
 CONTENT_TYPE = "application/json;odata=minimalmetadata"
 API_VERSION = "2025-11-05"
+
+
+def _wire(entity: dict[str, Any]) -> dict[str, Any]:
+    """An entity as the Table service writes it in JSON: Int64 values as strings, typed."""
+    wire: dict[str, Any] = {}
+    for name, value in entity.items():
+        if isinstance(value, EntityProperty) and value.edm_type == EdmType.INT64:
+            wire[name] = str(value.value)
+            wire[f"{name}@odata.type"] = "Edm.Int64"
+        else:
+            wire[name] = value
+    return wire
 
 
 def _token(value: str) -> str:
@@ -52,7 +65,7 @@ class TableReplay:
 
     def _encode(self, entities: list[dict[str, Any]], stamp: str) -> bytes:
         etag = f"W/\"datetime'{quote(stamp)}'\""
-        value = [{"odata.etag": etag, **entity, "Timestamp": stamp} for entity in entities]
+        value = [{"odata.etag": etag, **_wire(entity), "Timestamp": stamp} for entity in entities]
         metadata = f"http://127.0.0.1/devstoreaccount1/$metadata#{self.table}"
         return orjson.dumps({"odata.metadata": metadata, "value": value})
 

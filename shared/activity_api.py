@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -355,7 +356,13 @@ def _json_array(data: bytes) -> tuple[int, str]:
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as problem:
-        return 0, f"invalid JSON: {problem}"
+        # What the readers fall back to (shared/readers.py): lone surrogates, bytes that are not
+        # UTF-8 and integers beyond 64 bits are read, the text repaired. Only what neither reads
+        # is unparseable.
+        try:
+            body = json.loads(data.decode("utf-8-sig", "surrogateescape"))
+        except (ValueError, RecursionError):
+            return 0, f"invalid JSON: {problem}"
     if not isinstance(body, list):
         return 0, "valid JSON but not an array"
     return len(body), ""

@@ -269,3 +269,24 @@ def test_a_blob_served_whole_but_not_valid_json_is_stored_as_served_alerted_and_
     [salvaged] = [r for r in pipeline.drain_queue(storage) if r.blob == row["Blob"]]
     assert salvaged.stats.malformed == 1  # the damaged record, counted, never silently dropped
     assert salvaged.stats.records == len(blob.record_ids) + 1  # every record before it is kept
+
+
+def test_a_whole_blob_with_a_lone_surrogate_is_collected_as_parseable_and_read_entirely(
+    storage: Storage, sim: Simulator, receiver: WebhookReceiver
+) -> None:
+    """Only what no reader can read is unparseable: a lone surrogate escape is repaired text."""
+    settings = settings_for(sim)
+    now = datetime.now(UTC)
+    blob = next(b for b in sim.tenant.blobs if b.expiration > now and not b.late and b.created < now)
+    odd = b'{"Id":"odd","Operation":"MailItemsAccessed","Note":"\\ud800"}'
+    sim.serve_body(blob.content_id, blob.body[:-1] + b"," + odd + b"]")
+
+    result = Collector(
+        storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)
+    ).run()
+
+    assert result.unparseable == []
+    assert [a for a in delivered(receiver) if a["type"] == "collection.unparseable"] == []
+    [processed] = [r for r in pipeline.drain_queue(storage) if blob.content_id in r.blob]
+    assert processed.stats.records == len(blob.record_ids) + 1
+    assert processed.stats.malformed == 1  # the odd record has no CreationTime: counted, not lost

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared import cli, collector, pipeline, raw_store, tables, verify
-from shared.activity_api import ContentItem
+from shared.activity_api import Content, ContentItem
 from shared.message_info import SOURCE_GRAPH, MessageInfo
 from shared.records import EVENT_COLUMNS
 from shared.storage import CONFLICTS_TABLE, MAILBOX_TABLE, MESSAGE_INDEX_TABLE, RAW_CONTAINER, Storage
@@ -63,8 +63,8 @@ def _collected(storage: Storage, records: list[dict[str, Any]], content_id: str 
     item = ContentItem(
         "Audit.Exchange", content_id, "https://x/c1", datetime(2026, 11, 18, 9, tzinfo=UTC), None
     )
-    data = json.dumps(records).encode()
-    return collector.store_content(storage, item, data, len(records))
+    content = Content(json.dumps(records).encode(), len(records))
+    return collector.store_content(storage, item, content)[0]
 
 
 # --- 1. text that is not valid Unicode -------------------------------------------------------------
