@@ -140,6 +140,14 @@ class AccessEvent:
         ]
         return hashlib.sha256(orjson.dumps(facts)).hexdigest()
 
+    def provenance(self) -> dict[str, Any]:
+        """The provenance columns: where the record was read from."""
+        return {
+            "SourceBlob": self.source_blob,
+            "SourceSha256": self.source_sha256,
+            "SourceIndex": self.source_index,
+        }
+
     @property
     def message_ids(self) -> list[str]:
         """Distinct InternetMessageIds in record order."""
@@ -177,9 +185,7 @@ class AccessEvent:
             "Messages": messages,
             "Repaired": "; ".join(self.repaired),
             "Conflict": self.conflict,
-            "SourceBlob": self.source_blob,
-            "SourceSha256": self.source_sha256,
-            "SourceIndex": self.source_index,
+            **self.provenance(),
         }
 
 

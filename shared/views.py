@@ -79,21 +79,7 @@ UNAUDITED_WINDOW = timedelta(hours=24)
 
 def source_of(event: AccessEvent) -> dict[str, Any]:
     """The provenance columns of an aggregated row whose first access is `event`."""
-    return {
-        "FirstRecordId": event.record_id,
-        "SourceBlob": event.source_blob,
-        "SourceSha256": event.source_sha256,
-        "SourceIndex": event.source_index,
-    }
-
-
-def _provenance(event: AccessEvent) -> dict[str, Any]:
-    return {
-        "RecordId": event.record_id,
-        "SourceBlob": event.source_blob,
-        "SourceSha256": event.source_sha256,
-        "SourceIndex": event.source_index,
-    }
+    return {"FirstRecordId": event.record_id, **event.provenance()}
 
 
 def event_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
@@ -263,7 +249,8 @@ def message_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) ->
                     "Received": _received(info),
                     "SizeInBytes": message.size if message.size is not None else info.size,
                     "SubjectSource": info.source,
-                    **_provenance(event),
+                    "RecordId": event.record_id,
+                    **event.provenance(),
                 }
 
 
