@@ -15,7 +15,8 @@ from shared.storage import MESSAGE_INDEX_TABLE, Storage
 
 @cache
 def settings() -> Settings:
-    # Every storage or Graph client is built from these settings, so this runs before any request.
+    # Every Graph client is built from these settings (storage from storage()), so with the call
+    # in storage() the loggers are quiet before any request.
     logsetup.quiet_sdk_loggers()
     return load_settings()
 
@@ -23,6 +24,7 @@ def settings() -> Settings:
 @cache
 def storage() -> Storage:
     # Storage settings alone: a bad TENANT_ID, say, must still be alerted and shown by health.
+    logsetup.quiet_sdk_loggers()
     return Storage.from_settings(load_storage_settings())
 
 
