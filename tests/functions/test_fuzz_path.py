@@ -54,7 +54,7 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
 EXTENSIONS = {"purview-csv": "csv", "export-csv": "csv", "jsonl": "jsonl", "graph-jsonl": "jsonl"}
 
 FUZZ_SETTINGS = settings(
-    max_examples=int(os.environ.get("MIA_FUZZ_EXAMPLES", "25")),
+    max_examples=int(os.environ.get("MIA_FUZZ_EXAMPLES", "40")),
     deadline=None,
     suppress_health_check=[
         HealthCheck.function_scoped_fixture,  # storage is emptied by the test body for each input
