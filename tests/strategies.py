@@ -769,7 +769,7 @@ def fuzz_inputs(draw: st.DrawFn, max_records: int = 10) -> FuzzInput:
         series = record_series(small[0], draw(st.integers(100, 130)))
         taken = {r.record_id for r in records}
         records += [r for r in series if r.record_id not in taken]
-    file_count = draw(st.integers(1, 3))
+    file_count = draw(st.integers(1, min(3, len(FILE_FORMATS))))
     placed: list[list[AuditRecord]] = [[] for _ in range(file_count)]
     for record in records:
         placed[draw(st.integers(0, file_count - 1))].append(record)
@@ -777,7 +777,7 @@ def fuzz_inputs(draw: st.DrawFn, max_records: int = 10) -> FuzzInput:
         placed[draw(st.integers(0, file_count - 1))].append(record)
     formats = draw(st.permutations(FILE_FORMATS))  # several files: several formats
     files = []
-    for contents, fmt in zip(placed, formats, strict=False):
+    for contents, fmt in zip(placed, formats[:file_count], strict=True):
         if contents:
             files.append(draw(_file(fmt, draw(st.permutations(contents)))))
     return FuzzInput(tuple(boxes), tuple(records), tuple(files))
