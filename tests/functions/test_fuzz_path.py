@@ -168,7 +168,7 @@ def import_files(
             code = cli.main(["import", str(path)])
             out, err = capsys.readouterr()
             assert code == 0, f"mia import {export.fmt}: {err}"
-            assert f"{len(export.records)} records" in out, out
+            assert f", {len(export.records)} records, " in out, f"records counted on import: {out}"
         else:
             result = pipeline.import_bytes(storage, path.read_bytes(), path.name)
             assert result.records == len(export.records), f"{export.fmt}: records counted on import"
