@@ -110,7 +110,7 @@ def _graph_page_values(value: object) -> list[Any] | None:
 
 def _csv_header(text: str) -> tuple[list[str], int] | None:
     """The header row and its line index, skipping Export-Csv's `#TYPE` line; None if not CSV."""
-    lines = text.splitlines()
+    lines = _lines(text)
     index = 1 if lines and lines[0].startswith("#TYPE") else 0
     if index >= len(lines):
         return None
@@ -138,6 +138,12 @@ def detect_format(data: bytes) -> str:
     if _csv_header(text) is not None:
         return CSV_AUDITDATA
     raise UnknownFormat(f"not a recognised audit export: {_EXPECTED}")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines ended by LF (or CRLF) only. str.splitlines also splits on U+2028, U+2029, U+0085 and
+    other separators that JSON writers leave unescaped inside strings, which would cut a record."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def _under(repaired: tuple[str, ...], prefix: str) -> tuple[str, ...]:
@@ -204,7 +210,7 @@ def _salvage_array(text: str, problem: str) -> Iterator[RawRecord]:
 
 
 def _json_lines(text: str) -> Iterator[RawRecord]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         try:

@@ -131,3 +131,19 @@ def test_a_size_beyond_int64_is_left_out_and_named_with_its_path() -> None:
     [event] = list(normalize_records(read_records(f"[{text}]".encode())[1], "blob"))
     assert event.items[0].size_in_bytes is None
     assert event.repaired == ("Folders[0].FolderItems[0].SizeInBytes",)
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_json_lines_are_split_on_line_feeds_only_never_on_separators_inside_a_string(separator: str) -> None:
+    """JSON writers leave U+2028, U+2029 and NEL unescaped inside strings (RFC 8259 allows it)."""
+    record = mail_items_accessed(Id="rec-1", ClientInfoString=f"Client=OWA;{separator}Mozilla/5.0")
+    data = (
+        json.dumps(record, ensure_ascii=False) + "\r\n" + json.dumps(record | {"Id": "rec-2"}) + "\n"
+    ).encode()
+    stats = ParseStats()
+
+    events = list(normalize_records(read_records(data)[1], "jsonl", stats))
+
+    assert [event.record_id for event in events] == ["rec-1", "rec-2"]
+    assert events[0].client_info == f"Client=OWA;{separator}Mozilla/5.0"
+    assert stats.malformed == 0
