@@ -148,6 +148,11 @@ def _clean(text: str) -> bool:
     return bool(text) and text == text.strip()
 
 
+def as_reported(text: str) -> str:
+    """Text as every report must show it: a lone surrogate (not valid Unicode) as U+FFFD."""
+    return "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in text)
+
+
 def with_lone_surrogate(text: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     """Text with one lone surrogate inside: serialized, it becomes an escape such as "\\ud800"."""
     return st.builds(lambda head, s, tail: head + s + tail, text, _SURROGATES, text)
@@ -319,8 +324,8 @@ class Folder:
 
     @property
     def shown(self) -> str:
-        """The folder as reports show it: no leading backslash."""
-        return self.path.lstrip("\\")
+        """The folder as reports show it: no leading backslash, lone surrogates as U+FFFD."""
+        return as_reported(self.path.lstrip("\\"))
 
 
 FOLDER_PATHS = (
@@ -498,7 +503,7 @@ def audit_records(
         path = draw(folder_paths())
         data["RecordType"] = 2
         data["Item"] = {"Id": "LgAAAAD1", "ParentFolder": {"Id": "LgAAAAB2", "Path": path}}
-        shown = path.strip().lstrip("\\")
+        shown = as_reported(path.strip().lstrip("\\"))
         return AuditRecord(
             _maybe_lower(draw, data), record_id, box.key, user, when, True, access, throttled, (), (shown,)
         )

@@ -87,6 +87,8 @@ def blob_names(storage: Storage) -> list[str]:
 
 
 def parse_csv(text: str) -> list[list[str]]:
+    # A Bind record of thousands of messages has a Messages cell past csv's default 128 KiB.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     return list(csv.reader(io.StringIO(text, newline="")))
 
 
