@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from shared import logsetup, lookup_queue, pipeline, readers, terminal
@@ -18,7 +17,7 @@ from shared.config import SettingsError, load_report_settings, load_resolution_s
 from shared.message_info import MessageObserver
 from shared.records import ParseStats
 from shared.report import audit_lookup, events_from_files, events_from_table, render_report
-from shared.report_request import RequestError, parse_report_request, parse_time, validate_subject
+from shared.report_request import RequestError, parse_end, parse_report_request, parse_time, validate_subject
 from shared.runtime import build_resolver
 from shared.storage import Storage
 from shared.tables import table_for
@@ -108,16 +107,14 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def _shown(text: object) -> str:
     """Attacker-controlled text (record ids, blob names) made visible, never executed, on a terminal."""
-    return str(text).encode("unicode_escape").decode("ascii")
+    return terminal.visible(str(text))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from shared.verify import verify
 
     start = parse_time("from", args.from_, end_of_day=False) if args.from_ else None
-    end = parse_time("to", args.to, end_of_day=True) if args.to else None
-    if end is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", args.to):
-        end += timedelta(seconds=1)  # a date-time `--to` includes that second, as in reports
+    end = parse_end(args.to) if args.to else None
     mailbox = validate_subject(args.mailbox, "mailbox") if args.mailbox else None
     result = verify(_storage(), mailbox, start, end)
     if args.json:

@@ -179,10 +179,9 @@ def _json_records(text: str) -> Iterator[RawRecord]:
 
 
 def _salvage_array(text: str, problem: str) -> Iterator[RawRecord]:
-    """A JSON array orjson refuses, element by element: a damaged or cut-off array keeps every
-    element before the damage, then reports the rest as one unreadable record; an array that is
-    whole but holds text orjson refuses (a lone surrogate) or an integer beyond 64 bits is read
-    entirely, its text repaired."""
+    """A JSON array that neither decoder reads whole (a truncated or damaged blob), element by
+    element: every element before the damage is kept, text repaired, and the rest is reported as
+    one unreadable record. Anything after the closing bracket is reported the same way."""
     decoder = json.JSONDecoder()
     start = text.find("[")
     if start < 0:
@@ -197,6 +196,8 @@ def _salvage_array(text: str, problem: str) -> Iterator[RawRecord]:
             yield RawRecord(position=f"item {index}", error=f"array ends early: {problem}")
             return
         if text[position] == "]":
+            if text[position + 1 :].strip():
+                yield RawRecord(position=f"item {index}", error=f"data after the array's end: {problem}")
             return
         try:
             value, position = decoder.raw_decode(text, position)

@@ -187,6 +187,13 @@ def decode_after(token: str) -> str:
     return row_key
 
 
+def parse_end(raw: str) -> datetime:
+    """The exclusive end a `to` value means: a date includes that whole day, a date-time that
+    second."""
+    end = parse_time("to", raw, end_of_day=True)
+    return end if _DATE.match(raw) else end + timedelta(seconds=1)
+
+
 def _whole_second(moment: datetime) -> datetime:
     """Rounded up to the second. Records carry whole seconds and rows are keyed by the second, so
     for them `t >= bound` and `t < bound` keep their meaning, and storage and files agree."""
@@ -205,9 +212,7 @@ def parse_report_request(
     key = validate_subject(subject, by)
     raw_from, raw_to = params.get("from", ""), params.get("to", "")
     try:  # arithmetic near year 1 or 9999 overflows: out of range, not a server error
-        end = parse_time("to", raw_to, end_of_day=True) if raw_to else now
-        if raw_to and not _DATE.match(raw_to):
-            end += timedelta(seconds=1)  # a date-time `to` includes that second
+        end = parse_end(raw_to) if raw_to else now
         start = (
             parse_time("from", raw_from, end_of_day=False)
             if raw_from

@@ -160,14 +160,15 @@ def _content_fields(event: AccessEvent) -> dict[str, Any]:
     return fields
 
 
-def to_entities(event: AccessEvent, partition: str) -> list[dict[str, Any]]:
+def to_entities(event: AccessEvent, partition: str, content: str | None = None) -> list[dict[str, Any]]:
     """The entities that store one event: its overflow rows (if any) first, the row itself last.
 
     Nothing is cut. The message list, and any text too long for its own property, go into a
     JSON payload spread over `Payload<n>` properties of the row up to the entity size limit, and
     on into overflow rows (`<PartitionKey>%overflow`, keyed by the row's key and content hash, so
-    two copies of a record with different content never share one)."""
-    content = event.content_sha256()
+    two copies of a record with different content never share one). `content` is the event's
+    content_sha256() when the caller has it already."""
+    content = content if content is not None else event.content_sha256()
     pk, rk = encode_key(partition), row_key(event)
     entity: dict[str, Any] = {
         "PartitionKey": pk,
@@ -450,12 +451,15 @@ class WriteResult:
 
 
 def _store(
-    table: TableClient, events: list[AccessEvent], partition_of: Callable[[AccessEvent], str]
+    table: TableClient,
+    events: list[AccessEvent],
+    contents: list[str],
+    partition_of: Callable[[AccessEvent], str],
 ) -> InsertResult:
     overflow: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
-    for event in events:
-        *parts, row = to_entities(event, partition_of(event))
+    for event, content in zip(events, contents, strict=True):
+        *parts, row = to_entities(event, partition_of(event), content)
         if parts:
             existing = _existing(table, row)
             if existing is not None:  # decided without writing overflow rows that would be orphans
@@ -478,8 +482,9 @@ def store_events(
     """Write each event to MailboxAccess and ActorAccess, first copy wins. A copy whose content
     differs from the stored row is recorded in RecordConflicts (when given) and both stored rows
     are flagged; nothing stored is replaced."""
-    by_mailbox = _store(mailbox_table, events, lambda event: event.mailbox)
-    by_actor = _store(actor_table, events, lambda event: event.user or UNKNOWN_ACTOR)
+    contents = [event.content_sha256() for event in events]  # once for both tables
+    by_mailbox = _store(mailbox_table, events, contents, lambda event: event.mailbox)
+    by_actor = _store(actor_table, events, contents, lambda event: event.user or UNKNOWN_ACTOR)
     if conflicts_table is not None:
         moment = detected_at or datetime.now(UTC)
         records = (conflict_entity(new, old, moment) for new, old in by_mailbox.conflicts)

@@ -422,3 +422,11 @@ def test_explicit_format_skips_detection() -> None:
     data = orjson.dumps(records(0))
     assert read_records(data, JSON_LINES)[0] == JSON_LINES
     assert list(read_records(data, JSON_LINES)[1]) == [RawRecord("line 1", records(0))]
+
+
+def test_data_after_a_json_arrays_end_is_reported_never_silently_ignored() -> None:
+    found = read(orjson.dumps([records(0)]) + b' {"Id": "appended"}')[1]
+    assert [r.value for r in found[:1]] == [records(0)]
+    assert len(found) == 2
+    assert found[1].position == "item 1"
+    assert found[1].error.startswith("data after the array's end: ")
