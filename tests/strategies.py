@@ -28,6 +28,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from tests.unit.records_factory import EXPORT_CSV_COLUMNS, EXPORT_CSV_TYPE_LINE, PURVIEW_COLUMNS
+
 Json = dict[str, Any]
 
 # The report range of a run: records fall on the three days before today (UTC).
@@ -54,31 +56,6 @@ FILE_FORMATS = (
     GRAPH_LINES,
     PURVIEW_CSV,
     EXPORT_CSV,
-)
-
-PURVIEW_COLUMNS = (
-    "RecordId",
-    "CreationDate",
-    "RecordType",
-    "Operation",
-    "UserId",
-    "AuditData",
-    "AssociatedAdminUnits",
-    "AssociatedAdminUnitsNames",
-)
-EXPORT_CSV_TYPE_LINE = "#TYPE Deserialized.Microsoft.Exchange.Management.SystemConfigurationTasks.AuditRecord"
-EXPORT_CSV_COLUMNS = (
-    "RunspaceId",
-    "RecordType",
-    "CreationDate",
-    "UserIds",
-    "Operations",
-    "AuditData",
-    "ResultIndex",
-    "ResultCount",
-    "Identity",
-    "IsValid",
-    "ObjectState",
 )
 
 SERVICE_ACCOUNT = "NT AUTHORITY\\SYSTEM (Microsoft.Exchange.ServiceHost)"

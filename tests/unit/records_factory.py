@@ -130,3 +130,30 @@ def event(**fields: Any) -> AccessEvent:
 
 def row(**fields: Any) -> dict[str, Any]:
     return event(**fields).row()
+
+
+# Column layouts of the two CSV exports (a Purview audit search, Search-UnifiedAuditLog | Export-Csv).
+PURVIEW_COLUMNS = (
+    "RecordId",
+    "CreationDate",
+    "RecordType",
+    "Operation",
+    "UserId",
+    "AuditData",
+    "AssociatedAdminUnits",
+    "AssociatedAdminUnitsNames",
+)
+EXPORT_CSV_TYPE_LINE = "#TYPE Deserialized.Microsoft.Exchange.Management.SystemConfigurationTasks.AuditRecord"
+EXPORT_CSV_COLUMNS = (
+    "RunspaceId",
+    "RecordType",
+    "CreationDate",
+    "UserIds",
+    "Operations",
+    "AuditData",
+    "ResultIndex",
+    "ResultCount",
+    "Identity",
+    "IsValid",
+    "ObjectState",
+)

@@ -22,37 +22,15 @@ from shared.readers import (
 )
 from shared.records import ParseStats, RawRecord, normalize_records
 from tests.unit.records_factory import (
+    EXPORT_CSV_COLUMNS,
+    EXPORT_CSV_TYPE_LINE,
     MID_1,
+    PURVIEW_COLUMNS,
     folder,
     folder_item,
     graph_record,
     mail_items_accessed,
     other_operation,
-)
-
-PURVIEW_COLUMNS = (
-    "RecordId",
-    "CreationDate",
-    "RecordType",
-    "Operation",
-    "UserId",
-    "AuditData",
-    "AssociatedAdminUnits",
-    "AssociatedAdminUnitsNames",
-)
-EXPORT_CSV_TYPE_LINE = "#TYPE Deserialized.Microsoft.Exchange.Management.SystemConfigurationTasks.AuditRecord"
-EXPORT_CSV_COLUMNS = (
-    "RunspaceId",
-    "RecordType",
-    "CreationDate",
-    "UserIds",
-    "Operations",
-    "AuditData",
-    "ResultIndex",
-    "ResultCount",
-    "Identity",
-    "IsValid",
-    "ObjectState",
 )
 
 TRICKY_SUBJECT = 'Re: "Fabrikam", term sheet, v2\n=HYPERLINK("http://evil.example")'
