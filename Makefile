@@ -31,6 +31,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy .
+	$(VENV)/bin/lint-imports --no-cache
 
 test: lint
 	INFRA_TOOLS=$(INFRA_VENV)/bin REQUIRE_INFRA_TOOLS=1 $(PY) -m pytest -n 2

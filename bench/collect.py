@@ -8,11 +8,11 @@ import time
 from typing import Any
 
 from devtools.azurite import fresh_storage
-from shared import pipeline
-from shared.activity_api import ActivityClient
-from shared.auth import token_provider
-from shared.collector import Collector, CollectResult
-from shared.config import load_collection_settings
+from shared.clients.activity_api import ActivityClient
+from shared.clients.auth import token_provider
+from shared.collect.collector import Collector, CollectResult
+from shared.ingest import pipeline
+from shared.settings.config import load_collection_settings
 from shared.storage import MAILBOX_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 

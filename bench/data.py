@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.records import AccessEvent, MessageRef
+from shared.model.event import AccessEvent, MessageRef
 
 TENANT = "b7e1c3a0-4d2f-4e8a-9c61-0f5a2d7e9b14"
 GRAPH = "00000003-0000-0000-c000-000000000000"

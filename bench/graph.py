@@ -18,15 +18,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from devtools.azurite import fresh_storage
-from shared import lookup_queue
-from shared.auth import token_provider
-from shared.config import load_resolution_settings
-from shared.graph_api import GraphClient, message_lookup_url
-from shared.message_info import Observed, observe
-from shared.pipeline import events_from_bytes
-from shared.resolver import Budget, ResolveStats, SubjectResolver
+from shared.clients.auth import token_provider
+from shared.clients.graph_api import GraphClient, message_lookup_url
+from shared.model.message_info import Observed, observe
+from shared.parse.events import events_from_bytes
 from shared.runtime import build_resolver
-from shared.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW
+from shared.settings.config import load_resolution_settings
+from shared.subjects import lookup_queue
+from shared.subjects.resolver import Budget, ResolveStats, SubjectResolver
+from shared.subjects.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW
 from simulator import FaultConfig, Simulator, SimulatorConfig
 
 MESSAGES = 1_000

@@ -1,7 +1,7 @@
 """`make bench`: six figures measured in one run, written to bench/results.json.
 
 1. parse_ratio_to_raw_decode: our parse + normalize of a Management API content blob
-   (`shared.pipeline.events_from_bytes`, fully consumed) over plain `orjson.loads` of the same bytes.
+   (`shared.parse.events.events_from_bytes`, fully consumed) over plain `orjson.loads` of the same bytes.
 2. ingest_batch_speedup: one `create_entity` per row over `shared.tables.insert_rows` (what
    ingestion does: entity-group transactions of 100 inserts, first copy wins), same rows, fresh
    Azurite tables for each side.
@@ -47,12 +47,12 @@ from bench.data import START, RecordFactory, mailbox_events
 from bench.graph import bench_graph_requests
 from bench.table_replay import TableReplay, serving
 from devtools import azurite
-from shared import tables
-from shared.pipeline import events_from_bytes
-from shared.records import ParseStats
-from shared.report import events_from_table, render_report
-from shared.report_request import ReportQuery
-from shared.storage import MAILBOX_TABLE
+from shared.model import keys
+from shared.parse.events import events_from_bytes
+from shared.parse.normalize import ParseStats
+from shared.reports.assemble import events_from_table, render_report
+from shared.reports.request import ReportQuery
+from shared.storage import MAILBOX_TABLE, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().with_name("results.json")
@@ -349,7 +349,7 @@ def report_in_azurite(connection_string: str) -> dict[str, Any]:
 def report_from_replay() -> dict[str, Any]:
     events = mailbox_events(REPORT_MAILBOX, REPORT_ROWS, seed=4)
     entities = [tables.to_entity(event, REPORT_MAILBOX) for event in events]
-    replay = TableReplay(MAILBOX_TABLE, tables.encode_key(REPORT_MAILBOX), entities, REPORT_PAGE_ROWS)
+    replay = TableReplay(MAILBOX_TABLE, keys.encode_key(REPORT_MAILBOX), entities, REPORT_PAGE_ROWS)
     del entities
     with serving(replay) as port:
         measured = measure_report(azurite.connection_string(port, port, port), REPORT_ROWS)

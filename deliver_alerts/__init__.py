@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from shared import outbox, runtime
-from shared.config import load_alert_settings
+from shared import runtime
+from shared.alerts import outbox
+from shared.settings.config import load_alert_settings
 
 bp = func.Blueprint()
 

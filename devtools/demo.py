@@ -27,7 +27,7 @@ from azure.data.tables import TableServiceClient
 from devtools.azurite import ROOT, running_azurite
 from devtools.receiver import WebhookReceiver
 from shared.storage import MAILBOX_TABLE
-from shared.tables import is_overflow_partition
+from shared.storage.tables import is_overflow_partition
 from simulator import FaultConfig, Simulator, SimulatorConfig
 
 OUT = ROOT / "out"

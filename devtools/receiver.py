@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
 
-from shared.alerts import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from shared.alerts.rules import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 
 
 @dataclass(frozen=True)

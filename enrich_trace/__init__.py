@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from shared import pipeline, runtime
+from shared import runtime
+from shared.ingest import pipeline
 from shared.storage import CONTENT_QUEUE
 
 bp = func.Blueprint()

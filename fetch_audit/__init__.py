@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from shared import collector, runtime
-from shared.config import SettingsError, load_alert_settings, load_collection_settings
+from shared import runtime
+from shared.collect import collector
+from shared.settings.config import SettingsError, load_alert_settings, load_collection_settings
 
 bp = func.Blueprint()
 

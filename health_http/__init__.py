@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from shared import health, runtime
+from shared import runtime
+from shared.alerts import health
 
 bp = func.Blueprint()
 

@@ -4,7 +4,8 @@ import logging
 
 import azure.functions as func
 
-from shared import http_api, runtime
+from shared import runtime
+from shared.reports import http_api
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

@@ -3,7 +3,8 @@
 
 import azure.functions as func
 
-from shared import lookup_queue, runtime
+from shared import runtime
+from shared.subjects import lookup_queue
 
 bp = func.Blueprint()
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from functools import cache
 
 from shared import logsetup
-from shared.auth import token_provider
-from shared.config import ResolutionSettings, Settings, load_settings, load_storage_settings
-from shared.graph_api import GraphClient
-from shared.resolver import SubjectResolver
+from shared.clients.auth import token_provider
+from shared.clients.graph_api import GraphClient
+from shared.settings.config import ResolutionSettings, Settings, load_settings, load_storage_settings
 from shared.storage import MESSAGE_INDEX_TABLE, Storage
+from shared.subjects.resolver import SubjectResolver
 
 
 @cache

@@ -28,7 +28,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.unit.records_factory import EXPORT_CSV_COLUMNS, EXPORT_CSV_TYPE_LINE, PURVIEW_COLUMNS
+from tests.records_factory import EXPORT_CSV_COLUMNS, EXPORT_CSV_TYPE_LINE, PURVIEW_COLUMNS
 
 Json = dict[str, Any]
 

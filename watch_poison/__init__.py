@@ -3,7 +3,8 @@ audit-content-poison, peeking only: the message stays there for `mia replay-pois
 
 import azure.functions as func
 
-from shared import alerting, runtime
+from shared import runtime
+from shared.alerts import checks
 
 bp = func.Blueprint()
 
@@ -11,4 +12,4 @@ bp = func.Blueprint()
 @bp.function_name("watch_poison")
 @bp.timer_trigger(arg_name="timer", schedule="30 * * * * *", run_on_startup=False, use_monitor=False)
 def watch_poison(timer: func.TimerRequest) -> None:
-    alerting.scan_poison(runtime.storage(), runtime.settings().alerts)
+    checks.scan_poison(runtime.storage(), runtime.settings().alerts)

@@ -8,10 +8,10 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared import pipeline
+from shared.ingest import pipeline
 from shared.storage import Storage
 from tests.functions.helpers import registered_functions
-from tests.integration.helpers import SAMPLE
+from tests.helpers import SAMPLE
 
 
 def user_function(name: str) -> Callable[..., Any]:

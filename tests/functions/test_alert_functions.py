@@ -12,12 +12,16 @@ import azure.functions as func
 import pytest
 
 from devtools.receiver import WebhookReceiver
-from shared import alerts, outbox, pipeline, raw_store, runtime
-from shared.collector import CollectionState
-from shared.config import SettingsError
-from shared.storage import POISON_QUEUE, STATE_TABLE, Storage
+from shared import runtime
+from shared.alerts import outbox, rules
+from shared.collect.collector import CollectionState
+from shared.ingest import pipeline
+from shared.settings.config import SettingsError
+from shared.storage import POISON_QUEUE, STATE_TABLE, Storage, raw_store
 from tests.functions.helpers import registered_functions
-from tests.unit.records_factory import TENANT, mail_items_accessed, operation_properties
+from tests.records_factory import TENANT, mail_items_accessed, operation_properties
+
+pytestmark = pytest.mark.functions
 
 SECRET = "functions-secret"
 
@@ -105,12 +109,12 @@ def test_health_http_reports_lag_fetch_queues_and_alerts(
     state = CollectionState(alert_env.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
     state.save_checkpoint(now - timedelta(hours=8), now - timedelta(minutes=3))
     raw_store.content_queue(alert_env.queues, POISON_QUEUE).send_message("x")
-    delivered = alerts.make_alert(
-        alerts.COLLECTION_LAGGING, tenant=TENANT, triggered_at=now, detected_at=now, details={}
+    delivered = rules.make_alert(
+        rules.COLLECTION_LAGGING, tenant=TENANT, triggered_at=now, detected_at=now, details={}
     )
     outbox.raise_alert(alert_env, delivered, now)
     outbox.deliver_pending(alert_env, runtime.settings().alerts)
-    pending = alerts.throttled_alert(TENANT, "bob@contoso.com", now, "r", now)
+    pending = rules.throttled_alert(TENANT, "bob@contoso.com", now, "r", now)
     outbox.raise_alert(alert_env, pending, now + timedelta(hours=1))  # not due yet
 
     response = handler("health_http")(_get_health())

@@ -9,10 +9,12 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared import pipeline
+from shared.ingest import pipeline
 from shared.storage import CONTENT_QUEUE, POISON_QUEUE
 from tests.functions.helpers import registered_functions
-from tests.integration.helpers import ROOT
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.functions
 
 
 def _function(name: str) -> func.Function:

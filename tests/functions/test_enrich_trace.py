@@ -8,10 +8,12 @@ import azure.functions as func
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared import pipeline, raw_store
-from shared.raw_store import BadPointer, IntegrityError, RawPointer
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage
-from tests.integration.helpers import SAMPLE, expected_keys, keys_of, scan_all
+from shared.ingest import pipeline
+from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage, raw_store
+from shared.storage.raw_store import BadPointer, IntegrityError, RawPointer
+from tests.helpers import SAMPLE, expected_keys, keys_of, scan_all
+
+pytestmark = pytest.mark.functions
 
 Handler = Callable[[func.QueueMessage], None]
 

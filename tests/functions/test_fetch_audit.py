@@ -7,10 +7,12 @@ from collections.abc import Iterator
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared import pipeline
+from shared.ingest import pipeline
 from shared.storage import MAILBOX_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.functions.conftest import user_function
+
+pytestmark = pytest.mark.functions
 
 
 @pytest.fixture
@@ -37,7 +39,7 @@ def test_a_timer_tick_collects_new_content_and_the_queue_it_fills_gives_the_serv
 
 
 def test_a_tick_without_a_tenant_fails_naming_the_setting(function_env: Storage) -> None:
-    from shared.config import SettingsError
+    from shared.settings.config import SettingsError
 
     with pytest.raises(SettingsError, match="TENANT_ID"):
         user_function("fetch_audit")(TimerRequest(past_due=False))

@@ -36,10 +36,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from devtools.azurite import fresh_storage
-from shared import cli, pipeline, raw_store, runtime
-from shared.storage import ACTOR_TABLE, CONTENT_QUEUE, MAILBOX_TABLE, POISON_QUEUE, Storage
-from tests.integration.helpers import parse_csv
+from mia import cli
+from shared import runtime
+from shared.ingest import pipeline
+from shared.storage import ACTOR_TABLE, CONTENT_QUEUE, MAILBOX_TABLE, POISON_QUEUE, Storage, raw_store
+from tests.helpers import parse_csv
 from tests.strategies import FIRST_DAY, TODAY, AuditRecord, ExportFile, FuzzInput, fuzz_inputs
+
+pytestmark = pytest.mark.functions
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 Row = dict[str, Any]
@@ -176,7 +180,7 @@ def import_files(
 
 def failures_logged(caplog: pytest.LogCaptureFixture) -> str:
     """The exceptions processing logged: what sent a message toward the poison queue."""
-    failed = [r for r in caplog.records if r.name == "shared.pipeline" and r.exc_info]
+    failed = [r for r in caplog.records if r.name == "shared.ingest.pipeline" and r.exc_info]
     return "; ".join(f"{r.exc_info[1]!r}"[:300] for r in failed[:3] if r.exc_info)
 
 
@@ -281,7 +285,7 @@ def test_fuzz_every_record_from_bytes_to_every_report(
     for name in ("TENANT_ID", "ALERT_WEBHOOK_URL", "RESOLVE_SUBJECTS"):  # no Graph, no webhook
         monkeypatch.delenv(name, raising=False)
     caplog.clear()
-    caplog.set_level(logging.ERROR, logger="shared.pipeline")
+    caplog.set_level(logging.ERROR, logger="shared.ingest.pipeline")
     storage = fresh_storage(azurite)
     runtime.reset()
     files = write_files(tmp_path_factory.mktemp("fuzz"), case)

@@ -12,9 +12,11 @@ import azure.functions as func
 import pytest
 
 from shared import runtime
-from shared.report_access import parse_principal
+from shared.reports.access import parse_principal
 from shared.storage import REPORT_ACCESS_TABLE, Storage
-from tests.integration.helpers import SAMPLE_FROM, SAMPLE_TO
+from tests.helpers import SAMPLE_FROM, SAMPLE_TO
+
+pytestmark = pytest.mark.functions
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 ROLE = "MailAudit.Investigator"
@@ -167,7 +169,7 @@ def test_roles_under_the_principal_role_type_count() -> None:
 
 
 def test_an_invalid_required_role_setting_fails_at_start_up() -> None:
-    from shared.config import SettingsError, report_settings
+    from shared.settings.config import SettingsError, report_settings
 
     with pytest.raises(SettingsError, match="REPORT_REQUIRED_ROLE"):
         report_settings({"REPORT_REQUIRED_ROLE": "two roles"})

@@ -12,9 +12,11 @@ from urllib.parse import parse_qsl
 import azure.functions as func
 import pytest
 
-from shared import pipeline
+from shared.ingest import pipeline
 from shared.storage import REPORT_ACCESS_TABLE, Storage
-from tests.integration.helpers import mia_record
+from tests.helpers import mia_record
+
+pytestmark = pytest.mark.functions
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 RANGE = {"from": "2026-11-17", "to": "2026-11-19"}

@@ -14,16 +14,26 @@ from urllib.parse import parse_qsl, quote
 import azure.functions as func
 import pytest
 
-from shared import http_api, runtime, tables
-from shared.config import ReportSettings, ResolutionSettings
-from shared.message_info import Lookup
-from shared.records import EVENT_COLUMNS, MessageRef
-from shared.render import neutralise_cell
-from shared.report_request import decode_after, encode_after
-from shared.resolver import SubjectResolver
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, MESSAGE_INDEX_TABLE, REPORT_ACCESS_TABLE, Storage
-from shared.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
-from tests.integration.helpers import SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
+from shared import runtime
+from shared.model.event import EVENT_COLUMNS, MessageRef
+from shared.model.message_info import Lookup
+from shared.reports import http_api
+from shared.reports.render import neutralise_cell
+from shared.reports.request import decode_after, encode_after
+from shared.reports.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
+from shared.settings.config import ReportSettings, ResolutionSettings
+from shared.storage import (
+    ACTOR_TABLE,
+    MAILBOX_TABLE,
+    MESSAGE_INDEX_TABLE,
+    REPORT_ACCESS_TABLE,
+    Storage,
+    tables,
+)
+from shared.subjects.resolver import SubjectResolver
+from tests.helpers import SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
+
+pytestmark = pytest.mark.functions
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")

@@ -11,13 +11,15 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared import raw_store, runtime
-from shared.storage import LOOKUP_QUEUE, MESSAGE_INDEX_TABLE, Storage
+from shared import runtime
+from shared.storage import LOOKUP_QUEUE, MESSAGE_INDEX_TABLE, Storage, raw_store
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from simulator.tenant import Blob
 from tests.functions.conftest import user_function
 from tests.functions.test_report_http import request
-from tests.integration.helpers import busiest_blobs, full_scan, stored_pointer
+from tests.helpers import busiest_blobs, full_scan, stored_pointer
+
+pytestmark = pytest.mark.functions
 
 Handler = Callable[..., Any]
 

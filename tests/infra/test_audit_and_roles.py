@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from shared import storage
 from tests.infra.bicep import Resource, Template, function_call, module_output, property_of
+
+pytestmark = pytest.mark.infra
 
 STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
 TABLE_SERVICE = "Microsoft.Storage/storageAccounts/tableServices"

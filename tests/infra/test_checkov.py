@@ -7,7 +7,11 @@ import re
 import subprocess
 from typing import Any
 
+import pytest
+
 from tests.infra.tools import INFRA, ROOT, tool
+
+pytestmark = pytest.mark.infra
 
 SKIP_COMMENT = re.compile(r"//\s*checkov:skip=([A-Z0-9_]+)(.*)$")
 

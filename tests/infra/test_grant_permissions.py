@@ -14,6 +14,8 @@ import pytest
 
 from tests.infra.tools import INFRA, tool
 
+pytestmark = pytest.mark.infra
+
 SCRIPT = INFRA / "grant-permissions.sh"
 FAKE_AZ = Path(__file__).with_name("fake_az.py")
 

@@ -1,6 +1,6 @@
 """Every setting the code reads is set by the Bicep templates or documented as optional.
 
-The names are derived from the source, not copied: shared/config.py (the only module that reads
+The names are derived from the source, not copied: shared/settings/config.py (the only module that reads
 the environment) is parsed and every name it passes to `env.get(...)` or to a helper taking
 `(env, name, ...)` is resolved, including the composed `AzureWebJobsStorage__*` forms; binding
 expressions (`%NAME%`) in the function folders are the host's reads. A recording environment then
@@ -17,10 +17,12 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from shared import config
+from shared.settings import config
 from tests.infra.tools import INFRA, ROOT
 
-CONFIG = ROOT / "shared" / "config.py"
+pytestmark = pytest.mark.infra
+
+CONFIG = ROOT / "shared" / "settings" / "config.py"
 API_BICEP = INFRA / "app" / "api.bicep"
 NAME = re.compile(r"^(?:AzureWebJobsStorage(?:__[A-Za-z]+)?|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)$")
 ENV_ARGS = {"env", "source"}

@@ -6,8 +6,12 @@ import json
 import re
 import sys
 
+import pytest
+
 from shared import storage
 from tests.infra.tools import INFRA, ROOT
+
+pytestmark = pytest.mark.infra
 
 MAIN = (INFRA / "main.bicep").read_text()
 API = (INFRA / "app" / "api.bicep").read_text()

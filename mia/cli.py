@@ -1,0 +1,357 @@
+"""`mia`: the MailItemsAccessed investigation tool, for a responder's own machine.
+
+The same code as the Azure Functions: import an export, process it into tables, report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shared import logsetup
+from shared.ingest import pipeline
+from shared.model.message_info import MessageObserver
+from shared.parse import readers
+from shared.parse.normalize import ParseStats
+from shared.reports import terminal
+from shared.reports.assemble import audit_lookup, events_from_files, events_from_table, render_report
+from shared.reports.request import RequestError, parse_end, parse_report_request, parse_time, validate_subject
+from shared.runtime import build_resolver
+from shared.settings.config import (
+    SettingsError,
+    load_report_settings,
+    load_resolution_settings,
+    load_settings,
+)
+from shared.storage import Storage
+from shared.storage.tables import table_for
+from shared.subjects import lookup_queue
+
+EXAMPLES = """\
+examples:
+  mia collect                                     pull new audit content from the tenant
+  mia import purview-export.csv audit-*.json      store exports as evidence and queue them
+  mia process                                     turn queued evidence into rows (and alerts)
+  mia verify --mailbox alice@contoso.com          check her rows against the raw evidence
+  mia replay-poison                               retry messages parked on the poison queue
+  mia report alice@contoso.com --view sessions    who read Alice's mail, session by session
+  mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
+  mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
+  mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
+  mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
+
+storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
+need no storage.
+"""
+
+
+def _storage() -> Storage:
+    storage = Storage.from_settings(load_settings().storage)
+    storage.ensure_resources()
+    return storage
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    storage = _storage()
+    failures = 0
+    for path in args.files:
+        try:
+            result = pipeline.import_file(storage, path)
+        except (OSError, readers.UnknownFormat) as problem:
+            print(f"{path}: {problem}", file=sys.stderr)
+            failures += 1
+            continue
+        state = "stored" if result.stored else "already stored"
+        print(
+            f"{path}: {result.format}, {result.records} records, {state} as audit-raw/{result.blob}, queued"
+        )
+    return 1 if failures else 0
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    storage = _storage()
+    resolver = build_resolver(storage, settings.resolution)
+    drained = pipeline.drain(storage, args.max, alert_settings=settings.alerts, resolver=resolver)
+    results = drained.results
+    totals = ParseStats()
+    for result in results:
+        for name, value in result.stats.as_dict().items():
+            setattr(totals, name, getattr(totals, name) + value)
+    inserted = sum(result.inserted for result in results)
+    conflicts = sum(result.conflicts for result in results)
+    print(
+        f"processed {len(results)} blobs: {totals.records} records, {totals.events} "
+        f"MailItemsAccessed ({inserted} new rows; the rest were stored before), {conflicts} "
+        f"conflicting copies kept aside (see mia verify), {totals.other_operations} other "
+        f"operations skipped, {totals.malformed} unreadable (logged)"
+    )
+    queued = sum(result.lookups_queued for result in results)
+    lookups = lookup_queue.drain(storage, resolver, settings.alerts.tenant)
+    found = lookups.stats
+    print(
+        f"subjects: {queued} message ids queued for Graph (RESOLVE_SUBJECTS={settings.resolution.policy}); "
+        f"resolved now: {found.graph} by Graph, {found.trace} by message trace, {found.unresolved} "
+        f"unresolved, {found.cached} already known; {lookups.left_queued} queue messages left for later"
+    )
+    raised = [alert for result in results for alert in result.alerts]
+    for alert in raised:
+        print(f"alert {alert.type}: {alert.mailbox or '-'} ({alert.id})")
+    poisoned = drained.poisoned
+    for failure in poisoned:
+        print(f"FAILED {failure.blob or failure.message_id}: {failure.error}", file=sys.stderr)
+    if poisoned:
+        print(
+            f"{len(poisoned)} queue messages could not be processed and were moved to "
+            "audit-content-poison (fix the cause, then `mia replay-poison` and `mia process`)",
+            file=sys.stderr,
+        )
+        return 4
+    return 0
+
+
+def _shown(text: object) -> str:
+    """Attacker-controlled text (record ids, blob names) made visible, never executed, on a terminal."""
+    return terminal.visible(str(text))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from shared.ingest.verify import verify
+
+    start = parse_time("from", args.from_, end_of_day=False) if args.from_ else None
+    end = parse_end(args.to) if args.to else None
+    mailbox = validate_subject(args.mailbox, "mailbox") if args.mailbox else None
+    result = verify(_storage(), mailbox, start, end)
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        for mismatch in result.mismatches:
+            print(
+                f"MISMATCH {mismatch.table} {_shown(mismatch.partition_key)} {_shown(mismatch.row_key)}: "
+                f"{_shown(mismatch.problem)} (source {_shown(mismatch.source_blob)} #{mismatch.source_index})"
+            )
+        for conflict in result.conflicts:
+            print(
+                f"conflict: record {_shown(conflict['RecordId'])} of {_shown(conflict['PartitionKey'])}: "
+                f"first copy from {_shown(conflict['FirstSourceBlob'])} kept; a copy from "
+                f"{_shown(conflict['SourceBlob'])} says something else"
+            )
+        summary = result.summary()
+        print(
+            f"verified {summary['rows_checked']} rows against {summary['blobs_verified']} raw blobs: "
+            f"{summary['mismatches']} mismatches, {summary['conflicts']} conflicting copies recorded"
+        )
+    return 0 if result.ok else 1
+
+
+def cmd_replay_poison(args: argparse.Namespace) -> int:
+    from shared.alerts.checks import replay_poison
+
+    moved = replay_poison(_storage(), args.max)
+    print(f"moved {moved} messages from audit-content-poison back to audit-content; run `mia process`")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from shared.clients.activity_api import ApiError
+    from shared.clients.auth import AuthFailed
+    from shared.collect import collector
+    from shared.settings.config import load_collection_settings
+
+    settings = load_collection_settings()
+    try:
+        result = collector.collect(_storage(), settings, load_settings().alerts)
+    except (AuthFailed, ApiError) as problem:
+        print(f"mia collect: {problem}", file=sys.stderr)
+        return 1
+    summary = result.as_dict()
+    print(
+        f"collected {summary['stored']} new content blobs ({summary['records']} records) in "
+        f"{summary['windows']} windows; {summary['already_stored']} already stored; "
+        f"{summary['gone']} expired or missing; checkpoint {summary['checkpoint']}"
+        + ("" if result.caught_up else " (not caught up: run again to resume)")
+    )
+    if result.gap:
+        print(f"GAP: content created {result.gap[0]} .. {result.gap[1]} is past the API's 7 days")
+    return 0 if result.caught_up else 3
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    params = {
+        "view": args.view,
+        "format": args.format,
+        "by": args.by,
+        "from": args.from_ or "",
+        "to": args.to or "",
+        "ip": ",".join(args.ip),
+        "session": ",".join(args.session),
+        "exclude_ip": ",".join(args.exclude_ip),
+    }
+    query = parse_report_request(args.mailbox, params, load_report_settings(), datetime.now(UTC))
+    stats = ParseStats()
+    if args.input:
+        observer = MessageObserver()
+        events = iter(events_from_files(args.input, query, stats, observer))
+        lookup = audit_lookup(observer)
+    else:
+        storage = _storage()
+        table = storage.tables.get_table_client(table_for(query.by))
+        events = events_from_table(table, query)
+        lookup = build_resolver(storage, load_resolution_settings()).report_lookup()
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            count = render_report(query, events, out, lookup)
+        print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
+    else:
+        render_report(query, events, terminal.for_stdout(sys.stdout, query.fmt), lookup)
+    if stats.malformed:
+        print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mia",
+        description="Find out which mail was read in a Microsoft 365 mailbox, from "
+        "MailItemsAccessed audit records.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress and skipped records")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    imp = commands.add_parser(
+        "import",
+        help="store audit exports as raw evidence and queue them for processing",
+        description="Accepts Management Activity API content (JSON arrays), JSON Lines, Purview "
+        "audit search CSV exports, Search-UnifiedAuditLog | Export-Csv files and Graph audit-query "
+        "records. Each file is kept untouched (gzip, SHA-256) in audit-raw. Re-importing changes nothing.",
+    )
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    imp.set_defaults(handler=cmd_import)
+
+    proc = commands.add_parser(
+        "process",
+        help="turn queued evidence into report rows (what enrich_trace does in Azure)",
+    )
+    proc.description = (
+        "Exit code 4: some queue messages could not be processed after repeated attempts and were "
+        "moved to audit-content-poison (each is named on standard error)."
+    )
+    proc.add_argument("--max", type=int, default=None, help="stop after this many blobs")
+    proc.set_defaults(handler=cmd_process)
+
+    ver = commands.add_parser(
+        "verify",
+        help="check every stored row against the raw evidence it names",
+        description="Re-reads the raw blobs in audit-raw, re-hashes them (SHA-256), and checks that "
+        "each MailboxAccess (and, without --mailbox, ActorAccess) row is whole and matches the record "
+        "at its SourceIndex. Lists conflicting copies of records kept aside in RecordConflicts. "
+        "Exit code 1: at least one row does not match.",
+    )
+    ver.add_argument("--mailbox", help="only this mailbox's rows")
+    ver.add_argument("--from", dest="from_", metavar="WHEN", help="rows from (ISO date or date-time, UTC)")
+    ver.add_argument("--to", metavar="WHEN", help="rows up to (a date includes that whole day)")
+    ver.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    ver.set_defaults(handler=cmd_verify)
+
+    replay = commands.add_parser(
+        "replay-poison",
+        help="put messages parked on audit-content-poison back on audit-content (after a fix)",
+        description="Moves each poison message, body unchanged, back to the work queue so "
+        "`mia process` (or enrich_trace) tries it again. Run it once the cause is fixed.",
+    )
+    replay.add_argument("--max", type=int, default=None, help="move at most this many messages")
+    replay.set_defaults(handler=cmd_replay_poison)
+
+    col = commands.add_parser(
+        "collect",
+        help="pull new audit content from the Management Activity API (what fetch_audit does)",
+        description="Starts the Audit.Exchange subscription when needed, stores every new content "
+        "blob untouched in audit-raw and queues it; resumes from its checkpoint. Needs TENANT_ID and "
+        "credentials (CLIENT_ID with CLIENT_SECRET or a certificate, or a managed identity). "
+        "Exit code 3: stopped by the time budget before catching up; run again.",
+    )
+    col.set_defaults(handler=cmd_collect)
+
+    rep = commands.add_parser(
+        "report",
+        help="write a report of one mailbox (or one actor)",
+        description="Views: events (one row per audit record), messages (one row per record and "
+        "message), sessions (one row per SessionId) and exposure (one row per message read, per "
+        "synced folder and per throttled, unaudited 24 hours). Times are UTC; a date as --to "
+        "includes that whole day. --ip, --session and --exclude-ip narrow every view.",
+    )
+    rep.add_argument("mailbox", help="mailbox UPN (or, with --by actor, the accessing user)")
+    rep.add_argument(
+        "--from",
+        dest="from_",
+        metavar="WHEN",
+        help="start (ISO date or date-time, UTC); default: 7 days before --to",
+    )
+    rep.add_argument("--to", metavar="WHEN", help="end (ISO date or date-time, UTC); default: now")
+    rep.add_argument("--view", choices=("events", "messages", "sessions", "exposure"), default="events")
+    rep.add_argument("--format", choices=("csv", "json"), default="csv")
+    rep.add_argument(
+        "--by",
+        choices=("mailbox", "actor"),
+        default="mailbox",
+        help="mailbox: access to this mailbox; actor: access by this user anywhere",
+    )
+    rep.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="only records from this client IP or CIDR range (repeatable or comma-separated)",
+    )
+    rep.add_argument(
+        "--session",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only records of this SessionId (repeatable or comma-separated)",
+    )
+    rep.add_argument(
+        "--exclude-ip",
+        action="append",
+        default=[],
+        metavar="IP",
+        help="leave out records from this client IP or CIDR range, e.g. the owner's office "
+        "(repeatable or comma-separated)",
+    )
+    rep.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
+    rep.add_argument(
+        "--input",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="read these export files directly instead of storage",
+    )
+    rep.set_defaults(handler=cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    logsetup.configure_cli(verbose=args.verbose)
+    try:
+        return int(args.handler(args))
+    except RequestError as problem:
+        print(f"mia: {problem.message}", file=sys.stderr)
+        return 2
+    except SettingsError as problem:
+        print(f"mia: configuration: {problem}", file=sys.stderr)
+        return 2
+    except (OSError, readers.UnknownFormat) as problem:
+        print(f"mia: {problem}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""GET /api/health: is collection keeping up, is anything stuck, are alerts getting out.
+
+Free of the Functions runtime (inputs in, reply out) so `health_http` stays a thin adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from azure.core.exceptions import AzureError
+
+from shared.alerts import outbox
+from shared.model.times import iso_z
+from shared.settings.config import AlertSettings, SettingsError, load_alert_settings, load_collection_settings
+from shared.storage import CONFLICTS_TABLE, CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
+
+log = logging.getLogger(__name__)
+
+
+def _parse(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
+    """Per content type: checkpoint, lag and last successful fetch; gaps, losses and blobs stored
+    unparseable recorded."""
+    table = storage.tables.get_table_client(STATE_TABLE)
+    types: dict[str, Any] = {}
+    for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": "checkpoint"}):
+        checkpoint = row.get("Checkpoint", "")
+        lag = (now - _parse(checkpoint)).total_seconds() / 60 if checkpoint else None
+        types[row["RowKey"]] = {
+            "checkpoint": checkpoint or None,
+            "lagMinutes": None if lag is None else round(lag, 1),
+            "lastSuccessfulFetch": row.get("LastSuccessAt") or None,
+            "gaps": 0,
+            "losses": 0,
+            "unparseable": 0,
+        }
+    for kind, key in (("gap", "gaps"), ("loss", "losses"), ("unparseable", "unparseable")):
+        for content_type, entry in types.items():
+            rows = table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": f"{kind}|{content_type}"}, select=["RowKey"]
+            )
+            entry[key] = sum(1 for _ in rows)
+    return types
+
+
+def queue_depths(storage: Storage) -> dict[str, int]:
+    return {
+        name: storage.queues.get_queue_client(name).get_queue_properties().approximate_message_count or 0
+        for name in (CONTENT_QUEUE, POISON_QUEUE, LOOKUP_QUEUE)
+    }
+
+
+_AREAS = {"collection": "collection", "alerts": "alert delivery"}
+
+
+def settings_problems() -> tuple[AlertSettings, dict[str, str]]:
+    """The alert settings (defaults when they do not validate) and, by area, the settings that do
+    not validate; each message names the setting and never a secret's value."""
+    problems: dict[str, str] = {}
+    try:
+        load_collection_settings()
+    except SettingsError as problem:
+        problems["collection"] = str(problem)
+    try:
+        alert_settings = load_alert_settings()
+    except SettingsError as problem:
+        problems["alerts"] = str(problem)
+        alert_settings = AlertSettings()
+    return alert_settings, problems
+
+
+CONFLICTS_COUNTED = 1000  # counted up to this many; more reads as "at least"
+
+
+def record_conflicts(storage: Storage) -> dict[str, Any]:
+    """How many records have a second copy with different content (kept aside, first copy wins),
+    counted up to CONFLICTS_COUNTED, and the latest one's detection time."""
+    table = storage.tables.get_table_client(CONFLICTS_TABLE)
+    count, latest = 0, ""
+    for row in table.list_entities(select=["DetectedAt"], results_per_page=CONFLICTS_COUNTED):
+        count += 1
+        latest = max(latest, str(row.get("DetectedAt") or ""))
+        if count >= CONFLICTS_COUNTED:
+            break
+    return {"conflicts": count, "atLeast": count >= CONFLICTS_COUNTED, "latestDetectedAt": latest or None}
+
+
+def health(
+    storage: Storage,
+    settings: AlertSettings,
+    now: datetime | None = None,
+    misconfigured: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    moment = now or datetime.now(UTC)
+    bad_settings = misconfigured or {}
+    collection = collection_state(storage, moment)
+    depths = queue_depths(storage)
+    alerts = outbox.summary(storage)
+    alerts["webhookConfigured"] = bool(settings.webhook_url)
+    fetches = [entry["lastSuccessfulFetch"] for entry in collection.values() if entry["lastSuccessfulFetch"]]
+    lag_limit = settings.lag_hours * 60
+    problems = [f"{_AREAS[area]} is misconfigured: {message}" for area, message in bad_settings.items()]
+    if not collection:
+        problems.append("nothing collected yet")
+    problems += [
+        f"{name} lagging {entry['lagMinutes']:.0f} minutes"
+        for name, entry in collection.items()
+        if entry["lagMinutes"] is not None and entry["lagMinutes"] > lag_limit
+    ]
+    if depths[POISON_QUEUE]:
+        problems.append(f"{depths[POISON_QUEUE]} messages in {POISON_QUEUE}")
+    evidence = record_conflicts(storage)
+    if evidence["conflicts"]:
+        more = "or more " if evidence["atLeast"] else ""
+        problems.append(
+            f"{evidence['conflicts']} {more}records have a second copy with different content "
+            "(first copy kept; run `mia verify` to see both sources)"
+        )
+    return {
+        "status": "attention" if problems else "ok",
+        "problems": problems,
+        "checkedAt": iso_z(moment),
+        "settings": {area: bad_settings.get(area) for area in _AREAS},
+        "collection": collection,
+        "lastSuccessfulFetch": max(fetches) if fetches else None,
+        "queues": {
+            "depth": depths[CONTENT_QUEUE],
+            "poisonDepth": depths[POISON_QUEUE],
+            "subjectLookupsDepth": depths[LOOKUP_QUEUE],
+        },
+        "alerts": alerts,
+        "evidence": evidence,
+    }
+
+
+def health_reply(storage: Storage, now: datetime | None = None) -> tuple[int, str]:
+    """(status, JSON body): 200 with the state (settings that do not validate among the problems),
+    or 503 when storage does not answer."""
+    settings, misconfigured = settings_problems()
+    try:
+        body = health(storage, settings, now, misconfigured)
+    except AzureError:
+        log.exception("health: storage did not answer")
+        error = {"error": {"code": "storage_unavailable", "message": "storage did not answer; try again"}}
+        return 503, orjson.dumps(error).decode()
+    return 200, orjson.dumps(body).decode()

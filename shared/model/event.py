@@ -1,0 +1,168 @@
+"""The normalized MailItemsAccessed event: one row per audit record, with the messages it names and
+where it was read from (docs/architecture.md, "The normalized event"). Pure: no I/O."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from shared.model.times import iso_z
+
+# Column order shared by CSV headers, JSON keys and the HTML report.
+EVENT_COLUMNS: tuple[str, ...] = (
+    "TimeStamp",
+    "Mailbox",
+    "User",
+    "LogonType",
+    "Access",
+    "Throttled",
+    "Folders",
+    "FolderIds",
+    "OperationCount",
+    "MessageCount",
+    "ClientIP",
+    "ClientInfo",
+    "ClientFamily",
+    "AppId",
+    "ClientAppId",
+    "AppName",
+    "SessionId",
+    "AADSessionId",
+    "ExternalAccess",
+    "OriginatingServer",
+    "RecordId",
+    "Messages",
+    "Repaired",
+    "Conflict",
+    # Provenance, always last: where the row came from.
+    "SourceBlob",
+    "SourceSha256",
+    "SourceIndex",
+)
+PROVENANCE_COLUMNS: tuple[str, ...] = ("SourceBlob", "SourceSha256", "SourceIndex")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRef:
+    """One accessed message as the record names it."""
+
+    internet_message_id: str
+    folder: str
+    subject: str = ""
+    size_in_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccessEvent:
+    """One normalized MailItemsAccessed record."""
+
+    timestamp: datetime
+    mailbox: str
+    user: str
+    logon_type: str
+    access: str
+    throttled: bool
+    folders: tuple[str, ...]
+    folder_ids: tuple[str, ...]
+    operation_count: int | None
+    client_ip: str
+    client_info: str
+    client_family: str
+    app_id: str
+    client_app_id: str
+    app_name: str
+    session_id: str
+    aad_session_id: str
+    external_access: bool
+    originating_server: str
+    record_id: str
+    items: tuple[MessageRef, ...] = ()
+    # JSON paths of source values that could not be kept as they were (shared/parse/text.py).
+    repaired: tuple[str, ...] = ()
+    # Another copy of this record Id, with different content, was seen and kept aside.
+    conflict: bool = False
+    # Provenance: the raw blob (or file) the record was read from, its SHA-256 (of the
+    # uncompressed bytes) and the record's 0-based position among the records a reader finds in it.
+    source_blob: str = ""
+    source_sha256: str = ""
+    source_index: int | None = None
+
+    def content_sha256(self) -> str:
+        """SHA-256 of what the record says, to tell a repeated record from a different one with
+        the same Id. Provenance, the conflict mark and our own decodings (ClientFamily, AppName,
+        which later versions may decode better) are left out."""
+        facts = [
+            iso_z(self.timestamp),
+            self.mailbox,
+            self.user,
+            self.logon_type,
+            self.access,
+            self.throttled,
+            self.folders,
+            self.folder_ids,
+            self.operation_count,
+            self.client_ip,
+            self.client_info,
+            self.app_id,
+            self.client_app_id,
+            self.session_id,
+            self.aad_session_id,
+            self.external_access,
+            self.originating_server,
+            self.record_id,
+            [[i.internet_message_id, i.folder, i.subject, i.size_in_bytes] for i in self.items],
+            self.repaired,
+        ]
+        return hashlib.sha256(orjson.dumps(facts)).hexdigest()
+
+    def provenance(self) -> dict[str, Any]:
+        """The provenance columns: where the record was read from."""
+        return {
+            "SourceBlob": self.source_blob,
+            "SourceSha256": self.source_sha256,
+            "SourceIndex": self.source_index,
+        }
+
+    @property
+    def message_ids(self) -> list[str]:
+        """Distinct InternetMessageIds in record order."""
+        return list(dict.fromkeys(item.internet_message_id for item in self.items))
+
+    def row(self) -> dict[str, Any]:
+        """The event columns, typed: booleans as bool, counts as int or None."""
+        subjects: dict[str, str] = {}
+        for item in self.items:
+            if not subjects.get(item.internet_message_id):
+                subjects[item.internet_message_id] = item.subject
+        messages = "; ".join(f"{mid} ({subj})" if subj else mid for mid, subj in subjects.items())
+        return {
+            "TimeStamp": iso_z(self.timestamp),
+            "Mailbox": self.mailbox,
+            "User": self.user,
+            "LogonType": self.logon_type,
+            "Access": self.access,
+            "Throttled": self.throttled,
+            "Folders": "; ".join(self.folders),
+            "FolderIds": "; ".join(self.folder_ids),
+            "OperationCount": self.operation_count,
+            "MessageCount": len(subjects),
+            "ClientIP": self.client_ip,
+            "ClientInfo": self.client_info,
+            "ClientFamily": self.client_family,
+            "AppId": self.app_id,
+            "ClientAppId": self.client_app_id,
+            "AppName": self.app_name,
+            "SessionId": self.session_id,
+            "AADSessionId": self.aad_session_id,
+            "ExternalAccess": self.external_access,
+            "OriginatingServer": self.originating_server,
+            "RecordId": self.record_id,
+            "Messages": messages,
+            "Repaired": "; ".join(self.repaired),
+            "Conflict": self.conflict,
+            **self.provenance(),
+        }

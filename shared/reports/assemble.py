@@ -1,0 +1,153 @@
+"""Per-mailbox (or per-actor) reports: pick the events, apply the view, render the format.
+
+Events come either from Table Storage (paged by RowKey, so memory stays bounded) or straight from
+export files with no storage at all (`mia report --input`).
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import ipaddress
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from azure.data.tables import TableClient
+
+from shared.model.event import AccessEvent
+from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, MessageObserver, Observed
+from shared.parse.events import events_from_bytes
+from shared.parse.normalize import ParseStats
+from shared.reports import render, views
+from shared.reports.request import IPNetwork, ReportQuery
+from shared.storage import tables
+
+
+def _matches(event: AccessEvent, query: ReportQuery) -> bool:
+    who = event.user if query.by == "actor" else event.mailbox
+    return who == query.subject and query.start <= event.timestamp < query.end
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(client_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(client_ip)
+    except ValueError:  # empty, or a value the source gave that is not an address
+        return None
+
+
+def _in_any(client_ip: str, networks: tuple[IPNetwork, ...]) -> bool:
+    address = _address(client_ip)
+    return address is not None and any(address in network for network in networks)
+
+
+def passes_filters(event: AccessEvent, query: ReportQuery) -> bool:
+    """The query's ip / session / exclude_ip filters (applied in Python, never in OData)."""
+    if query.ips and not _in_any(event.client_ip, query.ips):
+        return False
+    if query.sessions and event.session_id not in query.sessions:
+        return False
+    return not (query.exclude_ips and _in_any(event.client_ip, query.exclude_ips))
+
+
+def events_from_files(
+    paths: Sequence[Path], query: ReportQuery, stats: ParseStats, observer: MessageObserver | None = None
+) -> list[AccessEvent]:
+    """The query's events from export files, each record once (by record Id), in time order.
+    The first copy wins, as in storage; a later copy with other content marks it `Conflict`.
+    `observer` is shown every record of the files, in the query or not (see `audit_lookup`)."""
+    chosen: dict[str, AccessEvent] = {}
+    contents: dict[str, str] = {}
+    for path in paths:
+        for event in events_from_bytes(path.read_bytes(), str(path), stats=stats):
+            if observer is not None:
+                observer.add(event)
+            if not (_matches(event, query) and passes_filters(event, query)):
+                continue
+            content = event.content_sha256()
+            first = contents.setdefault(event.record_id, content)
+            if first is content:
+                chosen[event.record_id] = event
+            elif first != content and not chosen[event.record_id].conflict:
+                chosen[event.record_id] = replace(chosen[event.record_id], conflict=True)
+    return sorted(chosen.values(), key=lambda event: (event.timestamp, event.record_id))
+
+
+def audit_lookup(observer: MessageObserver) -> Lookup:
+    """The files' own MessageIndex: a subject any record of the files gives for a message of a
+    mailbox, as ingestion records it in the MessageIndex table (so a report from files and one from
+    storage of the same records agree)."""
+    known = observer.messages
+
+    def lookup(observed: Mapping[str, Mapping[str, Observed]]) -> dict[Key, MessageInfo]:
+        found: dict[Key, MessageInfo] = {}
+        for mailbox, messages in observed.items():
+            for message_id in messages:
+                seen = known.get(mailbox, {}).get(message_id)
+                if seen is not None and seen.subject:
+                    found[(mailbox, message_id)] = MessageInfo(
+                        seen.subject, size=seen.size, source=SOURCE_AUDIT
+                    )
+        return found
+
+    return lookup
+
+
+def _keyed_events(table: TableClient, query: ReportQuery) -> Iterator[tuple[str, AccessEvent]]:
+    for key, event in tables.query_events(table, query.subject, query.start, query.end, query.after):
+        if passes_filters(event, query):
+            yield key, event
+
+
+def events_from_table(table: TableClient, query: ReportQuery) -> Iterator[AccessEvent]:
+    for _, event in _keyed_events(table, query):
+        yield event
+
+
+def render_report(
+    query: ReportQuery, events: Iterable[AccessEvent], sink: render.TextSink, lookup: Lookup | None = None
+) -> int:
+    """Write the query's view of `events` (already in time order) to `sink`; returns row count.
+    `lookup` tells the messages and exposure views what is known of messages the records name
+    without a subject."""
+    columns, view = views.VIEWS[query.view]
+    return render.write_rows(query.fmt, view(events, lookup), columns, sink)
+
+
+@dataclass
+class Page:
+    body: str
+    rows: int
+    next_after: str | None
+
+
+# Rows one event produces in each paged view.
+_PAGED: dict[str, Callable[[AccessEvent], int]] = {
+    "events": lambda event: 1,
+    "messages": lambda event: len(event.message_ids),
+}
+
+
+def render_page(table: TableClient, query: ReportQuery, page_rows: int, lookup: Lookup | None = None) -> Page:
+    """One bounded page of a stored report, after the filters. The events and messages views
+    take whole events until the page holds at least `page_rows` rows or events (messages: at most
+    one record's messages over) and name the continuation (the last event's RowKey); the sessions and
+    exposure views aggregate the whole range (memory grows with sessions or distinct messages,
+    not records)."""
+    sink = io.StringIO()
+    weight = _PAGED.get(query.view)
+    if weight is None:
+        count = render_report(query, events_from_table(table, query), sink, lookup)
+        return Page(sink.getvalue(), count, None)
+    page: list[tuple[str, AccessEvent]] = []
+    produced = 0
+    next_after = None
+    for key, event in _keyed_events(table, query):
+        if produced >= page_rows or len(page) >= page_rows:
+            next_after = page[-1][0]
+            break
+        page.append((key, event))
+        produced += weight(event)
+    count = render_report(query, (event for _, event in page), sink, lookup)
+    return Page(sink.getvalue(), count, next_after)

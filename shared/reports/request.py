@@ -1,0 +1,254 @@
+"""Validate a report request (HTTP query string or CLI flags) into a ReportQuery.
+
+Every bad input raises RequestError with an HTTP status, a stable code and a message that says
+what to fix. Nothing a caller sends is used before it has passed these checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+
+from shared.settings.config import ReportSettings
+
+VIEWS = ("events", "messages", "sessions", "exposure")
+FORMATS = ("csv", "json")
+BY = ("mailbox", "actor")
+EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
+
+_UPN = re.compile(r"^[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Non-UPN actors: service accounts ("NT AUTHORITY\SYSTEM (Microsoft.Exchange.ServiceHost)"), SIDs.
+_ACTOR = re.compile(r"^[A-Za-z0-9 ._'!#^~+\-@\\():]{1,256}$")
+# Continuation tokens: "v1." + base64url (RFC 4648 section 5, unpadded) of the UTF-8 RowKey, so
+# any RowKey the table holds (spaces, accents, percent-escapes) travels in a URL unchanged.
+AFTER_PREFIX = "v1."
+# A Table Storage key is at most 1 KiB; 4 UTF-8 bytes a character bounds the encoded length.
+MAX_ROW_KEY_CHARS = 1024
+_AFTER_TOKEN = re.compile(r"^v1\.[A-Za-z0-9_-]{23,5500}$")
+# What shared.tables writes: a time key, "_", then characters a Table key may hold.
+_ROW_KEY = re.compile(r"^\d{8}T\d{6}_[^/\\#?\x00-\x1f\x7f-\x9f]+$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# What an ISO 8601 date or date-time may contain: fromisoformat alone also takes any character
+# between date and time ("2026-11-20%00", a NUL).
+_ISO_TEXT = re.compile(r"[0-9:.,+\-TZtz ]+")
+MAX_PARAM_CHARS = 64
+# SessionId is a GUID in practice; allow what identifiers look like, nothing that could escape.
+_SESSION = re.compile(r"^[A-Za-z0-9._:{}\-]{1,128}$")
+MAX_FILTER_VALUES = 50
+MAX_FILTER_CHARS = 4000
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class RequestError(ValueError):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    subject: str
+    by: str
+    view: str
+    fmt: str
+    start: datetime  # inclusive
+    end: datetime  # exclusive
+    after: str | None = None
+    # Filters, applied to the events before any view: an event passes when its ClientIP is in one
+    # of `ips` (if any), its SessionId is one of `sessions` (if any) and its ClientIP is in none of
+    # `exclude_ips`.
+    ips: tuple[IPNetwork, ...] = ()
+    sessions: tuple[str, ...] = ()
+    exclude_ips: tuple[IPNetwork, ...] = ()
+
+
+def _shown(value: str) -> str:
+    return value[:MAX_PARAM_CHARS].encode("unicode_escape").decode()
+
+
+def _filter_values(name: str, raw: str) -> list[str]:
+    if len(raw) > MAX_FILTER_CHARS:
+        raise RequestError(400, f"invalid_{name}", f"'{name}' is longer than {MAX_FILTER_CHARS} characters")
+    values = list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if len(values) > MAX_FILTER_VALUES:
+        raise RequestError(400, f"invalid_{name}", f"'{name}' may list at most {MAX_FILTER_VALUES} values")
+    return values
+
+
+def parse_ip_filter(name: str, raw: str) -> tuple[IPNetwork, ...]:
+    """Comma-separated IP addresses or CIDR ranges (`185.220.101.45`, `2001:db8::/32`)."""
+    networks: list[IPNetwork] = []
+    for value in _filter_values(name, raw):
+        try:
+            network = ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise RequestError(
+                400,
+                f"invalid_{name}",
+                f"'{name}' must be IP addresses or CIDR ranges, comma-separated "
+                f"(185.220.101.45,2001:db8::/32); got '{_shown(value)}'",
+            ) from None
+        if network not in networks:
+            networks.append(network)
+    return tuple(networks)
+
+
+def parse_session_filter(raw: str) -> tuple[str, ...]:
+    """Comma-separated SessionIds: letters, digits and . _ : { } - only, at most 128 each."""
+    values = _filter_values("session", raw)
+    for value in values:
+        if not _SESSION.fullmatch(value):
+            raise RequestError(
+                400,
+                "invalid_session",
+                "'session' must be SessionIds, comma-separated (letters, digits, '.', '_', ':', "
+                f"'{{', '}}', '-'; at most 128 characters each); got '{_shown(value)}'",
+            )
+    return tuple(values)
+
+
+def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
+    value = params.get(name, "") or allowed[0]
+    if value not in allowed:
+        raise RequestError(
+            400, f"invalid_{name}", f"'{name}' must be one of {', '.join(allowed)}; got '{_shown(value)}'"
+        )
+    return value
+
+
+def validate_subject(subject: str, by: str) -> str:
+    """The mailbox (or actor) as its stored key, lower-cased when it is a UPN."""
+    if not subject:
+        raise RequestError(400, "missing_mailbox", "give the mailbox UPN in the path: /api/reports/{mailbox}")
+    if len(subject) > 320:
+        raise RequestError(400, "mailbox_too_long", "the mailbox is longer than 320 characters")
+    if _UPN.fullmatch(subject) or _GUID.fullmatch(subject):
+        return subject.lower()
+    if by == "actor" and _ACTOR.fullmatch(subject):
+        return subject
+    raise RequestError(
+        400,
+        "invalid_mailbox",
+        "the mailbox must be a user principal name (user@contoso.com) or a mailbox GUID; "
+        "quotes, spaces, control characters and other punctuation are not allowed",
+    )
+
+
+def parse_time(name: str, raw: str, *, end_of_day: bool) -> datetime:
+    """ISO date or date-time, UTC when no zone is given. A date as `to` means the whole day."""
+    if len(raw) > MAX_PARAM_CHARS:
+        raise RequestError(400, f"invalid_{name}", f"'{name}' is longer than {MAX_PARAM_CHARS} characters")
+    try:
+        if not _ISO_TEXT.fullmatch(raw):
+            raise ValueError(raw)
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        shown = raw.encode("unicode_escape").decode()
+        raise RequestError(
+            400,
+            f"invalid_{name}",
+            f"'{name}' must be an ISO 8601 date or date-time in UTC (2026-11-20 or "
+            f"2026-11-20T08:00:00Z); got '{shown}'",
+        ) from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if end_of_day and _DATE.match(raw):
+        moment += timedelta(days=1)
+    return moment
+
+
+def encode_after(row_key: str) -> str:
+    """The opaque continuation token of a RowKey (the inverse of decode_after)."""
+    return AFTER_PREFIX + base64.urlsafe_b64encode(row_key.encode("utf-8")).rstrip(b"=").decode("ascii")
+
+
+def decode_after(token: str) -> str:
+    """The RowKey a continuation token names; RequestError unless it is exactly what
+    encode_after gives for a RowKey shared.tables can have written."""
+    invalid = RequestError(400, "invalid_after", "'after' must be the continuation token of a previous page")
+    if not _AFTER_TOKEN.fullmatch(token):
+        raise invalid
+    body = token[len(AFTER_PREFIX) :]
+    try:
+        row_key = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise invalid from None
+    # Re-encoding rejects the other spellings base64 tolerates (stray low bits in the last symbol).
+    if len(row_key) > MAX_ROW_KEY_CHARS or not _ROW_KEY.fullmatch(row_key) or encode_after(row_key) != token:
+        raise invalid
+    return row_key
+
+
+def parse_end(raw: str) -> datetime:
+    """The exclusive end a `to` value means: a date includes that whole day, a date-time that
+    second."""
+    end = parse_time("to", raw, end_of_day=True)
+    return end if _DATE.match(raw) else end + timedelta(seconds=1)
+
+
+def _whole_second(moment: datetime) -> datetime:
+    """Rounded up to the second. Records carry whole seconds and rows are keyed by the second, so
+    for them `t >= bound` and `t < bound` keep their meaning, and storage and files agree."""
+    if moment.microsecond:
+        return moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
+def parse_report_request(
+    subject: str, params: Mapping[str, str], settings: ReportSettings, now: datetime | None = None
+) -> ReportQuery:
+    now = now or datetime.now(UTC)
+    by = _choice(params, "by", BY)
+    view = _choice(params, "view", VIEWS)
+    fmt = _choice(params, "format", FORMATS)
+    key = validate_subject(subject, by)
+    raw_from, raw_to = params.get("from", ""), params.get("to", "")
+    try:  # arithmetic near year 1 or 9999 overflows: out of range, not a server error
+        end = parse_end(raw_to) if raw_to else now
+        start = (
+            parse_time("from", raw_from, end_of_day=False)
+            if raw_from
+            else end - timedelta(days=settings.default_days)
+        )
+        start, end = _whole_second(start), _whole_second(end)
+    except OverflowError:
+        raise RequestError(
+            400, "date_out_of_range", "'from' and 'to' must fall between 2015-01-01 and tomorrow"
+        ) from None
+    # The end of tomorrow (UTC): `to=<tomorrow's date>` means up to midnight after it.
+    latest = datetime.combine(now.astimezone(UTC).date() + timedelta(days=2), time.min, UTC)
+    for name, moment in (("from", start), ("to", end)):
+        if not EARLIEST <= moment <= latest:
+            raise RequestError(
+                400, "date_out_of_range", f"'{name}' must fall between 2015-01-01 and tomorrow"
+            )
+    if start >= end:
+        raise RequestError(400, "invalid_range", "'from' must be earlier than 'to'")
+    if end - start > timedelta(days=settings.max_days):
+        raise RequestError(
+            400,
+            "range_too_large",
+            f"the range from 'from' to 'to' may span at most {settings.max_days} days; split it",
+        )
+    raw_after = params.get("after") or None
+    after = decode_after(raw_after) if raw_after is not None else None
+    return ReportQuery(
+        subject=key,
+        by=by,
+        view=view,
+        fmt=fmt,
+        start=start,
+        end=end,
+        after=after,
+        ips=parse_ip_filter("ip", params.get("ip", "")),
+        sessions=parse_session_filter(params.get("session", "")),
+        exclude_ips=parse_ip_filter("exclude_ip", params.get("exclude_ip", "")),
+    )

@@ -1,0 +1,367 @@
+"""Views of one mailbox or actor (DESIGN section 4): each turns events in time order into rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.model.event import EVENT_COLUMNS, PROVENANCE_COLUMNS, AccessEvent
+from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Observed, observe
+from shared.model.times import iso_z
+
+# Aggregated rows name the record behind their first access, and where it came from.
+SOURCE_COLUMNS: tuple[str, ...] = ("FirstRecordId", *PROVENANCE_COLUMNS)
+
+SESSION_COLUMNS: tuple[str, ...] = (
+    "SessionId",
+    "FirstSeen",
+    "LastSeen",
+    "Records",
+    "Operations",
+    "BindRecords",
+    "SyncRecords",
+    "DistinctMessages",
+    "Folders",
+    "ClientIPs",
+    "ClientFamilies",
+    "Apps",
+    "LogonTypes",
+    "Users",
+    "Throttled",
+    *SOURCE_COLUMNS,
+)
+
+MESSAGE_COLUMNS: tuple[str, ...] = (
+    "TimeStamp",
+    "Mailbox",
+    "User",
+    "SessionId",
+    "ClientIP",
+    "ClientFamily",
+    "Folder",
+    "InternetMessageId",
+    "Subject",
+    "Sender",
+    "Received",
+    "SizeInBytes",
+    "SubjectSource",
+    "RecordId",
+    *PROVENANCE_COLUMNS,
+)
+
+EXPOSURE_COLUMNS: tuple[str, ...] = (
+    "Kind",
+    "Mailbox",
+    "InternetMessageId",
+    "Folder",
+    "Subject",
+    "Sender",
+    "Received",
+    "SizeInBytes",
+    "FirstAccess",
+    "LastAccess",
+    "Accesses",
+    "Sessions",
+    "ClientIPs",
+    "Users",
+    "SubjectSource",
+    *SOURCE_COLUMNS,
+)
+
+NO_SESSION = "(no session id)"
+LOOKUP_CHUNK = 500  # records of the messages view resolved together
+FOLDER_SUBJECT = "all items in folder"
+UNAUDITED_SUBJECT = "access not audited"
+UNAUDITED_WINDOW = timedelta(hours=24)
+
+
+def source_of(event: AccessEvent) -> dict[str, Any]:
+    """The provenance columns of an aggregated row whose first access is `event`."""
+    return {"FirstRecordId": event.record_id, **event.provenance()}
+
+
+def event_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+    for event in events:
+        yield event.row()
+
+
+@dataclass
+class _Session:
+    first: AccessEvent
+    last: AccessEvent
+    records: int = 0
+    operations: int = 0
+    binds: int = 0
+    syncs: int = 0
+    throttled: bool = False
+    messages: set[str] = field(default_factory=set)
+    folders: dict[str, None] = field(default_factory=dict)
+    ips: dict[str, None] = field(default_factory=dict)
+    families: dict[str, None] = field(default_factory=dict)
+    apps: dict[str, None] = field(default_factory=dict)
+    logon_types: dict[str, None] = field(default_factory=dict)
+    users: dict[str, None] = field(default_factory=dict)
+
+    def add(self, event: AccessEvent) -> None:
+        if event.timestamp < self.first.timestamp:
+            self.first = event
+        if event.timestamp >= self.last.timestamp:
+            self.last = event
+        self.records += 1
+        self.operations += event.operation_count if event.operation_count is not None else 1
+        self.binds += event.access == "Bind"
+        self.syncs += event.access == "Sync"
+        self.throttled |= event.throttled
+        self.messages.update(item.internet_message_id for item in event.items)
+        for target, value in (
+            (self.ips, event.client_ip),
+            (self.families, event.client_family),
+            (self.apps, event.app_name or event.client_app_id or event.app_id),
+            (self.logon_types, event.logon_type),
+            (self.users, event.user),
+        ):
+            if value:
+                target[value] = None
+        self.folders.update(dict.fromkeys(event.folders))
+
+    def row(self, session_id: str) -> dict[str, Any]:
+        return {
+            "SessionId": session_id,
+            "FirstSeen": iso_z(self.first.timestamp),
+            "LastSeen": iso_z(self.last.timestamp),
+            "Records": self.records,
+            "Operations": self.operations,
+            "BindRecords": self.binds,
+            "SyncRecords": self.syncs,
+            "DistinctMessages": len(self.messages),
+            "Folders": "; ".join(self.folders),
+            "ClientIPs": "; ".join(self.ips),
+            "ClientFamilies": "; ".join(self.families),
+            "Apps": "; ".join(self.apps),
+            "LogonTypes": "; ".join(self.logon_types),
+            "Users": "; ".join(self.users),
+            "Throttled": self.throttled,
+            **source_of(self.first),
+        }
+
+
+def session_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+    """One row per SessionId, ordered by first seen. Memory grows with sessions and distinct
+    messages, not with records."""
+    sessions: dict[str, _Session] = {}
+    for event in events:
+        key = event.session_id or NO_SESSION
+        session = sessions.get(key)
+        if session is None:
+            session = sessions[key] = _Session(first=event, last=event)
+        session.add(event)
+    ordered = sorted(sessions.items(), key=lambda pair: (pair[1].first.timestamp, pair[0]))
+    for session_id, session in ordered:
+        yield session.row(session_id)
+
+
+@dataclass
+class _Message:
+    """What one record says about one message: its folders (in record order), subject and size."""
+
+    folders: dict[str, None] = field(default_factory=dict)
+    subject: str = ""
+    size: int | None = None
+
+    def add(self, folder: str, subject: str, size: int | None) -> None:
+        if folder:
+            self.folders[folder] = None
+        self.subject = self.subject or subject
+        self.size = self.size if self.size is not None else size
+
+
+def _record_messages(event: AccessEvent) -> dict[str, _Message]:
+    """The record's distinct messages in record order (a message named twice is one message)."""
+    found: dict[str, _Message] = {}
+    for item in event.items:
+        message = found.get(item.internet_message_id)
+        if message is None:
+            message = found[item.internet_message_id] = _Message()
+        message.add(item.folder, item.subject, item.size_in_bytes)
+    return found
+
+
+def _known(observed: Mapping[str, Mapping[str, Observed]], lookup: Lookup | None) -> dict[Key, MessageInfo]:
+    """The chain for these messages: a subject some record gives (`audit`), else what `lookup`
+    knows (the index, Graph), else `unresolved:not-looked-up`."""
+    missing = {
+        mailbox: {mid: seen for mid, seen in messages.items() if not seen.subject}
+        for mailbox, messages in observed.items()
+    }
+    missing = {mailbox: messages for mailbox, messages in missing.items() if messages}
+    looked_up = lookup(missing) if lookup is not None and missing else {}
+    known: dict[Key, MessageInfo] = {}
+    for mailbox, messages in observed.items():
+        for message_id, seen in messages.items():
+            key = (mailbox, message_id)
+            if seen.subject:
+                known[key] = MessageInfo(subject=seen.subject, size=seen.size, source=SOURCE_AUDIT)
+            else:
+                known[key] = looked_up.get(key) or MessageInfo(size=seen.size)
+    return known
+
+
+def _chunks(events: Iterable[AccessEvent], size: int) -> Iterator[list[AccessEvent]]:
+    chunk: list[AccessEvent] = []
+    for event in events:
+        chunk.append(event)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _received(info: MessageInfo) -> str:
+    return iso_z(info.received) if info.received is not None else ""
+
+
+def message_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+    """One row per (record, distinct message), in event order then record order. Streams in chunks
+    of LOOKUP_CHUNK records, each resolved with one `lookup`. A subject the record itself gives is
+    shown as such (`audit`); otherwise the subject another record in the chunk gives, or what
+    `lookup` knows."""
+    for chunk in _chunks(events, LOOKUP_CHUNK):
+        known = _known(observe(chunk), lookup)
+        for event in chunk:
+            for message_id, message in _record_messages(event).items():
+                info = known[(event.mailbox, message_id)]
+                if message.subject:
+                    info = replace(info, subject=message.subject, source=SOURCE_AUDIT)
+                yield {
+                    "TimeStamp": iso_z(event.timestamp),
+                    "Mailbox": event.mailbox,
+                    "User": event.user,
+                    "SessionId": event.session_id,
+                    "ClientIP": event.client_ip,
+                    "ClientFamily": event.client_family,
+                    "Folder": "; ".join(message.folders),
+                    "InternetMessageId": message_id,
+                    "Subject": info.subject,
+                    "Sender": info.sender,
+                    "Received": _received(info),
+                    "SizeInBytes": message.size if message.size is not None else info.size,
+                    "SubjectSource": info.source,
+                    "RecordId": event.record_id,
+                    **event.provenance(),
+                }
+
+
+@dataclass
+class _Exposed:
+    """Accesses to one message (or one synced folder), aggregated across records."""
+
+    first: datetime
+    last: datetime
+    accesses: int = 0
+    folders: dict[str, None] = field(default_factory=dict)
+    subject: str = ""
+    size: int | None = None
+    sessions: dict[str, None] = field(default_factory=dict)
+    ips: dict[str, None] = field(default_factory=dict)
+    users: dict[str, None] = field(default_factory=dict)
+    source: AccessEvent | None = None  # the record of the first access
+
+    def add(self, event: AccessEvent) -> None:
+        if self.source is None or event.timestamp < self.source.timestamp:
+            self.source = event
+        self.first = min(self.first, event.timestamp)
+        self.last = max(self.last, event.timestamp)
+        self.accesses += 1
+        for target, value in (
+            (self.sessions, event.session_id),
+            (self.ips, event.client_ip),
+            (self.users, event.user),
+        ):
+            if value:
+                target[value] = None
+
+    def row(self, kind: str, mailbox: str, message_id: str, folder: str, info: MessageInfo) -> dict[str, Any]:
+        return {
+            "Kind": kind,
+            "Mailbox": mailbox,
+            "InternetMessageId": message_id,
+            "Folder": folder,
+            "Subject": info.subject,
+            "Sender": info.sender,
+            "Received": _received(info),
+            "SizeInBytes": self.size if self.size is not None else info.size,
+            "FirstAccess": iso_z(self.first),
+            "LastAccess": iso_z(self.last),
+            "Accesses": self.accesses,
+            "Sessions": "; ".join(self.sessions),
+            "ClientIPs": "; ".join(self.ips),
+            "Users": "; ".join(self.users),
+            "SubjectSource": info.source if kind == "Message" else "",
+            **(source_of(self.source) if self.source is not None else {}),
+        }
+
+
+def exposure_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+    """What a breach notification needs, in three groups, in this order:
+
+    - `Message`: one row per distinct (Mailbox, InternetMessageId), ordered by FirstAccess, then
+      Mailbox, then InternetMessageId. Accesses counts the records naming it; Folder lists every
+      folder it was seen in.
+    - `Folder`: one row per synced folder, (Mailbox, folder path) of the Sync records, Subject
+      "all items in folder", ordered by FirstAccess, Mailbox, Folder.
+    - `Unaudited`: one row per throttled record (the 24 hours after it are not audited), from the
+      record's time to 24 hours later, Subject "access not audited", ordered by FirstAccess,
+      Mailbox, then the record's folders and record id.
+
+    Sessions, ClientIPs and Users list distinct values in order of first appearance in the input
+    (time order). Memory grows with distinct messages, synced folders and throttled records, not with records.
+    """
+    messages: dict[tuple[str, str], _Exposed] = {}
+    synced: dict[tuple[str, str], _Exposed] = {}
+    blind: dict[str, tuple[AccessEvent, _Exposed]] = {}
+    for event in events:
+        for message_id, seen in _record_messages(event).items():
+            key = (event.mailbox, message_id)
+            exposed = messages.get(key)
+            if exposed is None:
+                exposed = messages[key] = _Exposed(first=event.timestamp, last=event.timestamp)
+            exposed.add(event)
+            exposed.folders.update(seen.folders)
+            exposed.subject = exposed.subject or seen.subject
+            exposed.size = exposed.size if exposed.size is not None else seen.size
+        if event.access == "Sync":
+            for path in event.folders:
+                exposed = synced.get((event.mailbox, path))
+                if exposed is None:
+                    exposed = synced[(event.mailbox, path)] = _Exposed(event.timestamp, event.timestamp)
+                exposed.add(event)
+        if event.throttled and event.record_id not in blind:
+            window = _Exposed(first=event.timestamp, last=event.timestamp + UNAUDITED_WINDOW)
+            window.add(event)
+            blind[event.record_id] = (event, window)
+    observed: dict[str, dict[str, Observed]] = {}
+    for (mailbox, message_id), exposed in messages.items():
+        observed.setdefault(mailbox, {})[message_id] = Observed(exposed.subject, exposed.size, exposed.first)
+    known = _known(observed, lookup)
+    for (mailbox, message_id), exposed in sorted(messages.items(), key=lambda p: (p[1].first, p[0])):
+        folder = "; ".join(exposed.folders)
+        yield exposed.row("Message", mailbox, message_id, folder, known[(mailbox, message_id)])
+    for (mailbox, path), exposed in sorted(synced.items(), key=lambda p: (p[1].first, p[0])):
+        yield exposed.row("Folder", mailbox, "", path, MessageInfo(subject=FOLDER_SUBJECT, source=""))
+    ordered = sorted(
+        blind.values(), key=lambda p: (p[0].timestamp, p[0].mailbox, "; ".join(p[0].folders), p[0].record_id)
+    )
+    unaudited = MessageInfo(subject=UNAUDITED_SUBJECT, source="")
+    for event, window in ordered:
+        yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), unaudited)
+
+
+VIEWS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "events": (EVENT_COLUMNS, event_rows),
+    "messages": (MESSAGE_COLUMNS, message_rows),
+    "sessions": (SESSION_COLUMNS, session_rows),
+    "exposure": (EXPOSURE_COLUMNS, exposure_rows),
+}

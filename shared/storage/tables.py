@@ -1,0 +1,533 @@
+"""Access rows in Table Storage: keys, entity conversion, batched idempotent upserts, range queries.
+
+Keys follow DESIGN section 2: PartitionKey = the mailbox (or, in ActorAccess, the accessing user),
+lower-case; RowKey = `<yyyymmddThhmmss>_<record Id>`, so rows sort by time and a record always
+lands on the same key. Caller input only ever reaches a filter as a bound parameter.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
+
+from shared.model.event import AccessEvent, MessageRef
+from shared.model.keys import encode_key, time_key
+from shared.storage import ACTOR_TABLE, MAILBOX_TABLE
+
+MAX_BATCH = 100  # entity-group transaction limit
+MAX_BATCH_BYTES = 3_500_000  # below the 4 MiB transaction payload limit
+# An entity holds at most 1 MiB, a string property 64 KiB of UTF-16 (Azure Table service data
+# model: https://learn.microsoft.com/rest/api/storageservices/understanding-the-table-service-data-model).
+MAX_ENTITY_BYTES = 1_000_000
+CHUNK_CHARS = 30_000  # one payload property: 60 KB as UTF-16 (the payload is ASCII JSON)
+# Longer string values move from their own property into the payload, so nothing is cut.
+MAX_TEXT = 16_000
+UNKNOWN_ACTOR = "~unknown"
+# Where a partition's overflow rows live: `<PartitionKey>%overflow`. encode_key never writes a
+# "%" that is not followed by two hex digits, so no mailbox or actor key can end like this.
+OVERFLOW_SUFFIX = "%overflow"
+
+# Row properties that hold text; a value longer than MAX_TEXT goes to the payload instead.
+_TEXT_FIELDS = (
+    "Mailbox",
+    "User",
+    "LogonType",
+    "Access",
+    "ClientIP",
+    "ClientInfo",
+    "ClientFamily",
+    "AppId",
+    "ClientAppId",
+    "AppName",
+    "SessionId",
+    "AADSessionId",
+    "OriginatingServer",
+    "RecordId",
+    "SourceBlob",
+)
+_LIST_FIELDS = ("Folders", "FolderIds", "Repaired")
+
+Fetch = Callable[[str, str], Mapping[str, Any]]
+
+
+class IncompleteRow(RuntimeError):
+    """A stored row's overflow rows are missing or belong to other content."""
+
+
+def row_key(event: AccessEvent) -> str:
+    return f"{time_key(event.timestamp)}_{encode_key(event.record_id)}"
+
+
+def int64(value: int) -> EntityProperty:
+    """An Edm.Int64 property: the SDK sends a plain int as Int32 and refuses anything larger."""
+    return EntityProperty(value, EdmType.INT64)
+
+
+def plain(value: object) -> object:
+    """A property's value as Python holds it (the SDK reads Int64 back as an EntityProperty)."""
+    return value.value if isinstance(value, EntityProperty) else value
+
+
+def is_overflow_partition(partition_key: str) -> bool:
+    return partition_key.endswith(OVERFLOW_SUFFIX)
+
+
+def _ascii_json(value: object) -> str:
+    # ASCII only (non-ASCII as JSON escapes): one character is then one UTF-16 unit in storage and
+    # one byte on the wire, so the character budget below bounds both.
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _value_bytes(value: object) -> int:
+    """Stored size of one property value (the Table service's published sizes per type)."""
+    value = plain(value)
+    if isinstance(value, str):
+        return 4 + 2 * len(value) if value.isascii() else 4 + len(value.encode("utf-16-le"))
+    if isinstance(value, bool):
+        return 1
+    return 8  # Int64, Double, DateTime
+
+
+def entity_bytes(entity: Mapping[str, Any]) -> int:
+    """Stored size of an entity: 4 bytes, the keys as UTF-16, and per property 8 bytes, its name as
+    UTF-16 and its value."""
+    size = 4
+    for name, value in entity.items():
+        if name in ("PartitionKey", "RowKey"):
+            size += _value_bytes(value)
+        else:
+            size += 8 + 2 * len(name) + _value_bytes(value)
+    return size
+
+
+def _content_fields(event: AccessEvent) -> dict[str, Any]:
+    """The row's properties except keys and payload, with Folders, FolderIds and Repaired as JSON."""
+    fields: dict[str, Any] = {
+        "Mailbox": event.mailbox,
+        "User": event.user,
+        "LogonType": event.logon_type,
+        "Access": event.access,
+        "Throttled": event.throttled,
+        "Folders": orjson.dumps(list(event.folders)).decode(),
+        "FolderIds": orjson.dumps(list(event.folder_ids)).decode(),
+        "ClientIP": event.client_ip,
+        "ClientInfo": event.client_info,
+        "ClientFamily": event.client_family,
+        "AppId": event.app_id,
+        "ClientAppId": event.client_app_id,
+        "AppName": event.app_name,
+        "SessionId": event.session_id,
+        "AADSessionId": event.aad_session_id,
+        "ExternalAccess": event.external_access,
+        "OriginatingServer": event.originating_server,
+        "RecordId": event.record_id,
+        "Repaired": orjson.dumps(list(event.repaired)).decode(),
+        "SourceBlob": event.source_blob,
+        "SourceSha256": event.source_sha256,
+    }
+    if event.operation_count is not None:
+        fields["OperationCount"] = int64(event.operation_count)
+    if event.source_index is not None:
+        fields["SourceIndex"] = int64(event.source_index)
+    return fields
+
+
+def to_entities(event: AccessEvent, partition: str, content: str | None = None) -> list[dict[str, Any]]:
+    """The entities that store one event: its overflow rows (if any) first, the row itself last.
+
+    Nothing is cut. The message list, and any text too long for its own property, go into a
+    JSON payload spread over `Payload<n>` properties of the row up to the entity size limit, and
+    on into overflow rows (`<PartitionKey>%overflow`, keyed by the row's key and content hash, so
+    two copies of a record with different content never share one). `content` is the event's
+    content_sha256() when the caller has it already."""
+    content = content if content is not None else event.content_sha256()
+    pk, rk = encode_key(partition), row_key(event)
+    entity: dict[str, Any] = {
+        "PartitionKey": pk,
+        "RowKey": rk,
+        "EventTime": event.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        **_content_fields(event),
+        "ContentSha256": content,
+    }
+    spilled: dict[str, str] = {}
+    for name in (*_TEXT_FIELDS, *_LIST_FIELDS):
+        if len(entity[name]) > MAX_TEXT:
+            spilled[name] = entity.pop(name)
+    items = [[i.internet_message_id, i.folder, i.subject, i.size_in_bytes] for i in event.items]
+    text = _ascii_json({"items": items, "fields": spilled})
+    chunks = [text[i : i + CHUNK_CHARS] for i in range(0, len(text), CHUNK_CHARS)]
+    entity["PayloadChunks"] = len(chunks)
+    overflow: list[dict[str, Any]] = []
+    position = _fill(entity, chunks, 0)
+    while position < len(chunks):
+        part: dict[str, Any] = {
+            "PartitionKey": pk + OVERFLOW_SUFFIX,
+            "RowKey": f"{rk}~{content[:16]}~{len(overflow):04d}",
+            "ContentSha256": content,
+            "FirstChunk": position,
+        }
+        position = _fill(part, chunks, position)
+        overflow.append(part)
+    entity["OverflowRows"] = len(overflow)
+    return [*overflow, entity]
+
+
+def _fill(entity: dict[str, Any], chunks: list[str], position: int) -> int:
+    """Add `Payload<n>` properties from chunks[position:] while the entity stays under its limit;
+    returns the next chunk's position."""
+    size = entity_bytes(entity) + 64  # room for the count properties added after
+    while position < len(chunks):
+        name = f"Payload{position}"
+        cost = 8 + 2 * len(name) + _value_bytes(chunks[position])
+        if size + cost > MAX_ENTITY_BYTES:
+            break
+        entity[name] = chunks[position]
+        size += cost
+        position += 1
+    return position
+
+
+def to_entity(event: AccessEvent, partition: str) -> dict[str, Any]:
+    """The row of an event whose payload fits the row itself (no overflow rows)."""
+    entities = to_entities(event, partition)
+    if len(entities) != 1:
+        raise ValueError("this event needs overflow rows: use to_entities")
+    return entities[0]
+
+
+def _payload(entity: Mapping[str, Any], fetch: Fetch | None) -> dict[str, Any]:
+    total = int(plain(entity.get("PayloadChunks", 0)) or 0)  # type: ignore[call-overload]
+    parts: list[str] = []
+    position = 0
+    while position < total and f"Payload{position}" in entity:
+        parts.append(entity[f"Payload{position}"])
+        position += 1
+    overflow_rows = int(plain(entity.get("OverflowRows", 0)) or 0)  # type: ignore[call-overload]
+    content = str(entity.get("ContentSha256", ""))
+    for number in range(overflow_rows):
+        if fetch is None:
+            raise IncompleteRow(f"row {entity['RowKey']} has overflow rows and nothing to read them with")
+        key = f"{entity['RowKey']}~{content[:16]}~{number:04d}"
+        try:
+            part = fetch(str(entity["PartitionKey"]) + OVERFLOW_SUFFIX, key)
+        except ResourceNotFoundError:
+            raise IncompleteRow(f"overflow row {key} is missing") from None
+        if part.get("ContentSha256") != content:
+            raise IncompleteRow(f"overflow row {key} belongs to other content")
+        while f"Payload{position}" in part:
+            parts.append(part[f"Payload{position}"])
+            position += 1
+    if position != total:
+        raise IncompleteRow(f"row {entity['RowKey']}: {position} of {total} payload chunks found")
+    text = "".join(parts)
+    payload: dict[str, Any] = orjson.loads(text) if text else {"items": [], "fields": {}}
+    return payload
+
+
+def int_or_none(value: object) -> int | None:
+    value = plain(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def from_entity(entity: Mapping[str, Any], fetch: Fetch | None = None) -> AccessEvent:
+    """The event a row stores; `fetch(PartitionKey, RowKey)` reads its overflow rows, if any."""
+    payload = _payload(entity, fetch)
+    fields = {**entity, **payload.get("fields", {})}
+    items = tuple(
+        MessageRef(internet_message_id=mid, folder=folder, subject=subject, size_in_bytes=size)
+        for mid, folder, subject, size in payload.get("items", [])
+    )
+    return AccessEvent(
+        timestamp=datetime.strptime(entity["EventTime"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+        mailbox=fields.get("Mailbox", ""),
+        user=fields.get("User", ""),
+        logon_type=fields.get("LogonType", ""),
+        access=fields.get("Access", ""),
+        throttled=bool(fields.get("Throttled", False)),
+        folders=tuple(orjson.loads(fields.get("Folders", "[]"))),
+        folder_ids=tuple(orjson.loads(fields.get("FolderIds", "[]"))),
+        operation_count=int_or_none(fields.get("OperationCount")),
+        client_ip=fields.get("ClientIP", ""),
+        client_info=fields.get("ClientInfo", ""),
+        client_family=fields.get("ClientFamily", ""),
+        app_id=fields.get("AppId", ""),
+        client_app_id=fields.get("ClientAppId", ""),
+        app_name=fields.get("AppName", ""),
+        session_id=fields.get("SessionId", ""),
+        aad_session_id=fields.get("AADSessionId", ""),
+        external_access=bool(fields.get("ExternalAccess", False)),
+        originating_server=fields.get("OriginatingServer", ""),
+        record_id=fields.get("RecordId", ""),
+        items=items,
+        repaired=tuple(orjson.loads(fields.get("Repaired", "[]"))),
+        conflict=bool(fields.get("Conflict", False)),
+        source_blob=fields.get("SourceBlob", ""),
+        source_sha256=fields.get("SourceSha256", ""),
+        source_index=int_or_none(fields.get("SourceIndex")),
+    )
+
+
+def _wire_bytes(entity: Mapping[str, Any]) -> int:
+    """About the bytes an entity takes in a transaction's JSON body (non-ASCII text as JSON escapes)."""
+    size = 64
+    for name, value in entity.items():
+        value = plain(value)
+        if isinstance(value, str):
+            size += len(name) + 8 + (len(value) if value.isascii() else 3 * len(value.encode("utf-16-le")))
+        else:
+            size += len(name) + 40
+    return size
+
+
+def _batches(entities: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Group by PartitionKey into transactions of at most MAX_BATCH entities and MAX_BATCH_BYTES,
+    keeping the order of each partition's entities."""
+    by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entity in entities:
+        by_partition[entity["PartitionKey"]].append(entity)
+    for group in by_partition.values():
+        batch: list[dict[str, Any]] = []
+        size = 0
+        seen: set[str] = set()
+        for entity in group:
+            if entity["RowKey"] in seen:  # a transaction may not touch one entity twice
+                continue
+            seen.add(entity["RowKey"])
+            entity_size = _wire_bytes(entity)
+            if batch and (len(batch) == MAX_BATCH or size + entity_size > MAX_BATCH_BYTES):
+                yield batch
+                batch, size = [], 0
+            batch.append(entity)
+            size += entity_size
+        if batch:
+            yield batch
+
+
+def upsert_entities(
+    table: TableClient, entities: Iterable[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE
+) -> int:
+    """Upsert (replace, or merge into what is there) in entity-group transactions; returns the
+    number of entities written. For rows that describe state (checkpoints, the message index),
+    never for evidence: access rows are inserted by `insert_rows`, first copy wins."""
+    written = 0
+    for batch in _batches(entities):
+        if len(batch) == 1:
+            # One request either way, and a plain upsert skips the multipart transaction envelope
+            # (about 6 ms against 2 ms per request on Azurite); partitions of one are common when a
+            # blob's records spread over many mailboxes.
+            table.upsert_entity(batch[0], mode=mode)
+            written += 1
+            continue
+        try:
+            table.submit_transaction([("upsert", entity, {"mode": mode}) for entity in batch])
+        except TableTransactionError:
+            # The whole transaction rolled back; one entity is at fault. Write one by one so the
+            # error names it and the others are not held back by it.
+            for entity in batch:
+                table.upsert_entity(entity, mode=mode)
+        written += len(batch)
+    return written
+
+
+@dataclass(frozen=True)
+class Existing:
+    """A row already stored under the key a new copy wanted."""
+
+    partition_key: str
+    row_key: str
+    content_sha256: str
+    source_blob: str
+    source_sha256: str
+    source_index: int | None
+
+
+@dataclass
+class InsertResult:
+    inserted: int = 0
+    duplicates: int = 0  # the same record again (same content): nothing written
+    conflicts: list[tuple[dict[str, Any], Existing]] = field(default_factory=list)
+
+
+_UNREAD = Existing("", "", "", "", "", None)
+_EXISTING_SELECT = ["PartitionKey", "RowKey", "ContentSha256", "SourceBlob", "SourceSha256", "SourceIndex"]
+
+
+def _existing(table: TableClient, entity: Mapping[str, Any]) -> Existing | None:
+    try:
+        found = table.get_entity(entity["PartitionKey"], entity["RowKey"], select=_EXISTING_SELECT)
+    except ResourceNotFoundError:
+        return None
+    return Existing(
+        partition_key=str(entity["PartitionKey"]),
+        row_key=str(entity["RowKey"]),
+        content_sha256=str(found.get("ContentSha256", "")),
+        source_blob=str(found.get("SourceBlob", "")),
+        source_sha256=str(found.get("SourceSha256", "")),
+        source_index=int_or_none(found.get("SourceIndex")),
+    )
+
+
+def _insert_one(table: TableClient, entity: dict[str, Any], result: InsertResult, compare: bool) -> None:
+    try:
+        table.create_entity(entity)
+    except ResourceExistsError:
+        if not compare:
+            result.conflicts.append((entity, _UNREAD))
+            return
+        existing = _existing(table, entity)
+        if existing is None:  # removed in between: nothing should delete rows, so try once more
+            table.create_entity(entity)
+            result.inserted += 1
+        elif existing.content_sha256 == entity["ContentSha256"]:
+            result.duplicates += 1
+        else:
+            result.conflicts.append((entity, existing))
+        return
+    result.inserted += 1
+
+
+def insert_rows(table: TableClient, rows: Iterable[dict[str, Any]], compare: bool = True) -> InsertResult:
+    """Insert rows, first copy wins: a row already stored with the same ContentSha256 is a
+    duplicate (nothing written); one with different content is returned as a conflict, and the
+    stored row is left exactly as it was. With compare=False every row found stored is returned as
+    a conflict, unread, for the caller to decide."""
+    result = InsertResult()
+    for batch in _batches(rows):
+        if len(batch) > 1:
+            try:
+                table.submit_transaction([("create", entity) for entity in batch])
+            except TableTransactionError:
+                pass  # one of them exists (a redelivery, a repeated record): sort them out one by one
+            else:
+                result.inserted += len(batch)
+                continue
+        for entity in batch:
+            _insert_one(table, entity, result, compare)
+    return result
+
+
+def mark_conflicts(table: TableClient, keys: Iterable[tuple[str, str]]) -> None:
+    """Flag stored rows that another copy contradicts (the flag is not part of their content)."""
+    for partition_key, key in dict.fromkeys(keys):
+        table.update_entity(
+            {"PartitionKey": partition_key, "RowKey": key, "Conflict": True}, mode=UpdateMode.MERGE
+        )
+
+
+@dataclass
+class WriteResult:
+    events: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    conflicts: int = 0
+
+
+def _store(
+    table: TableClient,
+    events: list[AccessEvent],
+    contents: list[str],
+    partition_of: Callable[[AccessEvent], str],
+) -> InsertResult:
+    overflow: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    for event, content in zip(events, contents, strict=True):
+        *parts, row = to_entities(event, partition_of(event), content)
+        if parts:
+            existing = _existing(table, row)
+            if existing is not None:  # decided without writing overflow rows that would be orphans
+                rows.append(row)
+                continue
+        overflow.extend(parts)
+        rows.append(row)
+    # Overflow rows first: a row exists only once everything it points to does.
+    upsert_entities(table, overflow)
+    return insert_rows(table, rows)
+
+
+def store_events(
+    mailbox_table: TableClient,
+    actor_table: TableClient,
+    events: list[AccessEvent],
+    conflicts_table: TableClient | None = None,
+    detected_at: datetime | None = None,
+) -> WriteResult:
+    """Write each event to MailboxAccess and ActorAccess, first copy wins. A copy whose content
+    differs from the stored row is recorded in RecordConflicts (when given) and both stored rows
+    are flagged; nothing stored is replaced."""
+    contents = [event.content_sha256() for event in events]  # once for both tables
+    by_mailbox = _store(mailbox_table, events, contents, lambda event: event.mailbox)
+    by_actor = _store(actor_table, events, contents, lambda event: event.user or UNKNOWN_ACTOR)
+    if conflicts_table is not None:
+        moment = detected_at or datetime.now(UTC)
+        records = (conflict_entity(new, old, moment) for new, old in by_mailbox.conflicts)
+        upsert_entities(conflicts_table, records)
+    mark_conflicts(mailbox_table, ((old.partition_key, old.row_key) for _, old in by_mailbox.conflicts))
+    mark_conflicts(actor_table, ((old.partition_key, old.row_key) for _, old in by_actor.conflicts))
+    return WriteResult(
+        events=len(events),
+        inserted=by_mailbox.inserted,
+        duplicates=by_mailbox.duplicates,
+        conflicts=len(by_mailbox.conflicts),
+    )
+
+
+def conflict_entity(new: Mapping[str, Any], old: Existing, detected_at: datetime) -> dict[str, Any]:
+    """A RecordConflicts row: PartitionKey = the row's partition (the mailbox), RowKey = the row's
+    key and the new copy's content hash, so the same conflicting copy is recorded once."""
+    return {
+        "PartitionKey": old.partition_key,
+        "RowKey": f"{old.row_key}|{str(new['ContentSha256'])[:32]}",
+        "AccessRowKey": old.row_key,
+        "RecordId": str(new.get("RecordId", ""))[:MAX_TEXT],
+        "Mailbox": str(new.get("Mailbox", ""))[:MAX_TEXT],
+        "EventTime": new["EventTime"],
+        "FirstContentSha256": old.content_sha256,
+        "FirstSourceBlob": old.source_blob,
+        "FirstSourceSha256": old.source_sha256,
+        **({"FirstSourceIndex": int64(old.source_index)} if old.source_index is not None else {}),
+        "ContentSha256": new["ContentSha256"],
+        "SourceBlob": str(new.get("SourceBlob", ""))[:MAX_TEXT],
+        "SourceSha256": new.get("SourceSha256", ""),
+        **({"SourceIndex": new["SourceIndex"]} if "SourceIndex" in new else {}),
+        "DetectedAt": detected_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def write_events(mailbox_table: TableClient, actor_table: TableClient, events: list[AccessEvent]) -> int:
+    """Write each event to MailboxAccess and ActorAccess (first copy wins); returns len(events)."""
+    store_events(mailbox_table, actor_table, events)
+    return len(events)
+
+
+def table_for(by: str) -> str:
+    return ACTOR_TABLE if by == "actor" else MAILBOX_TABLE
+
+
+def query_events(
+    table: TableClient,
+    subject: str,
+    start: datetime,
+    end: datetime,
+    after: str | None = None,
+    page_size: int = 1000,
+) -> Iterator[tuple[str, AccessEvent]]:
+    """Rows of one partition with start <= time < end (and RowKey > after), in RowKey order."""
+    query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+    parameters = {"pk": encode_key(subject), "lo": time_key(start), "hi": time_key(end)}
+    if after:
+        query += " and RowKey gt @after"
+        parameters["after"] = after
+
+    def fetch(partition_key: str, key: str) -> Mapping[str, Any]:
+        return table.get_entity(partition_key, key)
+
+    for entity in table.query_entities(query, parameters=parameters, results_per_page=page_size):
+        yield entity["RowKey"], from_entity(entity, fetch)

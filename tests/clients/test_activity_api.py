@@ -1,0 +1,157 @@
+"""Pure parts of the Management Activity API client: error classification, links, limiter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+import pytest
+import requests
+
+from shared.clients.activity_api import (
+    ActivityClient,
+    ApiAuthError,
+    ApiError,
+    ContentGone,
+    NoSubscription,
+    RateLimiter,
+    TransientError,
+    api_time,
+    classify,
+    parse_api_time,
+)
+from shared.settings.config import load_collection_settings
+
+pytestmark = pytest.mark.unit
+
+TENANT = "11111111-2222-3333-4444-555555555555"
+PUBLISHER = "99999999-8888-7777-6666-555555555555"
+
+
+def response(status: int, body: object, headers: dict[str, str] | None = None) -> requests.Response:
+    made = requests.Response()
+    made.status_code = status
+    made._content = orjson.dumps(body) if not isinstance(body, bytes) else body
+    made.headers.update(headers or {})
+    return made
+
+
+def af(code: str) -> dict[str, object]:
+    return {"error": {"code": code, "message": f"message of {code}"}}
+
+
+class NoTokens:
+    def token(self, scope: str) -> str:
+        return "token"
+
+    def invalidate(self) -> None:
+        pass
+
+
+def client() -> ActivityClient:
+    settings = load_collection_settings({"TENANT_ID": TENANT, "PUBLISHER_ID": PUBLISHER})
+    return ActivityClient(settings, NoTokens())
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_af429_is_throttling_whatever_the_status(status: int) -> None:
+    problem = classify(response(status, af("AF429"), {"Retry-After": "7"}))
+    assert isinstance(problem, TransientError)
+    assert problem.retry_after == 7.0
+
+
+def test_throttling_without_retry_after_has_no_retry_after() -> None:
+    problem = classify(response(403, af("AF429")))
+    assert isinstance(problem, TransientError)
+    assert problem.retry_after is None
+
+
+@pytest.mark.parametrize("code", ["AF50000", "AF50005", "AF50006"])
+def test_internal_errors_are_retried(code: str) -> None:
+    assert isinstance(classify(response(500, af(code))), TransientError)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_bare_server_errors_are_retried(status: int) -> None:
+    assert isinstance(classify(response(status, b"<html>busy</html>")), TransientError)
+
+
+@pytest.mark.parametrize("code", ["AF20050", "AF20051", "AF20052"])
+def test_missing_or_expired_content_is_gone_not_retried(code: str) -> None:
+    problem = classify(response(400, af(code)))
+    assert isinstance(problem, ContentGone)
+    assert problem.code == code
+
+
+@pytest.mark.parametrize("code", ["AF20022", "AF20023"])
+def test_no_or_disabled_subscription_is_recognised(code: str) -> None:
+    assert isinstance(classify(response(400, af(code))), NoSubscription)
+
+
+@pytest.mark.parametrize("code", ["AF10001", "AF20010", "AF20011", "AF20012", "AF20013"])
+def test_permission_and_tenant_errors_are_auth_errors(code: str) -> None:
+    assert isinstance(classify(response(401 if code == "AF10001" else 400, af(code))), ApiAuthError)
+
+
+def test_a_plain_401_is_an_auth_error() -> None:
+    body = {"Message": "Authorization has been denied for this request."}
+    problem = classify(response(401, body))
+    assert isinstance(problem, ApiAuthError)
+    assert "denied" in problem.message
+
+
+def test_window_errors_are_plain_errors_not_retried() -> None:
+    problem = classify(response(400, af("AF20030")))
+    assert type(problem) is ApiError
+    assert problem.code == "AF20030"
+
+
+def test_links_get_the_publisher_identifier_once() -> None:
+    url = client()._with_publisher("https://manage.office.com/api/v1.0/t/activity/feed/audit/abc$def?x=1")
+    query = parse_qs(urlsplit(url).query)
+    assert query["PublisherIdentifier"] == [PUBLISHER]
+    again = client()._with_publisher(url)
+    assert parse_qs(urlsplit(again).query)["PublisherIdentifier"] == [PUBLISHER]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example/api/v1.0/t/activity/feed/audit/x",
+        "http://manage.office.com/api/v1.0/t/activity/feed/audit/x",
+        "https://manage.office.com.evil.example/x",
+    ],
+)
+def test_the_token_is_never_sent_to_another_host(url: str) -> None:
+    with pytest.raises(ApiError) as caught:
+        client().request("GET", url)
+    assert caught.value.code == "foreign_host"
+
+
+def test_rate_limiter_allows_the_budget_in_any_minute_and_waits_for_the_oldest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr("shared.clients.activity_api.time.sleep", sleep)
+    limiter = RateLimiter(3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.acquire()
+        now[0] += 1.0
+    assert slept == []  # the budget goes out at once
+    limiter.acquire()  # the 4th waits until the 1st is a minute old
+    assert slept == pytest.approx([57.0])
+    assert now[0] == pytest.approx(160.0)
+
+
+def test_api_times_are_utc_without_zone_and_parse_back() -> None:
+    moment = datetime(2026, 11, 20, 8, 15, 2, tzinfo=UTC)
+    assert api_time(moment) == "2026-11-20T08:15:02"
+    assert parse_api_time("2026-11-20T08:15:02.000Z") == moment
+    assert parse_api_time("2026-11-20T08:15:02") == moment

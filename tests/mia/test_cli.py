@@ -1,0 +1,174 @@
+"""The `mia` command line: help, import errors, report argument errors, and the installed script."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mia import cli
+from shared.storage import Storage
+from tests.helpers import ROOT, SAMPLE, blob_names, full_scan, parse_csv, records_for
+
+pytestmark = pytest.mark.integration
+
+MIA = Path(sys.executable).with_name("mia")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        code = cli.main(list(argv))
+    except SystemExit as exit_:  # argparse: --help and usage errors
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_mia_help_exits_0_and_names_the_commands_and_storage_setting(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = _run(capsys, "--help")
+
+    assert code == 0
+    for word in ("import", "process", "report", "--input", "AzureWebJobsStorage", "--format json"):
+        assert word in out
+
+
+def test_mia_report_help_exits_0_and_lists_views_formats_and_scopes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = _run(capsys, "report", "--help")
+
+    assert code == 0
+    words = ("{events,messages,sessions,exposure}", "{csv,json}", "{mailbox,actor}", "--from", "--to")
+    for word in (*words, "--input", "--ip", "--session", "--exclude-ip", "UTC"):
+        assert word in out
+
+
+def test_mia_import_help_lists_every_accepted_export_format(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "import", "--help")
+
+    assert code == 0
+    flat = " ".join(out.split())
+    for name in ("Management Activity API", "JSON Lines", "Purview", "Search-UnifiedAuditLog", "Graph"):
+        assert name in flat
+
+
+def test_mia_import_of_a_non_export_file_exits_1_with_a_clear_message(
+    function_env: Storage, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("meeting notes, not an audit export\n", encoding="utf-8")
+
+    code, out, err = _run(capsys, "import", str(notes))
+
+    assert code == 1
+    assert out == ""
+    assert err.startswith(f"{notes}: not a recognised audit export: expected a Management Activity API")
+    assert "Traceback" not in err
+    assert blob_names(function_env) == []
+
+
+def test_mia_import_stores_the_good_files_and_reports_the_bad_one(
+    function_env: Storage, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "image.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+
+    code, out, err = _run(capsys, "import", str(binary), str(SAMPLE), str(tmp_path / "absent.csv"))
+
+    assert code == 1
+    assert out.startswith(f"{SAMPLE}: csv-auditdata, 67 records, stored as audit-raw/import/")
+    assert f"{binary}: not a recognised audit export" in err
+    assert f"{tmp_path / 'absent.csv'}: " in err
+    assert len(blob_names(function_env)) == 1
+
+
+def test_mia_import_then_process_then_report_from_storage(
+    function_env: Storage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(capsys, "import", str(SAMPLE))[0] == 0
+    code, out, _ = _run(capsys, "process")
+    assert code == 0
+    assert out.startswith("processed 1 blobs: 67 records, 57 MailItemsAccessed (56 new rows;")
+    assert len(full_scan(function_env, "MailboxAccess")) == 56
+
+    code, out, _ = _run(capsys, "report", "dave@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20")
+
+    assert code == 0
+    rows = parse_csv(out)
+    assert len(rows) == 2
+    assert rows[1][rows[0].index("RecordId")] == records_for("dave@contoso.com")[0]["Id"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "yesterday"], "mia: 'from' must be an ISO 8601 date or date-time in UTC"),
+        (["--to", "2026-13-45"], "mia: 'to' must be an ISO 8601 date or date-time in UTC"),
+        (["--from", "2026-11-20", "--to", "2026-11-16"], "mia: 'from' must be earlier than 'to'"),
+        (["--to", "9999-12-31"], "mia: 'from' and 'to' must fall between 2015-01-01 and tomorrow"),
+        (["--from", "2014-06-01", "--to", "2014-06-02"], "mia: 'from' must fall between 2015-01-01"),
+        (
+            ["--from", "2015-01-01", "--to", "2026-11-01"],
+            "mia: the range from 'from' to 'to' may span at most",
+        ),
+    ],
+)
+def test_mia_report_with_a_bad_date_exits_2_with_the_message(
+    capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, out, err = _run(capsys, "report", "alice@contoso.com", *args, "--input", str(SAMPLE))
+
+    assert code == 2
+    assert out == ""
+    assert err.startswith(message)
+    assert "Traceback" not in err
+
+
+def test_mia_report_of_an_invalid_mailbox_exits_2_with_the_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, _, err = _run(capsys, "report", "alice' or 1 eq 1", "--input", str(SAMPLE))
+
+    assert code == 2
+    assert err.startswith("mia: the mailbox must be a user principal name")
+
+
+def test_mia_report_with_an_unknown_view_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "report", "alice@contoso.com", "--view", "everything")
+
+    assert code == 2
+    assert "invalid choice: 'everything'" in err
+
+
+def test_the_installed_mia_script_reports_from_a_file_without_storage(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobsStorage")}
+    out_file = tmp_path / "alice.csv"
+
+    done = subprocess.run(
+        [str(MIA), "report", "alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20",
+         "--view", "sessions", "-o", str(out_file), "--input", str(SAMPLE)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == f"5 sessions rows written to {out_file}\n"
+    assert len(parse_csv(out_file.read_text(encoding="utf-8"))) == 6
+
+
+def test_the_installed_mia_script_without_storage_settings_exits_2_naming_the_setting(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobsStorage")}
+
+    done = subprocess.run(
+        [str(MIA), "import", str(SAMPLE)], env=env, cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("mia: configuration: ")
+    assert "AzureWebJobsStorage" in done.stderr

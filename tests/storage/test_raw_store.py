@@ -1,0 +1,160 @@
+"""Raw evidence in Blob Storage and pointer messages on the queue, against a real Azurite."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+
+import orjson
+import pytest
+
+from shared.ingest import pipeline
+from shared.storage import CONTENT_QUEUE, RAW_CONTAINER, Storage, raw_store
+from shared.storage.raw_store import BadPointer, IntegrityError, RawPointer
+from tests.helpers import SAMPLE, blob_names, sample_records
+
+pytestmark = pytest.mark.integration
+
+DATA = b'[{"Operation": "MailItemsAccessed", "Id": "r1"}]'
+
+
+def _blob(storage: Storage, name: str):
+    return storage.blobs.get_blob_client(RAW_CONTAINER, name)
+
+
+def test_imported_blob_is_gzip_of_exactly_the_input_bytes_with_its_metadata(storage: Storage) -> None:
+    data = SAMPLE.read_bytes()
+    result = pipeline.import_bytes(storage, data, "contoso purview export (ü).csv")
+
+    digest = hashlib.sha256(data).hexdigest()
+    assert result.sha256 == digest
+    assert result.blob == f"import/{digest}.gz"
+    assert result.stored is True
+    blob = _blob(storage, result.blob)
+    stored = blob.download_blob().readall()
+    assert stored[:2] == b"\x1f\x8b"  # gzip magic
+    assert gzip.decompress(stored) == data
+    metadata = blob.get_blob_properties().metadata
+    assert metadata["sha256"] == digest
+    assert metadata["format"] == "csv-auditdata"
+    assert metadata["recordCount"] == str(len(sample_records())) == "67"
+    # Blob metadata is ASCII: the file name is kept percent-encoded.
+    assert metadata["source"] == "contoso purview export %28%C3%BC%29.csv"
+    assert "fetchedAt" in metadata
+
+
+def test_store_raw_of_the_same_bytes_twice_writes_once_and_keeps_the_blob(storage: Storage) -> None:
+    first = raw_store.store_raw(storage.blobs, "test/a.json.gz", DATA, {"format": "management-api"})
+    etag = _blob(storage, "test/a.json.gz").get_blob_properties().etag
+
+    second = raw_store.store_raw(storage.blobs, "test/a.json.gz", DATA, {"format": "management-api"})
+
+    assert first == (hashlib.sha256(DATA).hexdigest(), True)
+    assert second == (hashlib.sha256(DATA).hexdigest(), False)
+    assert _blob(storage, "test/a.json.gz").get_blob_properties().etag == etag
+    assert blob_names(storage) == ["test/a.json.gz"]
+
+
+def test_store_raw_of_other_bytes_under_the_same_name_raises_and_leaves_the_original(
+    storage: Storage,
+) -> None:
+    raw_store.store_raw(storage.blobs, "test/a.json.gz", DATA, {"format": "management-api"})
+    before = _blob(storage, "test/a.json.gz").get_blob_properties()
+
+    with pytest.raises(IntegrityError, match=r"audit-raw/test/a\.json\.gz already holds other content"):
+        raw_store.store_raw(storage.blobs, "test/a.json.gz", DATA + b" ", {"format": "management-api"})
+
+    after = _blob(storage, "test/a.json.gz")
+    assert after.get_blob_properties().etag == before.etag
+    assert after.get_blob_properties().metadata == before.metadata
+    assert gzip.decompress(after.download_blob().readall()) == DATA
+
+
+def test_load_raw_returns_the_bytes_when_blob_metadata_and_pointer_agree(storage: Storage) -> None:
+    digest, _ = raw_store.store_raw(storage.blobs, "test/a.json.gz", DATA, {"format": "management-api"})
+
+    pointer = RawPointer(blob="test/a.json.gz", sha256=digest, format="management-api")
+
+    assert raw_store.load_raw(storage.blobs, pointer) == DATA
+
+
+def test_load_raw_detects_content_overwritten_behind_its_metadata(storage: Storage) -> None:
+    digest, _ = raw_store.store_raw(storage.blobs, "test/a.json.gz", DATA, {"format": "management-api"})
+    blob = _blob(storage, "test/a.json.gz")
+    metadata = blob.get_blob_properties().metadata
+    tampered = DATA.replace(b"r1", b"r2")
+    blob.upload_blob(gzip.compress(tampered), overwrite=True, metadata=metadata)
+    assert blob.get_blob_properties().metadata["sha256"] == digest  # metadata kept as it was
+
+    with pytest.raises(IntegrityError, match=hashlib.sha256(tampered).hexdigest()):
+        raw_store.load_raw(storage.blobs, RawPointer("test/a.json.gz", digest, "management-api"))
+
+
+def test_load_raw_rejects_a_pointer_whose_sha256_differs_from_the_blob(storage: Storage) -> None:
+    raw_store.store_raw(storage.blobs, "test/a.json.gz", DATA, {"format": "management-api"})
+    other = hashlib.sha256(b"something else").hexdigest()
+
+    with pytest.raises(IntegrityError, match=f"pointer {other}"):
+        raw_store.load_raw(storage.blobs, RawPointer("test/a.json.gz", other, "management-api"))
+
+
+def test_pointer_messages_are_base64_of_the_pointer_json_on_the_queue(storage: Storage) -> None:
+    pointer = RawPointer(blob="import/abc.gz", sha256="a" * 64, format="jsonl")
+    raw_store.enqueue_pointer(raw_store.content_queue(storage.queues), pointer)
+
+    plain = storage.queues.get_queue_client(CONTENT_QUEUE)  # no decode policy: the wire text
+    [message] = plain.receive_messages(max_messages=32)
+
+    assert message.content != pointer.encode()
+    decoded = base64.b64decode(message.content, validate=True)
+    assert json.loads(decoded) == {"blob": "import/abc.gz", "sha256": "a" * 64, "format": "jsonl", "v": 1}
+    assert RawPointer.decode(decoded) == pointer
+
+
+def test_import_enqueues_one_base64_pointer_naming_the_stored_blob(storage: Storage) -> None:
+    result = pipeline.import_file(storage, SAMPLE)
+
+    plain = storage.queues.get_queue_client(CONTENT_QUEUE)
+    messages = list(plain.receive_messages(max_messages=32))
+
+    assert len(messages) == 1
+    pointer = RawPointer.decode(base64.b64decode(messages[0].content, validate=True))
+    assert pointer == RawPointer(blob=result.blob, sha256=result.sha256, format="csv-auditdata")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"\xff\xfe\x00",
+        b"[]",
+        b'"import/x.gz"',
+        b"{}",
+        b'{"sha256": "' + b"a" * 64 + b'", "format": "jsonl"}',
+        b'{"blob": "", "sha256": "' + b"a" * 64 + b'", "format": "jsonl"}',
+        b'{"blob": 7, "sha256": "' + b"a" * 64 + b'", "format": "jsonl"}',
+        b'{"blob": "../secret.gz", "sha256": "' + b"a" * 64 + b'", "format": "jsonl"}',
+        b'{"blob": "import/../../x.gz", "sha256": "' + b"a" * 64 + b'", "format": "jsonl"}',
+        b'{"blob": "/etc/passwd", "sha256": "' + b"a" * 64 + b'", "format": "jsonl"}',
+        b'{"blob": "import/x.gz", "sha256": "abc", "format": "jsonl"}',
+        b'{"blob": "import/x.gz", "sha256": "' + b"z" * 64 + b'", "format": "jsonl"}',
+        b'{"blob": "import/x.gz", "sha256": null, "format": "jsonl"}',
+        b'{"blob": "import/x.gz", "sha256": "' + b"a" * 64 + b'"}',
+        b'{"blob": "import/x.gz", "sha256": "' + b"a" * 64 + b'", "format": ""}',
+        b'{"blob": "import/x.gz", "sha256": "' + b"a" * 64 + b'", "format": ["jsonl"]}',
+    ],
+)
+def test_raw_pointer_decode_rejects_junk(body: bytes) -> None:
+    with pytest.raises(BadPointer):
+        RawPointer.decode(body)
+
+
+def test_raw_pointer_round_trips_through_encode_and_decode_with_the_hash_lower_cased() -> None:
+    pointer = RawPointer(blob="Audit.Exchange/2026/11/18/02/x$y.json.gz", sha256="ab" * 32, format="jsonl")
+
+    assert RawPointer.decode(pointer.encode()) == pointer
+    upper = orjson.dumps({"blob": pointer.blob, "sha256": "AB" * 32, "format": "jsonl"})
+    assert RawPointer.decode(upper) == pointer
