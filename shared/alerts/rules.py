@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.model.times import day_of, iso_z
+
 MAILBOX_THROTTLED = "mailbox.throttled"
 MAILBOX_NEAR_THROTTLE = "mailbox.near_throttle"
 COLLECTION_LAGGING = "collection.lagging"
@@ -62,19 +64,9 @@ TITLES = {
 }
 
 
-def iso_z(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def window_of(moment: datetime) -> str:
-    """The UTC 24-hour window (calendar day) a moment falls in, as yyyymmdd."""
-    utc = moment.astimezone(UTC)
-    return f"{utc.year:04d}{utc.month:02d}{utc.day:02d}"
-
-
 def alert_id(alert_type: str, subject: str, triggered_at: datetime) -> str:
     """Deterministic id: the same type, subject (mailbox, or "") and UTC day give the same id."""
-    key = f"{alert_type}|{subject.lower()}|{window_of(triggered_at)}"
+    key = f"{alert_type}|{subject.lower()}|{day_of(triggered_at)}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
+from shared.model.times import as_utc
 from shared.settings.config import ReportSettings
 
 VIEWS = ("events", "messages", "sessions", "exposure")
@@ -159,7 +160,7 @@ def parse_time(name: str, raw: str, *, end_of_day: bool) -> datetime:
             f"'{name}' must be an ISO 8601 date or date-time in UTC (2026-11-20 or "
             f"2026-11-20T08:00:00Z); got '{shown}'",
         ) from None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    moment = as_utc(moment)
     if end_of_day and _DATE.match(raw):
         moment += timedelta(days=1)
     return moment

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.alerts import rules
+from shared.model import times
 from shared.settings.config import AlertSettings, SettingsError, load_alert_settings, load_settings
 
 pytestmark = pytest.mark.unit
@@ -41,7 +42,7 @@ def test_the_day_is_the_utc_day_whatever_the_zone_of_the_moment() -> None:
     from zoneinfo import ZoneInfo
 
     local = datetime(2026, 11, 18, 20, 0, tzinfo=ZoneInfo("America/New_York"))  # 01:00Z on the 19th
-    assert rules.window_of(local) == "20261119"
+    assert times.day_of(local) == "20261119"
 
 
 def test_the_payload_has_exactly_the_design_keys_in_order() -> None:
