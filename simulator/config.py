@@ -140,10 +140,12 @@ class SimulatorConfig:
     graph_latency_s: float = 0.0
     #: Retry-After of a Graph 429 for concurrency or an injected `FaultConfig.graph_throttle`.
     graph_retry_after_s: int = 1
-    #: Graph requests per mailbox per window (reference api-contracts.md 4.4: 10,000 per 10 minutes).
+    #: Graph requests per mailbox per window: 10,000 per 10 minutes
+    #: (docs/mailitemsaccessed.md#outlook-throttling).
     graph_requests_per_window: int = 10_000
     graph_window_s: float = 600.0
-    #: Message trace requests per tenant per rolling window (reference 3.1: 100 per 5 minutes).
+    #: Message trace requests per tenant per rolling window: 100 per 5 minutes
+    #: (docs/mailitemsaccessed.md#graph-message-trace).
     trace_requests_per_window: int = 100
     trace_window_s: float = 300.0
     #: The tenant lacks the Transport Data Platform service principal: message trace answers 401.

@@ -1,4 +1,4 @@
-"""The Office 365 Management Activity API for one tenant (reference/api-contracts.md 1.2-1.6).
+"""The Office 365 Management Activity API for one tenant (docs/mailitemsaccessed.md#management-activity-api).
 
 Every call needs a bearer token from this tenant's Entra (401 `{"Message": ...}` otherwise,
 `AF10001` without ActivityFeed.Read, `AF20013`/`AF20010` for a bad or foreign tenant in the URL).

@@ -1,16 +1,18 @@
-"""The Microsoft Graph endpoints our subject resolver calls (reference/api-contracts.md 3 and 4).
+"""The Microsoft Graph endpoints our subject resolver calls.
 
-- `GET /v1.0/users/{upn}/messages?$filter=internetMessageId eq '...'` (Mail.ReadBasic.All): the
-  filter is matched exactly after ordinary URL decoding, so an unencoded '+' arrives as a space and
-  matches nothing (4.1); a message may have two copies; purged messages are gone. Per mailbox at most
-  4 lookups execute at once and 10,000 per 10 minutes are admitted (4.4), else 429
+- `GET /v1.0/users/{upn}/messages?$filter=internetMessageId eq '...'` (Mail.ReadBasic.All,
+  docs/mailitemsaccessed.md#microsoft-graph-message-lookup): the filter is matched exactly after
+  ordinary URL decoding, so an unencoded '+' arrives as a space and matches nothing; a message may
+  have two copies; purged messages are gone. Per mailbox at most 4 lookups execute at once and
+  10,000 per 10 minutes are admitted (docs/mailitemsaccessed.md#outlook-throttling), else 429
   ApplicationThrottled with Retry-After.
-- `POST /v1.0/$batch` (4.3): at most 20 items with unique ids, executed at most 4 at a time, each
-  throttled like a direct request; the responses come back in a seeded shuffled order.
-- `GET /v1.0/admin/exchange/tracing/messageTraces` (ExchangeMessageTrace.Read.All, 3.1): `and`-joined
-  `eq` / `ge` / `le` clauses, the 10-day / 90-day / end <= now rules, `$top` 1..5000 with
-  `@odata.nextLink` paging, 100 requests per rolling 5 minutes per tenant, and a "missing service
-  principal" 401 mode.
+- `POST /v1.0/$batch` (docs/mailitemsaccessed.md#json-batching): at most 20 items with unique ids,
+  executed at most 4 at a time, each throttled like a direct request; the responses come back in a
+  seeded shuffled order.
+- `GET /v1.0/admin/exchange/tracing/messageTraces` (ExchangeMessageTrace.Read.All,
+  docs/mailitemsaccessed.md#graph-message-trace): `and`-joined `eq` / `ge` / `le` clauses, the 10-day /
+  90-day / end <= now rules, `$top` 1..5000 with `@odata.nextLink` paging, 100 requests per rolling
+  5 minutes per tenant, and a "missing service principal" 401 mode.
 
 Errors are `{"error": {"code", "message"}}`. Guesses, not documented: the wording of most messages
 (beyond ErrorAccessDenied, ErrorInvalidUser, ApplicationThrottled), the codes for bad trace requests
@@ -269,7 +271,8 @@ class TraceRow:
 
 
 def trace_rows(tenant: Tenant) -> tuple[TraceRow, ...]:
-    """One row per recipient; purged messages stay in the trace (it is the fallback, reference 3.1)."""
+    """One row per recipient; purged messages stay in the trace, the fallback
+    (docs/mailitemsaccessed.md#graph-message-trace)."""
     rows = []
     for mailbox, messages in tenant.messages.items():
         for meta in messages.values():
@@ -339,7 +342,8 @@ def trace_filter(raw: str) -> tuple[dict[str, datetime], dict[str, str]] | str:
 
 
 def trace_window(bounds: Mapping[str, datetime], now: datetime) -> tuple[datetime, datetime] | str:
-    """The [start, end] interval after the documented rules (reference 3.1), or the rule broken."""
+    """The [start, end] interval after the documented rules, or the rule broken
+    (docs/mailitemsaccessed.md#graph-message-trace)."""
     if not bounds:
         return now - TRACE_DEFAULT_WINDOW, now
     if len(bounds) == 1:
@@ -490,7 +494,7 @@ class Graph:
                     "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
                 )
             return self._error(404, "ErrorInvalidUser", f"The requested user '{user}' is invalid.")
-        if mailbox in self._denied:  # outside the app's Exchange RBAC management scope (4.2)
+        if mailbox in self._denied:  # outside the app's RBAC scope (docs/mailitemsaccessed.md#permission)
             return self._error(403, "ErrorAccessDenied", ACCESS_DENIED)
         query = message_query(request)
         if isinstance(query, str):
@@ -506,7 +510,8 @@ class Graph:
             self._slots.release(mailbox)
 
     def _throttle_mailbox(self, mailbox: str) -> Reply | None:
-        """Per (app, mailbox) limits (reference 4.4); on None the caller holds a concurrency slot."""
+        """Per (app, mailbox) limits (docs/mailitemsaccessed.md#outlook-throttling); on None the caller
+        holds a concurrency slot."""
         retry_after = self._budget.admit(mailbox)
         if retry_after is not None:
             self._stats.fault("graph_budget")
@@ -571,7 +576,8 @@ class Graph:
             with ThreadPoolExecutor(BATCH_CONCURRENCY, thread_name_prefix="graph-batch") as pool:
                 responses = list(pool.map(lambda item: self._item(item, request, claims), items))
         with self._shuffle_lock:
-            self._shuffle.shuffle(responses)  # "in any order" (4.3): clients match responses by id
+            # "In any order" (docs/mailitemsaccessed.md#json-batching): clients match responses by id.
+            self._shuffle.shuffle(responses)
         return json_reply(200, {"responses": responses})
 
     def _run_in_order(
@@ -610,7 +616,7 @@ class Graph:
         if self._faults.config.trace_stall_s > 0:  # opt-in: a service slower than any timeout
             self._stats.fault("trace_stall")
             self._sleep(self._faults.config.trace_stall_s)
-        if self._config.trace_missing_service_principal:  # prerequisite in reference 3.1
+        if self._config.trace_missing_service_principal:  # docs/mailitemsaccessed.md#graph-message-trace
             return self._error(
                 401,
                 "Unauthorized",
@@ -683,7 +689,7 @@ class Graph:
 
 
 def _token_problem(token: str, tenant_id: str) -> str:
-    """Why a bearer token was refused, worded like Graph's 401s (reference 4)."""
+    """Why a bearer token was refused, worded like Graph's 401s."""
     try:
         claims = jwt.decode(token, options={"verify_signature": False})
     except jwt.PyJWTError:
@@ -712,7 +718,7 @@ def _segment(parts: Sequence[str]) -> str:
 
 
 def batch_items(body: bytes) -> list[BatchItem] | str:
-    """The batch's requests (reference 4.3), or why the payload is refused as a whole."""
+    """The batch's requests (docs/mailitemsaccessed.md#json-batching), or why the payload is refused."""
     try:
         document = json.loads(body)
     except ValueError:

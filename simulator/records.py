@@ -1,7 +1,7 @@
 """Exchange mailbox audit records, shaped like the Management Activity API serves them.
 
 Pure: every random choice comes from the `random.Random` passed in. Field names, order and client
-strings follow `samples/generate_sample.py` and reference/mailitemsaccessed-event.md section 1.3:
+strings follow `samples/generate_sample.py` and docs/mailitemsaccessed.md#record-fields-the-normalizer-reads:
 PascalCase, zone-less `CreationTime`, `OperationProperties` in varying order, `FolderItems` with
 and without `Subject`, IP addresses with ports, brackets and `::ffff:` prefixes.
 """
@@ -139,7 +139,8 @@ def _message(rng: random.Random, server: str) -> Message:
 
 def message_id(serial: int, number: int, server: str) -> str:
     """An InternetMessageId. About 1 in 8 (chosen from bits already drawn) are external-mail style,
-    with '+', '=' and '/' that a Graph $filter must URL-encode (reference api-contracts.md 4.1)."""
+    with '+', '=' and '/' that a Graph $filter must URL-encode
+    (docs/mailitemsaccessed.md#microsoft-graph-message-lookup)."""
     if serial % 8 == 0:
         return f"<CA+{serial:016x}=x/{number}@mail.gmail.com>"
     return f"<{serial:016x}.{number}@{server}.namprd11.prod.outlook.com>"
@@ -231,7 +232,7 @@ class RecordFactory:
         properties = [{"Name": "MailAccessType", "Value": access_type}]
         if throttled or self._rng.random() < 0.85:  # the pair is sometimes absent when False
             properties.append({"Name": "IsThrottled", "Value": "True" if throttled else "False"})
-        if self._rng.random() < 0.5:  # the order is not guaranteed (reference 1.3)
+        if self._rng.random() < 0.5:  # not guaranteed: docs/mailitemsaccessed.md#operationproperties
             properties.reverse()
         return properties
 

@@ -516,7 +516,7 @@ def _meta(
 def _received(digest: int, now: datetime, window_start: datetime) -> datetime:
     """Before any generated access (expired blobs hold reads from up to 10 minutes before the
     window): ~70% within 10 days before the window, ~28% 10-40 days before it, ~2% more than 90 days
-    before `now` (beyond message trace's reach, reference 3.1)."""
+    before `now` (beyond message trace's reach: docs/mailitemsaccessed.md#graph-message-trace)."""
     bucket = (digest >> 64) % 1000
     seconds = (digest >> 96) % 1_000_000_007
     day = 86_400
@@ -558,7 +558,8 @@ def _slot_drafts(events: list[_Event], rng: random.Random, now: datetime, max_re
 
 
 def _duplicate(drafts: list[_Draft], rng: random.Random, rate: float, max_records: int) -> None:
-    """Store some records a second time in a later, live blob (the pipeline retries, section 1.8)."""
+    """Store some records a second time in a later, live blob (the pipeline retries:
+    docs/mailitemsaccessed.md#late-and-duplicate-content)."""
     if rate <= 0:
         return
     live = [d for d in drafts if not d.expired]

@@ -48,7 +48,8 @@ def sample_mia_records() -> list[dict[str, Any]]:
 
 
 def expected_row_key(record: dict[str, Any]) -> str:
-    """DESIGN section 2: `<CreationTime yyyymmddThhmmss>_<record Id>` (sample times are UTC)."""
+    """The RowKey `<CreationTime yyyymmddThhmmss>_<record Id>` (sample times are UTC):
+    docs/architecture.md#access-tables-mailboxaccess-and-actoraccess."""
     moment = datetime.strptime(record["CreationTime"], "%Y-%m-%dT%H:%M:%S")
     return f"{moment:%Y%m%dT%H%M%S}_{record['Id']}"
 

@@ -4,8 +4,8 @@ An alert is raised once per type, mailbox (or other subject) and UTC day of the 
 triggered it: its id is derived from exactly those, so raising it again (a redelivered message,
 a re-run timer, a re-imported file) finds the same id in the outbox and changes nothing.
 
-The webhook payload is DESIGN section 5's `{"type", "tenant", "mailbox", "detectedAt", "details",
-"id"}`; `teams` wraps it in an Adaptive Card message for a Teams Workflows webhook and `slack` in
+The webhook payload (docs/architecture.md#alert-payload) is `{"type", "tenant", "mailbox", "detectedAt",
+"details", "id"}`; `teams` wraps it in an Adaptive Card message for a Teams Workflows webhook and `slack` in
 Block Kit. When a secret is set, `X-Signature-Timestamp: <unix seconds>` says when the request was
 signed and `X-Signature-256: sha256=<hex>` carries the HMAC-SHA256 of `<timestamp>.<body bytes>`, so
 a receiver that checks the timestamp against its clock refuses a captured request replayed later.
@@ -49,7 +49,7 @@ TIMESTAMP_HEADER = "X-Signature-Timestamp"
 # How far a receiver lets the signed timestamp stray from its own clock (either way).
 SIGNATURE_TOLERANCE = timedelta(minutes=5)
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
-THROTTLE_BLIND_WINDOW = timedelta(hours=24)
+THROTTLE_BLIND_WINDOW = timedelta(hours=24)  # docs/mailitemsaccessed.md#throttling
 
 TITLES = {
     MAILBOX_THROTTLED: "Mailbox audit throttled: access is not being recorded",
@@ -80,7 +80,7 @@ class Alert:
     id: str = ""
 
     def payload(self) -> dict[str, Any]:
-        """DESIGN section 5, keys in this order."""
+        """The webhook payload (docs/architecture.md#alert-payload), keys in this order."""
         return {
             "type": self.type,
             "tenant": self.tenant,

@@ -1,11 +1,11 @@
-"""Client of the Office 365 Management Activity API (reference/api-contracts.md section 1).
+"""Client of the Office 365 Management Activity API (docs/mailitemsaccessed.md#management-activity-api).
 
 - `PublisherIdentifier` on every call, including followed NextPageUri links and content URIs,
-  or the calls share a common throttling pool (section 1.2).
+  or the calls share a common throttling pool (docs/mailitemsaccessed.md#publisheridentifier).
 - The bearer token only ever goes to the configured API host: NextPageUri and contentUri values
   come from the service and are checked before use.
 - Decisions are made on `error.code`, not on the status: throttling (`AF429`) arrives as HTTP 403
-  as well as 429 (section 1.5).
+  as well as 429 (docs/mailitemsaccessed.md#api-throttling).
 - Transient failures (throttling, 5xx/AF5xxxx, timeouts, truncated bodies) are retried with
   exponential backoff and jitter, honouring `Retry-After` when present.
 - A client-side limiter keeps the tenant below its request budget (2,000/min baseline).
@@ -129,7 +129,7 @@ class RateLimiter:
 
 
 def api_time(moment: datetime) -> str:
-    """The API's time format: UTC, no zone suffix (section 1.3)."""
+    """The API's time format: UTC, no zone suffix (docs/mailitemsaccessed.md#listing-content)."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 

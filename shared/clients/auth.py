@@ -1,8 +1,8 @@
 """Access tokens for the Management Activity API (and later Graph), app-only.
 
 An app registration through MSAL's confidential client (secret or certificate), or the function
-app's managed identity through azure-identity (reference/api-contracts.md section 5). Both cache
-tokens and refresh them before expiry. Secrets and tokens are never logged.
+app's managed identity through azure-identity (docs/mailitemsaccessed.md#tokens). Both cache tokens and
+refresh them before expiry. Secrets and tokens are never logged.
 """
 
 from __future__ import annotations

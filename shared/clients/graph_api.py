@@ -1,13 +1,15 @@
-"""Client of Microsoft Graph for subject resolution (reference/api-contracts.md sections 3 and 4).
+"""Microsoft Graph client for subject resolution (docs/mailitemsaccessed.md#microsoft-graph-message-lookup).
 
 - Message lookup: `GET /users/{id}/messages?$filter=internetMessageId eq '<id>'`, sent in JSON
-  `$batch` requests of up to 20 (section 4.3). The id is URL-encoded whole, angle brackets
-  included: an unencoded `+` silently matches nothing (microsoftgraph/microsoft-graph-docs#4101).
-- Outlook runs at most 4 requests per mailbox at once (section 4.4): a batch holds up to 4 slots of
-  each mailbox it names, so concurrent batches in this process never exceed that.
+  `$batch` requests of up to 20 (docs/mailitemsaccessed.md#json-batching). The id is URL-encoded
+  whole, angle brackets included: an unencoded `+` silently matches nothing
+  (microsoftgraph/microsoft-graph-docs#4101).
+- Outlook runs at most 4 requests per mailbox at once (docs/mailitemsaccessed.md#outlook-throttling):
+  a batch holds up to 4 slots of each mailbox it names, so concurrent batches in this process never
+  exceed that.
 - Message trace: `GET /admin/exchange/tracing/messageTraces` with a `messageId` filter and a
-  receivedDateTime window (section 3.1); at most 100 requests per 5 minutes per tenant, kept by a
-  process-wide limiter and by the service's Retry-After.
+  receivedDateTime window (docs/mailitemsaccessed.md#graph-message-trace); at most 100 requests per
+  5 minutes per tenant, kept by a process-wide limiter and by the service's Retry-After.
 - 5xx and network failures are retried with backoff here; throttling (429) is handed to the caller
   with its Retry-After, because only the caller knows how long it may wait.
 - A caller's deadline (a `time.monotonic()` instant) bounds everything a call does: each request's
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 20
 MAILBOX_CONCURRENCY = 4
 SELECT = "id,subject,from,sender,receivedDateTime,internetMessageId,parentFolderId"
-MAX_TRACE_PAGE = 5000  # the service's largest $top for message traces (reference 3.1)
+MAX_TRACE_PAGE = 5000  # the largest $top of message traces (docs/mailitemsaccessed.md#graph-message-trace)
 DEFAULT_RETRY_AFTER = 2.0
 MIN_REQUEST_SECONDS = 1.0  # with less time left before a deadline, a request is not started
 

@@ -2,11 +2,11 @@
 
 The checkpoint means "every content blob created before this instant that the API listed has been
 stored durably". Each run lists from the checkpoint minus an overlap (late content is announced
-with a contentCreated in windows already collected, reference/api-contracts.md 1.8), skips content
-IDs already stored, stores new blobs and their pointers, and only then moves the checkpoint to the
-end of the window. A run killed at any point loses nothing: stored-but-unmarked blobs are stored
-again idempotently and processing is idempotent. A backlog older than the API's 7 days is
-recorded as a gap.
+with a contentCreated in windows already collected: docs/mailitemsaccessed.md#late-and-duplicate-content),
+skips content IDs already stored, stores new blobs and their pointers, and only then moves the
+checkpoint to the end of the window. A run killed at any point loses nothing: stored-but-unmarked
+blobs are stored again idempotently and processing is idempotent. A backlog older than the API's
+7 days is recorded as a gap.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 RETENTION = timedelta(days=7)
 # Start a little inside the 7-day edge: a call delayed by retries or clock skew must not cross it
-# (Elastic uses 167h55m; reference/perf-reliability.md section 6, failure mode 5).
+# (Elastic's collector uses 167h55m; docs/mailitemsaccessed.md#listing-content).
 RETENTION_MARGIN = timedelta(minutes=15)
 SEEN_KEEP = timedelta(days=8)
 MAX_PARSE_ERROR = 200

@@ -1,5 +1,5 @@
 """The normalized MailItemsAccessed event: one row per audit record, with the messages it names and
-where it was read from (docs/architecture.md, "The normalized event"). Pure: no I/O."""
+where it was read from (docs/architecture.md#the-normalized-event). Pure: no I/O."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""Decoding tables and cleaners for MailItemsAccessed fields (DESIGN section 3).
+"""Decoding tables and cleaners for MailItemsAccessed fields (docs/architecture.md#the-normalized-event).
 
 Sources: Office 365 Management Activity API schema, "Enum: LogonType" and the mailbox audit
 fields (ClientInfoString, ClientIPAddress, AppId/ClientAppId); see
-shared/reference/mailitemsaccessed-event.md sections 1.3 and 1.4.
+docs/mailitemsaccessed.md#record-fields-the-normalizer-reads.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Readers for every audit export a responder is likely to hold (DESIGN section 5, `mia import`).
+"""Readers for every audit export a responder is likely to hold (docs/architecture.md#importing-exports).
 
 Formats, detected from the bytes:
 - `management-api`: an Office 365 Management Activity API content blob, a JSON array of records;

@@ -1,4 +1,4 @@
-"""Render view rows as CSV or JSON, streaming to a text sink (DESIGN section 4, Formats).
+"""Render view rows as CSV or JSON, streaming to a text sink (docs/architecture.md#report-formats).
 
 CSV is RFC 4180 (every field quoted), and any cell a spreadsheet could take for a formula is
 neutralised (OWASP CSV Injection; ASVS 5.0 V1.2.10): audit fields such as subjects, client strings

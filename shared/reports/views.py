@@ -1,4 +1,5 @@
-"""Views of one mailbox or actor (DESIGN section 4): each turns events in time order into rows."""
+"""Views of one mailbox or actor: each turns events in time order into rows
+(docs/architecture.md#report-views)."""
 
 from __future__ import annotations
 

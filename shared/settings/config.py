@@ -1,8 +1,8 @@
 """Typed settings: the only module that reads the environment.
 
 Every setting is validated once, and a bad one fails at start-up with a message naming it.
-Storage follows the Functions host's own convention (DESIGN section 6): `AzureWebJobsStorage` is a
-connection string locally (Azurite), and in Azure the identity-based
+Storage follows the Functions host's own convention (docs/architecture.md#settings): `AzureWebJobsStorage` is
+a connection string locally (Azurite), and in Azure the identity-based
 `AzureWebJobsStorage__accountName` or `__blobServiceUri`/`__queueServiceUri`/`__tableServiceUri`
 forms, with `__credential=managedidentity` and `__clientId` for a user-assigned identity.
 """
@@ -222,7 +222,7 @@ def load_report_settings(env: Mapping[str, str] | None = None) -> ReportSettings
 
 @dataclass(frozen=True)
 class Cloud:
-    """Endpoints of one Microsoft 365 cloud (reference/api-contracts.md sections 1.1 and 6)."""
+    """Endpoints of one Microsoft 365 cloud (docs/mailitemsaccessed.md#national-clouds)."""
 
     authority: str
     management: str
@@ -374,7 +374,8 @@ def load_collection_settings(env: Mapping[str, str] | None = None) -> Collection
 # --- Subject resolution through Microsoft Graph ------------------------------------------------
 
 RESOLVE_POLICIES = ("all", "watchlist", "off")
-# Graph message trace is documented for the worldwide service only (reference/api-contracts.md 3.1, 6).
+# Graph message trace is documented for the worldwide service only
+# (docs/mailitemsaccessed.md#graph-message-trace).
 _TRACE_CLOUDS = ("commercial", "gcc")
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -397,7 +398,7 @@ class GraphSettings:
 @dataclass(frozen=True)
 class ResolutionSettings:
     """Which mailboxes' message identifiers are resolved to subjects as records arrive, and how much
-    a report may spend resolving what is still missing (DESIGN section 2, MessageIndex)."""
+    a report may spend resolving what is still missing (docs/architecture.md#subject-resolution)."""
 
     policy: str = "off"
     watchlist: frozenset[str] = frozenset()

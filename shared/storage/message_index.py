@@ -1,4 +1,4 @@
-"""The MessageIndex table: what is known about each message of each mailbox (DESIGN section 2).
+"""The MessageIndex table (docs/architecture.md#messageindex): what is known of each message of each mailbox.
 
 PartitionKey = mailbox (encoded), RowKey = SHA-256 of the InternetMessageId (keys forbid `/ \\ # ?`,
 and ids carry all of them). A row holds the subject, sender, received time and size, where the

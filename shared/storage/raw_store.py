@@ -1,4 +1,4 @@
-"""Raw evidence in Blob Storage and the pointer messages that announce it (DESIGN section 2).
+"""Raw evidence in Blob Storage and the pointer messages announcing it (docs/architecture.md#storage-model).
 
 A raw blob holds exactly the bytes received, gzip-compressed, with the SHA-256 of the uncompressed
 bytes in its metadata. Writes never overwrite: a blob that exists with the same hash is the same
@@ -72,7 +72,7 @@ def sha256_hex(data: bytes) -> str:
 
 
 def api_blob_name(content_type: str, content_id: str, content_created: datetime) -> str:
-    """`Audit.Exchange/YYYY/MM/DD/HH/<contentId>.json.gz` (DESIGN section 2)."""
+    """`Audit.Exchange/YYYY/MM/DD/HH/<contentId>.json.gz` (docs/architecture.md#raw-evidence-audit-raw)."""
     stamp = content_created.astimezone(UTC).strftime("%Y/%m/%d/%H")
     return f"{content_type}/{stamp}/{quote(content_id, safe='$._-')}.json.gz"
 

@@ -1,8 +1,9 @@
 """Access rows in Table Storage: keys, entity conversion, batched idempotent upserts, range queries.
 
-Keys follow DESIGN section 2: PartitionKey = the mailbox (or, in ActorAccess, the accessing user),
-lower-case; RowKey = `<yyyymmddThhmmss>_<record Id>`, so rows sort by time and a record always
-lands on the same key. Caller input only ever reaches a filter as a bound parameter.
+Keys (docs/architecture.md#access-tables-mailboxaccess-and-actoraccess): PartitionKey = the
+mailbox (or, in ActorAccess, the accessing user), lower-case; RowKey = `<yyyymmddThhmmss>_<record
+Id>`, so rows sort by time and a record always lands on the same key. Caller input only ever
+reaches a filter as a bound parameter.
 """
 
 from __future__ import annotations

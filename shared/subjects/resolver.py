@@ -1,6 +1,6 @@
 """Resolve InternetMessageIds to subject, sender and received time; the first answer wins.
 
-The chain (issue 4, DESIGN section 2), with the source recorded in `SubjectSource`:
+The chain (docs/architecture.md#subject-resolution), with the source recorded in `SubjectSource`:
 
 1. the record's own `FolderItems[].Subject` (`audit`);
 2. the MessageIndex table (any earlier answer, including a negative one not yet due for a retry);
@@ -156,8 +156,9 @@ class _RecentKeys:
 
 
 class _Backlog:
-    """Keys waiting for a batch. Outlook throttles per app and mailbox (reference 4.4): a mailbox
-    that got a 429 waits out its Retry-After while the other mailboxes' keys go on."""
+    """Keys waiting for a batch. Outlook throttles per app and mailbox
+    (docs/mailitemsaccessed.md#outlook-throttling): a mailbox that got a 429 waits out its
+    Retry-After while the other mailboxes' keys go on."""
 
     def __init__(self, keys: list[Key]) -> None:
         self.keys = keys

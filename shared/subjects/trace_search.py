@@ -1,4 +1,4 @@
-"""Finding messages Graph no longer has, through Graph message trace (reference/api-contracts.md 3.1).
+"""Finding messages Graph no longer has through message trace (docs/mailitemsaccessed.md#graph-message-trace).
 
 The trace answers for windows of at most 10 days within the last 90, and a tenant may send it only
 100 requests per 5 minutes: the tightest budget of the whole chain. So windows sit on one grid

@@ -1,4 +1,5 @@
-"""shared/parse/normalize.py: one DESIGN section 3 row per MailItemsAccessed record, and nothing crashes."""
+"""shared/parse/normalize.py: one row (docs/architecture.md#the-normalized-event) per MailItemsAccessed
+record, and nothing crashes."""
 
 from __future__ import annotations
 

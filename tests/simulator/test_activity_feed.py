@@ -598,7 +598,7 @@ def test_unknown_malformed_and_expired_blobs(sim: Simulator, api: Api) -> None:
     assert len(expired) == QUIET.expired_blobs
     listed = {i["contentId"] for i in api.listing()}
     for blob in expired:
-        assert blob.content_id in listed  # listed, but gone when fetched (section 1.4)
+        assert blob.content_id in listed  # listed, gone when fetched: docs/mailitemsaccessed.md#error-codes
         response = api.call("GET", f"{api.root}/audit/{blob.content_id}")
         assert response.status_code == 400
         assert error_code(response) == "AF20051"

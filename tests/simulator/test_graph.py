@@ -1,5 +1,6 @@
 """The simulator's Microsoft Graph over real HTTPS: message lookup by internetMessageId, $batch, the
-Outlook throttling limits and message trace (reference/api-contracts.md sections 3 and 4)."""
+Outlook throttling limits and message trace (docs/mailitemsaccessed.md#microsoft-graph-message-lookup,
+docs/mailitemsaccessed.md#graph-message-trace)."""
 
 from __future__ import annotations
 
