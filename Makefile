@@ -36,6 +36,10 @@ lint: setup
 test: lint
 	INFRA_TOOLS=$(INFRA_VENV)/bin REQUIRE_INFRA_TOOLS=1 $(PY) -m pytest -n 2
 
+# The fast tier alone: pure logic, no server (see tests/conftest.py for the tiers).
+unit: setup
+	$(PY) -m pytest -n 2 -m unit
+
 demo: setup
 	$(PY) -m devtools.demo
 

@@ -2,7 +2,7 @@
 
 1. parse_ratio_to_raw_decode: our parse + normalize of a Management API content blob
    (`shared.parse.events.events_from_bytes`, fully consumed) over plain `orjson.loads` of the same bytes.
-2. ingest_batch_speedup: one `create_entity` per row over `shared.tables.insert_rows` (what
+2. ingest_batch_speedup: one `create_entity` per row over `shared.storage.tables.insert_rows` (what
    ingestion does: entity-group transactions of 100 inserts, first copy wins), same rows, fresh
    Azurite tables for each side.
 3. report_rss_growth_mb_100k: peak RSS growth of a child process writing the CSV events report of
@@ -70,7 +70,7 @@ INGEST_GOAL_MIN = 4.0
 REPORT_ROWS = 100_000
 AZURITE_REPORT_ROWS = 5_000  # Azurite's per-partition upsert is O(rows already there)
 AZURITE_LOAD_CHUNK = 1_000
-REPORT_PAGE_ROWS = 1_000  # shared.tables.query_events' page size
+REPORT_PAGE_ROWS = 1_000  # shared.storage.tables.query_events' page size
 REPORT_GOAL_MAX_MB = 100.0
 RSS_SAMPLE_SECONDS = 0.02
 MIB = 1024 * 1024
