@@ -4,7 +4,7 @@ import azure.functions as func
 
 from shared import runtime
 from shared.alerts import outbox
-from shared.settings.config import load_alert_settings
+from shared.settings import load_alert_settings
 
 bp = func.Blueprint()
 

@@ -4,7 +4,7 @@ import azure.functions as func
 
 from shared import runtime
 from shared.collect import collector
-from shared.settings.config import SettingsError, load_alert_settings, load_collection_settings
+from shared.settings import SettingsError, load_alert_settings, load_collection_settings
 
 bp = func.Blueprint()
 

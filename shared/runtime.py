@@ -8,7 +8,7 @@ from functools import cache
 from shared import logsetup
 from shared.clients.auth import token_provider
 from shared.clients.graph_api import GraphClient
-from shared.settings.config import ResolutionSettings, Settings, load_settings, load_storage_settings
+from shared.settings import ResolutionSettings, Settings, load_settings, load_storage_settings
 from shared.storage import MESSAGE_INDEX_TABLE, Storage
 from shared.subjects.resolver import SubjectResolver
 

@@ -14,7 +14,7 @@ from azure.core.exceptions import AzureError
 
 from shared.alerts import outbox
 from shared.model.times import iso_z
-from shared.settings.config import AlertSettings, SettingsError, load_alert_settings, load_collection_settings
+from shared.settings import AlertSettings, SettingsError, load_alert_settings, load_collection_settings
 from shared.storage import CONFLICTS_TABLE, CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
 
 log = logging.getLogger(__name__)

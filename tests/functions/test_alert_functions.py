@@ -16,7 +16,7 @@ from shared import runtime
 from shared.alerts import outbox, rules
 from shared.collect.collector import CollectionState
 from shared.ingest import pipeline
-from shared.settings.config import SettingsError
+from shared.settings import SettingsError
 from shared.storage import POISON_QUEUE, STATE_TABLE, Storage, raw_store
 from tests.functions.helpers import registered_functions
 from tests.records_factory import TENANT, mail_items_accessed, operation_properties
