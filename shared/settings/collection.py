@@ -25,7 +25,7 @@ class CloudEndpoints:
     graph: str
 
 
-# Management Activity API root by plan:
+# docs/mailitemsaccessed.md#national-clouds. Management Activity API root by plan:
 # https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-reference
 # login and Graph hosts by national cloud: https://learn.microsoft.com/graph/deployments
 CLOUDS: Mapping[Cloud, CloudEndpoints] = {

@@ -10,7 +10,7 @@ from enum import StrEnum
 from shared.settings.collection import CLOUDS, AuthSettings, Cloud, read_auth, read_cloud
 from shared.settings.environment import Environment, SettingsError
 
-# Graph message trace exists in the global service only:
+# Graph message trace exists in the global service only (docs/mailitemsaccessed.md#graph-message-trace):
 # https://learn.microsoft.com/graph/api/messagetracingroot-list-messagetraces
 _TRACE_CLOUDS = (Cloud.COMMERCIAL, Cloud.GCC)
 
