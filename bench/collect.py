@@ -12,7 +12,7 @@ from shared.clients.activity_api import ActivityClient
 from shared.clients.auth import token_provider
 from shared.collect.collector import Collector, CollectResult
 from shared.ingest import pipeline
-from shared.settings.config import load_collection_settings
+from shared.settings import load_collection_settings
 from shared.storage import MAILBOX_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 

@@ -23,7 +23,7 @@ from shared.clients.graph_api import GraphClient, message_lookup_url
 from shared.model.message_info import Observed, observe
 from shared.parse.events import events_from_bytes
 from shared.runtime import build_resolver
-from shared.settings.config import load_resolution_settings
+from shared.settings import load_resolution_settings
 from shared.subjects import lookup_queue
 from shared.subjects.resolver import Budget, ResolveStats, SubjectResolver
 from shared.subjects.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW

@@ -4,7 +4,6 @@ import azure.functions as func
 
 from shared import runtime
 from shared.alerts import outbox
-from shared.settings.config import load_alert_settings
 
 bp = func.Blueprint()
 
@@ -13,5 +12,5 @@ bp = func.Blueprint()
 @bp.timer_trigger(arg_name="timer", schedule="0 * * * * *", run_on_startup=False, use_monitor=False)
 def deliver_alerts(timer: func.TimerRequest) -> None:
     # Failures are rescheduled in the outbox with backoff; the next tick retries what is due.
-    # Alert settings alone: a bad collection or Graph setting must not hold its own alert back.
-    outbox.deliver_pending(runtime.storage(), load_alert_settings())
+    # A bad collection or Graph setting must not hold its own alert back (see runtime.alert_settings).
+    outbox.deliver_pending(runtime.storage(), runtime.alert_settings())

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.settings.config import StorageSettings
+from shared.settings import StorageSettings
 from shared.storage import QUEUES, RAW_CONTAINER, TABLES, Storage
 
 ROOT = Path(__file__).resolve().parent.parent

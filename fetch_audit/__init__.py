@@ -4,7 +4,7 @@ import azure.functions as func
 
 from shared import runtime
 from shared.collect import collector
-from shared.settings.config import SettingsError, load_alert_settings, load_collection_settings
+from shared.settings import SettingsError
 
 bp = func.Blueprint()
 
@@ -16,10 +16,10 @@ def fetch_audit(timer: func.TimerRequest) -> None:
     # Errors propagate to the host's log; the checkpoint only moves past durable content, so the
     # next tick resumes where this one stopped.
     # Collection alerts are raised and pending alerts delivered at the end of each run; a bad
-    # collection setting is alerted too (storage and alert settings are read on their own).
-    storage, alert_settings = runtime.storage(), load_alert_settings()
+    # collection setting is alerted too, and fails the tick.
+    storage, alert_settings = runtime.storage(), runtime.alert_settings()
     try:
-        settings = load_collection_settings()
+        settings = runtime.collection_settings()
     except SettingsError as problem:
         collector.report_misconfiguration(storage, alert_settings, problem)
         raise

@@ -11,8 +11,8 @@ bp = func.Blueprint()
 @bp.function_name("health_http")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health_http(req: func.HttpRequest) -> func.HttpResponse:
-    # Settings are read by health itself: one that does not validate is reported, not a crash.
-    status, body = health.health_reply(runtime.storage())
+    # A setting that does not validate is reported, not a crash.
+    status, body = health.health_reply(runtime.storage(), runtime.valid_settings())
     return func.HttpResponse(
         body,
         status_code=status,

@@ -21,8 +21,9 @@ from shared.reports import terminal
 from shared.reports.assemble import audit_lookup, events_from_files, events_from_table, render_report
 from shared.reports.request import RequestError, parse_end, parse_report_request, parse_time, validate_subject
 from shared.runtime import build_resolver
-from shared.settings.config import (
+from shared.settings import (
     SettingsError,
+    load_collection_settings,
     load_report_settings,
     load_resolution_settings,
     load_settings,
@@ -160,7 +161,6 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from shared.clients.activity_api import ApiError
     from shared.clients.auth import AuthFailed
     from shared.collect import collector
-    from shared.settings.config import load_collection_settings
 
     settings = load_collection_settings()
     try:

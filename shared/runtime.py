@@ -3,22 +3,88 @@ worker process."""
 
 from __future__ import annotations
 
+import logging
 from functools import cache
+
+from azure.core.exceptions import AzureError
 
 from shared import logsetup
 from shared.clients.auth import token_provider
 from shared.clients.graph_api import GraphClient
-from shared.settings.config import ResolutionSettings, Settings, load_settings, load_storage_settings
+from shared.collect import collector
+from shared.settings import (
+    AlertSettings,
+    CollectionSettings,
+    ResolutionSettings,
+    Settings,
+    SettingsError,
+    load_alert_settings,
+    load_collection_settings,
+    load_settings,
+    load_storage_settings,
+)
 from shared.storage import MESSAGE_INDEX_TABLE, Storage
 from shared.subjects.resolver import SubjectResolver
+
+log = logging.getLogger(__name__)
 
 
 @cache
 def settings() -> Settings:
+    """Every setting, collection's included, validated by the first function of the worker,
+    whatever it is. Collection settings that do not validate stop fetch_audit alone: the problem
+    is kept for /api/health (Settings.collection_problem)."""
     # Every Graph client is built from these settings (storage from storage()), so with the call
     # in storage() the loggers are quiet before any request.
     logsetup.quiet_sdk_loggers()
+    check_collection_settings()
     return load_settings()
+
+
+@cache
+def check_collection_settings() -> None:
+    """Once per worker, before anything else: collection settings that do not validate raise
+    collection.misconfigured now rather than on the next fetch_audit tick (which raises it again,
+    once a day per problem). Run on its own, so that it alerts even when the setting is one Graph
+    shares (the tenant, the credentials) and settings() fails too."""
+    try:
+        load_collection_settings()
+    except SettingsError as problem:
+        _raise_collection_misconfigured(problem)
+
+
+def _raise_collection_misconfigured(problem: SettingsError) -> None:
+    try:
+        alerts = load_alert_settings()
+    except SettingsError:
+        # No alert can be raised; settings() fails naming the alert setting, and health shows both.
+        return
+    try:
+        collector.report_misconfiguration(storage(), alerts, problem)
+    except AzureError:
+        # The functions still start; fetch_audit raises the alert on its next tick.
+        log.exception("collection is misconfigured, and storage did not take the alert")
+
+
+def valid_settings() -> Settings | None:
+    """settings(), or None while a setting outside collection does not validate. The functions
+    that raise, deliver and show alerts then read what they need on its own, so that a bad Graph
+    or report setting does not hold back the alerts and health that tell about it."""
+    try:
+        return settings()
+    except SettingsError:
+        return None
+
+
+def alert_settings() -> AlertSettings:
+    loaded = valid_settings()
+    return load_alert_settings() if loaded is None else loaded.alerts
+
+
+def collection_settings() -> CollectionSettings:
+    """Raises SettingsError naming the collection setting that does not validate."""
+    loaded = valid_settings()
+    return load_collection_settings() if loaded is None else loaded.require_collection()
 
 
 @cache
@@ -44,5 +110,6 @@ def resolver() -> SubjectResolver:
 def reset() -> None:
     """Forget cached settings and clients (tests change the environment between cases)."""
     settings.cache_clear()
+    check_collection_settings.cache_clear()
     storage.cache_clear()
     resolver.cache_clear()

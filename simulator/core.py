@@ -202,7 +202,7 @@ class Simulator:
         return self.tenant.messages.get(mailbox.lower(), {}).get(internet_message_id)
 
     def settings_env(self, mode: str = "secret") -> dict[str, str]:
-        """Environment for our collector (shared/settings/config.py names)."""
+        """Environment for our collector (the names in shared.settings.CATALOGUE)."""
         env = {
             "TENANT_ID": self.tenant_id,
             "PUBLISHER_ID": self.publisher_id,

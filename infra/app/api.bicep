@@ -24,7 +24,7 @@ param instanceMemoryMB int
 @maxValue(1000)
 param maximumInstanceCount int
 
-// Collection (shared/config.py load_collection_settings)
+// Collection (shared/settings/collection.py)
 param tenantId string
 param publisherId string
 param m365Cloud string
@@ -47,12 +47,12 @@ param collectRequestTimeoutSeconds int
 param collectMaxAttempts int
 param collectMaxBackoffSeconds int
 
-// Reports (shared/config.py report_settings)
+// Reports (shared/settings/reports.py)
 param reportDefaultDays int
 param reportMaxDays int
 param reportPageRows int
 
-// Alerts (shared/config.py alert_settings): the webhook URL can hold a token and the signing key is a
+// Alerts (shared/settings/alerts.py): the webhook URL can hold a token and the signing key is a
 // secret, so both are Key Vault references when enabled.
 param alertWebhookEnabled bool
 param alertWebhookSigned bool
@@ -61,7 +61,7 @@ param alertNearThrottleThreshold int
 param alertLagHours int
 param alertWebhookTimeoutSeconds int
 
-// Subject resolution through Microsoft Graph (shared/config.py resolution_settings)
+// Subject resolution through Microsoft Graph (shared/settings/subjects.py)
 param resolveSubjects string
 param resolveWatchlist string
 param resolveOnDemand bool
@@ -122,8 +122,9 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
       ftpsState: 'Disabled'
       http20Enabled: true
       alwaysOn: false
-      // Every setting shared/config.py reads is set here or documented as optional in the README
-      // (tests/infra/test_settings_coverage.py checks the names between the two markers).
+      // Every setting in the catalogue (shared/settings/environment.py) is set here or documented as
+      // optional in the README (tests/infra/test_settings_coverage.py checks the names between the
+      // two markers).
       appSettings: [
         // app-settings:begin
         {

@@ -13,7 +13,7 @@ from azure.storage.queue import QueueClient
 from shared.alerts import outbox, rules
 from shared.model import keys, times
 from shared.model.event import AccessEvent
-from shared.settings.config import AlertSettings
+from shared.settings import AlertSettings
 from shared.storage import CONTENT_QUEUE, MAILBOX_TABLE, POISON_QUEUE, Storage, raw_store
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,13 @@ from azure.core.exceptions import AzureError
 
 from shared.alerts import outbox
 from shared.model.times import iso_z
-from shared.settings.config import AlertSettings, SettingsError, load_alert_settings, load_collection_settings
+from shared.settings import (
+    AlertSettings,
+    Settings,
+    SettingsError,
+    load_alert_settings,
+    load_collection_settings,
+)
 from shared.storage import CONFLICTS_TABLE, CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
 
 log = logging.getLogger(__name__)
@@ -59,10 +65,15 @@ def queue_depths(storage: Storage) -> dict[str, int]:
 _AREAS = {"collection": "collection", "alerts": "alert delivery"}
 
 
-def settings_problems() -> tuple[AlertSettings, dict[str, str]]:
+def settings_problems(loaded: Settings | None) -> tuple[AlertSettings, dict[str, str]]:
     """The alert settings (defaults when they do not validate) and, by area, the settings that do
-    not validate; each message names the setting and never a secret's value."""
-    problems: dict[str, str] = {}
+    not validate; each message names the setting and never a secret's value. `loaded` is the
+    host's settings, with collection's problem recorded at start-up, or None when another setting
+    kept them from loading: each area is then read on its own."""
+    if loaded is not None:
+        problems = {} if loaded.collection_problem is None else {"collection": loaded.collection_problem}
+        return loaded.alerts, problems
+    problems = {}
     try:
         load_collection_settings()
     except SettingsError as problem:
@@ -139,10 +150,10 @@ def health(
     }
 
 
-def health_reply(storage: Storage, now: datetime | None = None) -> tuple[int, str]:
-    """(status, JSON body): 200 with the state (settings that do not validate among the problems),
-    or 503 when storage does not answer."""
-    settings, misconfigured = settings_problems()
+def health_reply(storage: Storage, loaded: Settings | None, now: datetime | None = None) -> tuple[int, str]:
+    """(status, JSON body): 200 with the state (settings that do not validate among the problems,
+    see settings_problems), or 503 when storage does not answer."""
+    settings, misconfigured = settings_problems(loaded)
     try:
         body = health(storage, settings, now, misconfigured)
     except AzureError:

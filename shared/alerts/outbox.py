@@ -37,7 +37,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.alerts import rules, webhook
 from shared.alerts.rules import Alert
 from shared.model import times
-from shared.settings.config import AlertSettings
+from shared.settings import AlertSettings
 from shared.storage import ALERT_TABLE, Storage
 
 log = logging.getLogger(__name__)

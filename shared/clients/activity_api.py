@@ -34,7 +34,7 @@ from tenacity.wait import wait_exponential_jitter
 
 from shared.clients.auth import TokenProvider, TokenUnavailable
 from shared.clients.http_session import session_for
-from shared.settings.config import CollectionSettings
+from shared.settings import CollectionSettings
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from shared.clients.http_session import session_for
-from shared.settings.config import AuthSettings
+from shared.settings import AuthSettings
 
 TOKEN_TIMEOUT_SECONDS = 30
 # OAuth 2.0 error codes that mean "try again later" (RFC 6749 section 4.1.2.1).

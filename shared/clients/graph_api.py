@@ -42,7 +42,7 @@ from shared.clients.activity_api import RateLimiter, error_of, parse_retry_after
 from shared.clients.auth import AuthFailed, TokenProvider, TokenUnavailable
 from shared.clients.http_session import session_for
 from shared.model.times import iso_z
-from shared.settings.config import GraphSettings
+from shared.settings import GraphSettings
 
 log = logging.getLogger(__name__)
 

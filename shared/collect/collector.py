@@ -26,7 +26,7 @@ from shared.alerts import outbox, rules
 from shared.clients.activity_api import ActivityClient, ApiAuthError, Content, ContentGone, ContentItem
 from shared.clients.auth import AuthFailed
 from shared.model import keys
-from shared.settings.config import AlertSettings, CollectionSettings, SettingsError
+from shared.settings import AlertSettings, CollectionSettings, SettingsError
 from shared.storage import STATE_TABLE, Storage, raw_store, tables
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from shared.model.message_info import MessageObserver
 from shared.parse import readers
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
-from shared.settings.config import AlertSettings, ResolutionSettings
+from shared.settings import AlertSettings, ResolutionSettings
 from shared.storage import (
     ACTOR_TABLE,
     CONFLICTS_TABLE,

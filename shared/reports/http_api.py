@@ -16,7 +16,7 @@ from shared.model.times import iso_z
 from shared.reports import access
 from shared.reports.assemble import render_page
 from shared.reports.request import RequestError, encode_after, parse_report_request
-from shared.settings.config import ReportSettings
+from shared.settings import ReportSettings
 from shared.storage import REPORT_ACCESS_TABLE, Storage
 from shared.storage.tables import table_for
 from shared.subjects.resolver import SubjectResolver

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from shared.model.times import as_utc
-from shared.settings.config import ReportSettings
+from shared.settings import ReportSettings
 
 VIEWS = ("events", "messages", "sessions", "exposure")
 FORMATS = ("csv", "json")

@@ -1,4 +1,92 @@
-"""Typed settings, one dataclass per capability, and the only reader of the environment.
+"""Typed settings, one module per capability, and `environment`, the only reader of the environment.
 
 Every setting is read and validated once, at start-up, and a bad one fails with an error that names
 it. Nothing else in the project looks at `os.environ`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from shared.settings.alerts import AlertFormat, AlertSettings, load_alert_settings
+from shared.settings.collection import (
+    CLOUDS,
+    AuthMode,
+    AuthSettings,
+    Cloud,
+    CloudEndpoints,
+    CollectionSettings,
+    load_collection_settings,
+)
+from shared.settings.environment import CATALOGUE, Capability, Setting, SettingsError
+from shared.settings.reports import ReportSettings, load_report_settings
+from shared.settings.storage import STORAGE_SETTING, StorageCredential, StorageSettings, load_storage_settings
+from shared.settings.subjects import (
+    GraphSettings,
+    ResolutionSettings,
+    ResolvePolicy,
+    load_resolution_settings,
+)
+
+__all__ = [
+    "CATALOGUE",
+    "CLOUDS",
+    "STORAGE_SETTING",
+    "AlertFormat",
+    "AlertSettings",
+    "AuthMode",
+    "AuthSettings",
+    "Capability",
+    "Cloud",
+    "CloudEndpoints",
+    "CollectionSettings",
+    "GraphSettings",
+    "ReportSettings",
+    "ResolutionSettings",
+    "ResolvePolicy",
+    "Setting",
+    "Settings",
+    "SettingsError",
+    "StorageCredential",
+    "StorageSettings",
+    "load_alert_settings",
+    "load_collection_settings",
+    "load_report_settings",
+    "load_resolution_settings",
+    "load_settings",
+    "load_storage_settings",
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every capability's settings. Collection's may not validate without stopping the rest (reports
+    and health still run, and report the problem): then `collection` is None and
+    `collection_problem` says why."""
+
+    storage: StorageSettings
+    report: ReportSettings
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    resolution: ResolutionSettings = field(default_factory=ResolutionSettings)
+    collection: CollectionSettings | None = None
+    collection_problem: str | None = None
+
+    def require_collection(self) -> CollectionSettings:
+        """Collection's settings, or the SettingsError that kept them from loading."""
+        if self.collection is None:
+            raise SettingsError(self.collection_problem or "collection settings were not loaded")
+        return self.collection
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raises SettingsError naming the first bad one, except for
+    collection's, which is recorded in `collection_problem`."""
+    storage = load_storage_settings(env)
+    report = load_report_settings(env)
+    alerts = load_alert_settings(env)
+    resolution = load_resolution_settings(env)
+    try:
+        collection = load_collection_settings(env)
+    except SettingsError as problem:
+        return Settings(storage, report, alerts, resolution, collection_problem=str(problem))
+    return Settings(storage, report, alerts, resolution, collection=collection)

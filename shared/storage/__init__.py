@@ -15,7 +15,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.settings.config import StorageSettings
+from shared.settings import StorageCredential, StorageSettings
 
 RAW_CONTAINER = "audit-raw"
 CONTENT_QUEUE = "audit-content"
@@ -45,7 +45,7 @@ def _credential(settings: StorageSettings) -> Any:
     # Imported here: azure-identity is only needed for the identity-based forms used in Azure.
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
-    if settings.credential == "managedidentity":
+    if settings.credential == StorageCredential.MANAGED_IDENTITY:
         return ManagedIdentityCredential(client_id=settings.client_id)
     return DefaultAzureCredential()
 

@@ -51,7 +51,7 @@ from shared.model.message_info import (
     Observed,
 )
 from shared.model.times import utc_timestamp
-from shared.settings.config import ResolutionSettings
+from shared.settings import ResolutionSettings
 from shared.storage import message_index
 from shared.subjects.trace_search import TraceSearch
 

@@ -18,7 +18,7 @@ from devtools.receiver import WebhookReceiver
 from shared.alerts import checks, outbox, rules
 from shared.ingest import pipeline
 from shared.model import times
-from shared.settings.config import AlertSettings, load_alert_settings
+from shared.settings import AlertSettings, load_alert_settings
 from shared.storage import CONTENT_QUEUE, POISON_QUEUE, RAW_CONTAINER, Storage, raw_store
 from tests.records_factory import TENANT, mail_items_accessed, operation_properties
 

@@ -1,4 +1,4 @@
-"""Alerts without any server: identity per window, payload, formats, signature, backoff, settings."""
+"""Alerts without any server: identity per window, payload, formats, signature, backoff."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import pytest
 
 from shared.alerts import rules
 from shared.model import times
-from shared.settings.config import AlertSettings, SettingsError, load_alert_settings, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -132,48 +131,3 @@ def test_a_timestamp_that_is_not_unix_seconds_is_refused(stamp: str) -> None:
 def test_backoff_doubles_from_one_minute_up_to_an_hour() -> None:
     delays = [rules.backoff(n).total_seconds() for n in range(1, 10)]
     assert delays == [60, 120, 240, 480, 960, 1920, 3600, 3600, 3600]
-
-
-@pytest.mark.parametrize(
-    "url",
-    ["https://example.com/hook", "http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:9/x"],
-)
-def test_the_webhook_url_may_be_https_or_loopback_http(url: str) -> None:
-    assert load_alert_settings({"ALERT_WEBHOOK_URL": url}).webhook_url == url
-
-
-@pytest.mark.parametrize(
-    "url", ["http://hooks.example.com/x?token=abc123", "ftp://example.com/x", "example.com/x", "https://"]
-)
-def test_a_webhook_url_that_is_not_https_fails_naming_the_setting_without_its_token(url: str) -> None:
-    with pytest.raises(SettingsError, match="ALERT_WEBHOOK_URL") as caught:
-        load_alert_settings({"ALERT_WEBHOOK_URL": url})
-    assert "abc123" not in str(caught.value)
-
-
-def test_the_alert_settings_are_validated_at_start_up_with_the_rest() -> None:
-    env = {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "ALERT_WEBHOOK_FORMAT": "email"}
-    with pytest.raises(SettingsError, match="ALERT_WEBHOOK_FORMAT"):
-        load_settings(env)
-    with pytest.raises(SettingsError, match="ALERT_NEAR_THROTTLE_THRESHOLD"):
-        load_settings({**env, "ALERT_WEBHOOK_FORMAT": "", "ALERT_NEAR_THROTTLE_THRESHOLD": "lots"})
-    with pytest.raises(SettingsError, match="ALERT_RETENTION_DAYS"):
-        load_settings({**env, "ALERT_WEBHOOK_FORMAT": "", "ALERT_RETENTION_DAYS": "0"})
-
-
-def test_defaults_and_tenant_reuse() -> None:
-    settings = load_alert_settings({"TENANT_ID": TENANT.upper()})
-    assert settings == AlertSettings(tenant=TENANT)
-    assert settings.near_throttle_threshold == 900
-    assert settings.lag_hours == 6
-    assert settings.retention_days == 30
-    assert settings.webhook_format == "json"
-    assert settings.webhook_url is None
-
-
-def test_the_secret_and_url_never_appear_in_the_settings_repr() -> None:
-    settings = load_alert_settings(
-        {"ALERT_WEBHOOK_URL": "https://example.com/h?sig=tok3n", "ALERT_WEBHOOK_SECRET": "hush-hush"}
-    )
-    assert "hush-hush" not in repr(settings)
-    assert "tok3n" not in repr(settings)

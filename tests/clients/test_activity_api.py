@@ -21,7 +21,7 @@ from shared.clients.activity_api import (
     classify,
     parse_api_time,
 )
-from shared.settings.config import load_collection_settings
+from shared.settings import load_collection_settings
 
 pytestmark = pytest.mark.unit
 

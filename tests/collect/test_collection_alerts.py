@@ -18,7 +18,7 @@ from shared.clients.activity_api import TransientError
 from shared.clients.auth import AuthFailed
 from shared.collect.collector import CollectionState, Collector
 from shared.ingest import pipeline
-from shared.settings.config import AlertSettings, load_alert_settings
+from shared.settings import AlertSettings, load_alert_settings
 from shared.storage import RAW_CONTAINER, STATE_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.collect.test_collector import client_for, settings_for

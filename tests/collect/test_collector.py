@@ -17,7 +17,7 @@ from shared.clients.activity_api import ActivityClient, TransientError
 from shared.clients.auth import MsalTokenProvider, token_provider
 from shared.collect.collector import CollectionState, Collector
 from shared.ingest import pipeline
-from shared.settings.config import CollectionSettings, load_collection_settings
+from shared.settings import CollectionSettings, load_collection_settings
 from shared.storage import MAILBOX_TABLE, STATE_TABLE, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.helpers import blob_names

@@ -16,7 +16,7 @@ from shared import runtime
 from shared.alerts import outbox, rules
 from shared.collect.collector import CollectionState
 from shared.ingest import pipeline
-from shared.settings.config import SettingsError
+from shared.settings import SettingsError
 from shared.storage import POISON_QUEUE, STATE_TABLE, Storage, raw_store
 from tests.functions.helpers import registered_functions
 from tests.records_factory import TENANT, mail_items_accessed, operation_properties
@@ -142,7 +142,13 @@ def test_health_http_on_an_empty_deployment_says_nothing_is_collected_yet(functi
     assert empty == "nothing collected yet"
     assert body["settings"]["alerts"] is None
     assert body["lastSuccessfulFetch"] is None
-    assert body["alerts"] == {"pending": 0, "lastDelivered": None, "webhookConfigured": False}
+    # Without a tenant collection cannot run: the first function raised that, recorded (no webhook).
+    assert body["alerts"] == {"pending": 1, "lastDelivered": None, "webhookConfigured": False}
+    [row] = outbox.rows(function_env)
+    assert row["Type"] == "collection.misconfigured"
+    assert json.loads(row["Payload"])["details"]["error"] == unset.removeprefix(
+        "collection is misconfigured: "
+    )
 
 
 SECRET_VALUE = "s3cr3t-client-value"

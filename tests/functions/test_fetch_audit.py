@@ -39,7 +39,7 @@ def test_a_timer_tick_collects_new_content_and_the_queue_it_fills_gives_the_serv
 
 
 def test_a_tick_without_a_tenant_fails_naming_the_setting(function_env: Storage) -> None:
-    from shared.settings.config import SettingsError
+    from shared.settings import SettingsError
 
     with pytest.raises(SettingsError, match="TENANT_ID"):
         user_function("fetch_audit")(TimerRequest(past_due=False))

@@ -168,14 +168,6 @@ def test_roles_under_the_principal_role_type_count() -> None:
     assert principal.name == "svc"
 
 
-def test_an_invalid_required_role_setting_fails_at_start_up() -> None:
-    from shared.settings.config import SettingsError, report_settings
-
-    with pytest.raises(SettingsError, match="REPORT_REQUIRED_ROLE"):
-        report_settings({"REPORT_REQUIRED_ROLE": "two roles"})
-    assert report_settings({"REPORT_REQUIRED_ROLE": f" {ROLE} "}).required_role == ROLE
-
-
 def test_a_report_whose_access_cannot_be_recorded_is_not_served(
     loaded: Storage, report_http: Handler
 ) -> None:

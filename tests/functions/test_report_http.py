@@ -21,7 +21,7 @@ from shared.reports import http_api
 from shared.reports.render import neutralise_cell
 from shared.reports.request import decode_after, encode_after
 from shared.reports.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
-from shared.settings.config import ReportSettings, ResolutionSettings
+from shared.settings import ReportSettings, ResolutionSettings
 from shared.storage import (
     ACTOR_TABLE,
     MAILBOX_TABLE,

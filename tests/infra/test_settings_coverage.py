@@ -1,31 +1,28 @@
 """Every setting the code reads is set by the Bicep templates or documented as optional.
 
-The names are derived from the source, not copied: shared/settings/config.py (the only module that reads
-the environment) is parsed and every name it passes to `env.get(...)` or to a helper taking
-`(env, name, ...)` is resolved, including the composed `AzureWebJobsStorage__*` forms; binding
-expressions (`%NAME%`) in the function folders are the host's reads. A recording environment then
-proves the parse missed nothing the loaders actually read.
+The names are the catalogue's (shared/settings/environment.py), and a recording environment proves
+the loaders read exactly those: no name the catalogue lacks, none it lists that nothing reads.
+Binding expressions (`%NAME%`) in the function folders are the host's own reads.
 """
 
 from __future__ import annotations
 
-import ast
 import contextlib
-import itertools
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
-from shared.settings import config
+import shared.settings
+from shared.settings import CATALOGUE, SettingsError
 from tests.infra.tools import INFRA, ROOT
 
 pytestmark = pytest.mark.infra
 
-CONFIG = ROOT / "shared" / "settings" / "config.py"
 API_BICEP = INFRA / "app" / "api.bicep"
-NAME = re.compile(r"^(?:AzureWebJobsStorage(?:__[A-Za-z]+)?|[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)$")
-ENV_ARGS = {"env", "source"}
+# Read by the platform (telemetry), not by our code.
+PLATFORM = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
 
 # Read by the code but deliberately not set in Azure; each must be in the README settings table.
 DOCUMENTED_OPTIONAL = {
@@ -42,74 +39,17 @@ DOCUMENTED_OPTIONAL = {
     "WEBSITE_AUTH_ENABLED": "injected by App Service while its authentication is on; never set",
 }
 
-
-class _Resolver:
-    """Resolves a string expression to its possible values from constants in scope."""
-
-    def __init__(self, tree: ast.Module) -> None:
-        self.bindings: dict[str, set[str]] = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target = node.targets[0]
-                if isinstance(target, ast.Name):
-                    values = self.values(node.value)
-                    if values:
-                        self.bindings.setdefault(target.id, set()).update(values)
-            if (
-                isinstance(node, ast.comprehension | ast.For)
-                and isinstance(node.target, ast.Name)
-                and isinstance(node.iter, ast.Tuple | ast.List)
-            ):
-                items = [
-                    e.value
-                    for e in node.iter.elts
-                    if isinstance(e, ast.Constant) and isinstance(e.value, str)
-                ]
-                if items and len(items) == len(node.iter.elts):
-                    self.bindings.setdefault(node.target.id, set()).update(items)
-
-    def values(self, node: ast.AST) -> set[str]:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            return {node.value}
-        if isinstance(node, ast.Name):
-            return set(self.bindings.get(node.id, ()))
-        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-            return {a + b for a, b in itertools.product(self.values(node.left), self.values(node.right))}
-        if isinstance(node, ast.JoinedStr):
-            parts = [
-                self.values(p.value) if isinstance(p, ast.FormattedValue) else self.values(p)
-                for p in node.values
-            ]
-            return {"".join(combo) for combo in itertools.product(*parts)}
-        return set()
-
-
-def _name_arguments(tree: ast.Module) -> Iterator[ast.AST]:
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Call):
-            continue
-        func = node.func
-        # env.get("NAME", ...) / source.get(...)
-        if (
-            isinstance(func, ast.Attribute)
-            and func.attr == "get"
-            and isinstance(func.value, ast.Name)
-            and func.value.id in ENV_ARGS
-            and node.args
-        ):
-            yield node.args[0]
-        # helper(env, "NAME", ...)
-        elif len(node.args) >= 2 and isinstance(node.args[0], ast.Name) and node.args[0].id in ENV_ARGS:
-            yield node.args[1]
-
-
-def settings_read_by_config() -> set[str]:
-    tree = ast.parse(CONFIG.read_text())
-    resolver = _Resolver(tree)
-    names: set[str] = set()
-    for argument in _name_arguments(tree):
-        names.update(v for v in resolver.values(argument) if NAME.match(v))
-    return names
+TENANT = "11111111-2222-3333-4444-555555555555"
+# Between them, these reach every branch that reads a name: each storage form, and a tenant (which
+# turns on Graph and collection's credentials).
+PROFILES = [
+    {},
+    {"AzureWebJobsStorage__accountName": "account", "TENANT_ID": TENANT},
+    {"AzureWebJobsStorage": "UseDevelopmentStorage=true", "TENANT_ID": TENANT},
+]
+LOADERS: list[Callable[[Mapping[str, str]], Any]] = [
+    getattr(shared.settings, name) for name in shared.settings.__all__ if name.startswith("load_")
+]
 
 
 def settings_read_by_bindings() -> set[str]:
@@ -123,6 +63,17 @@ def bicep_app_settings() -> set[str]:
     text = API_BICEP.read_text()
     block = text.split("// app-settings:begin", 1)[1].split("// app-settings:end", 1)[0]
     return set(re.findall(r"name:\s*'([^']+)'", block))
+
+
+def readme_settings_table() -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    return "\n".join(line for line in section.splitlines() if line.startswith("|"))
+
+
+def in_readme_table(name: str, table: str) -> bool:
+    # `__queueServiceUri` stands for `AzureWebJobsStorage__queueServiceUri` in a row that names several.
+    return f"`{name}`" in table or f"`__{name.split('__')[-1]}`" in table
 
 
 class RecordingEnv(Mapping[str, str]):
@@ -152,64 +103,60 @@ class RecordingEnv(Mapping[str, str]):
         return len(self.data)
 
 
-PROFILES = [
-    {},
-    {"AzureWebJobsStorage__accountName": "account", "TENANT_ID": "11111111-2222-3333-4444-555555555555"},
-    {
-        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-        "TENANT_ID": "11111111-2222-3333-4444-555555555555",
-    },
-]
+def names_the_loaders_read() -> dict[str, set[str]]:
+    """By loader, every name it asked for under any profile."""
+    read: dict[str, set[str]] = {}
+    for loader in LOADERS:
+        for profile in PROFILES:
+            env = RecordingEnv(profile)
+            with contextlib.suppress(SettingsError):
+                loader(env)
+            read.setdefault(loader.__name__, set()).update(env.asked)
+    return read
 
 
-def test_the_source_parse_finds_the_settings_it_should() -> None:
-    names = settings_read_by_config()
-    # A floor, so a broken parser cannot pass by finding nothing.
-    for expected in ("AzureWebJobsStorage", "AzureWebJobsStorage__clientId", "TENANT_ID", "REPORT_PAGE_ROWS"):
-        assert expected in names, sorted(names)
-    assert {"AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__tableServiceUri"} <= names
+def test_every_loader_is_checked() -> None:
+    names = {loader.__name__ for loader in LOADERS}
+    assert {"load_settings", "load_storage_settings", "load_collection_settings"} <= names
+    assert len(names) == 6
 
 
-@pytest.mark.parametrize("profile", PROFILES, ids=["empty", "identity", "connection-string"])
-def test_every_name_the_loaders_read_is_found_by_the_parse(profile: dict[str, str]) -> None:
-    parsed = settings_read_by_config()
-    loaders = [
-        getattr(config, name)
-        for name in dir(config)
-        if name.startswith("load_") and callable(getattr(config, name))
-    ]
-    assert loaders
-    for loader in loaders:
-        env = RecordingEnv(profile)
-        with contextlib.suppress(config.SettingsError):
-            loader(env)
-        missed = sorted(env.asked - parsed)
-        assert missed == [], f"{loader.__name__} reads {missed}, which the source parse did not find"
+def test_the_loaders_read_exactly_the_names_in_the_catalogue() -> None:
+    read = names_the_loaders_read()
+    for loader, names in read.items():
+        unknown = sorted(names - set(CATALOGUE))
+        assert unknown == [], f"{loader} reads {unknown}, which the catalogue lacks"
+    unread = sorted(set(CATALOGUE) - set().union(*read.values()))
+    assert unread == [], f"the catalogue lists settings no loader reads: {unread}"
+    assert read["load_settings"] == set(CATALOGUE)
 
 
 def test_every_setting_is_set_in_bicep_or_documented_optional() -> None:
-    read = settings_read_by_config() | settings_read_by_bindings()
-    in_bicep = bicep_app_settings()
-    missing = sorted(read - in_bicep - set(DOCUMENTED_OPTIONAL))
+    catalogued, in_bicep = set(CATALOGUE), bicep_app_settings()
+    missing = sorted(catalogued - in_bicep - set(DOCUMENTED_OPTIONAL))
     assert missing == [], (
-        f"settings read by the code but neither set in {API_BICEP.relative_to(ROOT)} (between the "
+        f"settings in the catalogue but neither set in {API_BICEP.relative_to(ROOT)} (between the "
         f"app-settings markers) nor listed in DOCUMENTED_OPTIONAL here: {missing}"
     )
-    stale = sorted(set(DOCUMENTED_OPTIONAL) - read)
-    assert stale == [], f"DOCUMENTED_OPTIONAL lists settings nothing reads: {stale}"
+    stale = sorted(set(DOCUMENTED_OPTIONAL) - catalogued)
+    assert stale == [], f"DOCUMENTED_OPTIONAL lists settings the catalogue lacks: {stale}"
     both = sorted(set(DOCUMENTED_OPTIONAL) & in_bicep)
     assert both == [], f"set in Bicep but also listed as optional: {both}"
+    required = sorted(name for name, setting in CATALOGUE.items() if setting.required)
+    assert required
+    assert set(required) <= in_bicep, (
+        f"required settings Bicep does not set: {sorted(set(required) - in_bicep)}"
+    )
 
 
-def test_documented_optional_settings_are_in_the_readme_and_example() -> None:
-    readme = (ROOT / "README.md").read_text()
-    for name in DOCUMENTED_OPTIONAL:
-        assert f"`{name}`" in readme or f"`{name.split('__')[-1]}`" in readme, f"{name} not in README"
-
-
-def test_every_bicep_setting_is_read_by_something() -> None:
-    # Settings the platform reads (telemetry) are fine; anything else would be dead configuration.
-    platform = {"APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"}
-    read = settings_read_by_config() | settings_read_by_bindings()
-    unused = sorted(bicep_app_settings() - read - platform)
+def test_every_bicep_setting_is_in_the_catalogue_or_read_by_the_host() -> None:
+    bindings = settings_read_by_bindings()
+    assert "FETCH_SCHEDULE" in bindings  # a floor, so a broken pattern cannot pass by finding nothing
+    unused = sorted(bicep_app_settings() - set(CATALOGUE) - bindings - PLATFORM)
     assert unused == [], f"{API_BICEP.relative_to(ROOT)} sets settings nothing reads: {unused}"
+
+
+def test_every_setting_is_in_the_readme_settings_table() -> None:
+    table = readme_settings_table()
+    for name in [*CATALOGUE, *settings_read_by_bindings()]:
+        assert in_readme_table(name, table), f"{name} is not in the README's settings table"

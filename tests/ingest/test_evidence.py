@@ -365,7 +365,7 @@ def test_a_report_seeing_a_records_subject_keeps_what_graph_found_in_the_index(s
     from datetime import UTC, datetime
 
     from shared.model.message_info import Observed
-    from shared.settings.config import ResolutionSettings
+    from shared.settings import ResolutionSettings
     from shared.storage import message_index
     from shared.subjects.resolver import SubjectResolver
 

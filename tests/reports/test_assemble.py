@@ -15,7 +15,7 @@ from shared.model.event import EVENT_COLUMNS
 from shared.reports import assemble
 from shared.reports.request import parse_report_request
 from shared.reports.views import EXPOSURE_COLUMNS, SESSION_COLUMNS, VIEWS
-from shared.settings.config import ReportSettings
+from shared.settings import ReportSettings
 from shared.storage import MAILBOX_TABLE, Storage, raw_store
 from shared.storage.tables import table_for
 from tests.helpers import (

@@ -17,7 +17,7 @@ from shared.model.message_info import MessageObserver
 from shared.reports.assemble import audit_lookup, passes_filters
 from shared.reports.request import parse_report_request
 from shared.reports.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, exposure_rows, message_rows
-from shared.settings.config import ReportSettings
+from shared.settings import ReportSettings
 from tests.records_factory import (
     ABSENT,
     GRAPH,

@@ -20,7 +20,7 @@ from shared.reports.request import (
     parse_time,
     validate_subject,
 )
-from shared.settings.config import ReportSettings
+from shared.settings import ReportSettings
 
 pytestmark = pytest.mark.unit
 

@@ -23,7 +23,7 @@ from shared.ingest import pipeline
 from shared.model.event import AccessEvent, MessageRef
 from shared.model.message_info import MessageInfo, Observed, observe
 from shared.runtime import build_resolver
-from shared.settings.config import ResolutionSettings, load_resolution_settings
+from shared.settings import ResolutionSettings, load_resolution_settings
 from shared.storage import MESSAGE_INDEX_TABLE, Storage, message_index
 from shared.subjects import lookup_queue
 from shared.subjects.resolver import MAX_ITEM_ATTEMPTS, SHORT_RETRY, Budget, ResolveStats, SubjectResolver

@@ -1,10 +1,10 @@
-"""shared/settings/config.py: subject-resolution settings (RESOLVE_*, GRAPH_*)."""
+"""shared/settings/subjects.py: subject-resolution settings (RESOLVE_*, GRAPH_*)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shared.settings.config import SettingsError, load_resolution_settings
+from shared.settings import ResolvePolicy, SettingsError, load_resolution_settings
 
 pytestmark = pytest.mark.unit
 
@@ -14,7 +14,7 @@ APP = {"TENANT_ID": TENANT, "CLIENT_ID": "5a0c1f4e-7d2b-4c39-8e61-0f9b2d7a4c15",
 
 def test_without_a_tenant_resolution_is_off_and_needs_no_graph() -> None:
     settings = load_resolution_settings({})
-    assert settings.policy == "off"
+    assert settings.policy is ResolvePolicy.OFF
     assert settings.graph is None
     assert not settings.on_demand
     assert not settings.covers("alice@contoso.com")
@@ -22,7 +22,7 @@ def test_without_a_tenant_resolution_is_off_and_needs_no_graph() -> None:
 
 def test_with_a_tenant_every_mailbox_is_resolved_and_reports_may_look_up() -> None:
     settings = load_resolution_settings(APP)
-    assert settings.policy == "all"
+    assert settings.policy is ResolvePolicy.ALL
     assert settings.on_demand
     assert settings.covers("Anyone@Contoso.com")
     assert settings.graph is not None
@@ -91,3 +91,25 @@ def test_graph_overrides_for_the_simulator() -> None:
     assert settings.base == "https://127.0.0.1:8443"
     assert settings.scope == "https://graph.microsoft.com/.default"  # tokens are still for Graph
     assert not settings.message_trace
+
+
+@pytest.mark.parametrize(
+    ("value", "policy"),
+    [(" ALL ", ResolvePolicy.ALL), ("WatchList", ResolvePolicy.WATCHLIST), ("off", ResolvePolicy.OFF)],
+)
+def test_the_policy_is_read_case_insensitively(value: str, policy: ResolvePolicy) -> None:
+    env = {**APP, "RESOLVE_SUBJECTS": value, "RESOLVE_WATCHLIST": "alice@contoso.com"}
+    assert load_resolution_settings(env).policy is policy
+
+
+def test_an_unknown_policy_lists_the_valid_ones() -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_resolution_settings({**APP, "RESOLVE_SUBJECTS": "Some"})
+    assert str(raised.value) == "RESOLVE_SUBJECTS must be one of all, watchlist, off, got 'some'"
+
+
+def test_graph_uses_the_collection_credentials() -> None:
+    settings = load_resolution_settings(APP).graph
+    assert settings is not None
+    assert (settings.auth.tenant_id, settings.auth.client_id) == (TENANT, APP["CLIENT_ID"])
+    assert settings.auth.mode == "secret"

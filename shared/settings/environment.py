@@ -1,0 +1,213 @@
+"""The only reader of the environment: the catalogue of every setting the code can read, and typed
+readers that take their defaults from it and fail with a SettingsError naming the setting."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+Choice = TypeVar("Choice", bound=StrEnum)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it and says what to fix."""
+
+
+class Capability(StrEnum):
+    STORAGE = "storage"
+    COLLECTION = "collection"  # the Management Activity API, with the credentials and the cloud
+    REPORTS = "reports"
+    ALERTS = "alerts"
+    SUBJECTS = "subjects"  # Microsoft Graph and subject resolution
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its capability, whether that capability cannot run without it, its default as it
+    would be written (`default`, "" for none) or where the default comes from when it depends on
+    other settings (`derived`), and what it means."""
+
+    name: str
+    capability: Capability
+    meaning: str
+    default: str = ""
+    derived: str = ""
+    required: bool = False
+
+
+_STORAGE = "AzureWebJobsStorage"
+_SETTINGS = (
+    Setting(_STORAGE, Capability.STORAGE, "storage connection string (Azurite locally); unset in Azure"),
+    Setting(f"{_STORAGE}__accountName", Capability.STORAGE, "identity-based access to this account"),
+    *(
+        Setting(
+            f"{_STORAGE}__{kind}ServiceUri",
+            Capability.STORAGE,
+            f"identity-based access to the {kind} service at this https URI",
+            derived=f"https://{{accountName}}.{kind}.core.windows.net",
+        )
+        for kind in ("blob", "queue", "table")
+    ),
+    Setting(
+        f"{_STORAGE}__credential",
+        Capability.STORAGE,
+        "managedidentity: the app's managed identity",
+        derived="DefaultAzureCredential",
+    ),
+    Setting(f"{_STORAGE}__clientId", Capability.STORAGE, "client id of the user-assigned managed identity"),
+    Setting(
+        "TENANT_ID",
+        Capability.COLLECTION,
+        "Entra tenant GUID (also Graph's tenant and the alerts' tenant)",
+        required=True,
+    ),
+    Setting("PUBLISHER_ID", Capability.COLLECTION, "PublisherIdentifier of every call", derived="TENANT_ID"),
+    Setting("M365_CLOUD", Capability.COLLECTION, "the cloud: login, API and Graph hosts", "commercial"),
+    Setting("CLIENT_ID", Capability.COLLECTION, "app registration (with a secret or a certificate)"),
+    Setting("CLIENT_SECRET", Capability.COLLECTION, "the app registration's secret"),
+    Setting("CLIENT_CERTIFICATE", Capability.COLLECTION, "the app registration's certificate and key (PEM)"),
+    Setting("CLIENT_CERTIFICATE_PATH", Capability.COLLECTION, "a PEM file, when CLIENT_CERTIFICATE is unset"),
+    Setting(
+        "CLIENT_CERTIFICATE_THUMBPRINT",
+        Capability.COLLECTION,
+        "the certificate's SHA-1 thumbprint",
+        derived="computed from the certificate",
+    ),
+    Setting(
+        "MANAGED_IDENTITY_CLIENT_ID",
+        Capability.COLLECTION,
+        "user-assigned managed identity for tokens (no CLIENT_ID)",
+        derived="system-assigned",
+    ),
+    Setting("LOGIN_AUTHORITY", Capability.COLLECTION, "override of the login host", derived="M365_CLOUD"),
+    Setting("MANAGEMENT_API_BASE", Capability.COLLECTION, "override of the API host", derived="M365_CLOUD"),
+    Setting(
+        "MANAGEMENT_API_SCOPE",
+        Capability.COLLECTION,
+        "token scope for the API",
+        derived="{MANAGEMENT_API_BASE}/.default",
+    ),
+    Setting("CA_BUNDLE", Capability.COLLECTION, "PEM file of extra CAs to trust (simulator, TLS proxy)"),
+    Setting("COLLECT_OVERLAP_MINUTES", Capability.COLLECTION, "re-listed overlap for late content", "120"),
+    Setting("COLLECT_WINDOW_HOURS", Capability.COLLECTION, "width of one listing window", "23"),
+    Setting("COLLECT_INITIAL_LOOKBACK_HOURS", Capability.COLLECTION, "first run's look-back", "24"),
+    Setting("COLLECT_MAX_REQUESTS_PER_MINUTE", Capability.COLLECTION, "API request budget", "1500"),
+    Setting("COLLECT_CONCURRENCY", Capability.COLLECTION, "concurrent blob fetches", "8"),
+    Setting("COLLECT_TIME_BUDGET_SECONDS", Capability.COLLECTION, "one run's time budget", "1500"),
+    Setting("COLLECT_REQUEST_TIMEOUT_SECONDS", Capability.COLLECTION, "one request's timeout", "30"),
+    Setting("COLLECT_MAX_ATTEMPTS", Capability.COLLECTION, "attempts per request", "8"),
+    Setting("COLLECT_MAX_BACKOFF_SECONDS", Capability.COLLECTION, "longest wait between attempts", "60"),
+    Setting("REPORT_DEFAULT_DAYS", Capability.REPORTS, "report range when `from` is not given", "7"),
+    Setting("REPORT_MAX_DAYS", Capability.REPORTS, "longest range one request may ask for", "400"),
+    Setting("REPORT_PAGE_ROWS", Capability.REPORTS, "rows per page over HTTP", "10000"),
+    Setting("REPORT_REQUIRED_ROLE", Capability.REPORTS, "app role a report's principal must carry"),
+    Setting(
+        "WEBSITE_AUTH_ENABLED",
+        Capability.REPORTS,
+        "App Service authentication is on (injected by the platform, never set)",
+        "false",
+    ),
+    Setting("ALERT_WEBHOOK_URL", Capability.ALERTS, "where alerts are POSTed; empty: recorded, not sent"),
+    Setting("ALERT_WEBHOOK_SECRET", Capability.ALERTS, "HMAC-SHA256 key signing each delivery"),
+    Setting("ALERT_WEBHOOK_FORMAT", Capability.ALERTS, "payload format", "json"),
+    Setting("ALERT_NEAR_THROTTLE_THRESHOLD", Capability.ALERTS, "records in 24h for near_throttle", "900"),
+    Setting("ALERT_LAG_HOURS", Capability.ALERTS, "checkpoint age that raises collection.lagging", "6"),
+    Setting("ALERT_WEBHOOK_TIMEOUT_SECONDS", Capability.ALERTS, "one delivery attempt's timeout", "10"),
+    Setting("ALERT_RETENTION_DAYS", Capability.ALERTS, "days a delivered alert is kept", "30"),
+    Setting(
+        "RESOLVE_SUBJECTS",
+        Capability.SUBJECTS,
+        "whose message ids are resolved as records arrive",
+        derived="all with TENANT_ID, else off",
+    ),
+    Setting("RESOLVE_WATCHLIST", Capability.SUBJECTS, "mailbox UPNs for RESOLVE_SUBJECTS=watchlist"),
+    Setting(
+        "RESOLVE_ON_DEMAND",
+        Capability.SUBJECTS,
+        "a report looks up what is not resolved yet",
+        derived="true with TENANT_ID, else false",
+    ),
+    Setting("RESOLVE_ON_DEMAND_MAX_REQUESTS", Capability.SUBJECTS, "Graph requests per report lookup", "50"),
+    Setting("RESOLVE_ON_DEMAND_SECONDS", Capability.SUBJECTS, "seconds per report lookup", "20"),
+    Setting(
+        "RESOLVE_MESSAGE_TRACE",
+        Capability.SUBJECTS,
+        "fall back to Graph message trace",
+        derived="true in commercial and gcc, else false",
+    ),
+    Setting("GRAPH_API_BASE", Capability.SUBJECTS, "override of the Graph host", derived="M365_CLOUD"),
+    Setting("GRAPH_SCOPE", Capability.SUBJECTS, "token scope for Graph", derived="M365_CLOUD"),
+)
+CATALOGUE: Mapping[str, Setting] = {setting.name: setting for setting in _SETTINGS}
+
+
+def is_https_url(value: str) -> bool:
+    parts = urlsplit(value)
+    return parts.scheme == "https" and bool(parts.netloc)
+
+
+class Environment:
+    """Typed reads of one environment (the process's unless given), each of a catalogued name.
+
+    Values are trimmed, and a blank one counts as unset. When unset, a setting has the catalogue's
+    default; a reader takes an explicit default only for a setting whose default is derived."""
+
+    def __init__(self, source: Mapping[str, str] | None = None) -> None:
+        self._source = os.environ if source is None else source
+
+    def text(self, name: str, default: str | None = None) -> str:
+        setting = CATALOGUE[name]  # a KeyError here is a name missing from the catalogue
+        value = self._source.get(name, "").strip()
+        if value:
+            return value
+        return setting.default if default is None else default
+
+    def optional(self, name: str) -> str | None:
+        return self.text(name) or None
+
+    def integer(self, name: str, low: int, high: int) -> int:
+        raw = self.text(name)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def boolean(self, name: str, default: bool | None = None) -> bool:
+        raw = self.text(name, None if default is None else str(default).lower()).lower()
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+    def choice(self, name: str, choices: type[Choice], default: Choice | None = None) -> Choice:
+        value = self.text(name, None if default is None else default.value).lower()
+        try:
+            return choices(value)
+        except ValueError:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}") from None
+
+    def https_url(self, name: str, default: str | None = None) -> str:
+        """An https:// URL without its trailing slash."""
+        value = self.text(name, default)
+        if not is_https_url(value):
+            raise SettingsError(f"{name} must be an https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    def guid(self, name: str, default: str | None = None) -> str:
+        """A GUID, lower-case."""
+        value = self.text(name, default)
+        if not _GUID.match(value):
+            raise SettingsError(f"{name} must be a GUID, got {value!r}")
+        return value.lower()

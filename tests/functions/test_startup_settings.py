@@ -1,0 +1,245 @@
+"""Every setting is validated by the first function a worker runs, whatever it is: a collection
+setting that does not validate raises collection.misconfigured at once, shows in /api/health and
+stops fetch_audit alone. Driven through the real handlers with real azure.functions objects,
+against Azurite and a real webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from devtools.receiver import WebhookReceiver
+from shared import runtime
+from shared.alerts import outbox
+from shared.ingest import pipeline
+from shared.settings import SettingsError
+from shared.storage import MAILBOX_TABLE, Storage, raw_store
+from tests.functions.helpers import registered_functions
+from tests.records_factory import TENANT, mail_items_accessed
+
+pytestmark = pytest.mark.functions
+
+SECRET = "startup-secret"
+MISCONFIGURED = "collection.misconfigured"
+
+
+def handler(name: str) -> Callable[..., Any]:
+    return registered_functions()[name].get_user_function()
+
+
+def _timer() -> func.TimerRequest:
+    return func.timer.TimerRequest(past_due=False)
+
+
+def _get(url: str, route_params: dict[str, str] | None = None) -> func.HttpRequest:
+    return func.HttpRequest(method="GET", url=url, body=b"", params={}, route_params=route_params or {})
+
+
+def _health() -> dict[str, Any]:
+    response = handler("health_http")(_get("/api/health"))
+    assert response.status_code == 200
+    body: dict[str, Any] = json.loads(response.get_body())
+    return body
+
+
+def _report_status() -> int:
+    request = _get("/api/reports/alice@contoso.com", {"mailbox": "alice@contoso.com"})
+    status: int = handler("report_http")(request).status_code
+    return status
+
+
+def _misconfigured_rows(storage: Storage) -> list[dict[str, Any]]:
+    return [row for row in outbox.rows(storage) if row["Type"] == MISCONFIGURED]
+
+
+def _startup_log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("collection is misconfigured")
+    ]
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(secret=SECRET) as running:
+        yield running
+
+
+@pytest.fixture
+def host_env(function_env: Storage, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> Storage:
+    """A deployed app's settings: a tenant (managed identity), a signed webhook."""
+    monkeypatch.setenv("TENANT_ID", TENANT)
+    monkeypatch.setenv("ALERT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("ALERT_WEBHOOK_SECRET", SECRET)
+    runtime.reset()
+    return function_env
+
+
+def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    runtime.reset()  # a new worker
+
+
+def _run_enrich_trace(storage: Storage) -> None:
+    imported = pipeline.import_bytes(storage, json.dumps(mail_items_accessed()).encode(), "one.jsonl")
+    body = raw_store.RawPointer(imported.blob, imported.sha256, imported.format).encode().encode()
+    handler("enrich_trace")(func.QueueMessage(id="m1", body=body, pop_receipt="r1"))
+    assert len(list(storage.tables.get_table_client(MAILBOX_TABLE).list_entities())) == 1
+
+
+def _run_first(name: str, storage: Storage) -> None:
+    """Run `name` as a worker's first function, and check it did its own work."""
+    if name == "health_http":
+        assert _health()["settings"]["collection"] is not None
+    elif name == "report_http":
+        assert _report_status() == 200
+    elif name == "enrich_trace":
+        _run_enrich_trace(storage)
+    else:
+        handler(name)(_timer())
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["health_http", "report_http", "enrich_trace", "deliver_alerts", "watch_poison", "resolve_subjects"],
+)
+def test_the_first_function_of_any_kind_raises_collection_misconfigured_and_still_runs(
+    host_env: Storage, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch, first: str
+) -> None:
+    _set(monkeypatch, {"COLLECT_CONCURRENCY": "lots"})
+
+    _run_first(first, host_env)
+
+    [request] = receiver.received  # delivered at once, not on the next fetch_audit tick
+    assert request.signature_ok
+    alert = request.json()
+    assert alert["type"] == MISCONFIGURED
+    assert alert["details"]["error"] == "COLLECT_CONCURRENCY must be an integer, got 'lots'"
+    assert alert["tenant"] == TENANT
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        pytest.param(
+            {"COLLECT_CONCURRENCY": "65"}, "COLLECT_CONCURRENCY must be between 1 and 64", id="range"
+        ),
+        pytest.param(
+            {"COLLECT_WINDOW_HOURS": "24"}, "COLLECT_WINDOW_HOURS must be between 1 and 23", id="window"
+        ),
+        pytest.param({"PUBLISHER_ID": "contoso"}, "PUBLISHER_ID must be a GUID", id="publisher"),
+        pytest.param(
+            {"MANAGEMENT_API_BASE": "http://manage"}, "MANAGEMENT_API_BASE must be an https://", id="url"
+        ),
+    ],
+)
+def test_a_bad_collection_setting_stops_fetch_audit_alone_and_health_shows_it(
+    host_env: Storage,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    bad: dict[str, str],
+    message: str,
+) -> None:
+    _set(monkeypatch, bad)
+
+    body = _health()
+    assert _report_status() == 200
+    handler("watch_poison")(_timer())
+    with pytest.raises(SettingsError, match="^" + re.escape(message)):
+        handler("fetch_audit")(_timer())
+
+    assert body["status"] == "attention"
+    assert body["settings"]["collection"].startswith(message)
+    assert body["settings"]["alerts"] is None
+    assert f"collection is misconfigured: {body['settings']['collection']}" in body["problems"]
+    [request] = receiver.received
+    assert request.json()["details"]["error"] == body["settings"]["collection"]
+    assert len(_misconfigured_rows(host_env)) == 1
+
+
+def test_the_start_up_check_runs_once_per_worker_and_alerts_once_a_day(
+    host_env: Storage,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="shared.collect.collector")
+    _set(monkeypatch, {"COLLECT_MAX_ATTEMPTS": "0"})
+
+    _health()
+    _report_status()
+    handler("deliver_alerts")(_timer())
+    assert len(_startup_log_lines(caplog)) == 1  # one worker, one check
+
+    runtime.reset()  # a second worker the same day: checked again, nothing raised twice
+    _health()
+    handler("deliver_alerts")(_timer())
+
+    assert len(_startup_log_lines(caplog)) == 2
+    assert len(_misconfigured_rows(host_env)) == 1
+    assert len(receiver.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        pytest.param({"TENANT_ID": "contoso"}, "TENANT_ID must be a GUID", id="tenant"),
+        pytest.param({"CLIENT_SECRET": "s3cr3t-value"}, "CLIENT_ID is required", id="secret-without-client"),
+        pytest.param(
+            {"M365_CLOUD": "mars"}, "M365_CLOUD must be one of commercial, gcc, gcchigh, dod", id="cloud"
+        ),
+    ],
+)
+def test_a_bad_setting_collection_shares_with_graph_is_alerted_at_start_up_too(
+    host_env: Storage,
+    receiver: WebhookReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    bad: dict[str, str],
+    named: str,
+) -> None:
+    _set(monkeypatch, bad)
+
+    # Subject resolution needs the same setting, so reports fail as they always have (500, logged).
+    assert _report_status() == 500
+
+    [request] = receiver.received
+    assert request.json()["type"] == MISCONFIGURED
+    assert request.json()["details"]["error"].startswith(named)
+    body = _health()
+    assert body["settings"]["collection"].startswith(named)
+    with pytest.raises(SettingsError, match="^" + re.escape(named)):
+        handler("fetch_audit")(_timer())
+    assert len(receiver.received) == 1
+    assert "s3cr3t-value" not in request.body.decode() + json.dumps(body)
+
+
+def test_valid_collection_settings_raise_nothing_at_start_up(
+    host_env: Storage, receiver: WebhookReceiver
+) -> None:
+    body = _health()
+    assert _report_status() == 200
+    handler("deliver_alerts")(_timer())
+
+    assert body["settings"] == {"collection": None, "alerts": None}
+    assert outbox.rows(host_env) == []
+    assert receiver.received == []
+
+
+def test_with_bad_alert_settings_health_shows_both_problems_and_nothing_is_raised(
+    host_env: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _set(monkeypatch, {"COLLECT_CONCURRENCY": "lots", "ALERT_WEBHOOK_FORMAT": "email"})
+
+    body = _health()
+
+    assert body["settings"]["collection"] == "COLLECT_CONCURRENCY must be an integer, got 'lots'"
+    assert body["settings"]["alerts"].startswith("ALERT_WEBHOOK_FORMAT must be one of json, teams, slack")
+    assert outbox.rows(host_env) == []
+    with pytest.raises(SettingsError, match=r"^ALERT_WEBHOOK_FORMAT"):
+        handler("deliver_alerts")(_timer())
