@@ -37,7 +37,7 @@ class MailboxActivity:
             self.throttled[(event.mailbox, event.record_id)] = event.timestamp
 
 
-def distinct_records(storage: Storage, mailbox: str, end: datetime, stop_at: int | None = None) -> int:
+def distinct_records(storage: Storage, mailbox: str, end: datetime) -> int:
     """Distinct MailItemsAccessed records of `mailbox` with end - 24h < time <= end, counted from the
     MailboxAccess rows (one per record Id, so repeats never count twice); RowKey only."""
     client = storage.tables.get_table_client(MAILBOX_TABLE)
@@ -48,12 +48,8 @@ def distinct_records(storage: Storage, mailbox: str, end: datetime, stop_at: int
         "lo": keys.time_key(end - TRAILING) + "~",
         "hi": keys.time_key(end) + "~",
     }
-    count = 0
-    for _ in client.query_entities(query, parameters=parameters, select=["RowKey"], results_per_page=1000):
-        count += 1
-        if stop_at is not None and count >= stop_at:
-            break
-    return count
+    rows = client.query_entities(query, parameters=parameters, select=["RowKey"], results_per_page=1000)
+    return sum(1 for _ in rows)
 
 
 def mailbox_alerts(
