@@ -9,7 +9,7 @@ from shared import logsetup
 from shared.clients.auth import token_provider
 from shared.clients.graph_api import GraphClient
 from shared.settings.config import ResolutionSettings, Settings, load_settings, load_storage_settings
-from shared.storage import MESSAGE_INDEX_TABLE, Storage
+from shared.storage import Storage
 from shared.subjects.resolver import SubjectResolver
 
 
@@ -33,7 +33,7 @@ def build_resolver(storage: Storage, settings: ResolutionSettings) -> SubjectRes
     graph = None
     if settings.graph is not None:
         graph = GraphClient(settings.graph, token_provider(settings.graph.auth))
-    return SubjectResolver(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), settings, graph)
+    return SubjectResolver(storage.message_index, settings, graph)
 
 
 @cache
