@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote
 
 import pytest
+from azure.data.tables import EdmType, EntityProperty
 
 from shared.model import keys
 from shared.model.event import AccessEvent, MessageRef
@@ -399,3 +400,78 @@ def test_row_keys_of_years_before_1000_keep_the_time_order() -> None:
     assert early == "09991231T235959"
     assert early < later
 
+
+def test_count_rows_counts_one_partition_after_one_time_through_another_to_the_second(
+    storage: Storage,
+) -> None:
+    table = storage.mailbox_access
+    end = T0 + timedelta(hours=24)
+    offsets = {"at-start": 0, "just-after-start": 1, "inside": 3600, "at-end": 86_400, "after-end": 86_401}
+    events = [make_event(timestamp=T0 + timedelta(seconds=s), record_id=name) for name, s in offsets.items()]
+    events.append(make_event(mailbox="bob@contoso.com", timestamp=T0 + timedelta(hours=1), record_id="bob"))
+    tables.store_events(storage, events)
+
+    assert table.count_rows("alice@contoso.com", after=T0, through=end) == 3
+    assert table.count_rows("bob@contoso.com", after=T0, through=end) == 1
+    assert table.count_rows("carol@contoso.com", after=T0, through=end) == 0
+
+
+def test_rows_in_gives_access_rows_in_range_of_one_partition_or_all_never_overflow_rows(
+    storage: Storage,
+) -> None:
+    table = storage.mailbox_access
+    huge = make_event(record_id="huge", timestamp=T0, items=_many_items(12_000, "Payroll"))
+    later = make_event(record_id="later", timestamp=T0 + timedelta(hours=1))
+    bobs = make_event(record_id="bobs", mailbox="bob@contoso.com", timestamp=T0)
+    tables.store_events(storage, [huge, later, bobs])
+    assert any(table.is_overflow_row(row) for row in full_scan(table))
+
+    def ids(subject: str | None, start: datetime | None, end: datetime | None) -> list[str]:
+        return sorted(row["RecordId"] for row in table.rows_in(subject, start, end))
+
+    assert ids(None, None, None) == ["bobs", "huge", "later"]
+    assert ids("alice@contoso.com", None, None) == ["huge", "later"]
+    assert ids("alice@contoso.com", T0 + timedelta(seconds=1), None) == ["later"]
+    assert ids(None, None, T0 + timedelta(hours=1)) == ["bobs", "huge"]
+    assert sorted(table.record_ids()) == ["bobs", "huge", "later"]
+    assert sorted(storage.actor_access.record_ids()) == ["bobs", "huge", "later"]
+
+
+def test_a_conflict_row_is_keyed_by_the_access_row_and_the_new_copys_hash_and_names_both_sources(
+    storage: Storage,
+) -> None:
+    first = make_event(record_id="r/1", source_blob="a.json.gz", source_sha256="a" * 64, source_index=3)
+    rewritten = replace(
+        first, client_ip="192.0.2.99", source_blob="c.gz", source_sha256="c" * 64, source_index=0
+    )
+    other = make_event(record_id="r2", mailbox="bob@contoso.com")
+    tables.store_events(storage, [first, other])
+    detected = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
+    tables.store_events(storage, [rewritten, replace(other, client_ip="192.0.2.1")], detected)
+
+    row_key = MailboxAccessTable.row_key(first)
+    conflicts = storage.record_conflicts
+    [alices, _] = sorted(full_scan(conflicts), key=lambda row: row["Mailbox"])
+    assert alices == {
+        "PartitionKey": "alice@contoso.com",
+        "RowKey": f"{row_key}|{rewritten.content_sha256()[:32]}",
+        "AccessRowKey": "20261118T021400_r%2F1",
+        "RecordId": "r/1",
+        "Mailbox": "alice@contoso.com",
+        "EventTime": "2026-11-18T02:14:00Z",
+        "FirstContentSha256": first.content_sha256(),
+        "FirstSourceBlob": "a.json.gz",
+        "FirstSourceSha256": "a" * 64,
+        "FirstSourceIndex": EntityProperty(3, EdmType.INT64),
+        "ContentSha256": rewritten.content_sha256(),
+        "SourceBlob": "c.gz",
+        "SourceSha256": "c" * 64,
+        "SourceIndex": EntityProperty(0, EdmType.INT64),
+        "DetectedAt": "2026-11-20T08:00:00Z",
+    }
+    [listed] = conflicts.listed("alice@contoso.com", first.timestamp, first.timestamp + timedelta(seconds=1))
+    assert listed == {name: tables.plain(alices[name]) for name in conflicts.LISTED}
+    assert conflicts.listed("alice@contoso.com", first.timestamp + timedelta(seconds=1), None) == []
+    assert len(conflicts.listed(None, None, None)) == 2
+    assert conflicts.detection_times(limit=5) == ["2026-11-20T08:00:00Z"] * 2
+    assert len(conflicts.detection_times(limit=1)) == 1
