@@ -13,7 +13,7 @@ from shared.clients.auth import token_provider
 from shared.collect.collector import Collector, CollectResult
 from shared.ingest import pipeline
 from shared.settings import load_collection_settings
-from shared.storage import MAILBOX_TABLE, Storage
+from shared.storage import Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 
 CONCURRENCY = 8
@@ -44,8 +44,7 @@ def bench_collect_throughput(connection_string: str) -> dict[str, Any]:
         collect_seconds = time.perf_counter() - began
         processed = pipeline.drain_queue(storage)
         total_seconds = time.perf_counter() - began
-        table = storage.tables.get_table_client(MAILBOX_TABLE)
-        rows = sum(1 for _ in table.list_entities(select=["RecordId"]))
+        rows = len(storage.mailbox_access.record_ids())
         served = len(sim.ground_truth()["served"])
     if rows != served:
         raise SystemExit(f"bench: {rows} rows stored but the simulator served {served}")

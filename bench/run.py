@@ -47,12 +47,12 @@ from bench.data import START, RecordFactory, mailbox_events
 from bench.graph import bench_graph_requests
 from bench.table_replay import TableReplay, serving
 from devtools import azurite
-from shared.model import keys
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
 from shared.reports.assemble import events_from_table, render_report
 from shared.reports.request import ReportQuery
-from shared.storage import MAILBOX_TABLE, tables
+from shared.storage import tables
+from shared.storage.tables import MailboxAccessTable
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().with_name("results.json")
@@ -70,7 +70,7 @@ INGEST_GOAL_MIN = 4.0
 REPORT_ROWS = 100_000
 AZURITE_REPORT_ROWS = 5_000  # Azurite's per-partition upsert is O(rows already there)
 AZURITE_LOAD_CHUNK = 1_000
-REPORT_PAGE_ROWS = 1_000  # shared.storage.tables.query_events' page size
+REPORT_PAGE_ROWS = 1_000  # AccessTable.query_events' page size
 REPORT_GOAL_MAX_MB = 100.0
 RSS_SAMPLE_SECONDS = 0.02
 MIB = 1024 * 1024
@@ -162,7 +162,7 @@ def ingest_entities() -> list[dict[str, Any]]:
     records = [factory.mail_items_accessed(START + timedelta(seconds=i), "Bind") for i in range(INGEST_ROWS)]
     events = list(events_from_bytes(orjson.dumps(records), "bench-ingest"))
     require(len({event.mailbox for event in events}) == INGEST_MAILBOXES, "ingest rows span every mailbox")
-    return [tables.to_entity(event, event.mailbox) for event in events]
+    return [MailboxAccessTable.to_entity(event) for event in events]
 
 
 def insert_one_by_one(table: TableClient, entities: list[dict[str, Any]]) -> int:
@@ -261,7 +261,7 @@ def reset_peak_rss() -> bool:
 def rss_child(mailbox: str, out_path: str) -> dict[str, Any]:
     """In the child, everything already imported: RSS baseline, then the report as `mia report -o`
     writes it, with the peak sampled meanwhile and read from VmHWM afterwards."""
-    table = TableClient.from_connection_string(os.environ[STORAGE_ENV], MAILBOX_TABLE)
+    table = MailboxAccessTable.of(TableServiceClient.from_connection_string(os.environ[STORAGE_ENV]))
     query = report_query(mailbox)
     gc.collect()
     baseline = psutil.Process().memory_info().rss
@@ -325,14 +325,14 @@ def measure_report(connection_string: str, rows: int) -> dict[str, Any]:
 def load_azurite_rows(connection_string: str, rows: int) -> dict[str, Any]:
     """`rows` rows of REPORT_MAILBOX into MailboxAccess, batched, timing each chunk: the growth of
     the per-chunk time is Azurite's partition scan."""
-    table = TableClient.from_connection_string(connection_string, MAILBOX_TABLE)
+    table = MailboxAccessTable.of(TableServiceClient.from_connection_string(connection_string))
     events = mailbox_events(REPORT_MAILBOX, rows, seed=3)
-    entities = [tables.to_entity(event, REPORT_MAILBOX) for event in events]
+    entities = [table.to_entity(event) for event in events]
     chunk_seconds = []
     for start in range(0, rows, AZURITE_LOAD_CHUNK):
         chunk = entities[start : start + AZURITE_LOAD_CHUNK]
-        chunk_seconds.append(timed(tables.upsert_entities, table, chunk)[0])
-    require(count_rows(table) == rows, f"{rows} rows stored in Azurite")
+        chunk_seconds.append(timed(tables.upsert_entities, table.client, chunk)[0])
+    require(count_rows(table.client) == rows, f"{rows} rows stored in Azurite")
     return {
         "rows_loaded": rows,
         "load_chunk_rows": AZURITE_LOAD_CHUNK,
@@ -341,15 +341,17 @@ def load_azurite_rows(connection_string: str, rows: int) -> dict[str, Any]:
 
 
 def report_in_azurite(connection_string: str) -> dict[str, Any]:
-    TableServiceClient.from_connection_string(connection_string).create_table_if_not_exists(MAILBOX_TABLE)
+    service = TableServiceClient.from_connection_string(connection_string)
+    service.create_table_if_not_exists(MailboxAccessTable.NAME)
     load = load_azurite_rows(connection_string, AZURITE_REPORT_ROWS)
     return {"rows_served_by": "Azurite", **load, **measure_report(connection_string, AZURITE_REPORT_ROWS)}
 
 
 def report_from_replay() -> dict[str, Any]:
     events = mailbox_events(REPORT_MAILBOX, REPORT_ROWS, seed=4)
-    entities = [tables.to_entity(event, REPORT_MAILBOX) for event in events]
-    replay = TableReplay(MAILBOX_TABLE, keys.encode_key(REPORT_MAILBOX), entities, REPORT_PAGE_ROWS)
+    entities = [MailboxAccessTable.to_entity(event) for event in events]
+    partition = entities[0]["PartitionKey"]  # every event is REPORT_MAILBOX's
+    replay = TableReplay(MailboxAccessTable.NAME, partition, entities, REPORT_PAGE_ROWS)
     del entities
     with serving(replay) as port:
         measured = measure_report(azurite.connection_string(port, port, port), REPORT_ROWS)

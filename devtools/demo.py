@@ -26,8 +26,7 @@ from azure.data.tables import TableServiceClient
 
 from devtools.azurite import ROOT, running_azurite
 from devtools.receiver import WebhookReceiver
-from shared.storage import MAILBOX_TABLE
-from shared.storage.tables import is_overflow_partition
+from shared.storage.tables import MailboxAccessTable
 from simulator import FaultConfig, Simulator, SimulatorConfig
 
 OUT = ROOT / "out"
@@ -50,9 +49,8 @@ def collect_until_caught_up(env: dict[str, str], attempts: int = 6) -> None:
 def scan_rows(connection_string: str) -> tuple[int, int]:
     """(distinct record Ids, rows beyond one per record Id) in MailboxAccess (overflow rows, which
     carry the rest of a long record's message list, are not rows of their own)."""
-    table = TableServiceClient.from_connection_string(connection_string).get_table_client(MAILBOX_TABLE)
-    rows = table.list_entities(select=["PartitionKey", "RecordId"])
-    counts = Counter(row["RecordId"] for row in rows if not is_overflow_partition(row["PartitionKey"]))
+    table = MailboxAccessTable.of(TableServiceClient.from_connection_string(connection_string))
+    counts = Counter(table.record_ids())
     return len(counts), sum(counts.values()) - len(counts)
 
 

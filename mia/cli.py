@@ -29,7 +29,6 @@ from shared.settings import (
     load_settings,
 )
 from shared.storage import Storage
-from shared.storage.tables import table_for
 from shared.subjects import lookup_queue
 
 EXAMPLES = """\
@@ -199,8 +198,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         lookup = audit_lookup(observer)
     else:
         storage = _storage()
-        table = storage.tables.get_table_client(table_for(query.by))
-        events = events_from_table(table, query)
+        events = events_from_table(storage.access_table(query.by), query)
         lookup = build_resolver(storage, load_resolution_settings()).report_lookup()
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:

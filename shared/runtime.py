@@ -23,7 +23,7 @@ from shared.settings import (
     load_settings,
     load_storage_settings,
 )
-from shared.storage import MESSAGE_INDEX_TABLE, Storage
+from shared.storage import Storage
 from shared.subjects.resolver import SubjectResolver
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def build_resolver(storage: Storage, settings: ResolutionSettings) -> SubjectRes
     graph = None
     if settings.graph is not None:
         graph = GraphClient(settings.graph, token_provider(settings.graph.auth))
-    return SubjectResolver(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), settings, graph)
+    return SubjectResolver(storage.message_index, settings, graph)
 
 
 @cache

@@ -19,7 +19,8 @@ from typing import Any, cast
 from azure.data.tables import TableClient
 
 from shared.model.event import AccessEvent, MessageRef
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE, Storage, raw_store
+from shared.storage import Storage, raw_store
+from shared.storage.base import Table
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "contoso-purview-export.csv"
@@ -66,15 +67,15 @@ def records_for(subject: str, by: str = "mailbox") -> list[dict[str, Any]]:
     return sorted(chosen, key=lambda r: (r["CreationTime"], r["Id"]))
 
 
-def full_scan(storage: Storage, table: str) -> list[Entity]:
-    """Every entity of a table (properties only, no etag/timestamp), sorted by key."""
-    client = storage.tables.get_table_client(table)
-    entities = [dict(entity) for entity in client.list_entities()]
+def full_scan(table: Table) -> list[Entity]:
+    """Every entity of a table as stored (properties only, no etag/timestamp), sorted by key."""
+    entities = [dict(entity) for entity in table.client.list_entities()]
     return sorted(entities, key=lambda e: (e["PartitionKey"], e["RowKey"]))
 
 
 def scan_all(storage: Storage) -> dict[str, list[Entity]]:
-    return {table: full_scan(storage, table) for table in (MAILBOX_TABLE, ACTOR_TABLE)}
+    """Every entity of MailboxAccess ("mailbox") and ActorAccess ("actor")."""
+    return {"mailbox": full_scan(storage.mailbox_access), "actor": full_scan(storage.actor_access)}
 
 
 def keys_of(entities: Iterable[Entity]) -> set[tuple[str, str]]:

@@ -15,7 +15,7 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared import logsetup, runtime
-from shared.storage import MAILBOX_TABLE, Storage
+from shared.storage import Storage
 from tests.helpers import ROOT, SAMPLE
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def sdk_loggers_unset() -> Iterator[None]:
 
 
 def _read_partition(storage: Storage, upn: str) -> None:
-    table = storage.tables.get_table_client(MAILBOX_TABLE)
+    table = storage.mailbox_access.client
     list(table.query_entities("PartitionKey eq @pk", parameters={"pk": upn}))
     with contextlib.suppress(ResourceNotFoundError):
         table.get_entity(upn, "20261118T091542_x")

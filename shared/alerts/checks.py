@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 from azure.storage.queue import QueueClient
 
 from shared.alerts import outbox, rules
-from shared.model import keys, times
+from shared.model import times
 from shared.model.event import AccessEvent
 from shared.settings import AlertSettings
-from shared.storage import CONTENT_QUEUE, MAILBOX_TABLE, POISON_QUEUE, Storage, raw_store
+from shared.storage import CONTENT_QUEUE, POISON_QUEUE, Storage, raw_store
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +37,10 @@ class MailboxActivity:
             self.throttled[(event.mailbox, event.record_id)] = event.timestamp
 
 
-def distinct_records(storage: Storage, mailbox: str, end: datetime, stop_at: int | None = None) -> int:
+def distinct_records(storage: Storage, mailbox: str, end: datetime) -> int:
     """Distinct MailItemsAccessed records of `mailbox` with end - 24h < time <= end, counted from the
-    MailboxAccess rows (one per record Id, so repeats never count twice); RowKey only."""
-    client = storage.tables.get_table_client(MAILBOX_TABLE)
-    query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
-    parameters = {
-        "pk": keys.encode_key(mailbox),
-        # RowKey = <yyyymmddThhmmss>_<id>: "~" sorts after "_", so these bounds are by time alone.
-        "lo": keys.time_key(end - TRAILING) + "~",
-        "hi": keys.time_key(end) + "~",
-    }
-    count = 0
-    for _ in client.query_entities(query, parameters=parameters, select=["RowKey"], results_per_page=1000):
-        count += 1
-        if stop_at is not None and count >= stop_at:
-            break
-    return count
+    MailboxAccess rows (one per record Id, so repeats never count twice)."""
+    return storage.mailbox_access.count_rows(mailbox, after=end - TRAILING, through=end)
 
 
 def mailbox_alerts(

@@ -21,7 +21,8 @@ from shared.settings import (
     load_alert_settings,
     load_collection_settings,
 )
-from shared.storage import CONFLICTS_TABLE, CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, STATE_TABLE, Storage
+from shared.storage import CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, Storage
+from shared.storage.collection_state import Recorded
 
 log = logging.getLogger(__name__)
 
@@ -30,28 +31,33 @@ def _parse(value: str) -> datetime:
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+# What CollectionState records of content that did not simply become rows, by health's name for it.
+_RECORDED: tuple[tuple[Recorded, str], ...] = (
+    ("gap", "gaps"),
+    ("loss", "losses"),
+    ("unparseable", "unparseable"),
+)
+
+
 def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
     """Per content type: checkpoint, lag and last successful fetch; gaps, losses and blobs stored
     unparseable recorded."""
-    table = storage.tables.get_table_client(STATE_TABLE)
+    table = storage.collection_state
     types: dict[str, Any] = {}
-    for row in table.query_entities("PartitionKey eq @pk", parameters={"pk": "checkpoint"}):
-        checkpoint = row.get("Checkpoint", "")
+    for row in table.checkpoints():
+        checkpoint = row.checkpoint
         lag = (now - _parse(checkpoint)).total_seconds() / 60 if checkpoint else None
-        types[row["RowKey"]] = {
+        types[row.content_type] = {
             "checkpoint": checkpoint or None,
             "lagMinutes": None if lag is None else round(lag, 1),
-            "lastSuccessfulFetch": row.get("LastSuccessAt") or None,
+            "lastSuccessfulFetch": row.last_success_at or None,
             "gaps": 0,
             "losses": 0,
             "unparseable": 0,
         }
-    for kind, key in (("gap", "gaps"), ("loss", "losses"), ("unparseable", "unparseable")):
+    for kind, key in _RECORDED:
         for content_type, entry in types.items():
-            rows = table.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": f"{kind}|{content_type}"}, select=["RowKey"]
-            )
-            entry[key] = sum(1 for _ in rows)
+            entry[key] = table.count_recorded(kind, content_type)
     return types
 
 
@@ -92,13 +98,8 @@ CONFLICTS_COUNTED = 1000  # counted up to this many; more reads as "at least"
 def record_conflicts(storage: Storage) -> dict[str, Any]:
     """How many records have a second copy with different content (kept aside, first copy wins),
     counted up to CONFLICTS_COUNTED, and the latest one's detection time."""
-    table = storage.tables.get_table_client(CONFLICTS_TABLE)
-    count, latest = 0, ""
-    for row in table.list_entities(select=["DetectedAt"], results_per_page=CONFLICTS_COUNTED):
-        count += 1
-        latest = max(latest, str(row.get("DetectedAt") or ""))
-        if count >= CONFLICTS_COUNTED:
-            break
+    detected = storage.record_conflicts.detection_times(CONFLICTS_COUNTED)
+    count, latest = len(detected), max(detected, default="")
     return {"conflicts": count, "atLeast": count >= CONFLICTS_COUNTED, "latestDetectedAt": latest or None}
 
 

@@ -19,15 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
-
 from shared.alerts import outbox, rules
 from shared.clients.activity_api import ActivityClient, ApiAuthError, Content, ContentGone, ContentItem
 from shared.clients.auth import AuthFailed
-from shared.model import keys
 from shared.settings import AlertSettings, CollectionSettings, SettingsError
-from shared.storage import STATE_TABLE, Storage, raw_store, tables
+from shared.storage import Storage, raw_store
+from shared.storage.collection_state import CollectionStateTable
 
 log = logging.getLogger(__name__)
 
@@ -75,130 +72,51 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_iso(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
 class CollectionState:
-    """Checkpoint, stored content IDs and recorded gaps in the CollectionState table."""
+    """Checkpoint, stored content IDs and recorded gaps of one content type."""
 
-    def __init__(self, table: TableClient, content_type: str) -> None:
+    def __init__(self, table: CollectionStateTable, content_type: str) -> None:
         self._table = table
         self._type = content_type
-        self._seen_partition = f"seen|{content_type}"
 
     def checkpoint(self) -> datetime | None:
-        try:
-            entity = self._table.get_entity("checkpoint", self._type)
-        except ResourceNotFoundError:
-            return None
-        return _parse_iso(entity["Checkpoint"])
+        return self._table.checkpoint(self._type)
 
     def save_checkpoint(self, moment: datetime, now: datetime) -> None:
-        entity = {
-            "PartitionKey": "checkpoint",
-            "RowKey": self._type,
-            "Checkpoint": _iso(moment),
-            "LastSuccessAt": _iso(now),
-        }
-        self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
-
-    @staticmethod
-    def _seen_key(item: ContentItem) -> str:
-        return f"{keys.time_key(item.content_created)}_{keys.encode_key(item.content_id)}"
+        self._table.save_checkpoint(self._type, moment, now)
 
     def stored_ids(self, start: datetime, end: datetime) -> set[str]:
         """Content IDs already stored with start <= contentCreated < end (one range query)."""
-        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-        parameters = {"pk": self._seen_partition, "lo": keys.time_key(start), "hi": keys.time_key(end)}
-        rows = self._table.query_entities(query, parameters=parameters, select=["ContentId"])
-        return {row["ContentId"] for row in rows}
+        return self._table.stored_ids(self._type, start, end)
 
     def mark_stored(self, items: Iterable[tuple[ContentItem, str]]) -> None:
-        entities = [
-            {
-                "PartitionKey": self._seen_partition,
-                "RowKey": self._seen_key(item),
-                "ContentId": item.content_id,
-                "ContentCreated": _iso(item.content_created),
-                "ContentExpiration": _iso(item.content_expiration) if item.content_expiration else "",
-                "Outcome": outcome,
-            }
-            for item, outcome in items
-        ]
-        tables.upsert_entities(self._table, entities)
+        self._table.mark_stored(self._type, items)
 
     def forget_older_than(self, moment: datetime) -> int:
         """Drop stored-ID entries the API can no longer list (their content has expired)."""
-        query = "PartitionKey eq @pk and RowKey lt @hi"
-        old = list(
-            self._table.query_entities(
-                query,
-                parameters={"pk": self._seen_partition, "hi": keys.time_key(moment)},
-                select=["RowKey"],
-            )
-        )
-        for batch_start in range(0, len(old), tables.MAX_BATCH):
-            batch = old[batch_start : batch_start + tables.MAX_BATCH]
-            self._table.submit_transaction(
-                [("delete", {"PartitionKey": self._seen_partition, "RowKey": row["RowKey"]}) for row in batch]
-            )
-        return len(old)
+        return self._table.forget_stored_before(self._type, moment)
 
     def record_gap(self, start: datetime, end: datetime, reason: str, now: datetime) -> None:
-        self._table.upsert_entity(
-            {
-                "PartitionKey": f"gap|{self._type}",
-                "RowKey": f"{keys.time_key(start)}_{keys.time_key(end)}",
-                "From": _iso(start),
-                "To": _iso(end),
-                "Reason": reason,
-                "DetectedAt": _iso(now),
-            }
-        )
+        self._table.record_gap(self._type, start, end, reason, now)
 
     def record_loss(self, item: ContentItem, code: str, now: datetime) -> None:
         """Content listed but no longer retrievable (AF20050/AF20051): data lost for good."""
-        self._table.upsert_entity(
-            {
-                "PartitionKey": f"loss|{self._type}",
-                "RowKey": self._seen_key(item),
-                "ContentId": item.content_id,
-                "ContentCreated": _iso(item.content_created),
-                "Code": code,
-                "DetectedAt": _iso(now),
-            }
-        )
+        self._table.record_loss(self._type, item, code, now)
 
     def record_unparseable(
         self, item: ContentItem, blob: str, digest: str, error: str, now: datetime
     ) -> None:
         """Content served whole but not a JSON array: stored as evidence, its records unknown."""
-        self._table.upsert_entity(
-            {
-                "PartitionKey": f"unparseable|{self._type}",
-                "RowKey": self._seen_key(item),
-                "ContentId": item.content_id,
-                "ContentCreated": _iso(item.content_created),
-                "Blob": blob,
-                "Sha256": digest,
-                "Error": error[:MAX_PARSE_ERROR],
-                "DetectedAt": _iso(now),
-            }
-        )
-
-    def _partition(self, kind: str) -> list[dict[str, Any]]:
-        rows = self._table.query_entities("PartitionKey eq @pk", parameters={"pk": f"{kind}|{self._type}"})
-        return [dict(row) for row in rows]
+        self._table.record_unparseable(self._type, item, blob, digest, error[:MAX_PARSE_ERROR], now)
 
     def gaps(self) -> list[dict[str, Any]]:
-        return self._partition("gap")
+        return self._table.recorded("gap", self._type)
 
     def losses(self) -> list[dict[str, Any]]:
-        return self._partition("loss")
+        return self._table.recorded("loss", self._type)
 
     def unparseable(self) -> list[dict[str, Any]]:
-        return self._partition("unparseable")
+        return self._table.recorded("unparseable", self._type)
 
 
 def store_content(storage: Storage, item: ContentItem, content: Content) -> tuple[str, str]:
@@ -245,7 +163,7 @@ class Collector:
         self._settings = settings
         self._clock = clock
         self._monotonic = monotonic
-        self._state = CollectionState(storage.tables.get_table_client(STATE_TABLE), settings.content_type)
+        self._state = CollectionState(storage.collection_state, settings.content_type)
 
     def run(self) -> CollectResult:
         """Collect until caught up with now or the time budget is spent; then check for lag and

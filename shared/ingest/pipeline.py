@@ -25,10 +25,6 @@ from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
 from shared.settings import AlertSettings, ResolutionSettings
 from shared.storage import (
-    ACTOR_TABLE,
-    CONFLICTS_TABLE,
-    MAILBOX_TABLE,
-    MESSAGE_INDEX_TABLE,
     POISON_QUEUE,
     Storage,
     raw_store,
@@ -118,16 +114,13 @@ def process_pointer(
     pointer = raw_store.RawPointer.decode(body)
     data = raw_store.load_raw(storage.blobs, pointer)
     result = ProcessResult(blob=pointer.blob)
-    mailbox_table = storage.tables.get_table_client(MAILBOX_TABLE)
-    actor_table = storage.tables.get_table_client(ACTOR_TABLE)
-    conflicts_table = storage.tables.get_table_client(CONFLICTS_TABLE)
     pending: list[AccessEvent] = []
     contents: dict[str, str] = {}  # record Id -> content hash of its first occurrence in the blob
     contradicting: list[AccessEvent] = []  # a later occurrence that says something else
     observed = MessageObserver()
 
     def write(events: list[AccessEvent]) -> None:
-        written = tables.store_events(mailbox_table, actor_table, events, conflicts_table, clock())
+        written = tables.store_events(storage, events, clock())
         result.inserted += written.inserted
         result.conflicts += written.conflicts
 
@@ -150,7 +143,7 @@ def process_pointer(
         write([event])
     if result.conflicts:
         log.warning("%s: %d records conflict with stored rows (kept in %s)", pointer.blob,
-                    result.conflicts, CONFLICTS_TABLE)  # fmt: skip
+                    result.conflicts, tables.RecordConflictsTable.NAME)  # fmt: skip
     result.rows = len(contents)
     result.alerts = checks.mailbox_alerts(storage, activity, settings, clock())
     resolver = resolver or index_only_resolver(storage)
@@ -164,8 +157,7 @@ def process_pointer(
 
 def index_only_resolver(storage: Storage) -> SubjectResolver:
     """No Graph: the records' own subjects still go into MessageIndex."""
-    index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
-    return SubjectResolver(index, ResolutionSettings(), graph=None)
+    return SubjectResolver(storage.message_index, ResolutionSettings(), graph=None)
 
 
 @dataclass

@@ -12,27 +12,18 @@ from __future__ import annotations
 
 import gzip
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient
 
-from shared.model import keys
 from shared.model.event import AccessEvent
 from shared.parse import readers
 from shared.parse.normalize import normalize_records
-from shared.storage import (
-    ACTOR_TABLE,
-    CONFLICTS_TABLE,
-    MAILBOX_TABLE,
-    RAW_CONTAINER,
-    Storage,
-    raw_store,
-    tables,
-)
+from shared.storage import RAW_CONTAINER, Storage, raw_store
+from shared.storage.tables import AccessTable, IncompleteRow
 
 
 @dataclass(frozen=True)
@@ -108,52 +99,27 @@ class _Row:
         )
 
 
-def _range_filter(
-    mailbox: str | None, start: datetime | None, end: datetime | None
-) -> tuple[str, dict[str, str]]:
-    clauses, parameters = [], {}
-    if mailbox is not None:
-        clauses.append("PartitionKey eq @pk")
-        parameters["pk"] = keys.encode_key(mailbox)
-    if start is not None:
-        clauses.append("RowKey ge @lo")
-        parameters["lo"] = keys.time_key(start)
-    if end is not None:
-        clauses.append("RowKey lt @hi")
-        parameters["hi"] = keys.time_key(end)
-    return " and ".join(clauses), parameters
-
-
-def _entities(client: TableClient, query: str, parameters: dict[str, str]) -> Iterator[Mapping[str, Any]]:
-    if query:
-        yield from client.query_entities(query, parameters=parameters, results_per_page=1000)
-    else:
-        yield from client.list_entities(results_per_page=1000)
-
-
 def _rows(
-    client: TableClient, name: str, query: str, parameters: dict[str, str], result: VerifyResult
+    table: AccessTable,
+    mailbox: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    result: VerifyResult,
 ) -> Iterator[_Row]:
     """The access rows in scope that are whole and match their own content hash; the others are
     recorded as mismatches."""
-
-    def fetch(partition_key: str, key: str) -> Mapping[str, Any]:
-        return client.get_entity(partition_key, key)
-
-    for entity in _entities(client, query, parameters):
-        if tables.is_overflow_partition(str(entity["PartitionKey"])):
-            continue
+    for entity in table.rows_in(mailbox, start, end):
         result.rows_checked += 1
         content = str(entity.get("ContentSha256", ""))
         stored: AccessEvent | None = None
         try:
-            stored = tables.from_entity(entity, fetch)
-        except tables.IncompleteRow as problem:
+            stored = table.from_entity(entity)
+        except IncompleteRow as problem:
             trouble = f"the row cannot be read whole: {problem}"
         else:
             trouble = "" if stored.content_sha256() == content else "the row does not match its ContentSha256"
         row = _Row(
-            table=name,
+            table=table.name,
             partition_key=str(entity["PartitionKey"]),
             row_key=str(entity["RowKey"]),
             record_id=stored.record_id if stored else str(entity.get("RecordId", "")),
@@ -219,16 +185,6 @@ def _check_blob(storage: Storage, name: str, rows: list[_Row], result: VerifyRes
             result.mismatches.append(row.mismatch("the record at that position says something else"))
 
 
-def _conflicts(storage: Storage, query: str, parameters: dict[str, str]) -> list[dict[str, Any]]:
-    client = storage.tables.get_table_client(CONFLICTS_TABLE)
-    keep = ("PartitionKey", "AccessRowKey", "RecordId", "EventTime", "FirstSourceBlob", "SourceBlob",
-            "FirstContentSha256", "ContentSha256", "DetectedAt")  # fmt: skip
-    found = []
-    for entity in _entities(client, query, parameters):  # RowKey = the row's key, then a hash
-        found.append({name: tables.plain(entity.get(name)) for name in keep})
-    return found
-
-
 def verify(
     storage: Storage,
     mailbox: str | None = None,
@@ -238,14 +194,14 @@ def verify(
     """Check the rows of one mailbox (or, without one, of MailboxAccess and ActorAccess) with
     start <= time < end against their raw blobs. Memory grows with the rows in scope."""
     result = VerifyResult()
-    query, parameters = _range_filter(mailbox, start, end)
-    names = (MAILBOX_TABLE,) if mailbox is not None else (MAILBOX_TABLE, ACTOR_TABLE)
+    scope: list[AccessTable] = [storage.mailbox_access]
+    if mailbox is None:
+        scope.append(storage.actor_access)
     by_blob: dict[str, list[_Row]] = defaultdict(list)
-    for name in names:
-        client = storage.tables.get_table_client(name)
-        for row in _rows(client, name, query, parameters, result):
+    for table in scope:
+        for row in _rows(table, mailbox, start, end, result):
             by_blob[row.source_blob].append(row)
     for blob_name, rows in sorted(by_blob.items()):
         _check_blob(storage, blob_name, rows, result)
-    result.conflicts = _conflicts(storage, query, parameters)
+    result.conflicts = storage.record_conflicts.listed(mailbox, start, end)
     return result

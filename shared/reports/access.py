@@ -1,4 +1,4 @@
-"""Who may read a report, and the record of every report request (table `ReportAccess`).
+"""Who may read a report, and the record of every report request (in ReportAccess).
 
 In Azure, App Service authentication (Easy Auth) validates the caller's Entra ID token and passes
 the principal to the function in the header `X-MS-CLIENT-PRINCIPAL`: base64 JSON with `claims`, a
@@ -19,14 +19,14 @@ import binascii
 import hashlib
 import ipaddress
 import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from azure.data.tables import TableClient
+
+from shared.storage.report_access import ReportAccessTable, ReportRequest
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def client_ip(headers: Mapping[str, str]) -> str:
 
 
 def record(
-    table: TableClient,
+    table: ReportAccessTable,
     *,
     principal: Principal | None,
     mailbox: str,
@@ -175,28 +175,24 @@ def record(
     principal_headers_ignored: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Write one ReportAccess row (PartitionKey = UTC day, RowKey = time + random, never reused)."""
-    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    """Write one ReportAccess row (never reused); returns the entity written."""
     data = body.encode("utf-8")
     kept = {k: v for k, v in sorted(params.items()) if k.lower() not in SECRET_PARAMS}
-    entity: dict[str, Any] = {
-        "PartitionKey": moment.strftime("%Y-%m-%d"),
-        "RowKey": f"{moment:%Y%m%dT%H%M%S%f}_{uuid.uuid4().hex}",
-        "RequestedAt": moment,
-        "Principal": principal.name if principal else "",
-        "PrincipalId": principal.object_id if principal else "",
-        "AuthType": principal.auth_type if principal else "function-key",
-        "Roles": ",".join(principal.roles)[:MAX_FIELD] if principal else "",
-        "Mailbox": mailbox[:MAX_FIELD],
-        "Parameters": orjson.dumps(kept).decode()[: 16 * MAX_FIELD],
-        "Status": status,
-        "ErrorCode": error_code,
-        "BodySha256": hashlib.sha256(data).hexdigest(),
-        "BodyBytes": len(data),
-        "ClientIp": client_ip[:MAX_FIELD],
-        "CorrelationId": correlation_id[:MAX_FIELD],
+    request = ReportRequest(
+        requested_at=now or datetime.now(UTC),
+        principal=principal.name if principal else "",
+        principal_id=principal.object_id if principal else "",
+        auth_type=principal.auth_type if principal else "function-key",
+        roles=",".join(principal.roles)[:MAX_FIELD] if principal else "",
+        mailbox=mailbox[:MAX_FIELD],
+        parameters=orjson.dumps(kept).decode()[: 16 * MAX_FIELD],
+        status=status,
+        error_code=error_code,
+        body_sha256=hashlib.sha256(data).hexdigest(),
+        body_bytes=len(data),
+        client_ip=client_ip[:MAX_FIELD],
+        correlation_id=correlation_id[:MAX_FIELD],
         # X-MS-CLIENT-PRINCIPAL* headers arrived without platform authentication: not believed.
-        "PrincipalHeadersIgnored": principal_headers_ignored,
-    }
-    table.create_entity(entity)
-    return entity
+        principal_headers_ignored=principal_headers_ignored,
+    )
+    return table.append(request)

@@ -13,15 +13,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from azure.data.tables import TableClient
-
 from shared.model.event import AccessEvent
 from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, MessageObserver, Observed
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
 from shared.reports import render, views
 from shared.reports.request import IPNetwork, ReportQuery
-from shared.storage import tables
+from shared.storage.tables import AccessTable
 
 
 def _matches(event: AccessEvent, query: ReportQuery) -> bool:
@@ -94,13 +92,13 @@ def audit_lookup(observer: MessageObserver) -> Lookup:
     return lookup
 
 
-def _keyed_events(table: TableClient, query: ReportQuery) -> Iterator[tuple[str, AccessEvent]]:
-    for key, event in tables.query_events(table, query.subject, query.start, query.end, query.after):
+def _keyed_events(table: AccessTable, query: ReportQuery) -> Iterator[tuple[str, AccessEvent]]:
+    for key, event in table.query_events(query.subject, query.start, query.end, query.after):
         if passes_filters(event, query):
             yield key, event
 
 
-def events_from_table(table: TableClient, query: ReportQuery) -> Iterator[AccessEvent]:
+def events_from_table(table: AccessTable, query: ReportQuery) -> Iterator[AccessEvent]:
     for _, event in _keyed_events(table, query):
         yield event
 
@@ -129,7 +127,7 @@ _PAGED: dict[str, Callable[[AccessEvent], int]] = {
 }
 
 
-def render_page(table: TableClient, query: ReportQuery, page_rows: int, lookup: Lookup | None = None) -> Page:
+def render_page(table: AccessTable, query: ReportQuery, page_rows: int, lookup: Lookup | None = None) -> Page:
     """One bounded page of a stored report, after the filters. The events and messages views
     take whole events until the page holds at least `page_rows` rows or events (messages: at most
     one record's messages over) and name the continuation (the last event's RowKey); the sessions and

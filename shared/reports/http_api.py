@@ -17,8 +17,7 @@ from shared.reports import access
 from shared.reports.assemble import render_page
 from shared.reports.request import RequestError, encode_after, parse_report_request
 from shared.settings import ReportSettings
-from shared.storage import REPORT_ACCESS_TABLE, Storage
-from shared.storage.tables import table_for
+from shared.storage import Storage
 from shared.subjects.resolver import SubjectResolver
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,7 @@ def report_reply(
         query = parse_report_request(subject, params, settings, now)
     except RequestError as problem:
         return error_reply(problem.status, problem.code, problem.message)
-    table = storage.tables.get_table_client(table_for(query.by))
+    table = storage.access_table(query.by)
     try:
         lookup = resolver.report_lookup() if resolver is not None else None
         page = render_page(table, query, settings.page_rows, lookup)
@@ -168,7 +167,7 @@ def _record_access(
     """Write the request's ReportAccess row; False (logged, never raised) when it cannot be."""
     try:
         access.record(
-            storage.tables.get_table_client(REPORT_ACCESS_TABLE),
+            storage.report_access,
             principal=principal,
             mailbox=subject,
             params=params,

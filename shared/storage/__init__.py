@@ -1,8 +1,10 @@
-"""The storage account: raw evidence blobs, the queues, and each table behind the module that owns
-its keys and entity format (access rows, the message index, conflicts). The evidence rules live
-here: raw bytes kept exactly with their SHA-256, the first copy of a row wins, nothing is cut.
+"""The storage account: raw evidence blobs, the queues, and each table behind the class that owns
+its name, keys and entity format (`Storage.mailbox_access`, `Storage.message_index`, ...). The
+evidence rules live here: raw bytes kept exactly with their SHA-256, the first copy of a row wins,
+nothing is cut.
 
-This module itself builds the account's clients from the settings and names its resources."""
+This module itself builds the account's clients from the settings and names the container and
+queues; each table class names its table."""
 
 from __future__ import annotations
 
@@ -16,27 +18,26 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from shared.settings import StorageCredential, StorageSettings
+from shared.storage.alert_outbox import AlertOutboxTable
+from shared.storage.base import Table
+from shared.storage.collection_state import CollectionStateTable
+from shared.storage.message_index import MessageIndexTable
+from shared.storage.report_access import ReportAccessTable
+from shared.storage.tables import AccessTable, ActorAccessTable, MailboxAccessTable, RecordConflictsTable
 
 RAW_CONTAINER = "audit-raw"
 CONTENT_QUEUE = "audit-content"
 POISON_QUEUE = "audit-content-poison"
-MAILBOX_TABLE = "MailboxAccess"
-ACTOR_TABLE = "ActorAccess"
-STATE_TABLE = "CollectionState"
-ALERT_TABLE = "AlertOutbox"
-REPORT_ACCESS_TABLE = "ReportAccess"
-MESSAGE_INDEX_TABLE = "MessageIndex"
-# A second copy of a record Id whose content differs from the stored row (first copy wins).
-CONFLICTS_TABLE = "RecordConflicts"
-TABLES = (
-    MAILBOX_TABLE,
-    ACTOR_TABLE,
-    STATE_TABLE,
-    ALERT_TABLE,
-    REPORT_ACCESS_TABLE,
-    MESSAGE_INDEX_TABLE,
-    CONFLICTS_TABLE,
+TABLE_CLASSES: tuple[type[Table], ...] = (
+    MailboxAccessTable,
+    ActorAccessTable,
+    CollectionStateTable,
+    AlertOutboxTable,
+    ReportAccessTable,
+    MessageIndexTable,
+    RecordConflictsTable,
 )
+TABLES = tuple(table.NAME for table in TABLE_CLASSES)
 LOOKUP_QUEUE = "subject-lookups"  # messages to resolve through Graph, gathered across blobs
 QUEUES = (CONTENT_QUEUE, POISON_QUEUE, LOOKUP_QUEUE)
 
@@ -77,6 +78,38 @@ class Storage:
             tables=TableServiceClient(settings.table_url, credential=credential),
         )
 
+    @property
+    def mailbox_access(self) -> MailboxAccessTable:
+        return MailboxAccessTable.of(self.tables)
+
+    @property
+    def actor_access(self) -> ActorAccessTable:
+        return ActorAccessTable.of(self.tables)
+
+    def access_table(self, by: str) -> AccessTable:
+        """The access rows a report `by` "mailbox" or "actor" reads."""
+        return self.actor_access if by == "actor" else self.mailbox_access
+
+    @property
+    def record_conflicts(self) -> RecordConflictsTable:
+        return RecordConflictsTable.of(self.tables)
+
+    @property
+    def message_index(self) -> MessageIndexTable:
+        return MessageIndexTable.of(self.tables)
+
+    @property
+    def collection_state(self) -> CollectionStateTable:
+        return CollectionStateTable.of(self.tables)
+
+    @property
+    def alert_outbox(self) -> AlertOutboxTable:
+        return AlertOutboxTable.of(self.tables)
+
+    @property
+    def report_access(self) -> ReportAccessTable:
+        return ReportAccessTable.of(self.tables)
+
     def ensure_resources(self) -> None:
         """Create the container, queues and tables if absent (Bicep creates them in Azure)."""
         with contextlib.suppress(ResourceExistsError):
@@ -84,5 +117,5 @@ class Storage:
         for queue in QUEUES:
             with contextlib.suppress(ResourceExistsError):
                 self.queues.create_queue(queue)
-        for table in TABLES:
-            self.tables.create_table_if_not_exists(table)
+        for table in TABLE_CLASSES:
+            self.tables.create_table_if_not_exists(table.NAME)

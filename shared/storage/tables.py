@@ -1,4 +1,5 @@
-"""Access rows in Table Storage: keys, entity conversion, batched idempotent upserts, range queries.
+"""The access rows (MailboxAccess, ActorAccess) and RecordConflicts, each table behind its class;
+and the batched writes every table class uses (idempotent upserts, first-copy-wins inserts).
 
 Keys (docs/architecture.md#access-tables-mailboxaccess-and-actoraccess): PartitionKey = the
 mailbox (or, in ActorAccess, the accessing user), lower-case; RowKey = `<yyyymmddThhmmss>_<record
@@ -9,11 +10,13 @@ reaches a filter as a bound parameter.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from itertools import islice
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -21,7 +24,10 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransac
 
 from shared.model.event import AccessEvent, MessageRef
 from shared.model.keys import encode_key, time_key
-from shared.storage import ACTOR_TABLE, MAILBOX_TABLE
+from shared.storage.base import Table
+
+if TYPE_CHECKING:
+    from shared.storage import Storage
 
 MAX_BATCH = 100  # entity-group transaction limit
 MAX_BATCH_BYTES = 3_500_000  # below the 4 MiB transaction payload limit
@@ -63,10 +69,6 @@ class IncompleteRow(RuntimeError):
     """A stored row's overflow rows are missing or belong to other content."""
 
 
-def row_key(event: AccessEvent) -> str:
-    return f"{time_key(event.timestamp)}_{encode_key(event.record_id)}"
-
-
 def int64(value: int) -> EntityProperty:
     """An Edm.Int64 property: the SDK sends a plain int as Int32 and refuses anything larger."""
     return EntityProperty(value, EdmType.INT64)
@@ -75,10 +77,6 @@ def int64(value: int) -> EntityProperty:
 def plain(value: object) -> object:
     """A property's value as Python holds it (the SDK reads Int64 back as an EntityProperty)."""
     return value.value if isinstance(value, EntityProperty) else value
-
-
-def is_overflow_partition(partition_key: str) -> bool:
-    return partition_key.endswith(OVERFLOW_SUFFIX)
 
 
 def _ascii_json(value: object) -> str:
@@ -141,16 +139,14 @@ def _content_fields(event: AccessEvent) -> dict[str, Any]:
     return fields
 
 
-def to_entities(event: AccessEvent, partition: str, content: str | None = None) -> list[dict[str, Any]]:
+def _to_entities(event: AccessEvent, partition: str, content: str) -> list[dict[str, Any]]:
     """The entities that store one event: its overflow rows (if any) first, the row itself last.
 
     Nothing is cut. The message list, and any text too long for its own property, go into a
     JSON payload spread over `Payload<n>` properties of the row up to the entity size limit, and
     on into overflow rows (`<PartitionKey>%overflow`, keyed by the row's key and content hash, so
-    two copies of a record with different content never share one). `content` is the event's
-    content_sha256() when the caller has it already."""
-    content = content if content is not None else event.content_sha256()
-    pk, rk = encode_key(partition), row_key(event)
+    two copies of a record with different content never share one)."""
+    pk, rk = encode_key(partition), AccessTable.row_key(event)
     entity: dict[str, Any] = {
         "PartitionKey": pk,
         "RowKey": rk,
@@ -196,15 +192,7 @@ def _fill(entity: dict[str, Any], chunks: list[str], position: int) -> int:
     return position
 
 
-def to_entity(event: AccessEvent, partition: str) -> dict[str, Any]:
-    """The row of an event whose payload fits the row itself (no overflow rows)."""
-    entities = to_entities(event, partition)
-    if len(entities) != 1:
-        raise ValueError("this event needs overflow rows: use to_entities")
-    return entities[0]
-
-
-def _payload(entity: Mapping[str, Any], fetch: Fetch | None) -> dict[str, Any]:
+def _payload(entity: Mapping[str, Any], fetch: Fetch) -> dict[str, Any]:
     total = int(plain(entity.get("PayloadChunks", 0)) or 0)  # type: ignore[call-overload]
     parts: list[str] = []
     position = 0
@@ -214,8 +202,6 @@ def _payload(entity: Mapping[str, Any], fetch: Fetch | None) -> dict[str, Any]:
     overflow_rows = int(plain(entity.get("OverflowRows", 0)) or 0)  # type: ignore[call-overload]
     content = str(entity.get("ContentSha256", ""))
     for number in range(overflow_rows):
-        if fetch is None:
-            raise IncompleteRow(f"row {entity['RowKey']} has overflow rows and nothing to read them with")
         key = f"{entity['RowKey']}~{content[:16]}~{number:04d}"
         try:
             part = fetch(str(entity["PartitionKey"]) + OVERFLOW_SUFFIX, key)
@@ -238,7 +224,7 @@ def int_or_none(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def from_entity(entity: Mapping[str, Any], fetch: Fetch | None = None) -> AccessEvent:
+def _from_entity(entity: Mapping[str, Any], fetch: Fetch) -> AccessEvent:
     """The event a row stores; `fetch(PartitionKey, RowKey)` reads its overflow rows, if any."""
     payload = _payload(entity, fetch)
     fields = {**entity, **payload.get("fields", {})}
@@ -415,12 +401,214 @@ def insert_rows(table: TableClient, rows: Iterable[dict[str, Any]], compare: boo
     return result
 
 
-def mark_conflicts(table: TableClient, keys: Iterable[tuple[str, str]]) -> None:
-    """Flag stored rows that another copy contradicts (the flag is not part of their content)."""
-    for partition_key, key in dict.fromkeys(keys):
-        table.update_entity(
-            {"PartitionKey": partition_key, "RowKey": key, "Conflict": True}, mode=UpdateMode.MERGE
+def _range_filter(
+    partition: str | None, start: datetime | None, end: datetime | None
+) -> tuple[str, dict[str, str]]:
+    """A filter on one partition (or every one) and start <= time < end (either bound may be open)
+    over RowKeys that begin with the time key; "" for no filter at all."""
+    clauses, parameters = [], {}
+    if partition is not None:
+        clauses.append("PartitionKey eq @pk")
+        parameters["pk"] = encode_key(partition)
+    if start is not None:
+        clauses.append("RowKey ge @lo")
+        parameters["lo"] = time_key(start)
+    if end is not None:
+        clauses.append("RowKey lt @hi")
+        parameters["hi"] = time_key(end)
+    return " and ".join(clauses), parameters
+
+
+def _entities(client: TableClient, query: str, parameters: dict[str, str]) -> Iterator[Mapping[str, Any]]:
+    if query:
+        yield from client.query_entities(query, parameters=parameters, results_per_page=1000)
+    else:
+        yield from client.list_entities(results_per_page=1000)
+
+
+class AccessTable(Table, ABC):
+    """One row per record, first copy wins, under the partition of `partition_of(event)`; a row
+    too large for one entity continues in overflow rows of its partition's `%overflow` twin."""
+
+    @staticmethod
+    @abstractmethod
+    def partition_of(event: AccessEvent) -> str:
+        """Whose partition the event's row is in (before encoding)."""
+
+    @staticmethod
+    def row_key(event: AccessEvent) -> str:
+        return f"{time_key(event.timestamp)}_{encode_key(event.record_id)}"
+
+    @staticmethod
+    def is_overflow_row(entity: Mapping[str, Any]) -> bool:
+        """An overflow row carries the rest of a long row's payload; it is no access row itself."""
+        return str(entity["PartitionKey"]).endswith(OVERFLOW_SUFFIX)
+
+    @classmethod
+    def to_entities(cls, event: AccessEvent, content: str | None = None) -> list[dict[str, Any]]:
+        """The entities that store one event: its overflow rows (if any) first, the row itself
+        last. `content` is the event's content_sha256() when the caller has it already."""
+        content = content if content is not None else event.content_sha256()
+        return _to_entities(event, cls.partition_of(event), content)
+
+    @classmethod
+    def to_entity(cls, event: AccessEvent) -> dict[str, Any]:
+        """The row of an event whose payload fits the row itself (no overflow rows)."""
+        entities = cls.to_entities(event)
+        if len(entities) != 1:
+            raise ValueError("this event needs overflow rows: use to_entities")
+        return entities[0]
+
+    def from_entity(self, entity: Mapping[str, Any]) -> AccessEvent:
+        """The event a stored row holds, its overflow rows read from this table; IncompleteRow
+        when they are missing or belong to other content."""
+        return _from_entity(entity, self._get)
+
+    def _get(self, partition_key: str, key: str) -> Mapping[str, Any]:
+        return self.client.get_entity(partition_key, key)
+
+    def insert_events(self, events: list[AccessEvent], contents: list[str]) -> InsertResult:
+        """Insert the events' rows, first copy wins (`contents` are their content hashes)."""
+        overflow: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        for event, content in zip(events, contents, strict=True):
+            *parts, row = self.to_entities(event, content)
+            if parts:
+                existing = _existing(self.client, row)
+                if existing is not None:  # decided without writing overflow rows that would be orphans
+                    rows.append(row)
+                    continue
+            overflow.extend(parts)
+            rows.append(row)
+        # Overflow rows first: a row exists only once everything it points to does.
+        upsert_entities(self.client, overflow)
+        return insert_rows(self.client, rows)
+
+    def mark_conflicts(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Flag stored rows that another copy contradicts (the flag is not part of their content)."""
+        for partition_key, key in dict.fromkeys(keys):
+            self.client.update_entity(
+                {"PartitionKey": partition_key, "RowKey": key, "Conflict": True}, mode=UpdateMode.MERGE
+            )
+
+    def query_events(
+        self,
+        subject: str,
+        start: datetime,
+        end: datetime,
+        after: str | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[tuple[str, AccessEvent]]:
+        """(RowKey, event) of one partition with start <= time < end (and RowKey > after), in
+        RowKey order."""
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        parameters = {"pk": encode_key(subject), "lo": time_key(start), "hi": time_key(end)}
+        if after:
+            query += " and RowKey gt @after"
+            parameters["after"] = after
+        for entity in self.client.query_entities(query, parameters=parameters, results_per_page=page_size):
+            yield entity["RowKey"], self.from_entity(entity)
+
+    def count_rows(self, subject: str, *, after: datetime, through: datetime) -> int:
+        """Rows of one partition with after < time <= through, to the second; reads RowKeys only."""
+        query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"
+        parameters = {
+            "pk": encode_key(subject),
+            # RowKey = <yyyymmddThhmmss>_<id>: "~" sorts after "_", so these bounds are by time alone.
+            "lo": time_key(after) + "~",
+            "hi": time_key(through) + "~",
+        }
+        rows = self.client.query_entities(
+            query, parameters=parameters, select=["RowKey"], results_per_page=1000
         )
+        return sum(1 for _ in rows)
+
+    def rows_in(
+        self, subject: str | None, start: datetime | None, end: datetime | None
+    ) -> Iterator[Mapping[str, Any]]:
+        """The stored access rows of one partition (None: of every one) with start <= time < end
+        (open where None), overflow rows left out."""
+        query, parameters = _range_filter(subject, start, end)
+        for entity in _entities(self.client, query, parameters):
+            if not self.is_overflow_row(entity):
+                yield entity
+
+    def record_ids(self) -> list[str]:
+        """The RecordId of every access row (the whole table; overflow rows left out)."""
+        rows = self.client.list_entities(select=["PartitionKey", "RecordId"])
+        return [row["RecordId"] for row in rows if not self.is_overflow_row(row)]
+
+
+class MailboxAccessTable(AccessTable):
+    """MailboxAccess: the access rows of each mailbox (PartitionKey = the mailbox)."""
+
+    NAME = "MailboxAccess"
+
+    @staticmethod
+    def partition_of(event: AccessEvent) -> str:
+        return event.mailbox
+
+
+class ActorAccessTable(AccessTable):
+    """ActorAccess: the access rows of each accessing user (PartitionKey = the user, or
+    UNKNOWN_ACTOR for a record that names none)."""
+
+    NAME = "ActorAccess"
+
+    @staticmethod
+    def partition_of(event: AccessEvent) -> str:
+        return event.user or UNKNOWN_ACTOR
+
+
+class RecordConflictsTable(Table):
+    """RecordConflicts: a second copy of a record whose content differs from the stored row (the
+    first copy wins). PartitionKey = the row's partition (the mailbox), RowKey = the row's key and
+    the new copy's content hash, so the same conflicting copy is recorded once."""
+
+    NAME = "RecordConflicts"
+    # What `listed` gives of each conflict (for a reviewer: both copies' sources and hashes).
+    LISTED = ("PartitionKey", "AccessRowKey", "RecordId", "EventTime", "FirstSourceBlob", "SourceBlob",
+              "FirstContentSha256", "ContentSha256", "DetectedAt")  # fmt: skip
+
+    @staticmethod
+    def to_entity(new: Mapping[str, Any], old: Existing, detected_at: datetime) -> dict[str, Any]:
+        """The conflict of `new` (the access row a copy would have written) with the stored `old`."""
+        return {
+            "PartitionKey": old.partition_key,
+            "RowKey": f"{old.row_key}|{str(new['ContentSha256'])[:32]}",
+            "AccessRowKey": old.row_key,
+            "RecordId": str(new.get("RecordId", ""))[:MAX_TEXT],
+            "Mailbox": str(new.get("Mailbox", ""))[:MAX_TEXT],
+            "EventTime": new["EventTime"],
+            "FirstContentSha256": old.content_sha256,
+            "FirstSourceBlob": old.source_blob,
+            "FirstSourceSha256": old.source_sha256,
+            **({"FirstSourceIndex": int64(old.source_index)} if old.source_index is not None else {}),
+            "ContentSha256": new["ContentSha256"],
+            "SourceBlob": str(new.get("SourceBlob", ""))[:MAX_TEXT],
+            "SourceSha256": new.get("SourceSha256", ""),
+            **({"SourceIndex": new["SourceIndex"]} if "SourceIndex" in new else {}),
+            "DetectedAt": detected_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    def record(self, conflicts: Iterable[tuple[Mapping[str, Any], Existing]], detected_at: datetime) -> None:
+        upsert_entities(self.client, (self.to_entity(new, old, detected_at) for new, old in conflicts))
+
+    def listed(
+        self, mailbox: str | None, start: datetime | None, end: datetime | None
+    ) -> list[dict[str, Any]]:
+        """The LISTED properties of the conflicts of one mailbox (None: of all) whose rows have
+        start <= time < end (open where None)."""
+        query, parameters = _range_filter(mailbox, start, end)  # RowKey = the row's key, then a hash
+        return [
+            {name: plain(entity.get(name)) for name in self.LISTED}
+            for entity in _entities(self.client, query, parameters)
+        ]
+
+    def detection_times(self, limit: int) -> list[str]:
+        """DetectedAt of up to `limit` conflicts, in no particular order; reads no more than that."""
+        rows = self.client.list_entities(select=["DetectedAt"], results_per_page=limit)
+        return [str(row.get("DetectedAt") or "") for row in islice(rows, limit)]
 
 
 @dataclass
@@ -431,104 +619,22 @@ class WriteResult:
     conflicts: int = 0
 
 
-def _store(
-    table: TableClient,
-    events: list[AccessEvent],
-    contents: list[str],
-    partition_of: Callable[[AccessEvent], str],
-) -> InsertResult:
-    overflow: list[dict[str, Any]] = []
-    rows: list[dict[str, Any]] = []
-    for event, content in zip(events, contents, strict=True):
-        *parts, row = to_entities(event, partition_of(event), content)
-        if parts:
-            existing = _existing(table, row)
-            if existing is not None:  # decided without writing overflow rows that would be orphans
-                rows.append(row)
-                continue
-        overflow.extend(parts)
-        rows.append(row)
-    # Overflow rows first: a row exists only once everything it points to does.
-    upsert_entities(table, overflow)
-    return insert_rows(table, rows)
-
-
 def store_events(
-    mailbox_table: TableClient,
-    actor_table: TableClient,
-    events: list[AccessEvent],
-    conflicts_table: TableClient | None = None,
-    detected_at: datetime | None = None,
+    storage: Storage, events: list[AccessEvent], detected_at: datetime | None = None
 ) -> WriteResult:
     """Write each event to MailboxAccess and ActorAccess, first copy wins. A copy whose content
-    differs from the stored row is recorded in RecordConflicts (when given) and both stored rows
-    are flagged; nothing stored is replaced."""
+    differs from the stored row is recorded in RecordConflicts and both stored rows are flagged;
+    nothing stored is replaced."""
     contents = [event.content_sha256() for event in events]  # once for both tables
-    by_mailbox = _store(mailbox_table, events, contents, lambda event: event.mailbox)
-    by_actor = _store(actor_table, events, contents, lambda event: event.user or UNKNOWN_ACTOR)
-    if conflicts_table is not None:
-        moment = detected_at or datetime.now(UTC)
-        records = (conflict_entity(new, old, moment) for new, old in by_mailbox.conflicts)
-        upsert_entities(conflicts_table, records)
-    mark_conflicts(mailbox_table, ((old.partition_key, old.row_key) for _, old in by_mailbox.conflicts))
-    mark_conflicts(actor_table, ((old.partition_key, old.row_key) for _, old in by_actor.conflicts))
+    mailbox_access, actor_access = storage.mailbox_access, storage.actor_access
+    by_mailbox = mailbox_access.insert_events(events, contents)
+    by_actor = actor_access.insert_events(events, contents)
+    storage.record_conflicts.record(by_mailbox.conflicts, detected_at or datetime.now(UTC))
+    mailbox_access.mark_conflicts((old.partition_key, old.row_key) for _, old in by_mailbox.conflicts)
+    actor_access.mark_conflicts((old.partition_key, old.row_key) for _, old in by_actor.conflicts)
     return WriteResult(
         events=len(events),
         inserted=by_mailbox.inserted,
         duplicates=by_mailbox.duplicates,
         conflicts=len(by_mailbox.conflicts),
     )
-
-
-def conflict_entity(new: Mapping[str, Any], old: Existing, detected_at: datetime) -> dict[str, Any]:
-    """A RecordConflicts row: PartitionKey = the row's partition (the mailbox), RowKey = the row's
-    key and the new copy's content hash, so the same conflicting copy is recorded once."""
-    return {
-        "PartitionKey": old.partition_key,
-        "RowKey": f"{old.row_key}|{str(new['ContentSha256'])[:32]}",
-        "AccessRowKey": old.row_key,
-        "RecordId": str(new.get("RecordId", ""))[:MAX_TEXT],
-        "Mailbox": str(new.get("Mailbox", ""))[:MAX_TEXT],
-        "EventTime": new["EventTime"],
-        "FirstContentSha256": old.content_sha256,
-        "FirstSourceBlob": old.source_blob,
-        "FirstSourceSha256": old.source_sha256,
-        **({"FirstSourceIndex": int64(old.source_index)} if old.source_index is not None else {}),
-        "ContentSha256": new["ContentSha256"],
-        "SourceBlob": str(new.get("SourceBlob", ""))[:MAX_TEXT],
-        "SourceSha256": new.get("SourceSha256", ""),
-        **({"SourceIndex": new["SourceIndex"]} if "SourceIndex" in new else {}),
-        "DetectedAt": detected_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-
-
-def write_events(mailbox_table: TableClient, actor_table: TableClient, events: list[AccessEvent]) -> int:
-    """Write each event to MailboxAccess and ActorAccess (first copy wins); returns len(events)."""
-    store_events(mailbox_table, actor_table, events)
-    return len(events)
-
-
-def table_for(by: str) -> str:
-    return ACTOR_TABLE if by == "actor" else MAILBOX_TABLE
-
-
-def query_events(
-    table: TableClient,
-    subject: str,
-    start: datetime,
-    end: datetime,
-    after: str | None = None,
-    page_size: int = 1000,
-) -> Iterator[tuple[str, AccessEvent]]:
-    """Rows of one partition with start <= time < end (and RowKey > after), in RowKey order."""
-    query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-    parameters = {"pk": encode_key(subject), "lo": time_key(start), "hi": time_key(end)}
-    if after:
-        query += " and RowKey gt @after"
-        parameters["after"] = after
-
-    def fetch(partition_key: str, key: str) -> Mapping[str, Any]:
-        return table.get_entity(partition_key, key)
-
-    for entity in table.query_entities(query, parameters=parameters, results_per_page=page_size):
-        yield entity["RowKey"], from_entity(entity, fetch)

@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.data.tables import TableClient
-
 from shared.clients.graph_api import (
     MAX_BATCH,
     MIN_REQUEST_SECONDS,
@@ -52,7 +50,7 @@ from shared.model.message_info import (
 )
 from shared.model.times import utc_timestamp
 from shared.settings import ResolutionSettings
-from shared.storage import message_index
+from shared.storage.message_index import MessageIndexTable, is_answer
 from shared.subjects.trace_search import TraceSearch
 
 log = logging.getLogger(__name__)
@@ -241,12 +239,12 @@ class SubjectResolver:
 
     def __init__(
         self,
-        table: TableClient,
+        index: MessageIndexTable,
         settings: ResolutionSettings,
         graph: GraphClient | None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self._table = table
+        self._index = index
         self.settings = settings
         self._graph = graph
         self._clock = clock
@@ -294,10 +292,10 @@ class SubjectResolver:
                         subjects[message_id] = MessageInfo(seen.subject, size=seen.size, source=SOURCE_AUDIT)
                 elif covers is not None and covers(mailbox):
                     if len(message_id) > MAX_MESSAGE_ID_CHARS:  # no real header is that long
-                        message_index.write(self._table, mailbox, {message_id: INVALID})
+                        self._index.write(mailbox, {message_id: INVALID})
                         continue
                     pending.setdefault(mailbox, {})[message_id] = seen
-            message_index.record_subjects(self._table, mailbox, subjects)
+            self._index.record_subjects(mailbox, subjects)
             self._recorded.update((mailbox, message_id) for message_id in subjects)  # once written
         return pending
 
@@ -331,13 +329,13 @@ class SubjectResolver:
         now = self._clock()
         unresolved = 0
         for mailbox, messages in observed.items():
-            known = message_index.read(self._table, mailbox, messages)
+            known = self._index.read(mailbox, messages)
             missing = {
                 message_id: MessageInfo(size=seen.size, source=GRAPH_ERROR, retry_at=now + SHORT_RETRY)
                 for message_id, seen in messages.items()
                 if message_id not in known
             }
-            message_index.write(self._table, mailbox, missing)
+            self._index.write(mailbox, missing)
             unresolved += len(missing) + sum(1 for info in known.values() if not info.resolved)
         return unresolved
 
@@ -351,7 +349,7 @@ class SubjectResolver:
         answers becomes a candidate for a remote lookup when `remote(mailbox)` allows it."""
         triage = _Triage(now=self._clock())
         for mailbox, messages in observed.items():
-            known = message_index.read(self._table, mailbox, messages)
+            known = self._index.read(mailbox, messages)
             for message_id, seen in messages.items():
                 key = (mailbox, message_id)
                 stats.messages += 1
@@ -359,7 +357,7 @@ class SubjectResolver:
                 if seen.subject:
                     info = MessageInfo(subject=seen.subject, size=seen.size, source=SOURCE_AUDIT)
                     stats.audit += 1
-                    if current is None or not message_index.is_answer(current.source):
+                    if current is None or not is_answer(current.source):
                         triage.writes[key] = info  # the first answer stays: never over Graph's
                     triage.result[key] = info
                 elif current is not None and not current.due(triage.now):
@@ -379,7 +377,7 @@ class SubjectResolver:
         for (mailbox, message_id), info in writes.items():
             by_mailbox.setdefault(mailbox, {})[message_id] = info
         for mailbox, infos in by_mailbox.items():
-            message_index.write(self._table, mailbox, infos)
+            self._index.write(mailbox, infos)
 
     # -- remote lookups ---------------------------------------------------------------------
 

@@ -405,7 +405,7 @@ def spied(storage: Storage) -> tuple[Storage, SpyTables]:
 
 
 def delivered_rows_in(storage: Storage, partition: str) -> int:
-    client = storage.tables.get_table_client("AlertOutbox")
+    client = storage.alert_outbox.client
     rows = client.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
     return sum(1 for row in rows if row.get("State") == "Delivered")
 
@@ -471,7 +471,7 @@ def test_the_due_scan_and_health_never_read_the_delivered_history(
 def test_alerts_of_the_one_partition_layout_are_moved_delivered_once_and_never_raised_again(
     storage: Storage, receiver: WebhookReceiver
 ) -> None:
-    client = storage.tables.get_table_client("AlertOutbox")
+    client = storage.alert_outbox.client
     old_pending = lagging(NOW)
     old_delivered = rules.throttled_alert(TENANT, "bob@contoso.com", NOW, "r", NOW)
     for alert, state in ((old_pending, "Pending"), (old_delivered, "Delivered")):

@@ -19,7 +19,7 @@ from shared.clients.auth import AuthFailed
 from shared.collect.collector import CollectionState, Collector
 from shared.ingest import pipeline
 from shared.settings import AlertSettings, load_alert_settings
-from shared.storage import RAW_CONTAINER, STATE_TABLE, Storage
+from shared.storage import RAW_CONTAINER, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.collect.test_collector import client_for, settings_for
 
@@ -57,7 +57,7 @@ def test_a_collection_gap_raises_collection_gap_delivered_at_the_end_of_the_run(
     storage: Storage, sim: Simulator, receiver: WebhookReceiver
 ) -> None:
     settings = settings_for(sim)
-    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    state = CollectionState(storage.collection_state, "Audit.Exchange")
     now = datetime.now(UTC)
     state.save_checkpoint(now - timedelta(days=9), now)
 
@@ -80,7 +80,7 @@ def test_a_checkpoint_more_than_the_lag_setting_behind_raises_collection_lagging
     storage: Storage, sim: Simulator, receiver: WebhookReceiver
 ) -> None:
     settings = settings_for(sim)
-    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    state = CollectionState(storage.collection_state, "Audit.Exchange")
     now = datetime.now(UTC)
     state.save_checkpoint(now - timedelta(hours=10), now - timedelta(hours=10))
     spent = iter([0.0, *[float(settings.time_budget_seconds)] * 10_000])  # the budget is gone at once
@@ -136,7 +136,7 @@ def test_two_gaps_on_one_day_reach_the_webhook_as_two_alerts(
     storage: Storage, sim: Simulator, receiver: WebhookReceiver
 ) -> None:
     settings = settings_for(sim)
-    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    state = CollectionState(storage.collection_state, "Audit.Exchange")
     gaps = []
     for days in (9, 12):  # the checkpoint is set back twice (a restored table, say)
         now = datetime.now(UTC)
@@ -243,7 +243,7 @@ def test_a_blob_served_whole_but_not_valid_json_is_stored_as_served_alerted_and_
 
     assert result.caught_up
     assert result.unparseable == [blob.content_id]
-    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    state = CollectionState(storage.collection_state, "Audit.Exchange")
     checkpoint = state.checkpoint()
     assert checkpoint is not None
     assert checkpoint > blob.created

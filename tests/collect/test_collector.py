@@ -18,7 +18,7 @@ from shared.clients.auth import MsalTokenProvider, token_provider
 from shared.collect.collector import CollectionState, Collector
 from shared.ingest import pipeline
 from shared.settings import CollectionSettings, load_collection_settings
-from shared.storage import MAILBOX_TABLE, STATE_TABLE, Storage
+from shared.storage import Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.helpers import blob_names
 
@@ -43,7 +43,7 @@ def client_for(settings: CollectionSettings) -> ActivityClient:
 
 
 def stored_record_ids(storage: Storage) -> list[str]:
-    table = storage.tables.get_table_client(MAILBOX_TABLE)
+    table = storage.mailbox_access.client
     return [row["RecordId"] for row in table.list_entities(select=["RecordId"])]
 
 
@@ -115,7 +115,7 @@ def test_tokens_come_from_msal_over_https_with_the_ca_bundle(quiet_sim: Simulato
 
 def test_a_backlog_older_than_seven_days_is_recorded_as_a_gap(storage: Storage, quiet_sim: Simulator) -> None:
     settings = settings_for(quiet_sim)
-    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    state = CollectionState(storage.collection_state, "Audit.Exchange")
     now = datetime.now(UTC)
     state.save_checkpoint(now - timedelta(days=9), now)
     result = Collector(storage, client_for(settings), settings).run()
@@ -137,7 +137,7 @@ def test_a_run_that_spends_its_time_budget_keeps_its_checkpoint_and_the_next_run
     budget_clock = lambda: float(next(ticks)) * settings.time_budget_seconds / 3  # noqa: E731
     first = Collector(storage, client_for(settings), settings, monotonic=budget_clock).run()
     assert not first.caught_up
-    state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    state = CollectionState(storage.collection_state, "Audit.Exchange")
     saved = state.checkpoint()
     assert saved is not None
     assert saved < datetime.now(UTC) - timedelta(hours=1)
@@ -201,7 +201,7 @@ def test_a_body_cut_short_differently_each_time_is_retried_never_stored_as_unpar
         with pytest.raises(TransientError, match="truncated"):
             Collector(storage, client_for(settings), settings).run()
 
-        state = CollectionState(storage.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+        state = CollectionState(storage.collection_state, "Audit.Exchange")
         checkpoint = state.checkpoint()
         first = min(blob.created for blob in sim.tenant.blobs)
         assert checkpoint is None or checkpoint <= first  # that window is retried, never passed

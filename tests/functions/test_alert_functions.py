@@ -17,7 +17,7 @@ from shared.alerts import outbox, rules
 from shared.collect.collector import CollectionState
 from shared.ingest import pipeline
 from shared.settings import SettingsError
-from shared.storage import POISON_QUEUE, STATE_TABLE, Storage, raw_store
+from shared.storage import POISON_QUEUE, Storage, raw_store
 from tests.functions.helpers import registered_functions
 from tests.records_factory import TENANT, mail_items_accessed, operation_properties
 
@@ -106,7 +106,7 @@ def test_health_http_reports_lag_fetch_queues_and_alerts(
     alert_env: Storage, receiver: WebhookReceiver
 ) -> None:
     now = datetime.now(UTC)
-    state = CollectionState(alert_env.tables.get_table_client(STATE_TABLE), "Audit.Exchange")
+    state = CollectionState(alert_env.collection_state, "Audit.Exchange")
     state.save_checkpoint(now - timedelta(hours=8), now - timedelta(minutes=3))
     raw_store.content_queue(alert_env.queues, POISON_QUEUE).send_message("x")
     delivered = rules.make_alert(

@@ -8,7 +8,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from shared.ingest import pipeline
-from shared.storage import MAILBOX_TABLE, Storage
+from shared.storage import Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.functions.conftest import user_function
 
@@ -33,7 +33,7 @@ def test_a_timer_tick_collects_new_content_and_the_queue_it_fills_gives_the_serv
     fetch_audit(TimerRequest(past_due=True))  # a second tick finds nothing new
     pipeline.drain_queue(function_env)
 
-    table = function_env.tables.get_table_client(MAILBOX_TABLE)
+    table = function_env.mailbox_access.client
     ids = [row["RecordId"] for row in table.list_entities(select=["RecordId"])]
     assert sorted(ids) == sim.ground_truth()["served"] == sim.ground_truth()["available"]
 

@@ -39,7 +39,7 @@ from devtools.azurite import fresh_storage
 from mia import cli
 from shared import runtime
 from shared.ingest import pipeline
-from shared.storage import ACTOR_TABLE, CONTENT_QUEUE, MAILBOX_TABLE, POISON_QUEUE, Storage, raw_store
+from shared.storage import CONTENT_QUEUE, POISON_QUEUE, Storage, raw_store
 from tests.helpers import parse_csv
 from tests.strategies import FIRST_DAY, TODAY, AuditRecord, ExportFile, FuzzInput, fuzz_inputs
 
@@ -195,13 +195,11 @@ def process(storage: Storage, files: list[tuple[ExportFile, Path]], caplog: pyte
 
 
 def check_rows(storage: Storage, case: FuzzInput) -> None:
-    mailbox_rows = storage.tables.get_table_client(MAILBOX_TABLE).list_entities(
-        select=["Mailbox", "RecordId"]
-    )
+    mailbox_rows = storage.mailbox_access.client.list_entities(select=["Mailbox", "RecordId"])
     got = Counter((row["Mailbox"], row["RecordId"]) for row in mailbox_rows)
     want = Counter((record.mailbox, record.record_id) for record in case.accessed)
     assert got == want, f"MailboxAccess rows: missing {list(want - got)[:3]}, extra {list(got - want)[:3]}"
-    actor_rows = storage.tables.get_table_client(ACTOR_TABLE).list_entities(select=["RecordId"])
+    actor_rows = storage.actor_access.client.list_entities(select=["RecordId"])
     assert Counter(row["RecordId"] for row in actor_rows) == Counter(r.record_id for r in case.accessed)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from shared import runtime
 from shared.reports.access import parse_principal
-from shared.storage import REPORT_ACCESS_TABLE, Storage
+from shared.storage import Storage
 from tests.helpers import SAMPLE_FROM, SAMPLE_TO
 
 pytestmark = pytest.mark.functions
@@ -45,7 +45,7 @@ def request(mailbox: str, headers: dict[str, str] | None = None, /, **params: st
 
 
 def access_rows(storage: Storage) -> list[dict[str, Any]]:
-    rows = list(storage.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities())
+    rows = list(storage.report_access.client.list_entities())
     return sorted(rows, key=lambda row: row["RowKey"])
 
 
@@ -171,7 +171,7 @@ def test_roles_under_the_principal_role_type_count() -> None:
 def test_a_report_whose_access_cannot_be_recorded_is_not_served(
     loaded: Storage, report_http: Handler
 ) -> None:
-    loaded.tables.delete_table(REPORT_ACCESS_TABLE)
+    loaded.report_access.client.delete_table()
 
     response = report_http(request("alice@contoso.com", **RANGE))
 

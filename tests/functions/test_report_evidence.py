@@ -13,7 +13,7 @@ import azure.functions as func
 import pytest
 
 from shared.ingest import pipeline
-from shared.storage import REPORT_ACCESS_TABLE, Storage
+from shared.storage import Storage
 from tests.helpers import mia_record
 
 pytestmark = pytest.mark.functions
@@ -70,9 +70,7 @@ def test_a_lone_surrogate_subject_is_served_repaired_in_every_view_and_format(
             assert response.status_code == 200, (view, fmt)
             body = response.get_body().decode("utf-8")  # strict: valid UTF-8 throughout
             assert "Invoice \ufffd paid" in body or view == "sessions"
-    statuses = [
-        row["Status"] for row in function_env.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities()
-    ]
+    statuses = [row["Status"] for row in function_env.report_access.client.list_entities()]
     assert statuses == [200] * 8
 
 

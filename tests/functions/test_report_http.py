@@ -23,13 +23,10 @@ from shared.reports.request import decode_after, encode_after
 from shared.reports.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
 from shared.settings import ReportSettings, ResolutionSettings
 from shared.storage import (
-    ACTOR_TABLE,
-    MAILBOX_TABLE,
-    MESSAGE_INDEX_TABLE,
-    REPORT_ACCESS_TABLE,
     Storage,
     tables,
 )
+from shared.storage.tables import MailboxAccessTable
 from shared.subjects.resolver import SubjectResolver
 from tests.helpers import SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
 
@@ -78,8 +75,7 @@ def seeded(function_env: Storage) -> Storage:
             ("x", "x", 19, "x1"),
         ]
     ]
-    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
-    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
+    tables.store_events(function_env, events)
     return function_env
 
 
@@ -211,8 +207,7 @@ def test_cells_starting_with_formula_characters_get_a_leading_apostrophe(
         items=(MessageRef('=HYPERLINK("http://evil")@x', "Inbox", "hi", 1),),
         **HOSTILE_CELLS,
     )
-    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
-    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), [event])
+    tables.store_events(function_env, [event])
     params = {"from": "2026-11-18", "to": "2026-11-18"}
 
     [header, row] = csv_rows(report_http(request("target@contoso.com", **params)))
@@ -249,8 +244,7 @@ def _seed_bulk(storage: Storage, count: int) -> list[str]:
         for n in range(count)
     ]
     events.append(make_event(mailbox="other@contoso.com", record_id="not-bulk"))
-    mailbox_table = storage.tables.get_table_client(MAILBOX_TABLE)
-    tables.write_events(mailbox_table, storage.tables.get_table_client(ACTOR_TABLE), events)
+    tables.store_events(storage, events)
     return [event.record_id for event in events[:count]]
 
 
@@ -340,9 +334,8 @@ def test_paging_reaches_every_row_once_whatever_the_record_ids_look_like(
         )
         for n in range(230)
     ]
-    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
-    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
-    expected = [event.record_id for event in sorted(events, key=tables.row_key)]
+    tables.store_events(function_env, events)
+    expected = [event.record_id for event in sorted(events, key=MailboxAccessTable.row_key)]
     params: dict[str, str] | None = {"from": "2026-11-18", "to": "2026-11-18", "format": "json"}
 
     seen: list[str] = []
@@ -377,13 +370,13 @@ def test_the_function_key_never_travels_on_in_the_link_in_any_casing(
     assert params is not None
     assert "s3cret" not in response.headers["Link"]
     assert {k.lower() for k in params} == {"from", "to", "after"}
-    [access] = function_env.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities()
+    [access] = function_env.report_access.client.list_entities()
     assert "s3cret" not in access["Parameters"]
 
 
 def _store_unreadable_row(storage: Storage) -> None:
     """A MailboxAccess row no reader can turn into an event (its items are not JSON)."""
-    storage.tables.get_table_client(MAILBOX_TABLE).create_entity(
+    storage.mailbox_access.client.create_entity(
         {
             "PartitionKey": "alice@contoso.com",
             "RowKey": "20261118T090000_broken",
@@ -419,7 +412,7 @@ def test_an_unexpected_failure_is_a_json_500_logged_and_recorded_with_its_correl
     assert logged.levelno == logging.ERROR
     assert logged.exc_info is not None
     assert "alice@contoso.com" not in logged.getMessage()
-    [access] = function_env.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities()
+    [access] = function_env.report_access.client.list_entities()
     assert (access["Status"], access["ErrorCode"]) == (500, "internal_error")
     assert access["CorrelationId"] == correlation_id
     assert access["BodySha256"] == hashlib.sha256(response.get_body()).hexdigest()
@@ -434,9 +427,7 @@ class FailingResolver(SubjectResolver):
 
 
 def test_a_failing_resolver_is_a_json_500_recorded_in_report_access(loaded: Storage) -> None:
-    resolver = FailingResolver(
-        loaded.tables.get_table_client(MESSAGE_INDEX_TABLE), ResolutionSettings(), graph=None
-    )
+    resolver = FailingResolver(loaded.message_index, ResolutionSettings(), graph=None)
 
     reply = http_api.serve_report(
         "alice@contoso.com", {"view": "messages", **RANGE}, {}, loaded, ReportSettings(), resolver=resolver
@@ -445,7 +436,7 @@ def test_a_failing_resolver_is_a_json_500_recorded_in_report_access(loaded: Stor
     assert (reply.status, json.loads(reply.body)["error"]["code"]) == (500, "internal_error")
     correlation_id = reply.headers["X-Correlation-Id"]
     assert correlation_id in json.loads(reply.body)["error"]["message"]
-    [access] = loaded.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities()
+    [access] = loaded.report_access.client.list_entities()
     assert (access["Status"], access["CorrelationId"]) == (500, correlation_id)
 
 
@@ -453,7 +444,7 @@ def test_an_unexpected_failure_whose_access_cannot_be_recorded_is_still_a_json_5
     function_env: Storage, report_http: Handler
 ) -> None:
     _store_unreadable_row(function_env)
-    function_env.tables.delete_table(REPORT_ACCESS_TABLE)
+    function_env.report_access.client.delete_table()
 
     _internal_error_id(report_http(request("alice@contoso.com", **RANGE)))
 
@@ -480,9 +471,7 @@ def test_every_answer_carries_the_correlation_id_of_its_access_row(
     ok = report_http(request("alice@contoso.com", **RANGE))
     bad = report_http(request("alice@contoso.com", view="nope"))
 
-    rows = sorted(
-        seeded.tables.get_table_client(REPORT_ACCESS_TABLE).list_entities(), key=lambda row: row["RowKey"]
-    )
+    rows = sorted(seeded.report_access.client.list_entities(), key=lambda row: row["RowKey"])
     assert [(row["Status"], row["CorrelationId"]) for row in rows] == [
         (200, ok.headers["X-Correlation-Id"]),
         (400, bad.headers["X-Correlation-Id"]),
@@ -491,7 +480,7 @@ def test_every_answer_carries_the_correlation_id_of_its_access_row(
 
 
 def test_a_storage_failure_is_a_503_json_error(function_env: Storage, report_http: Handler) -> None:
-    function_env.tables.delete_table(MAILBOX_TABLE)
+    function_env.mailbox_access.client.delete_table()
 
     response = report_http(request("alice@contoso.com", **RANGE))
 
@@ -670,8 +659,7 @@ def test_a_valid_upn_with_an_apostrophe_matches_only_itself(
         make_event(mailbox="o'brien@contoso.com", record_id="obrien"),
         make_event(mailbox="obrien@contoso.com", record_id="other"),
     ]
-    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
-    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
+    tables.store_events(function_env, events)
 
     response = report_http(request("O'Brien@contoso.com", **{"from": "2026-11-18", "to": "2026-11-18"}))
 
@@ -781,8 +769,7 @@ def test_filtered_paging_counts_produced_rows_and_loses_none(
         )
         for n in range(450)
     ]
-    mailbox_table = function_env.tables.get_table_client(MAILBOX_TABLE)
-    tables.write_events(mailbox_table, function_env.tables.get_table_client(ACTOR_TABLE), events)
+    tables.store_events(function_env, events)
     params: dict[str, str] | None = {
         "from": "2026-11-18",
         "to": "2026-11-18",

@@ -19,7 +19,7 @@ from shared import runtime
 from shared.alerts import outbox
 from shared.ingest import pipeline
 from shared.settings import SettingsError
-from shared.storage import MAILBOX_TABLE, Storage, raw_store
+from shared.storage import Storage, raw_store
 from tests.functions.helpers import registered_functions
 from tests.records_factory import TENANT, mail_items_accessed
 
@@ -90,7 +90,7 @@ def _run_enrich_trace(storage: Storage) -> None:
     imported = pipeline.import_bytes(storage, json.dumps(mail_items_accessed()).encode(), "one.jsonl")
     body = raw_store.RawPointer(imported.blob, imported.sha256, imported.format).encode().encode()
     handler("enrich_trace")(func.QueueMessage(id="m1", body=body, pop_receipt="r1"))
-    assert len(list(storage.tables.get_table_client(MAILBOX_TABLE).list_entities())) == 1
+    assert len(list(storage.mailbox_access.client.list_entities())) == 1
 
 
 def _run_first(name: str, storage: Storage) -> None:

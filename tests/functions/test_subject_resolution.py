@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 
 from shared import runtime
-from shared.storage import LOOKUP_QUEUE, MESSAGE_INDEX_TABLE, Storage, raw_store
+from shared.storage import LOOKUP_QUEUE, Storage, raw_store
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from simulator.tenant import Blob
 from tests.functions.conftest import user_function
@@ -56,10 +56,10 @@ def test_enrich_trace_queues_what_the_records_lack_and_resolve_subjects_answers_
 
     for message in messages:
         enrich_trace(message)
-    audit_only = full_scan(function_env, MESSAGE_INDEX_TABLE)
+    audit_only = full_scan(function_env.message_index)
     assert graph_calls(sim) == calls  # ingestion never waits on Graph
     resolve_subjects(func.timer.TimerRequest(past_due=False))
-    index = full_scan(function_env, MESSAGE_INDEX_TABLE)
+    index = full_scan(function_env.message_index)
     after = graph_calls(sim)
     for message in messages:
         enrich_trace(message)  # redelivered
@@ -75,7 +75,7 @@ def test_enrich_trace_queues_what_the_records_lack_and_resolve_subjects_answers_
         assert row["Source"] in ("graph", "trace")
         assert (row["Subject"], row["Sender"]) == (meta.subject, meta.sender)
     assert graph_calls(sim) == after  # nothing looked up twice
-    assert full_scan(function_env, MESSAGE_INDEX_TABLE) == index
+    assert full_scan(function_env.message_index) == index
     assert raw_store.content_queue(function_env.queues, LOOKUP_QUEUE).peek_messages() == []
 
 
@@ -148,4 +148,4 @@ def test_a_report_on_a_stalled_graph_returns_at_its_deadline_with_the_lookups_de
     sources = [row["SubjectSource"] for row in rows if row["SubjectSource"] != "audit"]
     assert sources
     assert set(sources) == {"unresolved:deferred"}
-    assert [row for row in full_scan(function_env, MESSAGE_INDEX_TABLE) if row["Source"] != "audit"] == []
+    assert [row for row in full_scan(function_env.message_index) if row["Source"] != "audit"] == []

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from shared import storage
+from shared.storage.report_access import ReportAccessTable
 from tests.infra.bicep import Resource, Template, function_call, module_output, property_of
 
 pytestmark = pytest.mark.infra
@@ -190,7 +191,7 @@ def test_every_table_is_reached_only_by_its_own_roles() -> None:
     reached = model.reach()
     assert set(reached) >= set(storage.TABLES)
     for table, roles in reached.items():
-        if table == storage.REPORT_ACCESS_TABLE:
+        if table == ReportAccessTable.NAME:
             assert roles == {"custom:appendOnlyRole"}, f"{table}: {roles}"
         else:
             assert roles == {TABLE_CONTRIBUTOR}, f"{table}: {roles}"

@@ -16,15 +16,8 @@ from shared.collect import collector
 from shared.ingest import pipeline, verify
 from shared.model.event import EVENT_COLUMNS
 from shared.model.message_info import SOURCE_GRAPH, MessageInfo
-from shared.storage import (
-    CONFLICTS_TABLE,
-    MAILBOX_TABLE,
-    MESSAGE_INDEX_TABLE,
-    RAW_CONTAINER,
-    Storage,
-    raw_store,
-    tables,
-)
+from shared.storage import RAW_CONTAINER, Storage, raw_store, tables
+from shared.storage.tables import MailboxAccessTable
 from tests.helpers import full_scan, mia_record, parse_csv, write_json_array
 
 pytestmark = pytest.mark.integration
@@ -130,7 +123,7 @@ def test_every_message_of_a_bind_record_listing_thousands_is_in_every_view(
             capsys, "report", "alice@contoso.com", "--from", FROM, "--to", TO, "--view", "messages", *source
         )
         assert len(parse_csv(out)) == count + 1
-    [row] = [r for r in full_scan(function_env, MAILBOX_TABLE) if r.get("RecordId") == "bulk"]
+    [row] = [r for r in full_scan(function_env.mailbox_access) if r.get("RecordId") == "bulk"]
     assert row["OverflowRows"] > 0
     assert verify.verify(function_env).ok
 
@@ -192,11 +185,11 @@ def test_an_import_of_the_same_record_with_other_content_never_replaces_the_coll
     assert _run(capsys, "import", str(repeat), str(other))[0] == 0
     assert _run(capsys, "process")[0] == 0
 
-    [row] = [r for r in full_scan(function_env, MAILBOX_TABLE) if r.get("RecordId") == "r1"]
+    [row] = [r for r in full_scan(function_env.mailbox_access) if r.get("RecordId") == "r1"]
     assert row["ClientIP"] == "203.0.113.10"
     assert row["SourceBlob"] == blob
     assert row["Conflict"] is True
-    [conflict] = full_scan(function_env, CONFLICTS_TABLE)
+    [conflict] = full_scan(function_env.record_conflicts)
     assert conflict["FirstSourceBlob"] == blob
     assert conflict["SourceBlob"] == raw_store.import_blob_name(raw_store.sha256_hex(other.read_bytes()))
 
@@ -212,20 +205,17 @@ def test_an_import_of_the_same_record_with_other_content_never_replaces_the_coll
 def test_an_audit_subject_never_replaces_what_graph_found_but_fills_an_unanswered_row(
     storage: Storage,
 ) -> None:
-    from shared.storage import message_index
-
-    index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
+    index = storage.message_index
     found = MessageInfo(subject="From Graph", sender="ceo@contoso.com", source=SOURCE_GRAPH)
-    message_index.write(index, "alice@contoso.com", {"<a@x>": found})
-    message_index.write(index, "alice@contoso.com", {"<b@x>": MessageInfo(source="unresolved:not-found")})
+    index.write("alice@contoso.com", {"<a@x>": found})
+    index.write("alice@contoso.com", {"<b@x>": MessageInfo(source="unresolved:not-found")})
 
-    message_index.record_subjects(
-        index,
+    index.record_subjects(
         "alice@contoso.com",
         {m: MessageInfo(subject="From audit", source="audit") for m in ("<a@x>", "<b@x>", "<c@x>")},
     )
 
-    known = message_index.read(index, "alice@contoso.com", ["<a@x>", "<b@x>", "<c@x>"])
+    known = index.read("alice@contoso.com", ["<a@x>", "<b@x>", "<c@x>"])
     assert (known["<a@x>"].subject, known["<a@x>"].source) == ("From Graph", SOURCE_GRAPH)
     assert (known["<b@x>"].subject, known["<b@x>"].source) == ("From audit", "audit")
     assert (known["<c@x>"].subject, known["<c@x>"].source) == ("From audit", "audit")
@@ -308,8 +298,8 @@ def test_mia_verify_finds_a_row_changed_in_storage_and_a_blob_changed_under_it(
     assert json.loads(out)["rows_checked"] == 6  # three records, in MailboxAccess and ActorAccess
     assert json.loads(out)["blobs_verified"] == 2
 
-    table = function_env.tables.get_table_client(MAILBOX_TABLE)
-    [row_a] = [r for r in full_scan(function_env, MAILBOX_TABLE) if r["RecordId"] == "a"]
+    table = function_env.mailbox_access.client
+    [row_a] = [r for r in full_scan(function_env.mailbox_access) if r["RecordId"] == "a"]
     table.update_entity(
         {"PartitionKey": row_a["PartitionKey"], "RowKey": row_a["RowKey"], "ClientIP": "10.0.0.1"}
     )
@@ -350,10 +340,8 @@ def test_mia_verify_names_a_row_whose_overflow_rows_are_gone(
         write_json_array(tmp_path / "bulk.json", [_bind("bulk", "2026-11-18T08:00:00", messages)]),
     )
     pipeline.drain_queue(function_env)
-    table = function_env.tables.get_table_client(MAILBOX_TABLE)
-    [part, *_] = [
-        r for r in full_scan(function_env, MAILBOX_TABLE) if tables.is_overflow_partition(r["PartitionKey"])
-    ]
+    table = function_env.mailbox_access.client
+    [part, *_] = [r for r in full_scan(function_env.mailbox_access) if MailboxAccessTable.is_overflow_row(r)]
     table.delete_entity(part["PartitionKey"], part["RowKey"])
 
     result = verify.verify(function_env, "alice@contoso.com")
@@ -366,33 +354,28 @@ def test_a_report_seeing_a_records_subject_keeps_what_graph_found_in_the_index(s
 
     from shared.model.message_info import Observed
     from shared.settings import ResolutionSettings
-    from shared.storage import message_index
     from shared.subjects.resolver import SubjectResolver
 
-    index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
+    index = storage.message_index
     found = MessageInfo(subject="From Graph", sender="ceo@contoso.com", source=SOURCE_GRAPH)
-    message_index.write(index, "alice@contoso.com", {"<a@x>": found})
+    index.write("alice@contoso.com", {"<a@x>": found})
     resolver = SubjectResolver(index, ResolutionSettings(), graph=None)
     seen = Observed("From audit", None, datetime(2026, 11, 18, tzinfo=UTC))
 
     answer = resolver.resolve({"alice@contoso.com": {"<a@x>": seen, "<b@x>": seen}}, None, lambda _: False)
 
     assert answer[("alice@contoso.com", "<a@x>")].subject == "From audit"  # what the record says
-    known = message_index.read(index, "alice@contoso.com", ["<a@x>", "<b@x>"])
+    known = index.read("alice@contoso.com", ["<a@x>", "<b@x>"])
     assert (known["<a@x>"].subject, known["<a@x>"].source) == ("From Graph", SOURCE_GRAPH)
     assert known["<b@x>"].source == "audit"
 
 
 def test_a_subject_longer_than_a_table_property_is_cut_visibly_never_silently(storage: Storage) -> None:
-    from shared.storage import message_index
-
-    index = storage.tables.get_table_client(MESSAGE_INDEX_TABLE)
+    index = storage.message_index
     subject = "Q" * 20_000
-    message_index.write(
-        index, "alice@contoso.com", {"<a@x>": MessageInfo(subject=subject, source=SOURCE_GRAPH)}
-    )
+    index.write("alice@contoso.com", {"<a@x>": MessageInfo(subject=subject, source=SOURCE_GRAPH)})
 
-    kept = message_index.read(index, "alice@contoso.com", ["<a@x>"])["<a@x>"].subject
+    kept = index.read("alice@contoso.com", ["<a@x>"])["<a@x>"].subject
 
     assert kept == "Q" * 15_960 + " [cut: 4040 more characters not kept]"
     assert len(kept) <= tables.MAX_TEXT

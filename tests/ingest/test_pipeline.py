@@ -13,10 +13,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from shared.ingest import pipeline
 from shared.parse import readers
 from shared.storage import (
-    ACTOR_TABLE,
     CONTENT_QUEUE,
-    MAILBOX_TABLE,
-    MESSAGE_INDEX_TABLE,
     POISON_QUEUE,
     Storage,
     raw_store,
@@ -56,8 +53,8 @@ def test_sample_import_then_drain_gives_exactly_one_row_per_distinct_record(stor
 
     [result] = _import_and_drain(storage, SAMPLE)
 
-    mailbox_rows = full_scan(storage, MAILBOX_TABLE)
-    actor_rows = full_scan(storage, ACTOR_TABLE)
+    mailbox_rows = full_scan(storage.mailbox_access)
+    actor_rows = full_scan(storage.actor_access)
     assert keys_of(mailbox_rows) == expected_keys("mailbox")
     assert keys_of(actor_rows) == expected_keys("actor")
     assert len(mailbox_rows) == len(actor_rows) == 56
@@ -93,7 +90,7 @@ def test_sample_import_then_drain_gives_exactly_one_row_per_distinct_record(stor
 def test_sample_rows_carry_the_decoded_fields_of_their_records(storage: Storage) -> None:
     _import_and_drain(storage, SAMPLE)
 
-    rows = {row["RecordId"]: row for row in full_scan(storage, MAILBOX_TABLE)}
+    rows = {row["RecordId"]: row for row in full_scan(storage.mailbox_access)}
     for record in sample_mia_records():
         row = rows[record["Id"]]
         assert row["EventTime"] == record["CreationTime"] + "Z"
@@ -149,16 +146,16 @@ def test_the_same_records_in_another_format_add_no_rows_and_change_no_entity(
 def test_the_other_formats_alone_give_the_same_rows_as_the_csv(storage: Storage, tmp_path: Path) -> None:
     _import_and_drain(storage, write_json_lines(tmp_path / "records.jsonl", sample_records()))
     from_jsonl = scan_all(storage)
-    for table in (MAILBOX_TABLE, ACTOR_TABLE):
-        storage.tables.get_table_client(table).delete_table()
-        storage.tables.create_table(table)
+    for table in (storage.mailbox_access, storage.actor_access):
+        table.client.delete_table()
+        table.client.create_table()
 
     _import_and_drain(storage, SAMPLE)
 
     # The same content; each row names the file it came from.
     assert _without_provenance(scan_all(storage)) == _without_provenance(from_jsonl)
-    assert {row["SourceBlob"] for row in full_scan(storage, MAILBOX_TABLE)} == set(blob_names(storage)) - {
-        row["SourceBlob"] for row in from_jsonl[MAILBOX_TABLE]
+    assert {row["SourceBlob"] for row in full_scan(storage.mailbox_access)} == set(blob_names(storage)) - {
+        row["SourceBlob"] for row in from_jsonl["mailbox"]
     }
 
 
@@ -180,7 +177,7 @@ def test_processing_the_same_pointer_twice_changes_nothing(storage: Storage) -> 
 
     assert scan_all(storage) == after_first
     assert second.as_dict() == {**first.as_dict(), "inserted": 0}  # every row was there
-    assert keys_of(after_first[MAILBOX_TABLE]) == expected_keys("mailbox")
+    assert keys_of(after_first["mailbox"]) == expected_keys("mailbox")
 
 
 def test_malformed_records_in_the_middle_are_counted_and_the_rest_is_processed(
@@ -206,7 +203,7 @@ def test_malformed_records_in_the_middle_are_counted_and_the_rest_is_processed(
 
     assert result.stats.as_dict() == {"records": 9, "events": 4, "other_operations": 1, "malformed": 4}
     assert result.stats.malformed_positions == ["line 3", "line 4", "line 5", "line 6"]
-    assert sorted(row["RecordId"] for row in full_scan(storage, MAILBOX_TABLE)) == [
+    assert sorted(row["RecordId"] for row in full_scan(storage.mailbox_access)) == [
         "good-0",
         "good-1",
         "good-2",
@@ -235,7 +232,7 @@ def test_a_csv_row_with_broken_audit_data_is_counted_and_the_other_rows_are_proc
     assert result.stats.records == 67
     expected = {key for key in expected_keys("mailbox") if not key[1].endswith("_" + damaged_id)}
     assert len(expected) == 55
-    assert keys_of(full_scan(storage, MAILBOX_TABLE)) == expected
+    assert keys_of(full_scan(storage.mailbox_access)) == expected
 
 
 def test_a_pointer_to_a_missing_blob_raises(storage: Storage) -> None:
@@ -252,7 +249,7 @@ def test_a_pointer_with_a_wrong_sha256_raises_and_writes_nothing(storage: Storag
     with pytest.raises(IntegrityError):
         pipeline.process_pointer(storage, body)
 
-    assert scan_all(storage) == {MAILBOX_TABLE: [], ACTOR_TABLE: []}
+    assert scan_all(storage) == {"mailbox": [], "actor": []}
 
 
 def _plain_messages(storage: Storage, queue: str) -> list[str]:
@@ -300,7 +297,7 @@ def test_a_poisoned_message_does_not_hold_back_the_good_ones(storage: Storage) -
     results = pipeline.drain_queue(storage)
 
     assert len(results) == 1
-    assert keys_of(full_scan(storage, MAILBOX_TABLE)) == expected_keys("mailbox")
+    assert keys_of(full_scan(storage.mailbox_access)) == expected_keys("mailbox")
     assert len(_plain_messages(storage, POISON_QUEUE)) == 1
 
 
@@ -344,12 +341,12 @@ def test_numbers_past_int32_are_kept_and_past_int64_are_named_as_repaired_never_
     [result] = _import_and_drain(storage, write_json_array(tmp_path / "content.json", records))
 
     assert result.stats.events == 5
-    rows = {row["RecordId"]: row for row in full_scan(storage, MAILBOX_TABLE)}
+    rows = {row["RecordId"]: row for row in full_scan(storage.mailbox_access)}
     assert sorted(rows) == ["absurd", "after", "beyond", "big", "normal"]
     assert rows["normal"]["OperationCount"].value == 1
     assert rows["absurd"]["OperationCount"].value == 2**40
     assert "OperationCount" not in rows["beyond"]
     assert json.loads(rows["beyond"]["Repaired"]) == ["OperationCount"]
-    [indexed] = [row for row in full_scan(storage, MESSAGE_INDEX_TABLE) if row["Subject"] == "Backup.pst"]
+    [indexed] = [row for row in full_scan(storage.message_index) if row["Subject"] == "Backup.pst"]
     assert indexed["SizeInBytes"].value == 3_000_000_000
     assert _queue_depth(storage, POISON_QUEUE) == 0

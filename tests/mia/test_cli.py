@@ -95,7 +95,7 @@ def test_mia_import_then_process_then_report_from_storage(
     code, out, _ = _run(capsys, "process")
     assert code == 0
     assert out.startswith("processed 1 blobs: 67 records, 57 MailItemsAccessed (56 new rows;")
-    assert len(full_scan(function_env, "MailboxAccess")) == 56
+    assert len(full_scan(function_env.mailbox_access)) == 56
 
     code, out, _ = _run(capsys, "report", "dave@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20")
 

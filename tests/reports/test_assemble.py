@@ -16,8 +16,7 @@ from shared.reports import assemble
 from shared.reports.request import parse_report_request
 from shared.reports.views import EXPOSURE_COLUMNS, SESSION_COLUMNS, VIEWS
 from shared.settings import ReportSettings
-from shared.storage import MAILBOX_TABLE, Storage, raw_store
-from shared.storage.tables import table_for
+from shared.storage import Storage, raw_store
 from tests.helpers import (
     SAMPLE,
     SAMPLE_FROM,
@@ -135,7 +134,7 @@ def test_render_page_pages_the_events_view_and_continuation_yields_every_row_onc
     query = parse_report_request(
         "alice@contoso.com", {"from": SAMPLE_FROM, "to": SAMPLE_TO}, ReportSettings(), now
     )
-    table = loaded.tables.get_table_client(table_for(query.by))
+    table = loaded.access_table(query.by)
     whole = assemble.render_page(table, query, page_rows=1000)
     assert whole.next_after is None
     all_rows = parse_csv(whole.body)[1:]
@@ -167,7 +166,7 @@ def test_render_page_of_an_exact_multiple_ends_without_an_empty_page(loaded: Sto
     query = parse_report_request(
         "finance@contoso.com", {"from": SAMPLE_FROM, "to": SAMPLE_TO}, ReportSettings(), now
     )
-    table = loaded.tables.get_table_client(MAILBOX_TABLE)
+    table = loaded.mailbox_access
 
     first = assemble.render_page(table, query, page_rows=6)
     second = assemble.render_page(table, dataclasses.replace(query, after=first.next_after), page_rows=6)
@@ -180,7 +179,7 @@ def test_render_page_of_the_sessions_view_aggregates_the_whole_range_in_one_page
     now = datetime(2026, 11, 27, tzinfo=UTC)
     params = {"from": SAMPLE_FROM, "to": SAMPLE_TO, "view": "sessions"}
     query = parse_report_request("alice@contoso.com", params, ReportSettings(), now)
-    table = loaded.tables.get_table_client(MAILBOX_TABLE)
+    table = loaded.mailbox_access
 
     page = assemble.render_page(table, query, page_rows=2)
 

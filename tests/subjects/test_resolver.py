@@ -24,7 +24,7 @@ from shared.model.event import AccessEvent, MessageRef
 from shared.model.message_info import MessageInfo, Observed, observe
 from shared.runtime import build_resolver
 from shared.settings import ResolutionSettings, load_resolution_settings
-from shared.storage import MESSAGE_INDEX_TABLE, Storage, message_index
+from shared.storage import Storage
 from shared.subjects import lookup_queue
 from shared.subjects.resolver import MAX_ITEM_ATTEMPTS, SHORT_RETRY, Budget, ResolveStats, SubjectResolver
 from shared.subjects.trace_search import TRACE_MARGIN, TRACE_RETENTION, TRACE_WINDOW, grid_windows
@@ -78,7 +78,7 @@ def graph_stats(sim: Simulator) -> dict[str, int]:
 
 
 def index_of(storage: Storage, mailbox: str, ids: list[str]) -> dict[str, MessageInfo]:
-    return message_index.read(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), mailbox, ids)
+    return storage.message_index.read(mailbox, ids)
 
 
 def everything(mailbox: str) -> bool:
@@ -173,7 +173,7 @@ def resolver_on_clock(
     settings = settings_for(sim, **env)
     assert settings.graph is not None
     graph = GraphClient(settings.graph, token_provider(settings.graph.auth))
-    return SubjectResolver(storage.tables.get_table_client(MESSAGE_INDEX_TABLE), settings, graph, clock)
+    return SubjectResolver(storage.message_index, settings, graph, clock)
 
 
 def window_number(now: datetime, accessed: datetime, received: datetime) -> int:
