@@ -32,7 +32,7 @@ AFTER_PREFIX = "v1."
 # A Table Storage key is at most 1 KiB; 4 UTF-8 bytes a character bounds the encoded length.
 MAX_ROW_KEY_CHARS = 1024
 _AFTER_TOKEN = re.compile(r"^v1\.[A-Za-z0-9_-]{23,5500}$")
-# What shared.tables writes: a time key, "_", then characters a Table key may hold.
+# What shared.storage.tables writes: a time key, "_", then characters a Table key may hold.
 _ROW_KEY = re.compile(r"^\d{8}T\d{6}_[^/\\#?\x00-\x1f\x7f-\x9f]+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # What an ISO 8601 date or date-time may contain: fromisoformat alone also takes any character
@@ -173,7 +173,7 @@ def encode_after(row_key: str) -> str:
 
 def decode_after(token: str) -> str:
     """The RowKey a continuation token names; RequestError unless it is exactly what
-    encode_after gives for a RowKey shared.tables can have written."""
+    encode_after gives for a RowKey shared.storage.tables can have written."""
     invalid = RequestError(400, "invalid_after", "'after' must be the continuation token of a previous page")
     if not _AFTER_TOKEN.fullmatch(token):
         raise invalid
