@@ -23,8 +23,9 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.alerts import outbox, rules
-from shared.clients.activity_api import ActivityClient, ApiAuthError, Content, ContentGone, ContentItem
+from shared.clients.activity_api import ActivityClient, Content, ContentGone, ContentItem
 from shared.clients.auth import AuthFailed
+from shared.clients.errors import ApiAuthError
 from shared.model import keys
 from shared.settings import AlertSettings, CollectionSettings, SettingsError
 from shared.storage import STATE_TABLE, Storage, raw_store, tables
@@ -253,7 +254,7 @@ class Collector:
         collection.auth_failed, then propagate."""
         try:
             return self._run()
-        except (AuthFailed, ApiAuthError) as problem:
+        except ApiAuthError as problem:  # AuthFailed included: the token itself was refused
             self._auth_failed(problem)
             raise
         finally:
@@ -279,16 +280,16 @@ class Collector:
         )
         outbox.raise_alert(self._storage, alert, now)
 
-    def _auth_failed(self, problem: Exception) -> None:
-        if isinstance(problem, ApiAuthError):
+    def _auth_failed(self, problem: ApiAuthError) -> None:
+        if isinstance(problem, AuthFailed):
+            message = str(problem)  # AuthFailed says what to fix and carries no secret
+        else:
             fix = (
                 "the Management Activity API refused the token: grant the collecting identity the "
                 "application permission ActivityFeed.Read of Office 365 Management APIs with admin "
                 "consent, and check TENANT_ID and PUBLISHER_ID"
             )
             message = f"{problem} ({fix})"
-        else:
-            message = str(problem)  # AuthFailed says what to fix and carries no secret
         log.error("collection cannot authenticate: %s", message)
         self._raise(rules.COLLECTION_AUTH_FAILED, {"error": type(problem).__name__, "message": message})
 
