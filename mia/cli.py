@@ -157,14 +157,13 @@ def cmd_replay_poison(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from shared.clients.activity_api import ApiError
-    from shared.clients.auth import AuthFailed
+    from shared.clients.errors import ApiError
     from shared.collect import collector
 
     settings = load_collection_settings()
     try:
         result = collector.collect(_storage(), settings, load_settings().alerts)
-    except (AuthFailed, ApiError) as problem:
+    except ApiError as problem:  # AuthFailed, a refused token, is one too
         print(f"mia collect: {problem}", file=sys.stderr)
         return 1
     summary = result.as_dict()

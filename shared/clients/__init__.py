@@ -1,2 +1,3 @@
 """Microsoft APIs over HTTPS: tokens (MSAL or managed identity), the Management Activity API and
-Microsoft Graph (message lookup, message trace), with retries, throttling and one error hierarchy."""
+Microsoft Graph (message lookup, message trace), all through one transport (the token, the host
+guard, retries, throttling) and one error hierarchy."""

@@ -15,6 +15,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from shared.clients.errors import ApiAuthError, TransientError
 from shared.clients.http_session import session_for
 from shared.settings import AuthSettings
 
@@ -23,14 +24,23 @@ TOKEN_TIMEOUT_SECONDS = 30
 TRANSIENT_TOKEN_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 
 
-class AuthFailed(RuntimeError):
+class AuthFailed(ApiAuthError):
     """A token was refused (credentials, tenant, consent); the message says what to fix and
     carries no secret. Retrying does not help: the fix is in configuration."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "token", message)
 
-class TokenUnavailable(RuntimeError):
+    def __str__(self) -> str:
+        return self.message  # it reads as the fix, without a code in front
+
+
+class TokenUnavailable(TransientError):
     """The token endpoint could not be reached or answered with a server error: transient, worth
     retrying with backoff, and never a sign of a permission problem."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, "token_unavailable", message)
 
 
 class TokenProvider(Protocol):

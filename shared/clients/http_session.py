@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 
 class CaBundleSession(requests.Session):
@@ -23,7 +24,10 @@ class CaBundleSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
-def session_for(ca_bundle: str | None) -> requests.Session:
+def session_for(ca_bundle: str | None, pool_size: int | None = None) -> requests.Session:
     """A session trusting `ca_bundle` when given (a simulator, a TLS-inspecting proxy), else the
-    system's trust store."""
-    return CaBundleSession(ca_bundle) if ca_bundle else requests.Session()
+    system's trust store; with `pool_size` connections kept per host for that many threads."""
+    session = CaBundleSession(ca_bundle) if ca_bundle else requests.Session()
+    if pool_size is not None:
+        session.mount("https://", HTTPAdapter(pool_maxsize=pool_size))
+    return session

@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from shared.alerts import outbox, rules
-from shared.clients.activity_api import ActivityClient, ApiAuthError, Content, ContentGone, ContentItem
+from shared.clients.activity_api import ActivityClient, Content, ContentGone, ContentItem
 from shared.clients.auth import AuthFailed
+from shared.clients.errors import ApiAuthError
 from shared.settings import AlertSettings, CollectionSettings, SettingsError
 from shared.storage import Storage, raw_store
 from shared.storage.collection_state import CollectionStateTable
@@ -68,6 +69,41 @@ class CollectResult:
         }
 
 
+@dataclass(frozen=True)
+class Stored:
+    """The blob is stored and its pointer queued."""
+
+    records: int
+    label: ClassVar[str] = "stored"
+
+
+@dataclass(frozen=True)
+class Unparseable:
+    """Stored as served, the same bytes twice but not a JSON array (recorded and alerted)."""
+
+    label: ClassVar[str] = "unparseable"
+
+
+@dataclass(frozen=True)
+class Gone:
+    """Listed but no longer retrievable (expired, unknown): lost for good, recorded and alerted."""
+
+    code: str
+
+    @property
+    def label(self) -> str:
+        return f"gone:{self.code}"
+
+
+@dataclass(frozen=True)
+class Late:
+    """Not fetched: the time budget was spent, so the next run fetches it."""
+
+
+Fetched = Stored | Unparseable | Gone
+Outcome = Fetched | Late
+
+
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -89,8 +125,8 @@ class CollectionState:
         """Content IDs already stored with start <= contentCreated < end (one range query)."""
         return self._table.stored_ids(self._type, start, end)
 
-    def mark_stored(self, items: Iterable[tuple[ContentItem, str]]) -> None:
-        self._table.mark_stored(self._type, items)
+    def mark_stored(self, items: Iterable[tuple[ContentItem, Fetched]]) -> None:
+        self._table.mark_stored(self._type, ((item, outcome.label) for item, outcome in items))
 
     def forget_older_than(self, moment: datetime) -> int:
         """Drop stored-ID entries the API can no longer list (their content has expired)."""
@@ -171,7 +207,7 @@ class Collector:
         collection.auth_failed, then propagate."""
         try:
             return self._run()
-        except (AuthFailed, ApiAuthError) as problem:
+        except ApiAuthError as problem:  # AuthFailed included: the token itself was refused
             self._auth_failed(problem)
             raise
         finally:
@@ -197,16 +233,16 @@ class Collector:
         )
         outbox.raise_alert(self._storage, alert, now)
 
-    def _auth_failed(self, problem: Exception) -> None:
-        if isinstance(problem, ApiAuthError):
+    def _auth_failed(self, problem: ApiAuthError) -> None:
+        if isinstance(problem, AuthFailed):
+            message = str(problem)  # AuthFailed says what to fix and carries no secret
+        else:
             fix = (
                 "the Management Activity API refused the token: grant the collecting identity the "
                 "application permission ActivityFeed.Read of Office 365 Management APIs with admin "
                 "consent, and check TENANT_ID and PUBLISHER_ID"
             )
             message = f"{problem} ({fix})"
-        else:
-            message = str(problem)  # AuthFailed says what to fix and carries no secret
         log.error("collection cannot authenticate: %s", message)
         self._raise(rules.COLLECTION_AUTH_FAILED, {"error": type(problem).__name__, "message": message})
 
@@ -287,7 +323,7 @@ class Collector:
         stored = self._state.stored_ids(start, end)
         new = list({item.content_id: item for item in items if item.content_id not in stored}.values())
         result.already_stored += len(items) - len(new)
-        done: list[tuple[ContentItem, str]] = []
+        done: list[tuple[ContentItem, Fetched]] = []
         complete = True
         failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self._settings.concurrency) as pool:
@@ -295,54 +331,59 @@ class Collector:
             for future in as_completed(futures):
                 item = futures[future]
                 try:
-                    outcome, records = future.result()
+                    outcome = future.result()
                 except Exception as problem:  # re-raised below, once the durable part is recorded
                     failure = failure or problem
                     continue
-                if outcome == "late":
-                    complete = False
-                    continue
+                match outcome:
+                    case Late():
+                        complete = False
+                        continue
+                    case Stored(records=records):
+                        result.stored += 1
+                        result.records += records
+                    case Unparseable():
+                        result.stored += 1
+                        result.unparseable.append(item.content_id)
+                    case Gone(code=code):
+                        result.gone.append(item.content_id)
+                        self._lost(item, code)
                 done.append((item, outcome))
-                if outcome == "stored":
-                    result.stored += 1
-                    result.records += records
-                elif outcome == "unparseable":
-                    result.stored += 1
-                    result.unparseable.append(item.content_id)
-                else:
-                    result.gone.append(item.content_id)
-                    self._state.record_loss(item, outcome.removeprefix("gone:"), self._clock())
-                    self._raise(
-                        rules.COLLECTION_GAP,
-                        {
-                            "contentId": item.content_id,
-                            "contentCreated": _iso(item.content_created),
-                            "reason": outcome.removeprefix("gone:"),
-                            "message": f"content {item.content_id} was listed but could not be "
-                            "fetched (expired or missing) and is lost",
-                        },
-                        # One alert per lost blob, the same id however often it is seen.
-                        triggered_at=item.content_created,
-                        subject=f"loss|{item.content_type}|{item.content_id}",
-                    )
         self._state.mark_stored(done)
         if failure is not None:
             raise failure
         return complete
 
-    def _fetch_and_store(self, item: ContentItem, deadline: float) -> tuple[str, int]:
+    def _fetch_and_store(self, item: ContentItem, deadline: float) -> Outcome:
         if self._monotonic() >= deadline:
-            return "late", 0  # the time budget is spent: left for the next run
+            return Late()
         try:
             content = self._client.fetch_content(item)
         except ContentGone as problem:
             log.error("content %s lost: %s", item.content_id, problem)
-            return f"gone:{problem.code}", 0
+            return Gone(problem.code)
         name, digest = store_content(self._storage, item, content)
         if content.unparseable:
             self._unparseable(item, content, name, digest)
-            return "unparseable", 0
-        return "stored", content.records
+            return Unparseable()
+        return Stored(content.records)
+
+    def _lost(self, item: ContentItem, code: str) -> None:
+        """Content listed but no longer retrievable: recorded, and one alert per lost blob."""
+        self._state.record_loss(item, code, self._clock())
+        self._raise(
+            rules.COLLECTION_GAP,
+            {
+                "contentId": item.content_id,
+                "contentCreated": _iso(item.content_created),
+                "reason": code,
+                "message": f"content {item.content_id} was listed but could not be "
+                "fetched (expired or missing) and is lost",
+            },
+            # One alert per lost blob, the same id however often it is seen.
+            triggered_at=item.content_created,
+            subject=f"loss|{item.content_type}|{item.content_id}",
+        )
 
     def _unparseable(self, item: ContentItem, content: Content, name: str, digest: str) -> None:
         """A blob served whole (the same bytes twice) that is not a JSON array: stored as it is,

@@ -11,7 +11,7 @@ The chain (docs/architecture.md#subject-resolution), with the source recorded in
 Every answer goes into MessageIndex, so nothing is looked up twice needlessly: a redelivered
 queue message, a record repeated in another blob, or a report asking again all find it there.
 Remote lookups spend a `Budget` (requests and seconds); its seconds are a deadline that every
-request, retry and wait honours (shared/clients/graph_api.py). What the budget does not cover is left
+request, retry and wait honours (shared/clients/transport.py). What the budget does not cover is left
 unwritten and shows as `unresolved:deferred`, to be looked up by a later run or report: deferring
 is not failing.
 """
@@ -27,17 +27,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from shared.clients.graph_api import (
-    MAX_BATCH,
-    MIN_REQUEST_SECONDS,
-    DeadlineReached,
-    GraphAuthError,
-    GraphClient,
-    GraphError,
-    GraphThrottled,
-    ItemReply,
-    MessageQuery,
-)
+from shared.clients.auth import TokenUnavailable
+from shared.clients.errors import ApiAuthError, ApiError, DeadlineReached, Throttled
+from shared.clients.graph_api import DEFAULT_RETRY_AFTER, MAX_BATCH, GraphClient, ItemReply, MessageQuery
+from shared.clients.transport import MIN_REQUEST_SECONDS
 from shared.model.message_info import (
     SOURCE_AUDIT,
     SOURCE_GRAPH,
@@ -442,13 +435,14 @@ class SubjectResolver:
                 replies = graph.batch(queries, deadline=budget.deadline)
             except DeadlineReached:
                 break  # this batch and the rest are deferred, not failed
-            except GraphThrottled as problem:
-                backlog.back(batch, problem.retry_after)
+            except Throttled as problem:  # still throttled after the transport's retries
+                retry_after = problem.retry_after
+                backlog.back(batch, DEFAULT_RETRY_AFTER if retry_after is None else retry_after)
                 continue
-            except GraphError as problem:
-                auth = isinstance(problem, GraphAuthError)
+            except ApiError as problem:
+                auth = isinstance(problem, ApiAuthError)
                 # No token at all (refused, or its endpoint down): every batch would fail the same.
-                no_token = auth or problem.code == "token_unavailable"
+                no_token = auth or isinstance(problem, TokenUnavailable)
                 log.error("Graph message lookup failed (%s); retried later", problem)
                 if auth:
                     stats.problem = f"Graph refused the message lookups: {problem}. {GRAPH_FIX}"
@@ -528,8 +522,8 @@ class SubjectResolver:
             found[key] = self._negative(misses[key], misses[key].reason, now, short=False)
         if result.failure is not None:
             log.warning("message trace failed (%s); the Graph answer stands", result.failure)
-            if isinstance(result.failure, GraphAuthError):
+            if isinstance(result.failure, ApiAuthError):
                 stats.problem = stats.problem or f"Message trace refused: {result.failure}. {TRACE_FIX}"
-            short = not isinstance(result.failure, GraphAuthError) or result.failure.status == 401
+            short = not isinstance(result.failure, ApiAuthError) or result.failure.status == 401
             for key in misses.keys() - found.keys():
                 found[key] = self._negative(misses[key], misses[key].reason, now, short=short)

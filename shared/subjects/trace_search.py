@@ -18,13 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.clients.graph_api import (
-    DeadlineReached,
-    GraphClient,
-    GraphError,
-    GraphThrottled,
-    TraceBudgetSpent,
-)
+from shared.clients.errors import ApiError, DeadlineReached, Throttled
+from shared.clients.graph_api import GraphClient, TraceBudgetSpent
 from shared.model.message_info import Key
 
 TRACE_WINDOW = timedelta(days=10)  # at most 10 days per query
@@ -56,7 +51,7 @@ class OutOfBudget(Exception):
 class SearchResult:
     found: dict[Key, list[Row]] = field(default_factory=dict)
     exhausted: set[Key] = field(default_factory=set)  # every window searched, nothing found
-    failure: GraphError | None = None  # the trace refused (permission, service principal, ...)
+    failure: ApiError | None = None  # the trace refused (permission, service principal, ...)
     requests: int = 0
 
 
@@ -96,7 +91,7 @@ class TraceSearch:
                             self.result.exhausted.add(key)
         except OutOfBudget:
             pass
-        except GraphError as problem:
+        except ApiError as problem:
             self.result.failure = problem
         return self.result
 
@@ -137,7 +132,7 @@ class TraceSearch:
             self._spend()
             try:
                 page, more = _next_page(pages)
-            except (GraphThrottled, TraceBudgetSpent, DeadlineReached):
+            except (Throttled, TraceBudgetSpent, DeadlineReached):
                 # The tenant's 100 per 5 minutes, or the caller's deadline: the next run goes on.
                 raise OutOfBudget from None
             for row in page:

@@ -1,4 +1,4 @@
-"""Pure parts of the Management Activity API client: error classification, links, limiter."""
+"""Pure parts of the Management Activity API client: error classification by error code, links."""
 
 from __future__ import annotations
 
@@ -11,16 +11,14 @@ import requests
 
 from shared.clients.activity_api import (
     ActivityClient,
-    ApiAuthError,
-    ApiError,
     ContentGone,
     NoSubscription,
-    RateLimiter,
-    TransientError,
     api_time,
     classify,
     parse_api_time,
 )
+from shared.clients.errors import ApiAuthError, ApiError, PermanentError, Throttled, TransientError
+from shared.clients.transport import error_reply
 from shared.settings import load_collection_settings
 
 pytestmark = pytest.mark.unit
@@ -35,6 +33,10 @@ def response(status: int, body: object, headers: dict[str, str] | None = None) -
     made._content = orjson.dumps(body) if not isinstance(body, bytes) else body
     made.headers.update(headers or {})
     return made
+
+
+def classified(status: int, body: object, headers: dict[str, str] | None = None) -> ApiError:
+    return classify(error_reply(response(status, body, headers)))
 
 
 def af(code: str) -> dict[str, object]:
@@ -56,54 +58,64 @@ def client() -> ActivityClient:
 
 @pytest.mark.parametrize("status", [403, 429])
 def test_af429_is_throttling_whatever_the_status(status: int) -> None:
-    problem = classify(response(status, af("AF429"), {"Retry-After": "7"}))
-    assert isinstance(problem, TransientError)
+    problem = classified(status, af("AF429"), {"Retry-After": "7"})
+    assert isinstance(problem, Throttled)
     assert problem.retry_after == 7.0
 
 
 def test_throttling_without_retry_after_has_no_retry_after() -> None:
-    problem = classify(response(403, af("AF429")))
-    assert isinstance(problem, TransientError)
+    problem = classified(403, af("AF429"))
+    assert isinstance(problem, Throttled)
     assert problem.retry_after is None
 
 
 @pytest.mark.parametrize("code", ["AF50000", "AF50005", "AF50006"])
 def test_internal_errors_are_retried(code: str) -> None:
-    assert isinstance(classify(response(500, af(code))), TransientError)
+    assert isinstance(classified(500, af(code)), TransientError)
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
 def test_bare_server_errors_are_retried(status: int) -> None:
-    assert isinstance(classify(response(status, b"<html>busy</html>")), TransientError)
+    assert isinstance(classified(status, b"<html>busy</html>"), TransientError)
 
 
 @pytest.mark.parametrize("code", ["AF20050", "AF20051", "AF20052"])
 def test_missing_or_expired_content_is_gone_not_retried(code: str) -> None:
-    problem = classify(response(400, af(code)))
+    problem = classified(400, af(code))
     assert isinstance(problem, ContentGone)
+    assert isinstance(problem, PermanentError)
     assert problem.code == code
 
 
 @pytest.mark.parametrize("code", ["AF20022", "AF20023"])
 def test_no_or_disabled_subscription_is_recognised(code: str) -> None:
-    assert isinstance(classify(response(400, af(code))), NoSubscription)
+    assert isinstance(classified(400, af(code)), NoSubscription)
 
 
 @pytest.mark.parametrize("code", ["AF10001", "AF20010", "AF20011", "AF20012", "AF20013"])
 def test_permission_and_tenant_errors_are_auth_errors(code: str) -> None:
-    assert isinstance(classify(response(401 if code == "AF10001" else 400, af(code))), ApiAuthError)
+    assert isinstance(classified(401 if code == "AF10001" else 400, af(code)), ApiAuthError)
 
 
 def test_a_plain_401_is_an_auth_error() -> None:
     body = {"Message": "Authorization has been denied for this request."}
-    problem = classify(response(401, body))
+    problem = classified(401, body)
     assert isinstance(problem, ApiAuthError)
     assert "denied" in problem.message
 
 
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
+def test_server_errors_with_a_code_this_client_does_not_know_are_retried(status: int) -> None:
+    assert isinstance(classified(status, af("AF99999")), TransientError)
+
+
+def test_a_bare_403_is_an_auth_error() -> None:
+    assert isinstance(classified(403, b""), ApiAuthError)
+
+
 def test_window_errors_are_plain_errors_not_retried() -> None:
-    problem = classify(response(400, af("AF20030")))
-    assert type(problem) is ApiError
+    problem = classified(400, af("AF20030"))
+    assert type(problem) is PermanentError
     assert problem.code == "AF20030"
 
 
@@ -124,30 +136,9 @@ def test_links_get_the_publisher_identifier_once() -> None:
     ],
 )
 def test_the_token_is_never_sent_to_another_host(url: str) -> None:
-    with pytest.raises(ApiError) as caught:
-        client().request("GET", url)
+    with pytest.raises(PermanentError) as caught:
+        client().request("GET", url, lambda answer: answer)
     assert caught.value.code == "foreign_host"
-
-
-def test_rate_limiter_allows_the_budget_in_any_minute_and_waits_for_the_oldest(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    now = [100.0]
-    slept: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        slept.append(seconds)
-        now[0] += seconds
-
-    monkeypatch.setattr("shared.clients.activity_api.time.sleep", sleep)
-    limiter = RateLimiter(3, clock=lambda: now[0])
-    for _ in range(3):
-        limiter.acquire()
-        now[0] += 1.0
-    assert slept == []  # the budget goes out at once
-    limiter.acquire()  # the 4th waits until the 1st is a minute old
-    assert slept == pytest.approx([57.0])
-    assert now[0] == pytest.approx(160.0)
 
 
 def test_api_times_are_utc_without_zone_and_parse_back() -> None:

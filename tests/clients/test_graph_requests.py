@@ -11,15 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.clients.activity_api import RateLimiter
-from shared.clients.graph_api import (
-    MIN_REQUEST_SECONDS,
-    DeadlineReached,
-    MailboxSlots,
-    item_reply,
-    message_lookup_url,
-    odata_string,
-)
+from shared.clients.errors import DeadlineReached
+from shared.clients.graph_api import MailboxSlots, item_reply, message_lookup_url, odata_string
+from shared.clients.transport import MIN_REQUEST_SECONDS, RateLimiter
 from shared.model.message_info import Observed
 from shared.subjects.resolver import Budget
 
@@ -77,6 +71,24 @@ def test_a_mailbox_never_gets_more_than_its_slots_across_threads() -> None:
     assert busy == {"a": 0, "b": 0}
 
 
+def test_rate_limiter_allows_the_budget_in_any_minute_and_waits_for_the_oldest() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = RateLimiter(3, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        limiter.acquire()
+        now[0] += 1.0
+    assert slept == []  # the budget goes out at once
+    limiter.acquire()  # the 4th waits until the 1st is a minute old
+    assert slept == pytest.approx([57.0])
+    assert now[0] == pytest.approx(160.0)
+
+
 def test_limiter_window_is_configurable_and_gives_up_past_the_timeout() -> None:
     now = [0.0]
     limiter = RateLimiter(2, window_s=300.0, clock=lambda: now[0])
@@ -84,15 +96,6 @@ def test_limiter_window_is_configurable_and_gives_up_past_the_timeout() -> None:
     assert limiter.acquire(timeout=0)
     assert not limiter.acquire(timeout=299.0)  # the next slot frees at t=300
     now[0] = 300.0
-    assert limiter.acquire(timeout=0)
-
-
-def test_limiter_holds_off_for_the_servers_retry_after() -> None:
-    now = [0.0]
-    limiter = RateLimiter(100, window_s=300.0, clock=lambda: now[0])
-    limiter.hold_off(30.0)
-    assert not limiter.acquire(timeout=29.0)
-    now[0] = 30.0
     assert limiter.acquire(timeout=0)
 
 

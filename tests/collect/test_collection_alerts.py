@@ -14,8 +14,8 @@ import pytest
 
 from devtools.receiver import WebhookReceiver
 from shared.alerts import health, outbox
-from shared.clients.activity_api import TransientError
 from shared.clients.auth import AuthFailed
+from shared.clients.errors import TransientError
 from shared.collect.collector import CollectionState, Collector
 from shared.ingest import pipeline
 from shared.settings import AlertSettings, load_alert_settings

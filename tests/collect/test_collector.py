@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.clients.activity_api import ActivityClient, TransientError
+from shared.clients.activity_api import ActivityClient
 from shared.clients.auth import MsalTokenProvider, token_provider
+from shared.clients.errors import TransientError
 from shared.collect.collector import CollectionState, Collector
 from shared.ingest import pipeline
 from shared.settings import CollectionSettings, load_collection_settings
