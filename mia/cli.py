@@ -13,7 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shared import logsetup
+from shared.alerts.checks import replay_poison
+from shared.clients.errors import ApiError
+from shared.collect import collector
 from shared.ingest import pipeline
+from shared.ingest.verify import verify
 from shared.model.message_info import MessageObserver
 from shared.parse import readers
 from shared.parse.normalize import ParseStats
@@ -120,7 +124,6 @@ def _shown(text: object) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from shared.ingest.verify import verify
 
     start = parse_time("from", args.from_, end_of_day=False) if args.from_ else None
     end = parse_end(args.to) if args.to else None
@@ -149,7 +152,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_replay_poison(args: argparse.Namespace) -> int:
-    from shared.alerts.checks import replay_poison
 
     moved = replay_poison(_storage(), args.max)
     print(f"moved {moved} messages from audit-content-poison back to audit-content; run `mia process`")
@@ -157,8 +159,6 @@ def cmd_replay_poison(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    from shared.clients.errors import ApiError
-    from shared.collect import collector
 
     settings = load_collection_settings()
     try:

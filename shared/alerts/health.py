@@ -13,7 +13,7 @@ import orjson
 from azure.core.exceptions import AzureError
 
 from shared.alerts import outbox
-from shared.model.times import iso_z
+from shared.model.times import iso_z, parse_iso_z
 from shared.settings import (
     AlertSettings,
     Settings,
@@ -25,10 +25,6 @@ from shared.storage import CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, Storage
 from shared.storage.collection_state import Recorded
 
 log = logging.getLogger(__name__)
-
-
-def _parse(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 # What CollectionState records of content that did not simply become rows, by health's name for it.
@@ -46,7 +42,7 @@ def collection_state(storage: Storage, now: datetime) -> dict[str, Any]:
     types: dict[str, Any] = {}
     for row in table.checkpoints():
         checkpoint = row.checkpoint
-        lag = (now - _parse(checkpoint)).total_seconds() / 60 if checkpoint else None
+        lag = (now - parse_iso_z(checkpoint)).total_seconds() / 60 if checkpoint else None
         types[row.content_type] = {
             "checkpoint": checkpoint or None,
             "lagMinutes": None if lag is None else round(lag, 1),

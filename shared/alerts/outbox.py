@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -32,6 +32,7 @@ from azure.core.exceptions import AzureError
 from shared.alerts import rules, webhook
 from shared.alerts.rules import Alert
 from shared.model import times
+from shared.model.times import utcnow
 from shared.settings import AlertSettings
 from shared.storage import Storage
 from shared.storage.alert_outbox import (
@@ -53,10 +54,6 @@ MIGRATE_LIMIT = BATCH  # earlier rows moved per delivery pass
 PENDING_COUNT_LIMIT = 1_000  # health counts pending rows up to this
 
 Clock = Callable[[], datetime]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def raise_alert(storage: Storage, alert: Alert, now: datetime | None = None) -> bool:

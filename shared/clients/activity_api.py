@@ -26,6 +26,7 @@ from shared.clients.auth import TokenProvider
 from shared.clients.errors import ApiAuthError, ApiError, PermanentError, Throttled, TransientError
 from shared.clients.http_session import session_for
 from shared.clients.transport import ErrorReply, RateLimiter, RetryPolicy, Transport, classify_status
+from shared.model.times import as_utc
 from shared.settings import CollectionSettings
 
 MAX_PAGES = 1000  # a listing that pages further than this is a service fault, not data
@@ -62,7 +63,7 @@ def api_time(moment: datetime) -> str:
 def parse_api_time(value: str) -> datetime:
     text = value.strip().rstrip("Z")
     moment = datetime.fromisoformat(text)
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return as_utc(moment)
 
 
 def classify(reply: ErrorReply) -> ApiError:

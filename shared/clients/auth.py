@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import msal
 import requests
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
+from azure.identity import ManagedIdentityCredential
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
@@ -132,12 +134,10 @@ class ManagedIdentityTokenProvider:
     """Tokens for the function app's managed identity (user-assigned when a client id is given)."""
 
     def __init__(self, settings: AuthSettings) -> None:
-        from azure.identity import ManagedIdentityCredential
 
         self._credential = ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
 
     def token(self, scope: str) -> str:
-        from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 
         try:
             return str(self._credential.get_token(scope).token)

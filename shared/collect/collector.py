@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 
 from shared.alerts import outbox, rules
 from shared.clients.activity_api import ActivityClient, Content, ContentGone, ContentItem
-from shared.clients.auth import AuthFailed
+from shared.clients.auth import AuthFailed, token_provider
 from shared.clients.errors import ApiAuthError
+from shared.model.times import iso_z
 from shared.settings import AlertSettings, CollectionSettings, SettingsError
 from shared.storage import Storage, raw_store
 from shared.storage.collection_state import CollectionStateTable
@@ -104,10 +105,6 @@ Fetched = Stored | Unparseable | Gone
 Outcome = Fetched | Late
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class CollectionState:
     """Checkpoint, stored content IDs and recorded gaps of one content type."""
 
@@ -164,7 +161,7 @@ def store_content(storage: Storage, item: ContentItem, content: Content) -> tupl
     metadata = {
         "format": "management-api",
         "contentId": item.content_id,
-        "contentCreated": _iso(item.content_created),
+        "contentCreated": iso_z(item.content_created),
     }
     if content.unparseable:
         metadata["parseable"] = "false"
@@ -256,11 +253,11 @@ class Collector:
             self._raise(
                 rules.COLLECTION_LAGGING,
                 {
-                    "checkpoint": _iso(checkpoint),
+                    "checkpoint": iso_z(checkpoint),
                     "lagHours": round(lag.total_seconds() / 3600, 1),
                     "thresholdHours": self._alerts.lag_hours,
                     "message": (
-                        f"{self._settings.content_type} is collected only up to {_iso(checkpoint)}, "
+                        f"{self._settings.content_type} is collected only up to {iso_z(checkpoint)}, "
                         f"{lag.total_seconds() / 3600:.1f} hours behind; content older than 7 days is "
                         "lost for good (check fetch_audit's log, the API quota and the time budget)"
                     ),
@@ -278,7 +275,7 @@ class Collector:
         checkpoint = self._state.checkpoint() or now - timedelta(hours=self._settings.initial_lookback_hours)
         earliest = now - RETENTION + RETENTION_MARGIN
         if checkpoint < earliest:
-            result.gap = (_iso(checkpoint), _iso(earliest))
+            result.gap = (iso_z(checkpoint), iso_z(earliest))
             self._state.record_gap(checkpoint, earliest, "backlog older than the API's 7 days", now)
             self._raise(
                 rules.COLLECTION_GAP,
@@ -297,7 +294,7 @@ class Collector:
         window = timedelta(hours=self._settings.window_hours)
         while start < now:
             if self._monotonic() >= deadline:
-                log.warning("time budget spent; resuming from %s next run", _iso(checkpoint))
+                log.warning("time budget spent; resuming from %s next run", iso_z(checkpoint))
                 break
             end = min(start + window, now)
             if not self._collect_window(start, end, deadline, result):
@@ -309,7 +306,7 @@ class Collector:
             start = end
         else:
             result.caught_up = True
-        result.checkpoint = _iso(checkpoint)
+        result.checkpoint = iso_z(checkpoint)
         self._state.forget_older_than(now - SEEN_KEEP)
         return result
 
@@ -375,7 +372,7 @@ class Collector:
             rules.COLLECTION_GAP,
             {
                 "contentId": item.content_id,
-                "contentCreated": _iso(item.content_created),
+                "contentCreated": iso_z(item.content_created),
                 "reason": code,
                 "message": f"content {item.content_id} was listed but could not be "
                 "fetched (expired or missing) and is lost",
@@ -395,7 +392,7 @@ class Collector:
             rules.COLLECTION_UNPARSEABLE,
             {
                 "contentId": item.content_id,
-                "contentCreated": _iso(item.content_created),
+                "contentCreated": iso_z(item.content_created),
                 "blob": name,
                 "sha256": digest,
                 "error": content.unparseable[:MAX_PARSE_ERROR],
@@ -438,7 +435,6 @@ def collect(
     storage: Storage, settings: CollectionSettings, alert_settings: AlertSettings | None = None
 ) -> CollectResult:
     """One collection run with real credentials: what fetch_audit and `mia collect` do."""
-    from shared.clients.auth import token_provider
 
     client = ActivityClient(settings, token_provider(settings.auth))
     result = Collector(storage, client, settings, alert_settings=alert_settings).run()

@@ -20,6 +20,7 @@ from shared.alerts import checks, outbox
 from shared.alerts.rules import Alert
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
+from shared.model.times import utcnow
 from shared.parse import readers
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
@@ -100,7 +101,7 @@ def process_pointer(
     storage: Storage,
     body: bytes | str,
     alert_settings: AlertSettings | None = None,
-    clock: Callable[[], datetime] = outbox.utcnow,
+    clock: Callable[[], datetime] = utcnow,
     resolver: SubjectResolver | None = None,
 ) -> ProcessResult:
     """pointer -> blob -> verified bytes -> rows -> mailbox alerts -> subjects. Raises on integrity

@@ -14,6 +14,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
@@ -44,7 +45,6 @@ QUEUES = (CONTENT_QUEUE, POISON_QUEUE, LOOKUP_QUEUE)
 
 def _credential(settings: StorageSettings) -> Any:
     # Imported here: azure-identity is only needed for the identity-based forms used in Azure.
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     if settings.credential == StorageCredential.MANAGED_IDENTITY:
         return ManagedIdentityCredential(client_id=settings.client_id)

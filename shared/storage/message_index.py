@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -20,6 +20,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from shared.model.keys import encode_key
 from shared.model.message_info import NOT_LOOKED_UP, UNRESOLVED, MessageInfo
+from shared.model.times import as_utc
 from shared.storage import tables
 from shared.storage.base import Table
 
@@ -77,7 +78,7 @@ def _to_entity(mailbox: str, internet_message_id: str, info: MessageInfo) -> dic
 def _moment(value: object) -> datetime | None:
     if not isinstance(value, datetime):
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return as_utc(value)
 
 
 def _from_entity(entity: Mapping[str, Any]) -> MessageInfo:

@@ -24,6 +24,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
+from shared.model.times import iso_z, utcnow
 from shared.storage import CONTENT_QUEUE, RAW_CONTAINER
 
 POINTER_VERSION = 1
@@ -93,7 +94,7 @@ def store_raw(blobs: BlobServiceClient, name: str, data: bytes, metadata: dict[s
     blob = blobs.get_blob_client(RAW_CONTAINER, name)
     meta = {key: _metadata_value(value) for key, value in metadata.items()}
     meta["sha256"] = digest
-    meta.setdefault("fetchedAt", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    meta.setdefault("fetchedAt", iso_z(utcnow()))
     try:
         blob.upload_blob(gzip.compress(data, mtime=0), overwrite=False, metadata=meta)
     except ResourceExistsError:

@@ -24,6 +24,7 @@ from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransac
 
 from shared.model.event import AccessEvent, MessageRef
 from shared.model.keys import encode_key, time_key
+from shared.model.times import iso_z
 from shared.storage.base import Table
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def _to_entities(event: AccessEvent, partition: str, content: str) -> list[dict[
     entity: dict[str, Any] = {
         "PartitionKey": pk,
         "RowKey": rk,
-        "EventTime": event.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "EventTime": iso_z(event.timestamp),
         **_content_fields(event),
         "ContentSha256": content,
     }
@@ -588,7 +589,7 @@ class RecordConflictsTable(Table):
             "SourceBlob": str(new.get("SourceBlob", ""))[:MAX_TEXT],
             "SourceSha256": new.get("SourceSha256", ""),
             **({"SourceIndex": new["SourceIndex"]} if "SourceIndex" in new else {}),
-            "DetectedAt": detected_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "DetectedAt": iso_z(detected_at),
         }
 
     def record(self, conflicts: Iterable[tuple[Mapping[str, Any], Existing]], detected_at: datetime) -> None:

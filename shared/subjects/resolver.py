@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.clients.auth import TokenUnavailable
@@ -41,7 +41,7 @@ from shared.model.message_info import (
     MessageInfo,
     Observed,
 )
-from shared.model.times import utc_timestamp
+from shared.model.times import utc_timestamp, utcnow
 from shared.settings import ResolutionSettings
 from shared.storage.message_index import MessageIndexTable, is_answer
 from shared.subjects.trace_search import TraceSearch
@@ -184,10 +184,6 @@ class _Triage:
     candidates: dict[Key, _Candidate] = field(default_factory=dict)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def _parse_time(value: object) -> datetime | None:
     return utc_timestamp(value) if isinstance(value, str) else None
 
@@ -235,7 +231,7 @@ class SubjectResolver:
         index: MessageIndexTable,
         settings: ResolutionSettings,
         graph: GraphClient | None,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._index = index
         self.settings = settings
