@@ -32,7 +32,6 @@ def test_storage_names_match_the_code() -> None:
         "ActorAccess",
         "CollectionState",
         "MessageIndex",
-        "MailboxDaily",
         "AlertOutbox",
         "ReportAccess",
     }
