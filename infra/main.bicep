@@ -135,7 +135,8 @@ var tags = {
   workload: 'mailitemsaccessed-forensics'
 }
 var functionAppName = 'func-${resourceToken}'
-// Must match shared/storage.py (RAW_CONTAINER, QUEUES, TABLES); tests/infra checks it.
+// Must match shared/storage (RAW_CONTAINER, QUEUES, TABLES): tests/infra/test_templates.py checks
+// that the deployment creates exactly those.
 var rawContainerName = 'audit-raw'
 var queueNames = [
   'audit-content'
@@ -147,7 +148,6 @@ var tableNames = [
   'ActorAccess'
   'CollectionState'
   'MessageIndex'
-  'MailboxDaily'
   'AlertOutbox'
   'ReportAccess'
   'RecordConflicts'

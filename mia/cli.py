@@ -6,6 +6,7 @@ The same code as the Azure Functions: import an export, process it into tables, 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -333,8 +334,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_as_a_file() -> None:
+    """stdout written as `report -o` writes its file, on every platform: UTF-8, line ends untouched.
+
+    Left as it is, Windows encodes a redirected stdout in the ANSI code page, so a subject in
+    Cyrillic or CJK, or a repaired U+FFFD, would stop a report with UnicodeEncodeError
+    (https://docs.python.org/3/library/sys.html#sys.stdout), and text mode would turn each CR LF
+    row end of a CSV report into CR CR LF (https://docs.python.org/3/library/csv.html#csv.writer).
+    """
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8", newline="")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _stdout_as_a_file()
     args = build_parser().parse_args(argv)
     logsetup.configure_cli(verbose=args.verbose)
     try:

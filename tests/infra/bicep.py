@@ -1,113 +1,162 @@
-"""The Bicep templates as parsed structures, for checks on what they declare.
+"""Bicep source as syntax trees, from tree-sitter's Bicep grammar (installed in .venv-infra).
 
-No Bicep compiler runs here, so the templates are parsed with pycep, the parser checkov itself uses
-(installed in .venv-infra with checkov). Its JSON names a variable, parameter or resource by a bare
-string: `Template.value` resolves variables, and `Template.resource` follows a reference (including
-`collection[i]` in a loop) to the resource it names.
+No Bicep compiler can be installed here (it ships as a .NET binary outside the package registries
+this project uses), so tests/infra/deployment.py evaluates these trees the way ARM would. The
+grammar gives operator precedence, string interpolation and string-versus-identifier right, which
+the pycep parser checkov uses does not (it reads `a && (b == 'x' || b == 'y')` as
+`a && (b == ('x' || b == 'y'))`).
+
+One known misparse of the grammar is repaired here: a call on its own line in a multi-line array,
+`[\n  resourceGroup().id\n]` inside an object, can come back as the identifier `resourceGroup`
+followed by an empty `()`. Bicep needs a newline or a comma between array items, so two items with
+nothing between them can only be that misparse; their text is parsed again on its own, which
+gives the call. A template with any other syntax error fails the parse.
 """
 
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import subprocess
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tests.infra.tools import INFRA, tool
+from tests.infra.tools import INFRA, python_with
 
-_PARSE = """
+_PARSE = r"""
 import json, sys
-from pathlib import Path
-from pycep import BicepParser
-parser = BicepParser()
-print(json.dumps({path: parser.parse(file_path=Path(path)) for path in sys.argv[1:]}))
+import tree_sitter, tree_sitter_bicep
+
+PARSER = tree_sitter.Parser(tree_sitter.Language(tree_sitter_bicep.language()))
+PUNCTUATION = {"(", ")", "[", "]", "{", "}", ",", ":", "'", "${", ".", "=", "?", "@"}
+
+
+def errors(node):
+    if node.is_error or node.is_missing:
+        yield node
+    for child in node.children:
+        yield from errors(child)
+
+
+def parse(source, name):
+    tree = PARSER.parse(source)
+    bad = list(errors(tree.root_node))
+    if bad:
+        where = ", ".join(f"line {n.start_point[0] + 1} col {n.start_point[1] + 1}" for n in bad[:5])
+        sys.exit(f"{name}: Bicep syntax error at {where}")
+    return tree.root_node
+
+
+def reparsed_item(source, start, end, name):
+    # `var _ = <the two items' text>`: parsed alone, the text is one call expression.
+    prefix = b"var _ = "
+    root = parse(prefix + source[start:end] + b"\n", name)
+    (declaration,) = [c for c in root.children if c.is_named]
+    expression = declaration.named_children[-1]
+    if expression.end_byte - len(prefix) != end - start:
+        sys.exit(f"{name}: could not repair the array item at byte {start}")
+    return dump(expression, None, prefix + source[start:end], name, shift=start - len(prefix))
+
+
+def dump(node, field_name, source, name, shift=0):
+    if node.type == "comment":
+        return None
+    out = {"type": node.type, "named": node.is_named, "field": field_name,
+           "start": node.start_byte + shift, "end": node.end_byte + shift}
+    if node.child_count == 0:
+        out["text"] = node.text.decode()
+        return out
+    children = []
+    kids = list(node.children)
+    index = 0
+    while index < len(kids):
+        child = kids[index]
+        following = kids[index + 1] if index + 1 < len(kids) else None
+        if (node.type == "array" and child.is_named and child.type == "identifier" and following is not None
+                and following.is_named and following.start_byte == child.end_byte):
+            children.append(reparsed_item(source, child.start_byte, following.end_byte, name))
+            index += 2
+            continue
+        if child.is_named or child.type not in PUNCTUATION:
+            dumped = dump(child, node.field_name_for_child(index), source, name, shift)
+            if dumped is not None:
+                children.append(dumped)
+        index += 1
+    out["children"] = children
+    return out
+
+
+sources = json.load(sys.stdin)
+print(json.dumps({name: dump(parse(text.encode(), name), None, text.encode(), name)
+                  for name, text in sources.items()}))
 """
 
 
-@functools.cache
-def _parsed() -> dict[str, Any]:
-    paths = sorted(str(p) for p in INFRA.rglob("*.bicep"))
-    completed = subprocess.run(
-        [tool("python"), "-c", _PARSE, *paths], capture_output=True, text=True, timeout=120, check=False
+@dataclass(frozen=True)
+class Node:
+    """A node of the syntax tree: named nodes, keywords and operators; punctuation is dropped."""
+
+    type: str
+    named: bool
+    field: str | None
+    text: str  # the source text of a leaf; "" for an inner node
+    line: int
+    children: tuple[Node, ...]
+
+    def named_children(self) -> list[Node]:
+        return [child for child in self.children if child.named]
+
+    def child(self, field_name: str) -> Node:
+        (found,) = [child for child in self.children if child.field == field_name]
+        return found
+
+    def tokens(self) -> Iterator[str]:
+        """The keywords and operators among the direct children, e.g. `existing`, `&&`."""
+        return (child.text for child in self.children if not child.named)
+
+    def where(self, name: str) -> str:
+        return f"{name}:{self.line}"
+
+
+def _node(raw: Mapping[str, Any], lines: list[int]) -> Node:
+    line = bisect.bisect_right(lines, raw["start"])
+    return Node(
+        type=raw["type"],
+        named=raw["named"],
+        field=raw["field"],
+        text=raw.get("text", ""),
+        line=line,
+        children=tuple(_node(child, lines) for child in raw.get("children", [])),
     )
-    assert completed.returncode == 0, f"pycep could not parse the templates:\n{completed.stderr}"
-    parsed: dict[str, Any] = json.loads(completed.stdout)
+
+
+def parse_sources(sources: Mapping[str, str]) -> dict[str, Node]:
+    """Syntax trees of Bicep texts, by name (for templates written in a test)."""
+    completed = subprocess.run(
+        [python_with("tree_sitter", "tree_sitter_bicep"), "-c", _PARSE],
+        input=json.dumps(dict(sources)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, f"the Bicep grammar could not parse the templates:\n{completed.stderr}"
+    trees: dict[str, Any] = json.loads(completed.stdout)
+    parsed = {}
+    for name, raw in trees.items():
+        encoded = sources[name].encode()
+        # Byte offsets where each line starts: a node's line is how many of them it is at or past.
+        starts = [0] + [i + 1 for i, byte in enumerate(encoded) if byte == ord("\n")]
+        parsed[name] = _node(raw, starts)
     return parsed
 
 
-@dataclass(frozen=True)
-class Resource:
-    name: str
-    type: str
-    existing: bool
-    config: dict[str, Any]  # the body; for a loop, the body of one iteration
-    loop: dict[str, Any] | None  # {"loop_type": ..., "condition": ...} for a resource loop
-
-
-class Template:
-    def __init__(self, relative: str) -> None:
-        self.path = INFRA / relative
-        self.raw: dict[str, Any] = _parsed()[str(self.path)]
-        self.variables: dict[str, Any] = self.raw.get("variables", {})
-        self.parameters: dict[str, Any] = self.raw.get("parameters", {})
-        self.modules: dict[str, Any] = self.raw.get("modules", {})
-        self.resources: dict[str, Resource] = {}
-        for name, body in self.raw.get("resources", {}).items():
-            config = body["config"]
-            loop = None
-            if "loop_type" in config:
-                loop = {"loop_type": config["loop_type"], "condition": config.get("condition")}
-                config = config["config"]
-            self.resources[name] = Resource(name, body["type"], bool(body["existing"]), config, loop)
-
-    def of_type(self, type_: str) -> list[Resource]:
-        return [r for r in self.resources.values() if r.type.lower() == type_.lower()]
-
-    def value(self, node: Any) -> Any:
-        """A variable's value in place of its name (recursively); anything else as it is."""
-        if isinstance(node, str) and node in self.variables:
-            return self.value(self.variables[node]["value"])
-        if isinstance(node, list):
-            return [self.value(item) for item in node]
-        return node
-
-    def resource(self, ref: Any) -> Resource:
-        """The resource a reference names: `name`, or `collection[i]` inside a loop."""
-        if isinstance(ref, dict) and ref.get("operator", {}).get("type") == "index_accessor":
-            ref = ref["operator"]["operands"]["operand_1"]
-        assert isinstance(ref, str), f"{ref!r} is not a resource reference"
-        assert ref in self.resources, f"{ref!r} names no resource in {self.path}"
-        return self.resources[ref]
-
-    def parent_chain(self, resource: Resource) -> list[Resource]:
-        """The resource, its parent, its parent's parent, ... (by `parent:`)."""
-        chain = [resource]
-        while "parent" in chain[-1].config:
-            chain.append(self.resource(chain[-1].config["parent"]))
-        return chain
-
-
-def property_of(node: Any) -> tuple[str, str] | None:
-    """(`symbol`, `property`) for an expression `symbol.property`, else None."""
-    if isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
-        operands = node["operator"]["operands"]
-        if isinstance(operands["operand_1"], str) and isinstance(operands["operand_2"], str):
-            return operands["operand_1"], operands["operand_2"]
-    return None
-
-
-def module_output(node: Any) -> tuple[str, str] | None:
-    """(`module`, `output`) for an expression `module.outputs.output`, else None."""
-    if isinstance(node, dict) and node.get("operator", {}).get("type") == "property_accessor":
-        operands = node["operator"]["operands"]
-        inner = property_of(operands["operand_2"])
-        if isinstance(operands["operand_1"], str) and inner and inner[0] == "outputs":
-            return operands["operand_1"], inner[1]
-    return None
-
-
-def function_call(node: Any) -> tuple[str, dict[str, Any]] | None:
-    if isinstance(node, dict) and "function" in node:
-        return node["function"]["type"], node["function"].get("parameters") or {}
-    return None
+@functools.cache
+def templates() -> dict[Path, Node]:
+    """Every template under infra/, by path."""
+    paths = sorted(INFRA.rglob("*.bicep"))
+    trees = parse_sources({str(path): path.read_text() for path in paths})
+    return {path: trees[str(path)] for path in paths}

@@ -1,70 +1,157 @@
-"""Facts the templates must share with the code: resource names, runtime version, no registry modules."""
+"""What a deployment of infra/main.bicep creates, against what the code needs: the storage names, the
+runtime, the security settings, and the azd wiring (tests/infra/deployment.py evaluates the templates)."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from shared import storage
-from tests.infra.tools import INFRA, ROOT
+from tests.infra.bicep import templates
+from tests.infra.deployment import Deployment, DeploymentError, Inputs, Joined, Reference, Resource, deploy
+from tests.infra.tools import INFRA, ROOT, tool
 
 pytestmark = pytest.mark.infra
 
-MAIN = (INFRA / "main.bicep").read_text()
-API = (INFRA / "app" / "api.bicep").read_text()
-STORAGE = (INFRA / "app" / "storage.bicep").read_text()
+STORAGE_ACCOUNT = "Microsoft.Storage/storageAccounts"
+CONTAINER = "Microsoft.Storage/storageAccounts/blobServices/containers"
+IMMUTABILITY = "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
+QUEUE = "Microsoft.Storage/storageAccounts/queueServices/queues"
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
+SITE = "Microsoft.Web/sites"
+PLAN = "Microsoft.Web/serverfarms"
+IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
+REQUIRED = {"environmentName": "mia-test", "location": "westeurope"}
 
 
-def bicep_list(name: str) -> list[str]:
-    block = re.search(rf"var {name} = \[(.*?)\]", MAIN, re.S)
-    assert block, f"var {name} not found in main.bicep"
-    return re.findall(r"'([^']+)'", block.group(1))
+@pytest.fixture(scope="module")
+def deployment() -> Deployment:
+    return deploy()
 
 
-def test_storage_names_match_the_code() -> None:
-    assert set(storage.TABLES) <= set(bicep_list("tableNames"))
-    # The tables of docs/architecture.md#storage-model; MailboxDaily is provisioned, not written yet.
-    assert set(bicep_list("tableNames")) >= {
-        "MailboxAccess",
-        "ActorAccess",
-        "CollectionState",
-        "MessageIndex",
-        "MailboxDaily",
-        "AlertOutbox",
-        "ReportAccess",
-    }
-    assert bicep_list("queueNames") == list(storage.QUEUES)
-    assert f"var rawContainerName = '{storage.RAW_CONTAINER}'" in MAIN
+def deployed_with(**parameters: Any) -> Deployment:
+    return deploy(Inputs(parameters={**REQUIRED, **parameters}))
 
 
-def test_runtime_is_the_python_ci_tests() -> None:
+def short_names(resources: list[Resource]) -> list[str]:
+    return sorted(r.name.rsplit("/", 1)[-1] for r in resources)
+
+
+def app_settings(deployment: Deployment) -> dict[str, Any]:
+    site = deployment.one(SITE)
+    return {s["name"]: s["value"] for s in site.properties["siteConfig"]["appSettings"]}
+
+
+def endpoint(account: Resource, service: str) -> Reference:
+    return Reference(account.id, ("properties", "primaryEndpoints", service))
+
+
+def test_the_deployment_creates_exactly_the_storage_the_code_uses(deployment: Deployment) -> None:
+    account = deployment.one(STORAGE_ACCOUNT)
+    assert short_names(deployment.children(account, TABLE)) == sorted(storage.TABLES)
+    assert short_names(deployment.of_type(TABLE)) == sorted(storage.TABLES)  # no other account has one
+    assert short_names(deployment.of_type(QUEUE)) == sorted(storage.QUEUES)
+    containers = short_names(deployment.children(account, CONTAINER))
+    # The only other container is the one the Flex host deploys the app package from.
+    package = deployment.one(SITE).properties["functionAppConfig"]["deployment"]["storage"]
+    assert package["type"] == "blobContainer"
+    assert isinstance(package["value"], Joined)
+    blob_endpoint, package_container = package["value"].parts
+    assert blob_endpoint == endpoint(account, "blob")
+    assert isinstance(package_container, str)
+    assert containers == sorted([storage.RAW_CONTAINER, package_container])
+
+
+def test_the_app_reaches_that_storage_with_its_identity(deployment: Deployment) -> None:
+    account = deployment.one(STORAGE_ACCOUNT)
+    identity = deployment.one(IDENTITY)
+    settings = app_settings(deployment)
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == Reference(identity.id, ("properties", "clientId"))
+    for service in ("blob", "queue", "table"):
+        assert settings[f"AzureWebJobsStorage__{service}ServiceUri"] == endpoint(account, service)
+    site = deployment.one(SITE)
+    assert site.body["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {identity.id: {}}}
+
+
+def test_runtime_is_the_python_ci_tests(deployment: Deployment) -> None:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    assert f"param pythonVersion string = '{version}'" in MAIN
+    runtime = deployment.one(SITE).properties["functionAppConfig"]["runtime"]
+    assert runtime == {"name": "python", "version": version}
+    # ...and no other version can be deployed.
+    with pytest.raises(DeploymentError, match=re.escape("pythonVersion='3.12' fails @allowed")):
+        deployed_with(pythonVersion="3.12")
 
 
-def test_storage_is_identity_only_and_evidence_is_immutable() -> None:
-    for setting in (
-        "allowSharedKeyAccess: false",
-        "allowBlobPublicAccess: false",
-        "minimumTlsVersion: 'TLS1_2'",
-        "supportsHttpsTrafficOnly: true",
-        "immutabilityPeriodSinceCreationInDays: immutabilityDays",
-        "deleteRetentionPolicy",
-    ):
-        assert setting in STORAGE, setting
-    for setting in ("httpsOnly: true", "ftpsState: 'Disabled'", "minTlsVersion: '1.2'", "name: 'FC1'"):
-        assert setting in API, setting
+def test_storage_is_identity_only_and_evidence_is_immutable(deployment: Deployment) -> None:
+    account = deployment.one(STORAGE_ACCOUNT).properties
+    assert account["allowSharedKeyAccess"] is False
+    assert account["allowBlobPublicAccess"] is False
+    assert account["minimumTlsVersion"] == "TLS1_2"
+    assert account["supportsHttpsTrafficOnly"] is True
+
+    raw = deployment.one(CONTAINER, storage.RAW_CONTAINER)
+    (policy,) = deployment.children(raw, IMMUTABILITY)
+    assert policy.properties == {
+        "immutabilityPeriodSinceCreationInDays": 365,
+        "allowProtectedAppendWrites": False,
+    }
+    longer = deployed_with(immutabilityDays=730)
+    (policy,) = longer.children(longer.one(CONTAINER, storage.RAW_CONTAINER), IMMUTABILITY)
+    assert policy.properties["immutabilityPeriodSinceCreationInDays"] == 730
+
+    blob_service = deployment.one("Microsoft.Storage/storageAccounts/blobServices").properties
+    assert blob_service["deleteRetentionPolicy"] == {"enabled": True, "days": 30}
+    assert blob_service["containerDeleteRetentionPolicy"] == {"enabled": True, "days": 30}
 
 
-def test_no_registry_modules_and_azd_wiring() -> None:
-    for path in INFRA.rglob("*.bicep"):
-        assert "br/public:" not in path.read_text(), path
-        assert "br:" not in path.read_text(), path
+def test_the_app_is_https_only_on_flex_consumption(deployment: Deployment) -> None:
+    site = deployment.one(SITE).properties
+    assert site["httpsOnly"] is True
+    assert site["siteConfig"]["ftpsState"] == "Disabled"
+    assert site["siteConfig"]["minTlsVersion"] == "1.2"
+    plan = deployment.one(PLAN)
+    assert plan.body["sku"]["name"] == "FC1"
+    assert site["serverFarmId"] == plan.id
+    # No publishing with user names and passwords, for FTP or the SCM site.
+    policies = deployment.of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
+    assert {p.name.rsplit("/", 1)[-1]: p.properties for p in policies} == {
+        "ftp": {"allow": False},
+        "scm": {"allow": False},
+    }
+
+
+@pytest.mark.parametrize(
+    ("cloud", "trace"), [("commercial", "True"), ("gcc", "True"), ("gcchigh", "False"), ("dod", "False")]
+)
+def test_message_trace_is_turned_on_only_where_graph_offers_it(cloud: str, trace: str) -> None:
+    # ARM's string() writes a bool as True/False; the settings loader reads either case.
+    assert app_settings(deployed_with(m365Cloud=cloud))["RESOLVE_MESSAGE_TRACE"] == trace
+
+
+def test_every_template_is_deployed_from_main_and_none_comes_from_a_registry(deployment: Deployment) -> None:
+    # deploy() refuses a module that is not a local file (`br:`, `br/public:`, `ts:`).
+    assert deployment.templates == set(templates())
+
+
+def test_azd_wiring() -> None:
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["environmentName"]["value"] == "${AZURE_ENV_NAME}"
-    azure_yaml = (ROOT / "azure.yaml").read_text()
-    for line in ("api:", "project: .", "language: python", "host: function"):
-        assert line in azure_yaml
+    assert parameters["location"]["value"] == "${AZURE_LOCATION}"
+    # ARM refuses a parameter the template does not declare.
+    assert set(parameters) <= set(deploy().parameters)
+    read_yaml = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"
+    completed = subprocess.run(
+        [tool("python"), "-c", read_yaml, str(ROOT / "azure.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    azure_yaml = json.loads(completed.stdout)
+    assert azure_yaml["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}

@@ -1,10 +1,12 @@
-"""Locating the infrastructure tools (checkov, shellcheck) that live in .venv-infra."""
+"""Locating the infrastructure tools (checkov, shellcheck, the Bicep grammar) that live in .venv-infra."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,7 +29,25 @@ def tool(name: str) -> str:
     found = shutil.which(name)
     if found:
         return found
-    message = f"{name} is not installed: run `make setup` (requirements-infra.txt into .venv-infra)"
+    _missing(f"{name} is not installed: run `make setup` (requirements-infra.txt into .venv-infra)")
+
+
+def python_with(*modules: str) -> str:
+    """The infra tools' Python, once it is known to import `modules` (same skip or fail as `tool`)."""
+    python = tool("python")
+    completed = subprocess.run(
+        [python, "-c", f"import {', '.join(modules)}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if completed.returncode != 0:
+        _missing(f"{python} cannot import {', '.join(modules)}: run `make setup` (requirements-infra.txt)")
+    return python
+
+
+def _missing(message: str) -> NoReturn:
     if os.environ.get("REQUIRE_INFRA_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)

@@ -168,3 +168,25 @@ def test_mia_report_to_a_pipe_keeps_the_exact_text(tmp_path: Path) -> None:
     assert f"Payroll {OSC52}{RLO}fdp.exe".encode() in done.stdout
     assert f"Client=WebServices;{HIDE_ROW}evil/1.0".encode() in done.stdout
     assert done.stdout.endswith(b"\r\n")
+
+
+def test_mia_report_to_a_pipe_is_utf8_whatever_encoding_the_platform_gives_pipes(tmp_path: Path) -> None:
+    # Windows gives a redirected stdout the ANSI code page (cp1252 in much of the world), which has
+    # no U+FFFD, Cyrillic or CJK; PYTHONIOENCODING=cp1252 makes this Python do the same.
+    subject = "Отчёт 東京 \ufffd"
+    record = mail_items_accessed(
+        Folders=[folder("\\Inbox", folder_item(MID_1, subject=subject))], OperationCount=1
+    )
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps([record]), encoding="utf-8")
+    env = {**_env(), "PYTHONIOENCODING": "cp1252"}
+
+    done = subprocess.run(
+        _argv(export, "csv"), capture_output=True, cwd=ROOT, env=env, timeout=60, check=False
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert subject.encode() in done.stdout
+    rows = done.stdout.split(b"\r\n")
+    assert rows[-1] == b""
+    assert not any(b"\r" in row or b"\n" in row for row in rows)  # no \r\r\n or bare \n row ends
