@@ -97,6 +97,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_17: incoming client certificates would break the function-key and Entra ID bearer-token callers this endpoint serves; callers are authenticated by Entra ID (authsettingsV2) and the function key.
   // checkov:skip=CKV_AZURE_222: public network access is how investigators reach the report endpoint; it is gated by a function key and, with enableAuth, Entra ID authentication plus an app role.
   // checkov:skip=CKV_AZURE_212: Flex Consumption scales instances on demand (maximumInstanceCount); the instance count of a dedicated plan does not apply.
+  // checkov:skip=CKV_AZURE_78: Flex Consumption does not support siteConfig.ftpsState (ARM refuses it, error 51021; https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations); FTP publishing is off through the ftp basicPublishingCredentialsPolicies below.
   // checkov:skip=CKV_AZURE_213: no health-check path: the platform's health check pings an anonymous path, and every route here requires a key or token.
   name: appName
   location: location
@@ -119,9 +120,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // No ftpsState or alwaysOn: Flex Consumption lists both as invalid (tests/infra/test_templates.py).
       http20Enabled: true
-      alwaysOn: false
       // Every setting in the catalogue (shared/settings/environment.py) is set here or documented as
       // optional in the README (tests/infra/test_settings_coverage.py checks the names between the
       // two markers).

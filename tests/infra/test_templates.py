@@ -113,17 +113,79 @@ def test_storage_is_identity_only_and_evidence_is_immutable(deployment: Deployme
 def test_the_app_is_https_only_on_flex_consumption(deployment: Deployment) -> None:
     site = deployment.one(SITE).properties
     assert site["httpsOnly"] is True
-    assert site["siteConfig"]["ftpsState"] == "Disabled"
     assert site["siteConfig"]["minTlsVersion"] == "1.2"
     plan = deployment.one(PLAN)
     assert plan.body["sku"]["name"] == "FC1"
     assert site["serverFarmId"] == plan.id
-    # No publishing with user names and passwords, for FTP or the SCM site.
+    # No publishing with user names and passwords, for FTP or the SCM site: on Flex this, not
+    # siteConfig.ftpsState (which Flex refuses), is what keeps FTP off.
     policies = deployment.of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
     assert {p.name.rsplit("/", 1)[-1]: p.properties for p in policies} == {
         "ftp": {"allow": False},
         "scm": {"allow": False},
     }
+
+
+# "Flex Consumption plan deprecations" in the app settings reference lists these site properties and
+# app settings as deprecated or invalid on Flex Consumption; ARM refuses some of them outright (error
+# 51021 for siteConfig.ftpsState):
+# https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
+FLEX_INVALID_SITE_PROPERTIES = {
+    "alwaysOn",
+    "containerSize",
+    "ftpsState",
+    "isReserved",
+    "isXenon",
+    "javaVersion",
+    "linuxFxVersion",
+    "netFrameworkVersion",
+    "powerShellVersion",
+    "functionAppScaleLimit",
+    "preWarmedInstanceCount",
+    "use32BitWorkerProcess",
+    "windowsFxVersion",
+}
+FLEX_INVALID_APP_SETTINGS = {
+    "ENABLE_ORYX_BUILD",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "FUNCTIONS_MAX_HTTP_CONCURRENCY",
+    "FUNCTIONS_WORKER_PROCESS_COUNT",
+    "FUNCTIONS_WORKER_DYNAMIC_CONCURRENCY_ENABLED",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTOVERVNET",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_DNS_SERVER",
+    "WEBSITE_MAX_DYNAMIC_APPLICATION_SCALE_OUT",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+    "WEBSITE_VNET_ROUTE_ALL",
+}
+
+
+def lowered(names: Any) -> set[str]:
+    # ARM property names and app setting names are both case-insensitive.
+    return {str(name).lower() for name in names}
+
+
+def test_the_site_uses_nothing_flex_consumption_lists_as_invalid(deployment: Deployment) -> None:
+    site = deployment.one(SITE)
+    used = lowered(site.properties) | lowered(site.properties["siteConfig"])
+    # The same properties and settings can also be sent through sites/config children.
+    for config in deployment.children(site, "Microsoft.Web/sites/config"):
+        if config.name.rsplit("/", 1)[-1].lower() in {"web", "appsettings"}:
+            used |= lowered(config.properties)
+    invalid_properties = sorted(n for n in FLEX_INVALID_SITE_PROPERTIES if n.lower() in used)
+    assert invalid_properties == [], f"Flex Consumption refuses or ignores {invalid_properties}"
+    settings = lowered(app_settings(deployment)) | used
+    invalid_settings = sorted(n for n in FLEX_INVALID_APP_SETTINGS if n.lower() in settings)
+    assert invalid_settings == [], f"app settings Flex Consumption lists as invalid: {invalid_settings}"
+    # What replaces them: the runtime and scale in functionAppConfig, FTP off by policy.
+    config = site.properties["functionAppConfig"]
+    assert set(config) >= {"runtime", "scaleAndConcurrency", "deployment"}
 
 
 @pytest.mark.parametrize(
