@@ -45,19 +45,36 @@ param collectorSecretName string = 'collector-credential'
 @description('fetch_audit timer (NCRONTAB with seconds, UTC).')
 param fetchSchedule string = '0 */5 * * * *'
 
+// A time-based retention policy lasts 1 to 146,000 days
+// (https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview).
 @description('Days each raw audit blob in audit-raw stays immutable (WORM).')
 @minValue(1)
 @maxValue(146000)
 param immutabilityDays int = 365
 
+// Blob and container soft delete keep deleted data 1 to 365 days
+// (https://learn.microsoft.com/azure/storage/blobs/soft-delete-blob-overview).
 @description('Days a deleted blob or container can be restored.')
 @minValue(1)
 @maxValue(365)
 param softDeleteDays int = 30
 
+// Application Insights accepts only these retention periods (`--retention-time`,
+// https://learn.microsoft.com/cli/azure/monitor/app-insights/component#az-monitor-app-insights-component-update);
+// each lies in the 30-730 days a PerGB2018 Log Analytics workspace accepts
+// (https://learn.microsoft.com/azure/azure-monitor/logs/data-retention-configure).
 @description('Days Log Analytics and Application Insights keep data.')
-@minValue(30)
-@maxValue(730)
+@allowed([
+  30
+  60
+  90
+  120
+  180
+  270
+  365
+  550
+  730
+])
 param logRetentionDays int = 90
 
 @allowed([

@@ -4,8 +4,18 @@ param logAnalyticsName string
 param appInsightsName string
 param location string
 param tags object
-@minValue(30)
-@maxValue(730)
+// The retention periods Application Insights accepts (see logRetentionDays in main.bicep).
+@allowed([
+  30
+  60
+  90
+  120
+  180
+  270
+  365
+  550
+  730
+])
 param retentionDays int
 
 resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {

@@ -27,6 +27,12 @@ SITE = "Microsoft.Web/sites"
 PLAN = "Microsoft.Web/serverfarms"
 IDENTITY = "Microsoft.ManagedIdentity/userAssignedIdentities"
 REQUIRED = {"environmentName": "mia-test", "location": "westeurope"}
+# `${NAME}` or `${NAME=default}`: what azd replaces with the value of NAME in the azd environment
+# (https://learn.microsoft.com/azure/developer/azure-developer-cli/manage-environment-variables).
+AZD_REFERENCE = re.compile(r"^\$\{([A-Z][A-Z0-9_]*)(?:=(.*))?\}$")
+# The retention periods Application Insights accepts (`--retention-time`,
+# https://learn.microsoft.com/cli/azure/monitor/app-insights/component#az-monitor-app-insights-component-update).
+APP_INSIGHTS_RETENTION_DAYS = [30, 60, 90, 120, 180, 270, 365, 550, 730]
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +205,76 @@ def test_message_trace_is_turned_on_only_where_graph_offers_it(cloud: str, trace
 def test_every_template_is_deployed_from_main_and_none_comes_from_a_registry(deployment: Deployment) -> None:
     # deploy() refuses a module that is not a local file (`br:`, `br/public:`, `ts:`).
     assert deployment.templates == set(templates())
+
+
+def azd_parameters() -> dict[str, str]:
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    return {name: entry["value"] for name, entry in parameters.items()}
+
+
+def parameters_the_readme_names(declared: set[str]) -> set[str]:
+    """main.bicep parameters the README names in inline code (`name` or `name=value`)."""
+    spans = re.findall(r"`([^`\n]+)`", (ROOT / "README.md").read_text())
+    return {m.group(0) for span in spans if (m := re.match(r"[a-z][A-Za-z0-9]*", span))} & declared
+
+
+def env_name(parameter: str) -> str:
+    """immutabilityDays -> IMMUTABILITY_DAYS, the name the README tells operators to `azd env set`."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", parameter).upper()
+
+
+def as_azd_string(value: Any) -> str:
+    # What the template's default looks like as the text of an azd default.
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def test_every_parameter_the_readme_names_can_be_set_with_azd_env_set(deployment: Deployment) -> None:
+    named = parameters_the_readme_names(set(deployment.parameters))
+    # A floor, so a broken pattern cannot pass by finding nothing.
+    assert {"fetchSchedule", "logRetentionDays", "alertWebhookEnabled", "resolveSubjects"} <= named
+    wired = azd_parameters()
+    # The same rules hold for every other parameter wired there, but the two azd always sets.
+    for name in sorted(named | (set(wired) - {"environmentName", "location"})):
+        assert name in wired, f"the README names {name}, which main.parameters.json does not wire"
+        match = AZD_REFERENCE.match(wired[name])
+        assert match, f"{name}: {wired[name]!r} is not an azd `${{NAME}}` reference"
+        variable, default = match.groups()
+        assert variable == env_name(name), f"{name} is set through {variable}, not {env_name(name)}"
+        # An azd default that differs from the template's would change a deployment's defaults.
+        template_default = deployment.parameters[name]
+        assert (default if default is not None else "") == as_azd_string(template_default), (
+            f"{name}: azd default {default!r}, template default {template_default!r}"
+        )
+
+
+@pytest.mark.parametrize("days", APP_INSIGHTS_RETENTION_DAYS)
+def test_log_retention_reaches_both_stores(days: int) -> None:
+    deployment = deployed_with(logRetentionDays=days)
+    assert deployment.one("Microsoft.Insights/components").properties["RetentionInDays"] == days
+    workspace = deployment.one("Microsoft.OperationalInsights/workspaces")
+    assert workspace.properties["retentionInDays"] == days
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "rule"),
+    [
+        ("logRetentionDays", 29, "@allowed"),
+        ("logRetentionDays", 45, "@allowed"),
+        ("logRetentionDays", 731, "@allowed"),
+        # https://learn.microsoft.com/azure/storage/blobs/soft-delete-blob-overview: 1 to 365 days.
+        ("softDeleteDays", 0, "@minValue"),
+        ("softDeleteDays", 366, "@maxValue"),
+        # https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview:
+        # 1 to 146,000 days.
+        ("immutabilityDays", 0, "@minValue"),
+        ("immutabilityDays", 146001, "@maxValue"),
+        ("resolveSubjects", "some", "@allowed"),
+        ("collectorAuthMode", "password", "@allowed"),
+    ],
+)
+def test_values_the_provider_refuses_are_refused_at_deployment(parameter: str, value: Any, rule: str) -> None:
+    with pytest.raises(DeploymentError, match=re.escape(f"{parameter}={value!r} fails {rule}")):
+        deployed_with(**{parameter: value})
 
 
 def test_azd_wiring() -> None:
