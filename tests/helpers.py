@@ -19,6 +19,7 @@ from typing import Any, cast
 from azure.data.tables import TableClient
 
 from shared.model.event import AccessEvent, MessageRef
+from shared.reports.render import BOM
 from shared.storage import Storage, raw_store
 from shared.storage.base import Table
 
@@ -88,6 +89,11 @@ def blob_names(storage: Storage) -> list[str]:
 
 
 def parse_csv(text: str) -> list[list[str]]:
+    """The rows of a CSV report, which starts with one UTF-8 byte-order mark (for Excel) before
+    the header; the mark is checked and left out of the first cell."""
+    assert text.startswith(BOM), f"a CSV report starts with a byte-order mark: {text[:40]!r}"
+    text = text.removeprefix(BOM)
+    assert not text.startswith(BOM), "the byte-order mark is written once"
     # A Bind record of thousands of messages has a Messages cell past csv's default 128 KiB.
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     return list(csv.reader(io.StringIO(text, newline="")))

@@ -230,3 +230,91 @@ def test_the_installed_code_comes_from_the_wheel_and_the_simulator_is_not_there(
     simulator = run(fresh_venv, "python", "-c", "import simulator")
     assert simulator.returncode == 1
     assert "ModuleNotFoundError: No module named 'simulator'" in simulator.stderr
+
+
+# --- The deployment package -------------------------------------------------------------------
+
+# What a developer's checkout holds besides the source, each of which must stay out of the package:
+# the virtual environment `azd restore` creates, named after the service folder plus `_env`
+# (getVenvName in https://github.com/Azure/azure-dev/blob/main/cli/azd/pkg/project/framework_service_python.go),
+# a setuptools build and its egg-info, azd's environment folder with its .env, and the local tooling.
+DEVELOPER_ARTIFACTS = (
+    "{folder}_env/pyvenv.cfg",
+    "{folder}_env/lib/python3.11/site-packages/requests/__init__.py",
+    ".venv/pyvenv.cfg",
+    ".venv-infra/pyvenv.cfg",
+    "venv/pyvenv.cfg",
+    "build/lib/shared/__init__.py",
+    "dist/mailitemsaccessed_forensics-0.1.0-py3-none-any.whl",
+    "mailitemsaccessed_forensics.egg-info/PKG-INFO",
+    "shared/__pycache__/runtime.cpython-311.pyc",
+    "node_modules/azurite/package.json",
+    ".azure/dev/.env",
+    ".azurite/__azurite_db_blob__.json",
+    "local.settings.json",
+    "out/report.csv",
+)
+DEPLOYED_FILES = ("function_app.py", "host.json", "requirements.txt")
+NEVER_DEPLOYED = (*DEVELOPMENT_ONLY, "docs", "mia", "infra", "node_modules", "build", "dist")
+
+
+def packaged_files(app: Path) -> list[str]:
+    """The files the deployment package of `app` holds. azd (and Core Tools) zip the app folder
+    minus what `.funcignore` names, read with gitignore semantics, and a `.funcignore` replaces
+    azd's own exclusions of virtual environments and __pycache__ ("Configure service packaging
+    file exclusions", https://learn.microsoft.com/en-us/azure/developer/azure-developer-cli/service-packaging-ignore-files).
+    git applies gitignore rules by definition: it lists the folder's files `.funcignore` keeps."""
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+    subprocess.run(["git", "init", "--quiet", str(app)], check=True, timeout=60, env=env)
+    listed = subprocess.run(
+        ["git", "-C", str(app), "ls-files", "-z", "--others", f"--exclude-from={app / '.funcignore'}"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+        env=env,
+    ).stdout.decode()
+    shutil.rmtree(app / ".git")
+    return sorted(path for path in listed.split("\0") if path)
+
+
+@pytest.fixture(scope="module")
+def deployment_package(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    """The zip azd would upload from a developer's checkout of this repository."""
+    app = tmp_path_factory.mktemp("deploy") / "mailitemsaccessed-forensics"
+    for relative in source_files():
+        target = app / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relative, target)
+    for artifact in DEVELOPER_ARTIFACTS:
+        target = app / artifact.format(folder=app.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("left behind by development\n")
+    package = app.parent / "package.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        for relative in packaged_files(app):
+            archive.write(app / relative, relative)
+    return zipfile.ZipFile(package)
+
+
+def test_the_deployment_package_holds_the_function_app_and_nothing_of_development(
+    deployment_package: zipfile.ZipFile,
+) -> None:
+    names = deployment_package.namelist()
+    top_level = {name.split("/", 1)[0] for name in names}
+    folders = function_folders()
+    assert len(folders) == 7, folders
+    assert top_level == {"shared", *folders, *DEPLOYED_FILES}
+    assert not top_level & set(NEVER_DEPLOYED)
+    assert not [name for name in names if "__pycache__" in name or name.endswith((".pyc", ".egg-info"))]
+    runtime = ("shared", *folders, *DEPLOYED_FILES)
+    shipped = [path for path in source_files() if path.split("/", 1)[0] in runtime]
+    missing = sorted(set(shipped) - set(names))
+    assert missing == [], f"left out of the deployment package: {missing}"
+
+
+@pytest.mark.parametrize("artifact", DEVELOPER_ARTIFACTS)
+def test_no_development_artifact_reaches_the_deployment_package(
+    deployment_package: zipfile.ZipFile, artifact: str
+) -> None:
+    name = artifact.format(folder="mailitemsaccessed-forensics")
+    assert name not in deployment_package.namelist()

@@ -3,6 +3,11 @@
 CSV is RFC 4180 (every field quoted), and any cell a spreadsheet could take for a formula is
 neutralised (OWASP CSV Injection; ASVS 5.0 V1.2.10): audit fields such as subjects, client strings
 and display names are attacker-controlled.
+
+CSV starts with a UTF-8 byte-order mark, once, before the header: Excel opens a CSV without one in
+the ANSI code page, so a French or Japanese subject shows as mojibake ("Opening CSV UTF-8 files
+correctly in Excel", https://support.microsoft.com/en-us/office/opening-csv-utf-8-files-correctly-in-excel-8a935af5-3416-4edd-ba7e-3dfd2bc4a032).
+JSON carries none: RFC 8259 section 8.1 forbids adding one.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 
 FORMATS = ("csv", "json")
+BOM = "\ufeff"
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\0")
 
 
@@ -35,6 +41,7 @@ def _csv_cell(value: object) -> str:
 
 
 def write_csv(rows: Iterable[dict[str, Any]], columns: tuple[str, ...], sink: TextSink) -> int:
+    sink.write(BOM)
     writer = csv.writer(sink, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
     writer.writerow(columns)
     count = 0

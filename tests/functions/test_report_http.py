@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -95,6 +96,11 @@ def test_csv_report_is_an_attachment_with_safe_headers(loaded: Storage, report_h
     assert tuple(rows[0]) == EVENT_COLUMNS
     assert column(rows, "RecordId") == [r["Id"] for r in records_for("alice@contoso.com")]
     assert body_text(response).endswith("\r\n")
+    # The byte-order mark Excel needs to read the file as UTF-8 (Microsoft Support, "Opening CSV
+    # UTF-8 files correctly in Excel": https://support.microsoft.com/en-us/office/opening-csv-utf-8-files-correctly-in-excel-8a935af5-3416-4edd-ba7e-3dfd2bc4a032),
+    # once, as the body's first bytes.
+    assert response.get_body().startswith(codecs.BOM_UTF8 + b'"TimeStamp"')
+    assert response.get_body().count(codecs.BOM_UTF8) == 1
 
 
 def test_the_mailbox_in_the_path_is_case_insensitive(loaded: Storage, report_http: Handler) -> None:
@@ -112,6 +118,7 @@ def test_json_report_is_an_array_of_typed_objects_in_column_order(
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     assert "Content-Disposition" not in response.headers
+    assert response.get_body().startswith(b"[")  # RFC 8259 section 8.1: no byte-order mark
     rows = json.loads(body_text(response))
     assert isinstance(rows, list)
     assert len(rows) == 43
@@ -280,6 +287,10 @@ def test_paging_follows_link_headers_to_every_row_exactly_once_in_order(
         response = report_http(request("bulk@contoso.com", **params))
         assert response.status_code == 200
         counts.append(response.headers["X-Row-Count"])
+        # Every page is a file of its own: a CSV page starts with the byte-order mark, once.
+        body = response.get_body()
+        assert body.startswith(codecs.BOM_UTF8) == (fmt == "csv")
+        assert body.count(codecs.BOM_UTF8) == (fmt == "csv")
         if fmt == "csv":
             seen += column(csv_rows(response), "RecordId")
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from mia import cli
+from shared.model.event import PROVENANCE_COLUMNS
 from shared.storage import Storage
 from tests.helpers import ROOT, SAMPLE, blob_names, full_scan, parse_csv, records_for
 
@@ -105,6 +107,32 @@ def test_mia_import_then_process_then_report_from_storage(
     assert rows[1][rows[0].index("RecordId")] == records_for("dave@contoso.com")[0]["Id"]
 
 
+def test_mia_report_reads_an_export_the_same_with_or_without_its_byte_order_mark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exported = SAMPLE.read_bytes()
+    assert exported.startswith(codecs.BOM_UTF8)  # as Purview writes it
+    stripped = tmp_path / "no-bom.csv"
+    stripped.write_bytes(exported.removeprefix(codecs.BOM_UTF8))
+    args = ["report", "alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20", "--view", "messages"]
+
+    code, with_bom, _ = _run(capsys, *args, "--input", str(SAMPLE))
+    assert code == 0
+    code, without, _ = _run(capsys, *args, "--input", str(stripped))
+
+    assert code == 0
+    assert len(parse_csv(with_bom)) > 2
+    assert _without_provenance(parse_csv(without)) == _without_provenance(parse_csv(with_bom))
+
+
+def _without_provenance(rows: list[list[str]]) -> list[list[str]]:
+    """The rows without the columns naming the file read and its SHA-256, which differ by design."""
+    header = rows[0]
+    kept = [n for n, name in enumerate(header) if name not in PROVENANCE_COLUMNS]
+    assert len(kept) < len(header)
+    return [[row[n] for n in kept] for row in rows]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -159,6 +187,32 @@ def test_the_installed_mia_script_reports_from_a_file_without_storage(tmp_path: 
     assert done.returncode == 0, done.stderr
     assert done.stderr == f"5 sessions rows written to {out_file}\n"
     assert len(parse_csv(out_file.read_text(encoding="utf-8"))) == 6
+    assert out_file.read_bytes().startswith(codecs.BOM_UTF8 + b'"')
+
+
+# Excel opens a UTF-8 CSV right only when it starts with a byte-order mark (Microsoft Support,
+# "Opening CSV UTF-8 files correctly in Excel":
+# https://support.microsoft.com/en-us/office/opening-csv-utf-8-files-correctly-in-excel-8a935af5-3416-4edd-ba7e-3dfd2bc4a032);
+# JSON never has one (RFC 8259 section 8.1).
+@pytest.mark.parametrize(("fmt", "first_bytes"), [("csv", codecs.BOM_UTF8 + b'"'), ("json", b"[")])
+@pytest.mark.parametrize("destination", ["file", "stdout"])
+def test_the_installed_mia_script_starts_a_csv_report_with_one_byte_order_mark_and_json_with_none(
+    tmp_path: Path, fmt: str, first_bytes: bytes, destination: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AzureWebJobsStorage")}
+    out_file = tmp_path / f"alice.{fmt}"
+    output = ["-o", str(out_file)] if destination == "file" else []
+
+    done = subprocess.run(
+        [str(MIA), "report", "alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20",
+         "--view", "messages", "--format", fmt, *output, "--input", str(SAMPLE)],
+        env=env, cwd=ROOT, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+
+    assert done.returncode == 0, done.stderr
+    body = out_file.read_bytes() if destination == "file" else done.stdout
+    assert body.startswith(first_bytes)
+    assert body.count(codecs.BOM_UTF8) == (fmt == "csv")
 
 
 def test_the_installed_mia_script_without_storage_settings_exits_2_naming_the_setting(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import csv
+import codecs
 import io
 import json
 from typing import Any
@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from shared.model.event import EVENT_COLUMNS
-from shared.reports.render import neutralise_cell, write_csv, write_json, write_rows
+from shared.reports.render import BOM, neutralise_cell, write_csv, write_json, write_rows
+from tests.helpers import parse_csv
 from tests.records_factory import row
 
 pytestmark = pytest.mark.unit
@@ -25,7 +26,7 @@ def csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> 
 
 
 def csv_cells(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(csv_text(rows, columns), newline="")))
+    return parse_csv(csv_text(rows, columns))
 
 
 def json_value(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> Any:
@@ -85,7 +86,7 @@ def test_quotes_commas_and_newlines_round_trip_through_csv_reader(value: str) ->
 
 def test_csv_quotes_every_field_doubles_quotes_and_ends_lines_with_crlf() -> None:
     text = csv_text([{"Name": 'say "hi"', "Flag": True, "Count": 2, "Note": None}])
-    assert text == '"Name","Flag","Count","Note"\r\n"say ""hi""","True","2",""\r\n'
+    assert text == '\ufeff"Name","Flag","Count","Note"\r\n"say ""hi""","True","2",""\r\n'
 
 
 def test_booleans_are_true_false_in_csv() -> None:
@@ -104,11 +105,49 @@ def test_csv_columns_follow_the_given_order_and_ignore_extra_keys() -> None:
 def test_csv_of_no_rows_is_the_header_alone() -> None:
     sink = io.StringIO()
     assert write_csv([], COLUMNS, sink) == 0
-    assert sink.getvalue() == '"Name","Flag","Count","Note"\r\n'
+    assert sink.getvalue() == '\ufeff"Name","Flag","Count","Note"\r\n'
 
 
 def test_write_csv_returns_the_row_count() -> None:
     assert write_csv(iter([{"Name": "a"}, {"Name": "b"}, {"Name": "c"}]), COLUMNS, io.StringIO()) == 3
+
+
+class RecordingSink:
+    """Every write() call, in order: where the byte-order mark goes in a streamed body."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str, /) -> int:
+        self.writes.append(text)
+        return len(text)
+
+
+def test_csv_starts_with_one_byte_order_mark_written_before_anything_else() -> None:
+    # Excel opens a UTF-8 CSV right only with the mark (Microsoft Support, "Opening CSV UTF-8 files
+    # correctly in Excel": https://support.microsoft.com/en-us/office/opening-csv-utf-8-files-correctly-in-excel-8a935af5-3416-4edd-ba7e-3dfd2bc4a032).
+    sink = RecordingSink()
+    rows = [{"Name": "Réunion du conseil"}, {"Name": "顧客リスト 2026"}]
+    assert write_csv(iter(rows), COLUMNS, sink) == 2
+    assert sink.writes[0] == BOM
+    assert "".join(sink.writes).count(BOM) == 1
+    encoded = "".join(sink.writes).encode("utf-8")
+    assert encoded.startswith(codecs.BOM_UTF8 + b'"Name"')
+    assert encoded.decode("utf-8-sig").startswith('"Name"')
+
+
+def test_a_bom_inside_a_cell_is_data_and_the_body_still_starts_with_exactly_one() -> None:
+    text = csv_text([{"Name": BOM + "subject"}])
+    assert text.startswith(BOM + '"Name"')
+    assert csv_cells([{"Name": BOM + "subject"}])[1][0] == BOM + "subject"
+
+
+def test_json_has_no_byte_order_mark() -> None:
+    # RFC 8259 section 8.1: implementations must not add a byte order mark to JSON text.
+    sink = io.StringIO()
+    write_rows("json", [{"Name": "Réunion"}], COLUMNS, sink)
+    assert not sink.getvalue().startswith(BOM)
+    assert BOM not in sink.getvalue()
 
 
 def test_json_is_an_array_of_objects_keyed_by_column_in_order() -> None:
@@ -162,7 +201,7 @@ def test_event_rows_render_with_the_design_header_and_typed_json() -> None:
 def test_write_rows_dispatches_by_format(fmt: str) -> None:
     sink = io.StringIO()
     assert write_rows(fmt, [{"Name": "a"}], COLUMNS, sink) == 1
-    assert sink.getvalue().startswith('"Name"' if fmt == "csv" else '[{"Name":"a"')
+    assert sink.getvalue().startswith(BOM + '"Name"' if fmt == "csv" else '[{"Name":"a"')
 
 
 def test_write_rows_rejects_an_unknown_format() -> None:
