@@ -23,8 +23,20 @@
 #   https://learn.microsoft.com/powershell/module/exchange/new-managementroleassignment
 #   https://learn.microsoft.com/powershell/module/exchange/test-serviceprincipalauthorization
 #
-# Needs: az CLI signed in (`az login`) as a Privileged Role Administrator, Cloud Application
-# Administrator or Global Administrator of the tenant whose audit log is collected.
+# Needs: az CLI signed in (`az login`) as a Privileged Role Administrator or Global Administrator
+# of the tenant whose audit log is collected. A Cloud Application Administrator or Application
+# Administrator can grant any API's application permissions except Microsoft Graph's, so cannot
+# run this script to the end.
+#   https://learn.microsoft.com/entra/identity/enterprise-apps/grant-admin-consent
+#
+# National clouds (--cloud, as the app's M365_CLOUD): the Azure CLI must be set to the matching
+# cloud and signed in there (`az cloud set --name AzureUSGovernment` then `az login` for gcchigh
+# and dod), and Graph is called on that cloud's host; the script checks the CLI's cloud first.
+#   commercial, gcc  AzureCloud         https://graph.microsoft.com
+#   gcchigh          AzureUSGovernment  https://graph.microsoft.us
+#   dod              AzureUSGovernment  https://dod-graph.microsoft.us
+#   https://learn.microsoft.com/cli/azure/manage-clouds-azure-cli
+#   https://learn.microsoft.com/graph/deployments
 #
 # Usage:
 #   infra/grant-permissions.sh --principal-id <object id of the managed identity> [--graph ROLE]...
@@ -33,6 +45,7 @@
 #   infra/grant-permissions.sh ... --mail-scope rbac --scope-group <group> [--test-mailbox <upn>]
 #   infra/grant-permissions.sh ... --mail-scope rbac --scope-filter "CustomAttribute1 -eq 'audit'"
 #       [--scope-name NAME] [--run-exchange] [--remove-entra-mail]
+#   infra/grant-permissions.sh ... --cloud gcchigh  # commercial (the default), gcc, gcchigh or dod
 #   infra/grant-permissions.sh ... --dry-run        # print what would change, change nothing
 set -euo pipefail
 
@@ -45,14 +58,16 @@ readonly GRAPH_ROLES_KNOWN="$MAIL_ROLE $TRACE_ROLE"
 # management scope meaningless.
 readonly GRAPH_MAIL_ROLES_TENANT_WIDE="Mail.ReadBasic.All Mail.ReadBasic Mail.Read Mail.ReadWrite"
 readonly EXCHANGE_ROLE="Application Mail.ReadBasic"
-GRAPH="https://graph.microsoft.com/v1.0"
 readonly TRANSPORT_DATA_PLATFORM_APP_ID="8bd644d1-64a1-4d4b-ae52-2e0cbf64e373"
 
 principal_id=""
 identity_name=""
 resource_group=""
 dry_run=0
-graph_roles=()
+# Space-separated words, not an array: bash 3.2 (macOS) calls an empty array unbound under set -u.
+graph_roles=""
+m365_cloud="commercial"
+graph_endpoint=""
 mail_scope="tenant"
 scope_group=""
 scope_filter=""
@@ -66,6 +81,12 @@ usage() {
   sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 }
 
+# set -e does not reach into $(...): bash clears it in command substitutions (unless in POSIX mode
+# or with inherit_errexit, which bash 3.2 lacks), so a failed az call there would go unnoticed and
+# its empty output read as "not found". Every command whose output is captured is checked where it
+# runs (`x="$(az ...)" || die ...`), and die inside $(...) ends only that subshell, so each capture
+# of a function is checked again by its caller (`|| exit 1`).
+#   https://www.gnu.org/software/bash/manual/bash.html#Command-Execution-Environment
 die() {
   echo "grant-permissions: $*" >&2
   exit 1
@@ -75,14 +96,24 @@ warn() {
   echo "grant-permissions: warning: $*" >&2
 }
 
+# A role the code uses, refused otherwise (so the word list graph_roles holds only known words).
+known_graph_role() {
+  [[ "$1" != *[[:space:]]* ]] || die "unknown Graph role $1 (one role per --graph)"
+  case " $GRAPH_ROLES_KNOWN " in
+    *" $1 "*) ;;
+    *) die "unknown Graph role $1 (known: $GRAPH_ROLES_KNOWN)" ;;
+  esac
+}
+
 while (($# > 0)); do
   case "$1" in
     --principal-id) principal_id="${2:?--principal-id needs a value}"; shift 2 ;;
     --identity-name) identity_name="${2:?--identity-name needs a value}"; shift 2 ;;
     --resource-group) resource_group="${2:?--resource-group needs a value}"; shift 2 ;;
-    --graph) graph_roles+=("${2:?--graph needs a role value}"); shift 2 ;;
-    --all-graph) read -r -a graph_roles <<<"$GRAPH_ROLES_KNOWN"; shift ;;
-    --graph-endpoint) GRAPH="${2:?--graph-endpoint needs a value}"; shift 2 ;;
+    --graph) known_graph_role "${2:?--graph needs a role value}"; graph_roles="$graph_roles $2"; shift 2 ;;
+    --all-graph) graph_roles="$GRAPH_ROLES_KNOWN"; shift ;;
+    --cloud) m365_cloud="${2:?--cloud needs commercial, gcc, gcchigh or dod}"; shift 2 ;;
+    --graph-endpoint) graph_endpoint="${2:?--graph-endpoint needs a value}"; shift 2 ;;
     --mail-scope) mail_scope="${2:?--mail-scope needs tenant or rbac}"; shift 2 ;;
     --scope-group) scope_group="${2:?--scope-group needs a group}"; shift 2 ;;
     --scope-filter) scope_filter="${2:?--scope-filter needs a filter}"; shift 2 ;;
@@ -93,13 +124,6 @@ while (($# > 0)); do
     --dry-run) dry_run=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
-  esac
-done
-
-for role in "${graph_roles[@]}"; do
-  case " $GRAPH_ROLES_KNOWN " in
-    *" $role "*) ;;
-    *) die "unknown Graph role $role (known: $GRAPH_ROLES_KNOWN)" ;;
   esac
 done
 
@@ -126,16 +150,37 @@ case "$mail_scope" in
   *) die "--mail-scope is tenant or rbac, not $mail_scope" ;;
 esac
 
+case "$m365_cloud" in
+  commercial | gcc) az_cloud="AzureCloud" graph_root="https://graph.microsoft.com" ;;
+  gcchigh) az_cloud="AzureUSGovernment" graph_root="https://graph.microsoft.us" ;;
+  dod) az_cloud="AzureUSGovernment" graph_root="https://dod-graph.microsoft.us" ;;
+  *) die "--cloud is commercial, gcc, gcchigh or dod, not $m365_cloud" ;;
+esac
+readonly GRAPH="${graph_endpoint:-$graph_root/v1.0}"
+[[ "$GRAPH" =~ ^https://[^/]+ ]] || die "--graph-endpoint must be an https URL, not $GRAPH"
+readonly GRAPH_RESOURCE="${BASH_REMATCH[0]}"
+
 command -v az >/dev/null || die "the Azure CLI (az) is required"
 if ((run_exchange && !dry_run)); then
   command -v pwsh >/dev/null || die "--run-exchange needs PowerShell (pwsh) with ExchangeOnlineManagement"
 fi
 
+if [[ -z "$principal_id" && ( -z "$identity_name" || -z "$resource_group" ) ]]; then
+  die "give --principal-id, or --identity-name with --resource-group"
+fi
+
+# A token of one cloud is not accepted by another: the CLI must be signed in to the cloud of --cloud.
+active_cloud="$(az cloud show --query name --output tsv)" ||
+  die "could not read the Azure CLI's active cloud (az cloud show failed)"
+if [[ "$active_cloud" != "$az_cloud" ]]; then
+  die "--cloud $m365_cloud needs the Azure CLI on $az_cloud, but it is on $active_cloud: run" \
+    "\`az cloud set --name $az_cloud\` and \`az login\`, then run this again"
+fi
+
 if [[ -z "$principal_id" ]]; then
-  [[ -n "$identity_name" && -n "$resource_group" ]] ||
-    die "give --principal-id, or --identity-name with --resource-group"
   principal_id="$(az identity show --name "$identity_name" --resource-group "$resource_group" \
-    --query principalId --output tsv)"
+    --query principalId --output tsv)" ||
+    die "could not read the principal ID of identity $identity_name in $resource_group"
 fi
 [[ "$principal_id" =~ ^[0-9a-fA-F-]{36}$ ]] || die "not an object ID: $principal_id"
 
@@ -143,12 +188,21 @@ absent() {
   [[ -z "$1" || "$1" == "None" ]]
 }
 
+# One Microsoft Graph request. --resource names the token's audience: az rest derives it from --url
+# only for the endpoints of the active cloud (`az cloud show --query endpoints`), and DoD's Graph
+# host is not among them.
+#   https://learn.microsoft.com/cli/azure/reference-index#az-rest
+graph_rest() {
+  az rest --resource "$GRAPH_RESOURCE" "$@"
+}
+
 # The service principal of an application in this tenant, created when the tenant has none yet.
 resource_sp_id() {
   local app_id="$1" id
-  id="$(az rest --method GET \
+  id="$(graph_rest --method GET \
     --url "$GRAPH/servicePrincipals?\$filter=appId eq '$app_id'&\$select=id" \
-    --query 'value[0].id' --output tsv)"
+    --query 'value[0].id' --output tsv)" ||
+    die "could not look up the service principal of $app_id (az's error is above)"
   if absent "$id"; then
     if ((dry_run)); then
       echo "would create the service principal of $app_id" >&2
@@ -156,9 +210,10 @@ resource_sp_id() {
       return
     fi
     echo "creating the service principal of $app_id" >&2
-    id="$(az rest --method POST --url "$GRAPH/servicePrincipals" \
+    id="$(graph_rest --method POST --url "$GRAPH/servicePrincipals" \
       --headers "Content-Type=application/json" \
-      --body "{\"appId\": \"$app_id\"}" --query id --output tsv)"
+      --body "{\"appId\": \"$app_id\"}" --query id --output tsv)" ||
+      die "could not create the service principal of $app_id (az's error is above)"
   fi
   echo "$id"
 }
@@ -166,9 +221,10 @@ resource_sp_id() {
 # The id of a resource's application role (by value), empty when it has none.
 app_role_id() {
   local sp="$1" value="$2" id
-  id="$(az rest --method GET --url "$GRAPH/servicePrincipals/$sp?\$select=appRoles" \
+  id="$(graph_rest --method GET --url "$GRAPH/servicePrincipals/$sp?\$select=appRoles" \
     --query "appRoles[?value=='$value' && contains(allowedMemberTypes, 'Application')].id | [0]" \
-    --output tsv)"
+    --output tsv)" ||
+    die "could not read the application roles of service principal $sp (az's error is above)"
   absent "$id" && id=""
   echo "$id"
 }
@@ -176,24 +232,26 @@ app_role_id() {
 # The id of the identity's assignment of one role of a resource, empty when there is none.
 assignment_id() {
   local sp="$1" role_id="$2" id
-  id="$(az rest --method GET \
+  id="$(graph_rest --method GET \
     --url "$GRAPH/servicePrincipals/$principal_id/appRoleAssignments" \
-    --query "value[?appRoleId=='$role_id' && resourceId=='$sp'].id | [0]" --output tsv)"
+    --query "value[?appRoleId=='$role_id' && resourceId=='$sp'].id | [0]" --output tsv)" ||
+    die "could not read the role assignments of $principal_id (az's error is above)"
   absent "$id" && id=""
   echo "$id"
 }
 
 # Grant one application role (by its value) of a resource to the managed identity.
 grant() {
-  local app_id="$1" value="$2" sp role_id
-  sp="$(resource_sp_id "$app_id")"
+  local app_id="$1" value="$2" sp role_id existing
+  sp="$(resource_sp_id "$app_id")" || exit 1
   if [[ "$sp" == "missing" ]]; then
     echo "would grant $value of $app_id to $principal_id"
     return
   fi
-  role_id="$(app_role_id "$sp" "$value")"
+  role_id="$(app_role_id "$sp" "$value")" || exit 1
   [[ -n "$role_id" ]] || die "$app_id has no application role $value"
-  if [[ -n "$(assignment_id "$sp" "$role_id")" ]]; then
+  existing="$(assignment_id "$sp" "$role_id")" || exit 1
+  if [[ -n "$existing" ]]; then
     echo "already granted: $value ($role_id)"
     return
   fi
@@ -201,10 +259,10 @@ grant() {
     echo "would grant: $value ($role_id)"
     return
   fi
-  az rest --method POST --url "$GRAPH/servicePrincipals/$sp/appRoleAssignedTo" \
+  graph_rest --method POST --url "$GRAPH/servicePrincipals/$sp/appRoleAssignedTo" \
     --headers "Content-Type=application/json" \
     --body "{\"principalId\": \"$principal_id\", \"resourceId\": \"$sp\", \"appRoleId\": \"$role_id\"}" \
-    --output none
+    --output none || die "could not grant $value ($role_id) to $principal_id (az's error is above)"
   echo "granted: $value ($role_id)"
 }
 
@@ -212,12 +270,12 @@ grant() {
 # and remove them when asked to.
 check_entra_mail_grants() {
   local sp value role_id existing
-  sp="$(resource_sp_id "$GRAPH_APP_ID")"
+  sp="$(resource_sp_id "$GRAPH_APP_ID")" || exit 1
   [[ "$sp" != "missing" ]] || return 0
   for value in $GRAPH_MAIL_ROLES_TENANT_WIDE; do
-    role_id="$(app_role_id "$sp" "$value")"
+    role_id="$(app_role_id "$sp" "$value")" || exit 1
     [[ -n "$role_id" ]] || continue
-    existing="$(assignment_id "$sp" "$role_id")"
+    existing="$(assignment_id "$sp" "$role_id")" || exit 1
     [[ -n "$existing" ]] || continue
     if ((!remove_entra_mail)); then
       warn "the identity holds the Entra permission $value, which reaches every mailbox: the" \
@@ -226,16 +284,20 @@ check_entra_mail_grants() {
     elif ((dry_run)); then
       echo "would remove the Entra permission $value ($existing)"
     else
-      az rest --method DELETE \
-        --url "$GRAPH/servicePrincipals/$principal_id/appRoleAssignments/$existing" --output none
+      graph_rest --method DELETE \
+        --url "$GRAPH/servicePrincipals/$principal_id/appRoleAssignments/$existing" --output none ||
+        die "could not remove the Entra permission $value ($existing) (az's error is above)"
       echo "removed the Entra permission $value ($existing)"
     fi
   done
 }
 
 # A PowerShell single-quoted string: its content is taken literally, a quote is doubled.
+# The quote is held in a variable: bash 3.2 keeps the backslashes of \' in a ${x//pattern/string}
+# replacement, bash 4.3 and later drop them.
 ps_quote() {
-  local value="${1//\'/\'\'}"
+  local quote="'" value
+  value="${1//$quote/$quote$quote}"
   printf "'%s'" "$value"
 }
 
@@ -289,14 +351,17 @@ EOF
 
 scope_with_exchange_rbac() {
   local app_id display_name commands script
-  app_id="$(az rest --method GET --url "$GRAPH/servicePrincipals/$principal_id?\$select=appId" \
-    --query appId --output tsv)"
-  display_name="$(az rest --method GET --url "$GRAPH/servicePrincipals/$principal_id?\$select=displayName" \
-    --query displayName --output tsv)"
+  app_id="$(graph_rest --method GET --url "$GRAPH/servicePrincipals/$principal_id?\$select=appId" \
+    --query appId --output tsv)" ||
+    die "could not read the client ID of $principal_id (az's error is above)"
+  display_name="$(graph_rest --method GET --url "$GRAPH/servicePrincipals/$principal_id?\$select=displayName" \
+    --query displayName --output tsv)" ||
+    die "could not read the display name of $principal_id (az's error is above)"
   [[ "$app_id" =~ ^[0-9a-fA-F-]{36}$ ]] || die "no service principal $principal_id in this tenant"
-  commands="$(exchange_commands "$app_id" "$display_name")"
+  commands="$(exchange_commands "$app_id" "$display_name")" || exit 1
   if ((run_exchange && !dry_run)); then
-    script="$(mktemp "${TMPDIR:-/tmp}/grant-permissions.XXXXXX.ps1")"
+    script="$(mktemp "${TMPDIR:-/tmp}/grant-permissions.XXXXXX.ps1")" ||
+      die "could not create a temporary file for the Exchange Online commands"
     # shellcheck disable=SC2064 # expand now: the path is fixed
     trap "rm -f '$script'" EXIT
     printf '%s\n' "$commands" >"$script"
@@ -313,7 +378,7 @@ scope_with_exchange_rbac() {
 }
 
 grant "$O365_MANAGEMENT_APP_ID" "ActivityFeed.Read"
-for role in "${graph_roles[@]}"; do
+for role in $graph_roles; do
   if [[ "$role" == "$MAIL_ROLE" && "$mail_scope" == "rbac" ]]; then
     echo "not granting $MAIL_ROLE in Entra: --mail-scope rbac grants $EXCHANGE_ROLE in Exchange Online"
     continue
@@ -323,7 +388,7 @@ for role in "${graph_roles[@]}"; do
     # Graph message trace answers 401 until the tenant has a service principal for Microsoft's
     # "Transport Data Platform" app; it can take hours to propagate.
     # https://learn.microsoft.com/exchange/monitoring/trace-an-email-message/graph-api-message-trace
-    resource_sp_id "$TRANSPORT_DATA_PLATFORM_APP_ID" >/dev/null
+    resource_sp_id "$TRANSPORT_DATA_PLATFORM_APP_ID" >/dev/null || exit 1
     if [[ "$mail_scope" == "rbac" ]]; then
       warn "$TRACE_ROLE is tenant-wide: message trace returns subjects of any mailbox, outside the scope"
     fi

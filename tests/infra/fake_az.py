@@ -2,10 +2,16 @@
 
 Runs as `az` (tests/infra/test_grant_permissions.py puts a wrapper on PATH). The tenant is a JSON
 file (FAKE_AZ_STATE): service principals with their app roles, and app role assignments. Only the
-calls the script makes are answered: `az identity show` and `az rest` on /servicePrincipals,
-.../appRoleAssignments and .../appRoleAssignedTo. `--query` is applied with jmespath, as az does
-(so this runs with .venv-infra's Python, which has it), and `--output tsv` prints like az: a
-scalar as is, null as nothing, a list of scalars tab-separated. Every call is appended to
+calls the script makes are answered: `az cloud show` (the active cloud: the tenant's "cloud",
+AzureCloud unless set), `az identity show`, and `az rest` on /servicePrincipals,
+.../appRoleAssignments and .../appRoleAssignedTo, under the tenant's "graph" root (the worldwide one
+unless set) and for a token of that root's audience: `--resource`, or as az derives it without one,
+the active cloud's Graph (CLOUD_GRAPH; https://learn.microsoft.com/cli/azure/reference-index#az-rest).
+A call matching one of the tenant's "failing" regular expressions (matched against "METHOD URL"
+for `az rest`, the first two words otherwise) fails the way az does: an ERROR line, exit
+status 1. `--query` is applied with jmespath, as az does (so this runs with .venv-infra's Python,
+which has it), and `--output tsv` prints like az: a scalar as is, null as nothing, a list of
+scalars tab-separated. Every call is appended to
 FAKE_AZ_LOG as one JSON line: argv, and the method and URL for `az rest`.
 """
 
@@ -22,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 GRAPH = "https://graph.microsoft.com/v1.0"
+# endpoints.microsoftGraphResourceId of `az cloud show`, per cloud.
+CLOUD_GRAPH = {"AzureCloud": "https://graph.microsoft.com", "AzureUSGovernment": "https://graph.microsoft.us"}
 
 
 def options(argv: list[str]) -> dict[str, str]:
@@ -50,9 +58,19 @@ class Tenant:
                 return dict(sp)
         raise LookupError(f"Resource '{sp_id}' does not exist")
 
+    def graph(self) -> str:
+        return str(self.data.get("graph", GRAPH))
+
+    def cloud(self) -> str:
+        return str(self.data.get("cloud", "AzureCloud"))
+
+    def fails(self, call: str) -> bool:
+        return any(re.search(pattern, call) for pattern in self.data.get("failing", []))
+
     def rest(self, method: str, url: str, body: str | None) -> Any:
-        assert url.startswith(GRAPH + "/"), url
-        parts = urlsplit(url[len(GRAPH) :])
+        graph = self.graph()
+        assert url.startswith(graph + "/"), url
+        parts = urlsplit(url[len(graph) :])
         path = parts.path.strip("/").split("/")
         query = parse_qs(parts.query)
         if method == "GET" and path == ["servicePrincipals"]:
@@ -108,10 +126,24 @@ def main(argv: list[str]) -> int:
     tenant = Tenant(Path(os.environ["FAKE_AZ_STATE"]))
     opts = options(argv)
     entry: dict[str, Any] = {"argv": argv}
-    if argv[:2] == ["identity", "show"]:
-        result: Any = {"principalId": tenant.data["identityPrincipalId"], "name": opts["name"]}
-    elif argv[:1] == ["rest"]:
+    if argv[:1] == ["rest"]:
         entry.update(method=opts["method"], url=opts["url"])
+    call = f"{entry['method']} {entry['url']}" if "url" in entry else " ".join(argv[:2])
+    if tenant.fails(call):
+        entry["failed"] = True
+        with Path(os.environ["FAKE_AZ_LOG"]).open("a") as log:
+            log.write(json.dumps(entry) + "\n")
+        print("ERROR: Forbidden({'error': {'code': 'Authorization_RequestDenied'}})", file=sys.stderr)
+        return 1
+    if argv[:2] == ["cloud", "show"]:
+        result: Any = {"name": tenant.cloud()}
+    elif argv[:2] == ["identity", "show"]:
+        result = {"principalId": tenant.data["identityPrincipalId"], "name": opts["name"]}
+    elif argv[:1] == ["rest"]:
+        audience = opts.get("resource", CLOUD_GRAPH.get(tenant.cloud()))
+        if audience != tenant.graph().removesuffix("/v1.0"):
+            print(f"ERROR: no token for {opts['url']} (audience {audience})", file=sys.stderr)
+            return 1
         try:
             result = tenant.rest(opts["method"], opts["url"], opts.get("body"))
         except LookupError as missing:

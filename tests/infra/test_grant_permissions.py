@@ -17,6 +17,9 @@ from tests.infra.tools import INFRA, tool
 pytestmark = pytest.mark.infra
 
 SCRIPT = INFRA / "grant-permissions.sh"
+# The bash that runs the script: GRANT_PERMISSIONS_BASH=/bin/bash on macOS runs these tests under
+# its bash 3.2, whose set -u differs from bash 5's (see test_the_script_uses_no_arrays).
+BASH = os.environ.get("GRANT_PERMISSIONS_BASH", "bash")
 FAKE_AZ = Path(__file__).with_name("fake_az.py")
 
 O365_APP = "c5393580-f805-4401-95e8-94b7a6ef2fc2"
@@ -132,7 +135,7 @@ def run_script(tmp_path: Path, *args: str, state: dict[str, Any] | None = None, 
         "FAKE_AZ_LOG": str(log),
     }
     completed = subprocess.run(
-        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False, env=env
+        [BASH, str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False, env=env
     )
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     pwsh_calls = [json.loads(line) for line in pwsh_log.read_text().splitlines()] if pwsh_log.exists() else []
@@ -140,13 +143,11 @@ def run_script(tmp_path: Path, *args: str, state: dict[str, Any] | None = None, 
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args], capture_output=True, text=True, timeout=30, check=False
-    )
+    return subprocess.run([BASH, str(SCRIPT), *args], capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_script_is_valid_bash() -> None:
-    completed = subprocess.run(["bash", "-n", str(SCRIPT)], capture_output=True, text=True, check=False)
+    completed = subprocess.run([BASH, "-n", str(SCRIPT)], capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stderr
 
 
@@ -172,7 +173,9 @@ def test_help_lists_the_permissions_and_modes() -> None:
         assert name in completed.stdout
 
 
-@pytest.mark.parametrize("role", ["Mail.ReadWrite", "AuditLogsQuery.Read.All"])
+@pytest.mark.parametrize(
+    "role", ["Mail.ReadWrite", "AuditLogsQuery.Read.All", "Mail.ReadBasic.All ExchangeMessageTrace.Read.All"]
+)
 def test_a_graph_role_the_code_does_not_use_is_refused(tmp_path: Path, role: str) -> None:
     result = run_script(tmp_path, "--principal-id", PRINCIPAL, "--graph", role)
     assert result.completed.returncode == 1
@@ -207,7 +210,8 @@ def test_all_graph_grants_exactly_what_the_code_uses(tmp_path: Path) -> None:
 def test_identity_name_is_resolved_to_its_principal(tmp_path: Path) -> None:
     result = run_script(tmp_path, "--identity-name", "id-abc", "--resource-group", "rg-mia")
     assert result.completed.returncode == 0, result.completed.stderr
-    assert result.calls[0]["argv"][:2] == ["identity", "show"]
+    # The CLI's cloud is checked first, then the identity is looked up.
+    assert [call["argv"][:2] for call in result.calls[:2]] == [["cloud", "show"], ["identity", "show"]]
     assert result.granted() == {(O365_APP, "ActivityFeed.Read")}
 
 
@@ -353,3 +357,150 @@ def test_fake_az_runs_with_jmespath() -> None:
         [tool("python"), "-c", "import jmespath"], capture_output=True, text=True, check=False, env=os.environ
     )
     assert completed.returncode == 0, completed.stderr
+
+
+def test_help_names_only_roles_that_can_grant_graph_application_permissions() -> None:
+    # Granting Microsoft Graph app roles needs a Privileged Role Administrator or Global
+    # Administrator; a Cloud Application Administrator or Application Administrator can grant any
+    # API's permissions except Graph's app roles:
+    # https://learn.microsoft.com/entra/identity/enterprise-apps/grant-admin-consent
+    help_text = " ".join(run("--help").stdout.split())
+    needs = help_text[help_text.index("Needs:") : help_text.index("National clouds")]
+    assert needs.startswith(
+        "Needs: az CLI signed in (`az login`) as a Privileged Role Administrator or Global Administrator "
+    )
+    assert (
+        "Cloud Application Administrator or Application Administrator can grant any API's "
+        "application permissions except Microsoft Graph's, so cannot run this script" in needs
+    )
+    assert "https://learn.microsoft.com/entra/identity/enterprise-apps/grant-admin-consent" in needs
+
+
+def test_the_script_uses_no_arrays() -> None:
+    # bash 3.2 (macOS's /bin/bash) reports "${empty[@]}" as an unbound variable under set -u (fixed
+    # in bash 4.4, so the bash running these tests cannot show it). No array, no such expansion.
+    text = SCRIPT.read_text()
+    for construct in (
+        "=(",
+        "+=(",
+        "[@]",
+        "[*]",
+        "read -a",
+        "read -r -a",
+        "declare -a",
+        "local -a",
+        "mapfile",
+        "readarray",
+    ):
+        assert construct not in text, construct
+
+
+def failing(*patterns: str) -> dict[str, Any]:
+    return {**tenant(), "failing": list(patterns)}
+
+
+LOOKUP_O365_SP = rf"^GET {GRAPH}/servicePrincipals\?\$filter=appId eq '{O365_APP}'"
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern", "message"),
+    [
+        ([], "^cloud show$", "could not read the Azure CLI's active cloud"),
+        (["--identity-name", "id-abc", "--resource-group", "rg"], "^identity show$",
+         "could not read the principal ID of identity id-abc in rg"),
+        ([], LOOKUP_O365_SP, f"could not look up the service principal of {O365_APP}"),
+        ([], rf"^GET {GRAPH}/servicePrincipals/{O365_SP}\?\$select=appRoles$",
+         f"could not read the application roles of service principal {O365_SP}"),
+        ([], r"^GET .*/appRoleAssignments$", f"could not read the role assignments of {PRINCIPAL}"),
+        ([], r"^POST .*/appRoleAssignedTo$", f"could not grant ActivityFeed.Read ({ACTIVITY_FEED_READ})"),
+        (["--all-graph"], rf"^POST {GRAPH}/servicePrincipals$",
+         f"could not create the service principal of {TDP_APP}"),
+        (["--mail-scope", "rbac", "--scope-group", "g"], rf"^GET {GRAPH}/servicePrincipals/{GRAPH_SP}\?",
+         f"could not read the application roles of service principal {GRAPH_SP}"),
+        (["--mail-scope", "rbac", "--scope-group", "g"], r"\?\$select=appId$",
+         f"could not read the client ID of {PRINCIPAL}"),
+        (["--mail-scope", "rbac", "--scope-group", "g", "--remove-entra-mail"], r"^DELETE ",
+         "could not remove the Entra permission Mail.ReadBasic.All"),
+    ],
+)  # fmt: skip
+def test_a_failed_az_call_stops_the_script_with_what_failed(
+    tmp_path: Path, args: list[str], pattern: str, message: str
+) -> None:
+    # Most of these calls run inside $(...), where set -e does not reach.
+    state = failing(pattern)
+    if "--remove-entra-mail" in args:
+        state["assignments"] = tenant(entra_mail=("Mail.ReadBasic.All",))["assignments"]
+    if "--identity-name" not in args:
+        args = ["--principal-id", PRINCIPAL, *args]
+    result = run_script(tmp_path, *args, state=state)
+    assert result.completed.returncode == 1, result.completed.stdout + result.completed.stderr
+    assert f"grant-permissions: {message}" in result.completed.stderr
+    assert "Authorization_RequestDenied" in result.completed.stderr  # az's own error is shown too
+    # Nothing runs after the failed call: no lookup read as "not found", no change made on its strength.
+    assert result.calls[-1].get("failed") is True
+    assert "Done." not in result.completed.stdout
+    assert "has no application role" not in result.completed.stderr
+
+
+def test_a_failed_service_principal_lookup_creates_nothing(tmp_path: Path) -> None:
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL, state=failing(LOOKUP_O365_SP))
+    assert result.completed.returncode == 1
+    assert result.changes() == []
+    assert result.state["servicePrincipals"] == tenant()["servicePrincipals"]
+
+
+@pytest.mark.parametrize(
+    ("args", "active", "expected"),
+    [
+        (["--cloud", "gcchigh"], "AzureCloud", "AzureUSGovernment"),
+        (["--cloud", "dod"], "AzureCloud", "AzureUSGovernment"),
+        ([], "AzureUSGovernment", "AzureCloud"),
+        (["--cloud", "gcc"], "AzureChinaCloud", "AzureCloud"),
+    ],
+)
+def test_a_cli_on_another_cloud_is_refused_before_any_graph_call(
+    tmp_path: Path, args: list[str], active: str, expected: str
+) -> None:
+    # A token of one cloud is not accepted by another; `az cloud set` then `az login` switch the CLI:
+    # https://learn.microsoft.com/cli/azure/manage-clouds-azure-cli
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL, *args, state={**tenant(), "cloud": active})
+    assert result.completed.returncode == 1
+    assert f"needs the Azure CLI on {expected}, but it is on {active}" in result.completed.stderr
+    assert f"`az cloud set --name {expected}` and `az login`" in result.completed.stderr
+    assert [call["argv"][:2] for call in result.calls] == [["cloud", "show"]]
+
+
+@pytest.mark.parametrize(
+    ("cloud", "graph"),
+    [("gcchigh", "https://graph.microsoft.us/v1.0"), ("dod", "https://dod-graph.microsoft.us/v1.0")],
+)
+def test_a_national_cloud_grants_through_its_own_graph_host(tmp_path: Path, cloud: str, graph: str) -> None:
+    # Graph hosts by national cloud: https://learn.microsoft.com/graph/deployments. The fake refuses a
+    # call whose --resource is not that host: az rest derives the token's audience only from the active
+    # cloud's endpoints, which do not include DoD's Graph host
+    # (https://learn.microsoft.com/cli/azure/reference-index#az-rest).
+    state = {**tenant(), "cloud": "AzureUSGovernment", "graph": graph}
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL, "--cloud", cloud, "--all-graph", state=state)
+    assert result.completed.returncode == 0, result.completed.stderr
+    assert result.granted() == {
+        (O365_APP, "ActivityFeed.Read"),
+        (GRAPH_APP, "Mail.ReadBasic.All"),
+        (GRAPH_APP, "ExchangeMessageTrace.Read.All"),
+    }
+    rest = [call for call in result.calls if call["argv"][0] == "rest"]
+    assert rest
+    assert all(call["url"].startswith(graph + "/") for call in rest)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cloud", "china"], "--cloud is commercial, gcc, gcchigh or dod, not china"),
+        (["--graph-endpoint", "http://graph.microsoft.com/v1.0"], "--graph-endpoint must be an https URL"),
+    ],
+)
+def test_a_bad_cloud_is_refused_before_calling_azure(tmp_path: Path, args: list[str], message: str) -> None:
+    result = run_script(tmp_path, "--principal-id", PRINCIPAL, *args)
+    assert result.completed.returncode == 1
+    assert message in result.completed.stderr
+    assert result.calls == []
