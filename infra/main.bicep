@@ -145,6 +145,14 @@ param collectMaxBackoffSeconds int = 60
 param reportDefaultDays int = 7
 param reportMaxDays int = 400
 param reportPageRows int = 10000
+@description('Entries one sessions or exposure report may aggregate before it is refused with a 422 (about 100 MB at the default)')
+@minValue(1000)
+@maxValue(10000000)
+param reportMaxAggregateEntries int = 200000
+@description('Seconds one report request may read rows for; HTTP functions must answer within 230 seconds')
+@minValue(5)
+@maxValue(200)
+param reportMaxSeconds int = 120
 
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -280,6 +288,8 @@ module api 'app/api.bicep' = {
     reportDefaultDays: reportDefaultDays
     reportMaxDays: reportMaxDays
     reportPageRows: reportPageRows
+    reportMaxAggregateEntries: reportMaxAggregateEntries
+    reportMaxSeconds: reportMaxSeconds
     alertWebhookEnabled: alertWebhookEnabled
     alertWebhookSigned: alertWebhookSigned
     alertWebhookFormat: alertWebhookFormat

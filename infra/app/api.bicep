@@ -51,6 +51,8 @@ param collectMaxBackoffSeconds int
 param reportDefaultDays int
 param reportMaxDays int
 param reportPageRows int
+param reportMaxAggregateEntries int
+param reportMaxSeconds int
 
 // Alerts (shared/settings/alerts.py): the webhook URL can hold a token and the signing key is a
 // secret, so both are Key Vault references when enabled.
@@ -234,6 +236,14 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'REPORT_PAGE_ROWS'
           value: string(reportPageRows)
+        }
+        {
+          name: 'REPORT_MAX_AGGREGATE_ENTRIES'
+          value: string(reportMaxAggregateEntries)
+        }
+        {
+          name: 'REPORT_MAX_SECONDS'
+          value: string(reportMaxSeconds)
         }
         {
           name: 'REPORT_REQUIRED_ROLE'

@@ -18,6 +18,7 @@ from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Me
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
 from shared.reports import render, views
+from shared.reports.budget import WorkBudget
 from shared.reports.request import IPNetwork, ReportQuery
 from shared.storage.tables import AccessTable
 
@@ -92,25 +93,28 @@ def audit_lookup(observer: MessageObserver) -> Lookup:
     return lookup
 
 
-def _keyed_events(table: AccessTable, query: ReportQuery) -> Iterator[tuple[str, AccessEvent]]:
-    for key, event in table.query_events(query.subject, query.start, query.end, query.after):
-        if passes_filters(event, query):
-            yield key, event
-
-
 def events_from_table(table: AccessTable, query: ReportQuery) -> Iterator[AccessEvent]:
-    for _, event in _keyed_events(table, query):
-        yield event
+    for _, event in table.query_events(query.subject, query.start, query.end, query.after):
+        if passes_filters(event, query):
+            yield event
 
 
 def render_report(
-    query: ReportQuery, events: Iterable[AccessEvent], sink: render.TextSink, lookup: Lookup | None = None
+    query: ReportQuery,
+    events: Iterable[AccessEvent],
+    sink: render.TextSink,
+    lookup: Lookup | None = None,
+    budget: WorkBudget | None = None,
 ) -> int:
     """Write the query's view of `events` (already in time order) to `sink`; returns row count.
     `lookup` tells the messages and exposure views what is known of messages the records name
-    without a subject."""
+    without a subject. `budget` bounds an aggregated view (ReportTooLarge past it)."""
     columns, view = views.VIEWS[query.view]
-    return render.write_rows(query.fmt, view(events, lookup), columns, sink)
+    if budget is not None and query.view in views.AGGREGATED_VIEWS:
+        rows = view(budget.metered(events), lookup, budget)
+    else:
+        rows = view(events, lookup)
+    return render.write_rows(query.fmt, rows, columns, sink)
 
 
 @dataclass
@@ -127,25 +131,42 @@ _PAGED: dict[str, Callable[[AccessEvent], int]] = {
 }
 
 
-def render_page(table: AccessTable, query: ReportQuery, page_rows: int, lookup: Lookup | None = None) -> Page:
-    """One bounded page of a stored report, after the filters. The events and messages views
-    take whole events until the page holds at least `page_rows` rows or events (messages: at most
-    one record's messages over) and name the continuation (the last event's RowKey); the sessions and
-    exposure views aggregate the whole range (memory grows with sessions or distinct messages,
-    not records)."""
+def _late(budget: WorkBudget | None, last_read: str | None) -> bool:
+    """Past the deadline, once the page has read at least one row (so every page makes progress)."""
+    return budget is not None and last_read is not None and budget.out_of_time()
+
+
+def render_page(
+    table: AccessTable,
+    query: ReportQuery,
+    page_rows: int,
+    lookup: Lookup | None = None,
+    budget: WorkBudget | None = None,
+) -> Page:
+    """One bounded page of a stored report, after the filters.
+
+    The events and messages views take whole events until the page holds at least `page_rows`
+    rows or events (messages: at most one record's messages over) and name the continuation (the
+    last RowKey read). Past the budget's deadline the page ends early, even empty when the
+    filters passed nothing so far, and its continuation goes on from the last row read.
+
+    The sessions and exposure views aggregate the whole range (memory grows with sessions or
+    distinct messages, not records) within `budget`, or raise ReportTooLarge."""
     sink = io.StringIO()
     weight = _PAGED.get(query.view)
     if weight is None:
-        count = render_report(query, events_from_table(table, query), sink, lookup)
+        count = render_report(query, events_from_table(table, query), sink, lookup, budget)
         return Page(sink.getvalue(), count, None)
-    page: list[tuple[str, AccessEvent]] = []
+    page: list[AccessEvent] = []
     produced = 0
-    next_after = None
-    for key, event in _keyed_events(table, query):
-        if produced >= page_rows or len(page) >= page_rows:
-            next_after = page[-1][0]
+    last_read = next_after = None
+    for key, event in table.query_events(query.subject, query.start, query.end, query.after):
+        if produced >= page_rows or len(page) >= page_rows or _late(budget, last_read):
+            next_after = last_read
             break
-        page.append((key, event))
-        produced += weight(event)
-    count = render_report(query, (event for _, event in page), sink, lookup)
+        last_read = key
+        if passes_filters(event, query):
+            page.append(event)
+            produced += weight(event)
+    count = render_report(query, page, sink, lookup)
     return Page(sink.getvalue(), count, next_after)

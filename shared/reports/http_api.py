@@ -15,6 +15,7 @@ from azure.core.exceptions import AzureError
 from shared.model.times import iso_z
 from shared.reports import access
 from shared.reports.assemble import render_page
+from shared.reports.budget import ReportTooLarge, WorkBudget
 from shared.reports.request import RequestError, encode_after, parse_report_request
 from shared.settings import ReportSettings
 from shared.storage import Storage
@@ -77,9 +78,12 @@ def report_reply(
     except RequestError as problem:
         return error_reply(problem.status, problem.code, problem.message)
     table = storage.access_table(query.by)
+    budget = WorkBudget.starting_now(settings.max_aggregate_entries, settings.max_seconds)
     try:
         lookup = resolver.report_lookup() if resolver is not None else None
-        page = render_page(table, query, settings.page_rows, lookup)
+        page = render_page(table, query, settings.page_rows, lookup, budget)
+    except ReportTooLarge as refused:
+        return error_reply(422, "report_too_large", str(refused))
     except AzureError:
         log.exception("report storage query failed")
         return error_reply(503, "storage_unavailable", "storage did not answer; try again shortly")

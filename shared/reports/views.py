@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from shared.model.event import EVENT_COLUMNS, PROVENANCE_COLUMNS, AccessEvent
 from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Observed, observe
 from shared.model.times import iso_z
+from shared.reports.budget import WorkBudget
 
 # Aggregated rows name the record behind their first access, and where it came from.
 SOURCE_COLUMNS: tuple[str, ...] = ("FirstRecordId", *PROVENANCE_COLUMNS)
@@ -83,6 +84,10 @@ def source_of(event: AccessEvent) -> dict[str, Any]:
     return {"FirstRecordId": event.record_id, **event.provenance()}
 
 
+def _held(*collections: Sized) -> int:
+    return sum(len(collection) for collection in collections)
+
+
 def event_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
     for event in events:
         yield event.row()
@@ -104,6 +109,19 @@ class _Session:
     apps: dict[str, None] = field(default_factory=dict)
     logon_types: dict[str, None] = field(default_factory=dict)
     users: dict[str, None] = field(default_factory=dict)
+
+    def held(self) -> int:
+        """Entries this session holds (for the request's WorkBudget)."""
+        lists = (
+            self.messages,
+            self.folders,
+            self.ips,
+            self.families,
+            self.apps,
+            self.logon_types,
+            self.users,
+        )
+        return 1 + _held(*lists)
 
     def add(self, event: AccessEvent) -> None:
         if event.timestamp < self.first.timestamp:
@@ -148,16 +166,23 @@ class _Session:
         }
 
 
-def session_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+def session_rows(
+    events: Iterable[AccessEvent], lookup: Lookup | None = None, budget: WorkBudget | None = None
+) -> Iterator[dict[str, Any]]:
     """One row per SessionId, ordered by first seen. Memory grows with sessions and distinct
-    messages, not with records."""
+    messages, not with records; `budget` bounds it."""
+    budget = budget or WorkBudget()
     sessions: dict[str, _Session] = {}
     for event in events:
         key = event.session_id or NO_SESSION
         session = sessions.get(key)
         if session is None:
             session = sessions[key] = _Session(first=event, last=event)
+            held = 0
+        else:
+            held = session.held()
         session.add(event)
+        budget.grow(session.held() - held)
     ordered = sorted(sessions.items(), key=lambda pair: (pair[1].first.timestamp, pair[0]))
     for session_id, session in ordered:
         yield session.row(session_id)
@@ -270,6 +295,10 @@ class _Exposed:
     users: dict[str, None] = field(default_factory=dict)
     source: AccessEvent | None = None  # the record of the first access
 
+    def held(self) -> int:
+        """Entries this row holds (for the request's WorkBudget)."""
+        return 1 + _held(self.folders, self.sessions, self.ips, self.users)
+
     def add(self, event: AccessEvent) -> None:
         if self.source is None or event.timestamp < self.source.timestamp:
             self.source = event
@@ -305,7 +334,9 @@ class _Exposed:
         }
 
 
-def exposure_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+def exposure_rows(
+    events: Iterable[AccessEvent], lookup: Lookup | None = None, budget: WorkBudget | None = None
+) -> Iterator[dict[str, Any]]:
     """What a breach notification needs, in three groups, in this order:
 
     - `Message`: one row per distinct (Mailbox, InternetMessageId), ordered by FirstAccess, then
@@ -318,8 +349,10 @@ def exposure_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -
       Mailbox, then the record's folders and record id.
 
     Sessions, ClientIPs and Users list distinct values in order of first appearance in the input
-    (time order). Memory grows with distinct messages, synced folders and throttled records, not with records.
+    (time order). Memory grows with distinct messages, synced folders and throttled records, not
+    with records; `budget` bounds it.
     """
+    budget = budget or WorkBudget()
     messages: dict[tuple[str, str], _Exposed] = {}
     synced: dict[tuple[str, str], _Exposed] = {}
     blind: dict[str, tuple[AccessEvent, _Exposed]] = {}
@@ -329,20 +362,29 @@ def exposure_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -
             exposed = messages.get(key)
             if exposed is None:
                 exposed = messages[key] = _Exposed(first=event.timestamp, last=event.timestamp)
+                held = 0
+            else:
+                held = exposed.held()
             exposed.add(event)
             exposed.folders.update(seen.folders)
             exposed.subject = exposed.subject or seen.subject
             exposed.size = exposed.size if exposed.size is not None else seen.size
+            budget.grow(exposed.held() - held)
         if event.access == "Sync":
             for path in event.folders:
                 exposed = synced.get((event.mailbox, path))
                 if exposed is None:
                     exposed = synced[(event.mailbox, path)] = _Exposed(event.timestamp, event.timestamp)
+                    held = 0
+                else:
+                    held = exposed.held()
                 exposed.add(event)
+                budget.grow(exposed.held() - held)
         if event.throttled and event.record_id not in blind:
             window = _Exposed(first=event.timestamp, last=event.timestamp + UNAUDITED_WINDOW)
             window.add(event)
             blind[event.record_id] = (event, window)
+            budget.grow(window.held())
     observed: dict[str, dict[str, Observed]] = {}
     for (mailbox, message_id), exposed in messages.items():
         observed.setdefault(mailbox, {})[message_id] = Observed(exposed.subject, exposed.size, exposed.first)
@@ -359,6 +401,10 @@ def exposure_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -
     for event, window in ordered:
         yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), unaudited)
 
+
+# The views that aggregate the whole range before their first row, so a request bounds them with a
+# WorkBudget; the others stream and are paged.
+AGGREGATED_VIEWS = frozenset({"sessions", "exposure"})
 
 VIEWS: dict[str, tuple[tuple[str, ...], Any]] = {
     "events": (EVENT_COLUMNS, event_rows),

@@ -108,6 +108,13 @@ _SETTINGS = (
     Setting("REPORT_DEFAULT_DAYS", Capability.REPORTS, "report range when `from` is not given", "7"),
     Setting("REPORT_MAX_DAYS", Capability.REPORTS, "longest range one request may ask for", "400"),
     Setting("REPORT_PAGE_ROWS", Capability.REPORTS, "rows per page over HTTP", "10000"),
+    Setting(
+        "REPORT_MAX_AGGREGATE_ENTRIES",
+        Capability.REPORTS,
+        "entries a sessions or exposure request may hold before it is refused (422)",
+        "200000",
+    ),
+    Setting("REPORT_MAX_SECONDS", Capability.REPORTS, "seconds one request may read rows for", "120"),
     Setting("REPORT_REQUIRED_ROLE", Capability.REPORTS, "app role a report's principal must carry"),
     Setting(
         "WEBSITE_AUTH_ENABLED",

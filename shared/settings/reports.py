@@ -13,6 +13,10 @@ class ReportSettings:
     default_days: int = 7
     max_days: int = 400
     page_rows: int = 10_000
+    # What one sessions or exposure request may aggregate (see shared/reports/budget.py), and the
+    # seconds any request may read for.
+    max_aggregate_entries: int = 200_000
+    max_seconds: int = 120
     # App role the Easy Auth principal must carry for a report (REPORT_REQUIRED_ROLE); "" = off.
     required_role: str = ""
     # App Service authentication is on (WEBSITE_AUTH_ENABLED): only then do X-MS-CLIENT-PRINCIPAL*
@@ -36,6 +40,10 @@ def load_report_settings(env: Mapping[str, str] | None = None) -> ReportSettings
         default_days=source.integer("REPORT_DEFAULT_DAYS", 1, 3650),
         max_days=source.integer("REPORT_MAX_DAYS", 1, 3650),
         page_rows=source.integer("REPORT_PAGE_ROWS", 100, 200_000),
+        max_aggregate_entries=source.integer("REPORT_MAX_AGGREGATE_ENTRIES", 1_000, 10_000_000),
+        # An HTTP-triggered function has 230 seconds to answer, whatever functionTimeout says:
+        # https://learn.microsoft.com/azure/azure-functions/functions-scale#timeout
+        max_seconds=source.integer("REPORT_MAX_SECONDS", 5, 200),
         required_role=_role(source),
         # Injected by App Service ("True") when its authentication is on, never an app setting:
         # https://learn.microsoft.com/azure/app-service/reference-app-settings#authentication--authorization

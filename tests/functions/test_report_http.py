@@ -806,3 +806,75 @@ def test_filtered_paging_counts_produced_rows_and_loses_none(
     else:  # one or two messages per event: a page ends with the event that reaches 100 rows
         assert counts == [100, 101, 100, 101, 48]
         assert seen == [ref.internet_message_id for e in attacker for ref in e.items]
+
+
+def _seed_heavy(storage: Storage) -> None:
+    """150 records a day on 18 and 19 November, each a session reading a message of its own: 1,500
+    exposure entries (a message, its folder, session, IP and user), 2,100 for the sessions view."""
+    events = [
+        make_event(
+            mailbox="heavy@contoso.com",
+            timestamp=datetime(2026, 11, 18 + n // 150, 8, tzinfo=UTC) + timedelta(minutes=n % 150),
+            record_id=f"heavy-{n:03d}",
+            session_id=f"heavy-session-{n:03d}",
+            items=(MessageRef(f"<heavy-{n}@contoso.com>", "Inbox", "", 100),),
+        )
+        for n in range(300)
+    ]
+    tables.store_events(storage, events)
+
+
+@pytest.mark.parametrize("view", ["exposure", "sessions"])
+def test_an_aggregated_view_past_its_bound_is_a_422_naming_the_limit_and_the_way_around(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, view: str
+) -> None:
+    monkeypatch.setenv("REPORT_MAX_AGGREGATE_ENTRIES", "1000")  # the smallest the settings allow
+    runtime.reset()
+    _seed_heavy(function_env)
+
+    response = report_http(
+        request("heavy@contoso.com", view=view, **{"from": "2026-11-18", "to": "2026-11-19"})
+    )
+
+    assert response.status_code == 422
+    error = json.loads(body_text(response))["error"]
+    assert error["code"] == "report_too_large"
+    assert "REPORT_MAX_AGGREGATE_ENTRIES=1000" in error["message"]
+    assert "shorter range" in error["message"]
+    assert "view=events" in error["message"]
+    stopped_at = re.search(r"after (\d+) records at (\S+):", error["message"])
+    assert stopped_at, error["message"]
+    assert 0 < int(stopped_at.group(1)) < 300
+    assert stopped_at.group(2).startswith("2026-11-1")
+    (row,) = function_env.report_access.client.list_entities()
+    assert (row["Status"], row["ErrorCode"]) == (422, "report_too_large")
+
+
+def test_the_range_a_refusal_points_to_is_served_whole(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler
+) -> None:
+    monkeypatch.setenv("REPORT_MAX_AGGREGATE_ENTRIES", "1000")
+    runtime.reset()
+    _seed_heavy(function_env)
+
+    response = report_http(
+        request("heavy@contoso.com", view="exposure", **{"from": "2026-11-18", "to": "2026-11-18"})
+    )
+
+    assert response.status_code == 200
+    assert column(csv_rows(response), "InternetMessageId") == [f"<heavy-{n}@contoso.com>" for n in range(150)]
+
+
+def test_the_paged_views_of_a_mailbox_past_the_bound_are_served_in_full(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler
+) -> None:
+    monkeypatch.setenv("REPORT_MAX_AGGREGATE_ENTRIES", "1000")
+    runtime.reset()
+    _seed_heavy(function_env)
+
+    response = report_http(
+        request("heavy@contoso.com", view="messages", **{"from": "2026-11-18", "to": "2026-11-19"})
+    )
+
+    assert response.status_code == 200
+    assert len(column(csv_rows(response), "InternetMessageId")) == 300

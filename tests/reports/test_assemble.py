@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from datetime import UTC, datetime
+from itertools import count
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,12 @@ from mia import cli
 from shared.ingest import pipeline
 from shared.model.event import EVENT_COLUMNS
 from shared.reports import assemble
-from shared.reports.request import parse_report_request
+from shared.reports.budget import WorkBudget
+from shared.reports.request import ReportQuery, parse_report_request
 from shared.reports.views import EXPOSURE_COLUMNS, SESSION_COLUMNS, VIEWS
 from shared.settings import ReportSettings
 from shared.storage import Storage, raw_store
+from shared.storage.tables import AccessTable
 from tests.helpers import (
     SAMPLE,
     SAMPLE_FROM,
@@ -173,6 +177,52 @@ def test_render_page_of_an_exact_multiple_ends_without_an_empty_page(loaded: Sto
 
     assert (first.rows, second.rows, second.next_after) == (6, 6, None)
     assert first.next_after is not None
+
+
+def _pages_within_three_ticks(table: AccessTable, query: ReportQuery) -> list[assemble.Page]:
+    """Every page of `query`, each request with a budget whose deadline passes on its third check."""
+    pages = []
+    after = None
+    while True:
+        budget = WorkBudget.starting_now(10**9, 3, clock=functools.partial(next, count()))
+        page = assemble.render_page(table, dataclasses.replace(query, after=after), 1000, None, budget)
+        pages.append(page)
+        if page.next_after is None:
+            return pages
+        after = page.next_after
+
+
+def _record_ids(pages: list[assemble.Page]) -> list[str]:
+    return [row[EVENT_COLUMNS.index("RecordId")] for page in pages for row in parse_csv(page.body)[1:]]
+
+
+def test_a_page_past_its_deadline_ends_early_and_its_continuation_loses_nothing(loaded: Storage) -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    query = parse_report_request(
+        "alice@contoso.com", {"from": SAMPLE_FROM, "to": SAMPLE_TO}, ReportSettings(), now
+    )
+    table = loaded.access_table(query.by)
+
+    pages = _pages_within_three_ticks(table, query)
+
+    # Three rows read per page: the first unchecked, then two checks before the deadline.
+    assert [page.rows for page in pages] == [3] * 14 + [1]
+    assert _record_ids(pages) == [r["Id"] for r in records_for("alice@contoso.com")]
+
+
+def test_a_filtered_page_past_its_deadline_may_be_empty_and_still_goes_on(loaded: Storage) -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    params = {"from": SAMPLE_FROM, "to": SAMPLE_TO, "ip": ATTACKER_IP}
+    query = parse_report_request("alice@contoso.com", params, ReportSettings(), now)
+    table = loaded.access_table(query.by)
+
+    pages = _pages_within_three_ticks(table, query)
+
+    assert any(page.rows == 0 and page.next_after is not None for page in pages)
+    whole = assemble.render_page(table, query, page_rows=1000)
+    assert whole.next_after is None
+    assert whole.rows > 0
+    assert _record_ids(pages) == _record_ids([whole])
 
 
 def test_render_page_of_the_sessions_view_aggregates_the_whole_range_in_one_page(loaded: Storage) -> None:
