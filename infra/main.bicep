@@ -52,6 +52,11 @@ param fetchSchedule string = '0 */5 * * * *'
 @maxValue(146000)
 param immutabilityDays int = 365
 
+// Turn off before locking the policy: a locked policy refuses the PUT a deployment sends, so every
+// later provision would fail (https://learn.microsoft.com/rest/api/storagerp/blob-containers/lock-immutability-policy).
+@description('Deploy the audit-raw immutability policy (immutabilityDays); false once it is locked (README, Deployment).')
+param manageImmutabilityPolicy bool = true
+
 // Blob and container soft delete keep deleted data 1 to 365 days
 // (https://learn.microsoft.com/azure/storage/blobs/soft-delete-blob-overview).
 @description('Days a deleted blob or container can be restored.')
@@ -208,6 +213,7 @@ module storage 'app/storage.bicep' = {
     location: location
     tags: tags
     immutabilityDays: immutabilityDays
+    manageImmutabilityPolicy: manageImmutabilityPolicy
     softDeleteDays: softDeleteDays
     deploymentContainerName: 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
     rawContainerName: rawContainerName

@@ -116,6 +116,25 @@ def test_storage_is_identity_only_and_evidence_is_immutable(deployment: Deployme
     assert blob_service["containerDeleteRetentionPolicy"] == {"enabled": True, "days": 30}
 
 
+def test_the_immutability_policy_can_be_left_to_the_operator_once_locked() -> None:
+    # A locked time-based retention policy can only be extended
+    # (https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview):
+    # the policy PUT every provision sends is refused ("The only action allowed on a Locked policy is
+    # ExtendImmutabilityPolicy action",
+    # https://learn.microsoft.com/rest/api/storagerp/blob-containers/lock-immutability-policy), so with
+    # manageImmutabilityPolicy=false the deployment leaves it out; the lock and any later extension go
+    # through `az storage container immutability-policy lock|extend`
+    # (https://learn.microsoft.com/cli/azure/storage/container/immutability-policy).
+    managed = deployed_with(manageImmutabilityPolicy=True)
+    left_alone = deployed_with(manageImmutabilityPolicy=False)
+    (policy,) = managed.children(managed.one(CONTAINER, storage.RAW_CONTAINER), IMMUTABILITY)
+    assert policy.properties["immutabilityPeriodSinceCreationInDays"] == 365
+    assert left_alone.of_type(IMMUTABILITY) == []
+    # Nothing else changes: the raw container, its account and every other resource are deployed
+    # exactly as before.
+    assert left_alone.resources == [r for r in managed.resources if r.type != IMMUTABILITY]
+
+
 def test_the_app_is_https_only_on_flex_consumption(deployment: Deployment) -> None:
     site = deployment.one(SITE).properties
     assert site["httpsOnly"] is True
