@@ -14,8 +14,8 @@ param location string
 @description('Resource group to create; rg-<environmentName> when empty.')
 param resourceGroupName string = ''
 
-@description('Entra tenant whose audit log is collected (defaults to this subscription\'s tenant).')
-param tenantId string = tenant().tenantId
+@description('Entra tenant whose audit log is collected; this subscription\'s tenant when empty. Another tenant needs collectorAuthMode secret or certificate.')
+param tenantId string = ''
 
 @description('PublisherIdentifier sent to the Management Activity API; the tenant ID when empty.')
 param publisherId string = ''
@@ -36,6 +36,22 @@ param m365Cloud string = 'commercial'
 ])
 param collectorAuthMode string = 'managedIdentity'
 
+// A managed identity gets tokens only in its own tenant, the subscription's ("Managed identities
+// don't currently support cross-directory scenarios",
+// https://learn.microsoft.com/entra/identity/managed-identities-azure-resources/managed-identities-faq#can-i-use-a-managed-identity-to-access-a-resource-in-a-different-directorytenant),
+// so managedIdentity with another tenantId could never collect: ARM resolves this default before
+// any deployment operation starts and refuses the deployment when it is false, with "The provided
+// value 'False' for the template parameter 'managedIdentityCollectsItsOwnTenant' is not valid"
+// (https://learn.microsoft.com/azure/azure-resource-manager/bicep/parameters). Bicep's fail()
+// would say it in our own words, but checkov's Bicep parser cannot read fail(), and checkov must
+// parse every template. (`tenant().tenantId` is parenthesized: the tree-sitter grammar misreads it
+// on the right of an operator.)
+@description('Never set: false (collectorAuthMode=managedIdentity with a tenantId other than this subscription\'s) refuses the deployment, as that identity can get no token for another tenant. Use secret or certificate there.')
+@allowed([
+  true
+])
+param managedIdentityCollectsItsOwnTenant bool = collectorAuthMode != 'managedIdentity' || empty(tenantId) || tenantId =~ (tenant().tenantId)
+
 @description('Client ID of the app registration (secret or certificate mode only).')
 param collectorClientId string = ''
 
@@ -51,6 +67,11 @@ param fetchSchedule string = '0 */5 * * * *'
 @minValue(1)
 @maxValue(146000)
 param immutabilityDays int = 365
+
+// Turn off before locking the policy: a locked policy refuses the PUT a deployment sends, so every
+// later provision would fail (https://learn.microsoft.com/rest/api/storagerp/blob-containers/lock-immutability-policy).
+@description('Deploy the audit-raw immutability policy (immutabilityDays); false once it is locked (README, Deployment).')
+param manageImmutabilityPolicy bool = true
 
 // Blob and container soft delete keep deleted data 1 to 365 days
 // (https://learn.microsoft.com/azure/storage/blobs/soft-delete-blob-overview).
@@ -179,6 +200,7 @@ var tableNames = [
 ]
 // The record of every report request: the app may only add rows to it (app/rbac.bicep).
 var reportAccessTableName = 'ReportAccess'
+var collectedTenantId = empty(tenantId) ? tenant().tenantId : tenantId
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? 'rg-${environmentName}' : resourceGroupName
@@ -216,6 +238,7 @@ module storage 'app/storage.bicep' = {
     location: location
     tags: tags
     immutabilityDays: immutabilityDays
+    manageImmutabilityPolicy: manageImmutabilityPolicy
     softDeleteDays: softDeleteDays
     deploymentContainerName: 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
     rawContainerName: rawContainerName
@@ -269,8 +292,8 @@ module api 'app/api.bicep' = {
     pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
-    tenantId: tenantId
-    publisherId: empty(publisherId) ? tenantId : publisherId
+    tenantId: collectedTenantId
+    publisherId: empty(publisherId) ? collectedTenantId : publisherId
     m365Cloud: m365Cloud
     collectorAuthMode: collectorAuthMode
     collectorClientId: collectorClientId

@@ -7,6 +7,8 @@ param tags object
 @description('Days each raw audit blob stays immutable (WORM) after it is written.')
 @minValue(1)
 param immutabilityDays int
+@description('Send the raw container\'s immutability policy; false once it is locked, which only `extend` can change.')
+param manageImmutabilityPolicy bool
 @description('Days a deleted blob or container can still be restored.')
 @minValue(1)
 @maxValue(365)
@@ -94,8 +96,13 @@ resource rawContainer 'Microsoft.Storage/storageAccounts/blobServices/containers
 
 // Time-based retention (WORM): a raw blob can be written once and read, never changed or deleted
 // until it is older than immutabilityDays. Created unlocked so the period can still be corrected;
-// lock it once agreed (README, Deployment) and it can then only be extended.
-resource rawImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+// lock it once agreed (README, Deployment) and it can then only be extended
+// (https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview).
+// A locked policy refuses this PUT ("the only action allowed on a Locked policy is
+// ExtendImmutabilityPolicy": https://learn.microsoft.com/rest/api/storagerp/blob-containers/lock-immutability-policy),
+// so the operator turns manageImmutabilityPolicy off before locking. Left out of the template, the
+// policy is left as it is: the deployment is incremental and the container's own PUT carries no policy.
+resource rawImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (manageImmutabilityPolicy) {
   parent: rawContainer
   name: 'default'
   properties: {

@@ -116,6 +116,25 @@ def test_storage_is_identity_only_and_evidence_is_immutable(deployment: Deployme
     assert blob_service["containerDeleteRetentionPolicy"] == {"enabled": True, "days": 30}
 
 
+def test_the_immutability_policy_can_be_left_to_the_operator_once_locked() -> None:
+    # A locked time-based retention policy can only be extended
+    # (https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview):
+    # the policy PUT every provision sends is refused ("The only action allowed on a Locked policy is
+    # ExtendImmutabilityPolicy action",
+    # https://learn.microsoft.com/rest/api/storagerp/blob-containers/lock-immutability-policy), so with
+    # manageImmutabilityPolicy=false the deployment leaves it out; the lock and any later extension go
+    # through `az storage container immutability-policy lock|extend`
+    # (https://learn.microsoft.com/cli/azure/storage/container/immutability-policy).
+    managed = deployed_with(manageImmutabilityPolicy=True)
+    left_alone = deployed_with(manageImmutabilityPolicy=False)
+    (policy,) = managed.children(managed.one(CONTAINER, storage.RAW_CONTAINER), IMMUTABILITY)
+    assert policy.properties["immutabilityPeriodSinceCreationInDays"] == 365
+    assert left_alone.of_type(IMMUTABILITY) == []
+    # Nothing else changes: the raw container, its account and every other resource are deployed
+    # exactly as before.
+    assert left_alone.resources == [r for r in managed.resources if r.type != IMMUTABILITY]
+
+
 def test_the_app_is_https_only_on_flex_consumption(deployment: Deployment) -> None:
     site = deployment.one(SITE).properties
     assert site["httpsOnly"] is True
@@ -200,6 +219,41 @@ def test_the_site_uses_nothing_flex_consumption_lists_as_invalid(deployment: Dep
 def test_message_trace_is_turned_on_only_where_graph_offers_it(cloud: str, trace: str) -> None:
     # ARM's string() writes a bool as True/False; the settings loader reads either case.
     assert app_settings(deployed_with(m365Cloud=cloud))["RESOLVE_MESSAGE_TRACE"] == trace
+
+
+# A managed identity gets tokens only in its own tenant ("Managed identities don't currently support
+# cross-directory scenarios",
+# https://learn.microsoft.com/entra/identity/managed-identities-azure-resources/managed-identities-faq#can-i-use-a-managed-identity-to-access-a-resource-in-a-different-directorytenant):
+# another tenant than the subscription's (Inputs().tenant_id) needs an app registration.
+OTHER_TENANT = "00000000-0000-4000-8000-00000000c001"
+
+
+def test_a_managed_identity_cannot_be_sent_to_collect_another_tenant() -> None:
+    # ARM resolves parameter values, defaults included, before any deployment operation, and a value
+    # outside @allowed refuses the deployment (https://learn.microsoft.com/azure/azure-resource-manager/bicep/parameters).
+    refusal = "managedIdentityCollectsItsOwnTenant=False fails @allowed([True])"
+    with pytest.raises(DeploymentError, match=re.escape(refusal)):
+        deployed_with(collectorAuthMode="managedIdentity", tenantId=OTHER_TENANT)
+    with pytest.raises(DeploymentError, match=re.escape(refusal)):
+        deployed_with(tenantId=OTHER_TENANT)  # managedIdentity is the default
+
+
+@pytest.mark.parametrize(
+    ("mode", "tenant"),
+    [
+        ("managedIdentity", None),  # the default: the subscription's tenant
+        ("managedIdentity", ""),  # what azd passes when TENANT_ID is not set
+        ("managedIdentity", Inputs().tenant_id),
+        ("managedIdentity", Inputs().tenant_id.upper()),  # tenant IDs are GUIDs: case does not matter
+        ("secret", OTHER_TENANT),
+        ("certificate", OTHER_TENANT),
+    ],
+)
+def test_the_collector_can_reach_the_tenant_it_is_given(mode: str, tenant: str | None) -> None:
+    parameters = {"collectorAuthMode": mode} | ({} if tenant is None else {"tenantId": tenant})
+    settings = app_settings(deployed_with(**parameters))
+    assert settings["TENANT_ID"] == (tenant or Inputs().tenant_id)
+    assert settings["PUBLISHER_ID"] == (tenant or Inputs().tenant_id)
 
 
 def test_every_template_is_deployed_from_main_and_none_comes_from_a_registry(deployment: Deployment) -> None:
