@@ -115,6 +115,10 @@ param instanceMemoryMB int = 2048
 @maxValue(1000)
 param maximumInstanceCount int = 40
 
+// azd sets AZURE_PRINCIPAL_ID to whoever runs `azd provision` (main.parameters.json passes it).
+@description('Object ID of the deploying user or service principal: given read access to the deployment package container only, so the postprovision hook (infra/wait-for-roles.sh) can tell when this deployment\'s storage roles have taken effect. Empty: none.')
+param deployerPrincipalId string = ''
+
 @description('Turn on App Service authentication (Entra ID) in front of the report endpoint.')
 param enableAuth bool = false
 
@@ -181,6 +185,7 @@ var tags = {
   workload: 'mailitemsaccessed-forensics'
 }
 var functionAppName = 'func-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
 // Must match shared/storage (RAW_CONTAINER, QUEUES, TABLES): tests/infra/test_templates.py checks
 // that the deployment creates exactly those.
 var rawContainerName = 'audit-raw'
@@ -240,7 +245,7 @@ module storage 'app/storage.bicep' = {
     immutabilityDays: immutabilityDays
     manageImmutabilityPolicy: manageImmutabilityPolicy
     softDeleteDays: softDeleteDays
-    deploymentContainerName: 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+    deploymentContainerName: deploymentContainerName
     rawContainerName: rawContainerName
     queueNames: queueNames
     tableNames: tableNames
@@ -270,6 +275,8 @@ module rbac 'app/rbac.bicep' = {
     appInsightsName: monitoring.outputs.appInsightsName
     keyVaultName: vault.outputs.name
     principalId: identity.outputs.principalId
+    deploymentContainerName: deploymentContainerName
+    deployerPrincipalId: deployerPrincipalId
   }
 }
 
@@ -286,7 +293,7 @@ module api 'app/api.bicep' = {
     storageBlobEndpoint: storage.outputs.blobEndpoint
     storageQueueEndpoint: storage.outputs.queueEndpoint
     storageTableEndpoint: storage.outputs.tableEndpoint
-    deploymentContainerName: 'app-package-${take(functionAppName, 32)}-${take(resourceToken, 7)}'
+    deploymentContainerName: deploymentContainerName
     appInsightsConnectionString: monitoring.outputs.connectionString
     keyVaultName: vault.outputs.name
     pythonVersion: pythonVersion
@@ -343,6 +350,7 @@ output SERVICE_API_NAME string = api.outputs.name
 output SERVICE_API_URI string = 'https://${api.outputs.hostName}'
 output AZURE_KEY_VAULT_NAME string = vault.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_DEPLOYMENT_CONTAINER string = deploymentContainerName
 output MANAGED_IDENTITY_NAME string = identity.outputs.name
 output MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId

@@ -39,6 +39,10 @@ param appendOnlyTableName string
 param appInsightsName string
 param keyVaultName string
 param principalId string
+@description('The Flex deployment package container (the deployer may read it).')
+param deploymentContainerName string
+@description('The deploying user or service principal; empty: no role for it.')
+param deployerPrincipalId string
 
 // Built-in role definition IDs (the same in every tenant).
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b' // host leases + deployment package + raw evidence
@@ -46,10 +50,21 @@ var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88' // audi
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3' // each table but the append-only one
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb' // telemetry with Entra ID auth
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6' // read the collector's secret, nothing else
+var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1' // the deployer, on the deployment container only
 var insertEntityAction = 'Microsoft.Storage/storageAccounts/tableServices/tables/entities/add/action'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageName
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: storage
+  name: 'default'
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: blobService
+  name: deploymentContainerName
 }
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
@@ -161,4 +176,23 @@ resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
+}
+
+// The deployer's one role: read the deployment package container, and only that. Created after the
+// identity's blob role, it lets the postprovision hook (infra/wait-for-roles.sh) see from the
+// deployer's shell when this deployment's storage roles have taken effect. Azure Resource Manager
+// caches role assignments, so a new one can take minutes to apply
+// (https://learn.microsoft.com/azure/role-based-access-control/troubleshooting, "Role assignment
+// changes are not being detected"; https://learn.microsoft.com/azure/storage/blobs/assign-azure-role-data-access),
+// and until the identity's has, the Flex platform's upload of the package with that identity gets 403.
+resource deployerReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(deploymentContainer.id, deployerPrincipalId, storageBlobDataReader)
+  scope: deploymentContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataReader)
+    principalId: deployerPrincipalId
+  }
+  dependsOn: [
+    blobOwner
+  ]
 }

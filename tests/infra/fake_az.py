@@ -1,12 +1,15 @@
-"""A stand-in for the Azure CLI that infra/grant-permissions.sh calls, over a small Graph tenant.
+"""A stand-in for the Azure CLI that the scripts in infra/ call, over a small Graph tenant.
 
 Runs as `az` (tests/infra/test_grant_permissions.py puts a wrapper on PATH). The tenant is a JSON
 file (FAKE_AZ_STATE): service principals with their app roles, and app role assignments. Only the
-calls the script makes are answered: `az cloud show` (the active cloud: the tenant's "cloud",
+calls the scripts make are answered: `az cloud show` (the active cloud: the tenant's "cloud",
 AzureCloud unless set), `az identity show`, and `az rest` on /servicePrincipals,
 .../appRoleAssignments and .../appRoleAssignedTo, under the tenant's "graph" root (the worldwide one
 unless set) and for a token of that root's audience: `--resource`, or as az derives it without one,
 the active cloud's Graph (CLOUD_GRAPH; https://learn.microsoft.com/cli/azure/reference-index#az-rest).
+For infra/smoke.sh: `az functionapp keys list` (the tenant's "functionKey") and
+`az account get-access-token` (its "accessToken"); for infra/wait-for-roles.sh: `az storage blob
+list` (refused while the tenant's "roleDenials" last).
 A call matching one of the tenant's "failing" regular expressions (matched against "METHOD URL"
 for `az rest`, the first two words otherwise) fails the way az does: an ERROR line, exit
 status 1. `--query` is applied with jmespath, as az does (so this runs with .venv-infra's Python,
@@ -112,6 +115,24 @@ class Tenant:
         raise AssertionError(f"fake az: no answer for {method} {url}")
 
 
+def blob_list_refusal(tenant: Tenant, opts: dict[str, str]) -> str:
+    """What az prints when `az storage blob list --auth-mode login` is refused; empty when it is not."""
+    where = tenant.data["deploymentContainer"]
+    if opts.get("auth-mode") != "login":
+        return "ERROR: key access is disabled on this account (allowSharedKeyAccess false)"
+    if (opts.get("account-name"), opts.get("container-name")) != (where["account"], where["container"]):
+        return "ERROR: The specified container does not exist.\nErrorCode:ContainerNotFound"
+    if tenant.data.get("roleDenials", 0) > 0:
+        tenant.data["roleDenials"] -= 1
+        tenant.save()
+        # The CLI's wording for a 403 from the data plane under --auth-mode login.
+        return (
+            "ERROR: You do not have the required permissions needed to perform this operation.\n"
+            "ErrorCode:AuthorizationPermissionMismatch"
+        )
+    return ""
+
+
 def tsv(value: Any) -> str:
     if value is None:
         return ""
@@ -139,6 +160,22 @@ def main(argv: list[str]) -> int:
         result: Any = {"name": tenant.cloud()}
     elif argv[:2] == ["identity", "show"]:
         result = {"principalId": tenant.data["identityPrincipalId"], "name": opts["name"]}
+    elif argv[:3] == ["storage", "blob", "list"]:
+        # infra/wait-for-roles.sh: refused for want of a role while the tenant's "roleDenials" last
+        # (one used per call), then an empty listing of its "deploymentContainer".
+        denied = blob_list_refusal(tenant, opts)
+        if denied:
+            with Path(os.environ["FAKE_AZ_LOG"]).open("a") as log:
+                log.write(json.dumps({**entry, "failed": True}) + "\n")
+            print(denied, file=sys.stderr)
+            return 1
+        result = []
+    elif argv[:3] == ["functionapp", "keys", "list"]:
+        # infra/smoke.sh: the app's host keys (tenant "functionKey" as the default function key).
+        result = {"functionKeys": {"default": tenant.data["functionKey"]}, "masterKey": "not-for-smoke"}
+    elif argv[:2] == ["account", "get-access-token"]:
+        # infra/smoke.sh with authentication on: a token for the report API (tenant "accessToken").
+        result = {"accessToken": tenant.data["accessToken"], "tokenType": "Bearer"}
     elif argv[:1] == ["rest"]:
         audience = opts.get("resource", CLOUD_GRAPH.get(tenant.cloud()))
         if audience != tenant.graph().removesuffix("/v1.0"):

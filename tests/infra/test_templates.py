@@ -261,6 +261,13 @@ def test_every_template_is_deployed_from_main_and_none_comes_from_a_registry(dep
     assert deployment.templates == set(templates())
 
 
+AZD_SET = {
+    "environmentName": "AZURE_ENV_NAME",
+    "location": "AZURE_LOCATION",
+    "deployerPrincipalId": "AZURE_PRINCIPAL_ID",
+}
+
+
 def azd_parameters() -> dict[str, str]:
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     return {name: entry["value"] for name, entry in parameters.items()}
@@ -287,8 +294,11 @@ def test_every_parameter_the_readme_names_can_be_set_with_azd_env_set(deployment
     # A floor, so a broken pattern cannot pass by finding nothing.
     assert {"fetchSchedule", "logRetentionDays", "alertWebhookEnabled", "resolveSubjects"} <= named
     wired = azd_parameters()
-    # The same rules hold for every other parameter wired there, but the two azd always sets.
-    for name in sorted(named | (set(wired) - {"environmentName", "location"})):
+    # Those azd sets itself come from its own values (AZURE_PRINCIPAL_ID: whoever runs azd).
+    for name, variable in AZD_SET.items():
+        assert wired[name] == f"${{{variable}}}", name
+    # The same rules hold for every other parameter wired there.
+    for name in sorted((named | set(wired)) - set(AZD_SET)):
         assert name in wired, f"the README names {name}, which main.parameters.json does not wire"
         match = AZD_REFERENCE.match(wired[name])
         assert match, f"{name}: {wired[name]!r} is not an azd `${{NAME}}` reference"
