@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from shared import runtime
+from shared.alerts import outbox
 from shared.ingest import pipeline
 from shared.storage import CONTENT_QUEUE
 
@@ -13,9 +14,13 @@ bp = func.Blueprint()
 @bp.queue_trigger(arg_name="message", queue_name=CONTENT_QUEUE, connection="AzureWebJobsStorage")
 def enrich_trace(message: func.QueueMessage) -> None:
     # An exception leaves the message to the host: retried, then moved to audit-content-poison.
-    # Mailbox alerts (throttled, near throttle) are raised here too, into the outbox.
+    # Mailbox alerts (throttled, near throttle) are raised here too, into the outbox, and sent at
+    # once (deliver_alerts runs only every few minutes: DELIVER_SCHEDULE).
     # The records' own subjects go into MessageIndex; what they lack is queued on subject-lookups
     # for resolve_subjects, for the mailboxes RESOLVE_SUBJECTS covers.
-    pipeline.process_pointer(
-        runtime.storage(), message.get_body(), runtime.settings().alerts, resolver=runtime.resolver()
+    storage, alert_settings = runtime.storage(), runtime.settings().alerts
+    result = pipeline.process_pointer(
+        storage, message.get_body(), alert_settings, resolver=runtime.resolver()
     )
+    if result.alerts:
+        outbox.deliver_quietly(storage, alert_settings)

@@ -58,8 +58,20 @@ param collectorClientId string = ''
 @description('Key Vault secret holding the client secret or the PEM certificate (secret or certificate mode only).')
 param collectorSecretName string = 'collector-credential'
 
+// Timer schedules, NCRONTAB with seconds, UTC
+// (https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#ncrontab-expressions).
+// Each run is billed at least one second of the instance memory (README, What it costs at idle), so
+// the defaults (shared/settings CATALOGUE) run every 5 minutes, in an order that sends every alert
+// within a minute of being raised: fetch_audit and enrich_trace send what they raise themselves;
+// resolve_subjects (at :15) and watch_poison (at :30) raise theirs before deliver_alerts (at :50).
 @description('fetch_audit timer (NCRONTAB with seconds, UTC).')
 param fetchSchedule string = '0 */5 * * * *'
+@description('deliver_alerts timer: alerts watch_poison and resolve_subjects raised, and retries.')
+param deliverSchedule string = '50 */5 * * * *'
+@description('watch_poison timer: raises processing.poison for messages parked on audit-content-poison.')
+param poisonSchedule string = '30 */5 * * * *'
+@description('resolve_subjects timer: resolves the queued message ids through Graph (when resolveSubjects is not off).')
+param resolveSchedule string = '15 */5 * * * *'
 
 // A time-based retention policy lasts 1 to 146,000 days
 // (https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview).
@@ -142,17 +154,20 @@ param alertNearThrottleThreshold int = 900
 param alertLagHours int = 6
 param alertWebhookTimeoutSeconds int = 10
 
+// Off by default, as is on-demand resolution: infra/grant-permissions.sh grants no Microsoft Graph
+// permission unless asked (--all-graph), and without one every lookup gets 401/403. README,
+// "Subjects through Microsoft Graph", turns both on together with the grant.
 @description('Resolve message ids to subjects through Microsoft Graph as records arrive: all mailboxes, a watchlist, or off.')
 @allowed([
   'all'
   'watchlist'
   'off'
 ])
-param resolveSubjects string = 'all'
+param resolveSubjects string = 'off'
 @description('Comma-separated mailbox UPNs resolved when resolveSubjects is watchlist.')
 param resolveWatchlist string = ''
 @description('Let a report look up messages not resolved yet, within the two bounds below.')
-param resolveOnDemand bool = true
+param resolveOnDemand bool = false
 param resolveOnDemandMaxRequests int = 50
 param resolveOnDemandSeconds int = 20
 @description('Fall back to Graph message trace (worldwide service only; ignored in GCC High and DoD).')
@@ -306,6 +321,9 @@ module api 'app/api.bicep' = {
     collectorClientId: collectorClientId
     collectorSecretName: collectorSecretName
     fetchSchedule: fetchSchedule
+    deliverSchedule: deliverSchedule
+    poisonSchedule: poisonSchedule
+    resolveSchedule: resolveSchedule
     collectOverlapMinutes: collectOverlapMinutes
     collectWindowHours: collectWindowHours
     collectInitialLookbackHours: collectInitialLookbackHours

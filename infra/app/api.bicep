@@ -37,6 +37,9 @@ param collectorAuthMode string
 param collectorClientId string
 param collectorSecretName string
 param fetchSchedule string
+param deliverSchedule string
+param poisonSchedule string
+param resolveSchedule string
 param collectOverlapMinutes int
 param collectWindowHours int
 param collectInitialLookbackHours int
@@ -160,6 +163,18 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'FETCH_SCHEDULE'
           value: fetchSchedule
+        }
+        {
+          name: 'DELIVER_SCHEDULE'
+          value: deliverSchedule
+        }
+        {
+          name: 'POISON_SCHEDULE'
+          value: poisonSchedule
+        }
+        {
+          name: 'RESOLVE_SCHEDULE'
+          value: resolveSchedule
         }
         {
           name: 'TENANT_ID'

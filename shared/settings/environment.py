@@ -27,13 +27,16 @@ class Capability(StrEnum):
     REPORTS = "reports"
     ALERTS = "alerts"
     SUBJECTS = "subjects"  # Microsoft Graph and subject resolution
+    SCHEDULES = "schedules"  # the timers, read by the Functions host
 
 
 @dataclass(frozen=True)
 class Setting:
     """One setting: its capability, whether that capability cannot run without it, its default as it
     would be written (`default`, "" for none) or where the default comes from when it depends on
-    other settings (`derived`), and what it means."""
+    other settings (`derived`), and what it means. A `host` setting (a timer's schedule) must be set
+    wherever the host runs: it resolves `%NAME%` from the app settings and has no default of its own
+    (https://learn.microsoft.com/azure/azure-functions/functions-bindings-expressions-patterns#binding-expressions---app-settings)."""
 
     name: str
     capability: Capability
@@ -41,6 +44,7 @@ class Setting:
     default: str = ""
     derived: str = ""
     required: bool = False
+    host: bool = False  # read by the Functions host from a `%NAME%` binding expression, not by the code
 
 
 _STORAGE = "AzureWebJobsStorage"
@@ -63,6 +67,24 @@ _SETTINGS = (
         derived="DefaultAzureCredential",
     ),
     Setting(f"{_STORAGE}__clientId", Capability.STORAGE, "client id of the user-assigned managed identity"),
+    # NCRONTAB with seconds, UTC (https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#ncrontab-expressions).
+    # Every 5 minutes, ordered so that deliver_alerts sends what resolve_subjects and watch_poison
+    # raised in the same minute (fetch_audit and enrich_trace send their own alerts at once).
+    *(
+        Setting(
+            f"{name}_SCHEDULE",
+            Capability.SCHEDULES,
+            f"{function} timer, NCRONTAB with seconds, UTC",
+            cron,
+            host=True,
+        )
+        for name, function, cron in (
+            ("FETCH", "fetch_audit", "0 */5 * * * *"),
+            ("RESOLVE", "resolve_subjects", "15 */5 * * * *"),
+            ("POISON", "watch_poison", "30 */5 * * * *"),
+            ("DELIVER", "deliver_alerts", "50 */5 * * * *"),
+        )
+    ),
     Setting(
         "TENANT_ID",
         Capability.COLLECTION,

@@ -110,3 +110,20 @@ def test_host_json_queue_settings_match_what_producers_and_drain_queue_assume() 
     assert queues["maxDequeueCount"] == pipeline.MAX_DEQUEUE_COUNT
     # Producers write base64 (raw_store.content_queue; proven on the wire in test_raw_store).
     assert queues.get("messageEncoding", "base64") == "base64"
+
+
+@pytest.mark.parametrize(
+    ("name", "setting"),
+    [
+        ("deliver_alerts", "DELIVER_SCHEDULE"),
+        ("watch_poison", "POISON_SCHEDULE"),
+        ("resolve_subjects", "RESOLVE_SCHEDULE"),
+    ],
+)
+def test_every_other_timer_runs_on_its_schedule_setting_not_run_on_startup(name: str, setting: str) -> None:
+    # The host resolves %NAME% from the app settings
+    # (https://learn.microsoft.com/azure/azure-functions/functions-bindings-expressions-patterns).
+    [binding] = _bindings(name)
+    assert binding["type"] == "timerTrigger"
+    assert binding["schedule"] == f"%{setting}%"
+    assert binding["runOnStartup"] is False
