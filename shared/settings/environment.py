@@ -139,6 +139,12 @@ _SETTINGS = (
     Setting("REPORT_MAX_SECONDS", Capability.REPORTS, "seconds one request may read rows for", "120"),
     Setting("REPORT_REQUIRED_ROLE", Capability.REPORTS, "app role a report's principal must carry"),
     Setting(
+        "IP_DATABASE_PATH",
+        Capability.REPORTS,
+        "MaxMind DB (.mmdb) files, GeoLite2 or IPinfo Lite, for the IP columns (os.pathsep between)",
+        derived="the embedded DB-IP Lite country data alone",
+    ),
+    Setting(
         "WEBSITE_AUTH_ENABLED",
         Capability.REPORTS,
         "App Service authentication is on (injected by the platform, never set)",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from shared.settings.environment import Environment, SettingsError
 
@@ -22,6 +24,8 @@ class ReportSettings:
     # App Service authentication is on (WEBSITE_AUTH_ENABLED): only then do X-MS-CLIENT-PRINCIPAL*
     # headers come from the platform rather than from the caller.
     platform_auth: bool = False
+    # MaxMind DB files the IP columns are looked up in before the embedded data (IP_DATABASE_PATH).
+    ip_databases: tuple[Path, ...] = ()
 
 
 def _role(env: Environment) -> str:
@@ -31,6 +35,36 @@ def _role(env: Environment) -> str:
             f"REPORT_REQUIRED_ROLE must be one app role value (no spaces or commas), got {value!r}"
         )
     return value
+
+
+# Every MaxMind DB file ends with its metadata section, which starts with this marker and lies
+# within the file's last 128 KiB ("MaxMind DB File Format Specification", Database Metadata:
+# https://maxmind.github.io/MaxMind-DB/#database-metadata).
+MMDB_METADATA_MARKER = b"\xab\xcd\xefMaxMind.com"
+_METADATA_MAX = 128 * 1024
+
+
+def _is_mmdb(path: Path) -> bool:
+    with path.open("rb") as file:
+        size = file.seek(0, os.SEEK_END)
+        file.seek(max(0, size - _METADATA_MAX))
+        return MMDB_METADATA_MARKER in file.read()
+
+
+def _ip_databases(env: Environment) -> tuple[Path, ...]:
+    """IP_DATABASE_PATH: one or more .mmdb files, separated as in PATH (os.pathsep)."""
+    parts = env.text("IP_DATABASE_PATH").split(os.pathsep)
+    paths = tuple(Path(part.strip()) for part in parts if part.strip())
+    for path in paths:
+        if not path.is_file():
+            raise SettingsError(f"IP_DATABASE_PATH: {path} is not a file (give a GeoLite2 or IPinfo .mmdb)")
+        try:
+            readable = _is_mmdb(path)
+        except OSError as problem:
+            raise SettingsError(f"IP_DATABASE_PATH: {path} cannot be read ({problem.strerror})") from None
+        if not readable:
+            raise SettingsError(f"IP_DATABASE_PATH: {path} is not a MaxMind DB (.mmdb) file")
+    return paths
 
 
 def load_report_settings(env: Mapping[str, str] | None = None) -> ReportSettings:
@@ -48,4 +82,5 @@ def load_report_settings(env: Mapping[str, str] | None = None) -> ReportSettings
         # Injected by App Service ("True") when its authentication is on, never an app setting:
         # https://learn.microsoft.com/azure/app-service/reference-app-settings#authentication--authorization
         platform_auth=source.boolean("WEBSITE_AUTH_ENABLED"),
+        ip_databases=_ip_databases(source),
     )

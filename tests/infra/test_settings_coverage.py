@@ -37,6 +37,7 @@ DOCUMENTED_OPTIONAL = {
     "GRAPH_API_BASE": "derived from M365_CLOUD; an override for the simulator",
     "GRAPH_SCOPE": "derived from M365_CLOUD",
     "WEBSITE_AUTH_ENABLED": "injected by App Service while its authentication is on; never set",
+    "IP_DATABASE_PATH": "a user-provided .mmdb file; the embedded IP data needs no setting",
 }
 
 TENANT = "11111111-2222-3333-4444-555555555555"

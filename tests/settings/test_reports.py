@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from shared.settings import ReportSettings, SettingsError, load_report_settings
@@ -70,3 +73,32 @@ def test_the_required_role_is_one_app_role_value() -> None:
     for value in ("two roles", "a,b", "r" * 251):
         with pytest.raises(SettingsError, match=r"^REPORT_REQUIRED_ROLE must be one app role value"):
             load_report_settings({"REPORT_REQUIRED_ROLE": value})
+
+
+def _mmdb(path: Path) -> Path:
+    from tests.ipcontext.mmdb_files import GEOLITE2_ASN, write_mmdb
+
+    return write_mmdb(path, "GeoLite2-ASN", GEOLITE2_ASN)
+
+
+def test_ip_database_path_names_one_or_more_mmdb_files(tmp_path: Path) -> None:
+    first, second = _mmdb(tmp_path / "asn.mmdb"), _mmdb(tmp_path / "country.mmdb")
+    assert load_report_settings({}).ip_databases == ()
+    assert load_report_settings({"IP_DATABASE_PATH": f" {first} "}).ip_databases == (first,)
+    both = {"IP_DATABASE_PATH": f"{first}{os.pathsep}{second}"}
+    assert load_report_settings(both).ip_databases == (first, second)
+
+
+def test_a_missing_ip_database_fails_at_load_naming_the_setting(tmp_path: Path) -> None:
+    missing = tmp_path / "GeoLite2-ASN.mmdb"
+    with pytest.raises(SettingsError) as raised:
+        load_report_settings({"IP_DATABASE_PATH": str(missing)})
+    assert str(raised.value) == f"IP_DATABASE_PATH: {missing} is not a file (give a GeoLite2 or IPinfo .mmdb)"
+
+
+def test_a_file_that_is_not_an_mmdb_fails_at_load_naming_the_setting(tmp_path: Path) -> None:
+    csv = tmp_path / "GeoLite2-ASN-Blocks-IPv4.csv"
+    csv.write_text("network,autonomous_system_number\n8.8.8.0/24,15169\n")
+    with pytest.raises(SettingsError) as raised:
+        load_report_settings({"IP_DATABASE_PATH": str(csv)})
+    assert str(raised.value) == f"IP_DATABASE_PATH: {csv} is not a MaxMind DB (.mmdb) file"
