@@ -19,6 +19,7 @@ from shared.clients.errors import ApiError
 from shared.collect import collector
 from shared.ingest import pipeline
 from shared.ingest.verify import verify
+from shared.ipcontext.context import open_context
 from shared.model.message_info import MessageObserver
 from shared.parse import readers
 from shared.parse.normalize import ParseStats
@@ -190,7 +191,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         "session": ",".join(args.session),
         "exclude_ip": ",".join(args.exclude_ip),
     }
-    query = parse_report_request(args.mailbox, params, load_report_settings(), datetime.now(UTC))
+    settings = load_report_settings()
+    query = parse_report_request(args.mailbox, params, settings, datetime.now(UTC))
+    ip_context = open_context(settings.ip_databases)
     stats = ParseStats()
     if args.input:
         observer = MessageObserver()
@@ -202,10 +205,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         lookup = build_resolver(storage, load_resolution_settings()).report_lookup()
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            count = render_report(query, events, out, lookup)
+            count = render_report(query, events, out, lookup, ip_context=ip_context)
         print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
     else:
-        render_report(query, events, terminal.for_stdout(sys.stdout, query.fmt), lookup)
+        sink = terminal.for_stdout(sys.stdout, query.fmt)
+        render_report(query, events, sink, lookup, ip_context=ip_context)
     if stats.malformed:
         print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
     return 0

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from shared.ipcontext.context import IpContext
 from shared.model.event import AccessEvent
 from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, MessageObserver, Observed
 from shared.parse.events import events_from_bytes
@@ -105,15 +106,17 @@ def render_report(
     sink: render.TextSink,
     lookup: Lookup | None = None,
     budget: WorkBudget | None = None,
+    ip_context: IpContext | None = None,
 ) -> int:
     """Write the query's view of `events` (already in time order) to `sink`; returns row count.
     `lookup` tells the messages and exposure views what is known of messages the records name
-    without a subject. `budget` bounds an aggregated view (ReportTooLarge past it)."""
+    without a subject. `budget` bounds an aggregated view (ReportTooLarge past it). `ip_context`
+    gives the IP columns (None: the embedded data only)."""
     columns, view = views.VIEWS[query.view]
     if budget is not None and query.view in views.AGGREGATED_VIEWS:
-        rows = view(budget.metered(events), lookup, budget)
+        rows = view(budget.metered(events), lookup, budget, ip_context=ip_context)
     else:
-        rows = view(events, lookup)
+        rows = view(events, lookup, ip_context=ip_context)
     return render.write_rows(query.fmt, rows, columns, sink)
 
 
@@ -142,6 +145,7 @@ def render_page(
     page_rows: int,
     lookup: Lookup | None = None,
     budget: WorkBudget | None = None,
+    ip_context: IpContext | None = None,
 ) -> Page:
     """One bounded page of a stored report, after the filters.
 
@@ -155,7 +159,7 @@ def render_page(
     sink = io.StringIO()
     weight = _PAGED.get(query.view)
     if weight is None:
-        count = render_report(query, events_from_table(table, query), sink, lookup, budget)
+        count = render_report(query, events_from_table(table, query), sink, lookup, budget, ip_context)
         return Page(sink.getvalue(), count, None)
     page: list[AccessEvent] = []
     produced = 0
@@ -168,5 +172,5 @@ def render_page(
         if passes_filters(event, query):
             page.append(event)
             produced += weight(event)
-    count = render_report(query, page, sink, lookup)
+    count = render_report(query, page, sink, lookup, ip_context=ip_context)
     return Page(sink.getvalue(), count, next_after)

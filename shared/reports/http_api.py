@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import orjson
 from azure.core.exceptions import AzureError
 
+from shared.ipcontext.context import open_context
 from shared.model.times import iso_z
 from shared.reports import access
 from shared.reports.assemble import render_page
@@ -81,7 +82,8 @@ def report_reply(
     budget = WorkBudget.starting_now(settings.max_aggregate_entries, settings.max_seconds)
     try:
         lookup = resolver.report_lookup() if resolver is not None else None
-        page = render_page(table, query, settings.page_rows, lookup, budget)
+        ip_context = open_context(settings.ip_databases)
+        page = render_page(table, query, settings.page_rows, lookup, budget, ip_context)
     except ReportTooLarge as refused:
         return error_reply(422, "report_too_large", str(refused))
     except AzureError:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.ipcontext.context import IP_COLUMNS, IpContext, open_context
 from shared.model.event import EVENT_COLUMNS, PROVENANCE_COLUMNS, AccessEvent
 from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Observed, observe
 from shared.model.times import iso_z
@@ -15,6 +16,15 @@ from shared.reports.budget import WorkBudget
 
 # Aggregated rows name the record behind their first access, and where it came from.
 SOURCE_COLUMNS: tuple[str, ...] = ("FirstRecordId", *PROVENANCE_COLUMNS)
+
+# The events view is the stored event's columns with its address's context, looked up as the
+# report is written (docs/architecture.md#ip-context), before the provenance, which stays last; the
+# other views put the context right after their address column.
+EVENT_VIEW_COLUMNS: tuple[str, ...] = (
+    *EVENT_COLUMNS[: -len(PROVENANCE_COLUMNS)],
+    *IP_COLUMNS,
+    *PROVENANCE_COLUMNS,
+)
 
 SESSION_COLUMNS: tuple[str, ...] = (
     "SessionId",
@@ -27,6 +37,7 @@ SESSION_COLUMNS: tuple[str, ...] = (
     "DistinctMessages",
     "Folders",
     "ClientIPs",
+    *IP_COLUMNS,
     "ClientFamilies",
     "Apps",
     "LogonTypes",
@@ -41,6 +52,7 @@ MESSAGE_COLUMNS: tuple[str, ...] = (
     "User",
     "SessionId",
     "ClientIP",
+    *IP_COLUMNS,
     "ClientFamily",
     "Folder",
     "InternetMessageId",
@@ -67,6 +79,7 @@ EXPOSURE_COLUMNS: tuple[str, ...] = (
     "Accesses",
     "Sessions",
     "ClientIPs",
+    *IP_COLUMNS,
     "Users",
     "SubjectSource",
     *SOURCE_COLUMNS,
@@ -88,9 +101,31 @@ def _held(*collections: Sized) -> int:
     return sum(len(collection) for collection in collections)
 
 
-def event_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+# A list cell's entry for an address a column knows nothing about, so entries stay aligned with
+# ClientIPs. Not "-": CSV would neutralise it as a formula start.
+UNKNOWN_ENTRY = "?"
+
+
+def _entries(values: list[str]) -> str:
+    return "; ".join(value or UNKNOWN_ENTRY for value in values) if any(values) else ""
+
+
+def ip_list_columns(ips: Iterable[str], context: IpContext) -> dict[str, str]:
+    """The IP columns of a row that lists several addresses: per column, one entry per address in
+    the order of ClientIPs, joined by "; ", "?" for an address the column knows nothing of, and
+    empty when it knows nothing of any."""
+    facts = [context.facts(ip).columns() for ip in ips]
+    return {column: _entries([f[column] for f in facts]) for column in IP_COLUMNS}
+
+
+def event_rows(
+    events: Iterable[AccessEvent], lookup: Lookup | None = None, *, ip_context: IpContext | None = None
+) -> Iterator[dict[str, Any]]:
+    context = ip_context or open_context()
     for event in events:
-        yield event.row()
+        row = event.row()
+        provenance = {column: row.pop(column) for column in PROVENANCE_COLUMNS}
+        yield {**row, **context.facts(event.client_ip).columns(), **provenance}
 
 
 @dataclass
@@ -145,7 +180,7 @@ class _Session:
                 target[value] = None
         self.folders.update(dict.fromkeys(event.folders))
 
-    def row(self, session_id: str) -> dict[str, Any]:
+    def row(self, session_id: str, context: IpContext) -> dict[str, Any]:
         return {
             "SessionId": session_id,
             "FirstSeen": iso_z(self.first.timestamp),
@@ -157,6 +192,7 @@ class _Session:
             "DistinctMessages": len(self.messages),
             "Folders": "; ".join(self.folders),
             "ClientIPs": "; ".join(self.ips),
+            **ip_list_columns(self.ips, context),
             "ClientFamilies": "; ".join(self.families),
             "Apps": "; ".join(self.apps),
             "LogonTypes": "; ".join(self.logon_types),
@@ -167,11 +203,16 @@ class _Session:
 
 
 def session_rows(
-    events: Iterable[AccessEvent], lookup: Lookup | None = None, budget: WorkBudget | None = None
+    events: Iterable[AccessEvent],
+    lookup: Lookup | None = None,
+    budget: WorkBudget | None = None,
+    *,
+    ip_context: IpContext | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One row per SessionId, ordered by first seen. Memory grows with sessions and distinct
     messages, not with records; `budget` bounds it."""
     budget = budget or WorkBudget()
+    context = ip_context or open_context()
     sessions: dict[str, _Session] = {}
     for event in events:
         key = event.session_id or NO_SESSION
@@ -185,7 +226,7 @@ def session_rows(
         budget.grow(session.held() - held)
     ordered = sorted(sessions.items(), key=lambda pair: (pair[1].first.timestamp, pair[0]))
     for session_id, session in ordered:
-        yield session.row(session_id)
+        yield session.row(session_id, context)
 
 
 @dataclass
@@ -249,11 +290,14 @@ def _received(info: MessageInfo) -> str:
     return iso_z(info.received) if info.received is not None else ""
 
 
-def message_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) -> Iterator[dict[str, Any]]:
+def message_rows(
+    events: Iterable[AccessEvent], lookup: Lookup | None = None, *, ip_context: IpContext | None = None
+) -> Iterator[dict[str, Any]]:
     """One row per (record, distinct message), in event order then record order. Streams in chunks
     of LOOKUP_CHUNK records, each resolved with one `lookup`. A subject the record itself gives is
     shown as such (`audit`); otherwise the subject another record in the chunk gives, or what
     `lookup` knows."""
+    context = ip_context or open_context()
     for chunk in _chunks(events, LOOKUP_CHUNK):
         known = _known(observe(chunk), lookup)
         for event in chunk:
@@ -267,6 +311,7 @@ def message_rows(events: Iterable[AccessEvent], lookup: Lookup | None = None) ->
                     "User": event.user,
                     "SessionId": event.session_id,
                     "ClientIP": event.client_ip,
+                    **context.facts(event.client_ip).columns(),
                     "ClientFamily": event.client_family,
                     "Folder": "; ".join(message.folders),
                     "InternetMessageId": message_id,
@@ -313,7 +358,9 @@ class _Exposed:
             if value:
                 target[value] = None
 
-    def row(self, kind: str, mailbox: str, message_id: str, folder: str, info: MessageInfo) -> dict[str, Any]:
+    def row(
+        self, kind: str, mailbox: str, message_id: str, folder: str, info: MessageInfo, context: IpContext
+    ) -> dict[str, Any]:
         return {
             "Kind": kind,
             "Mailbox": mailbox,
@@ -328,6 +375,7 @@ class _Exposed:
             "Accesses": self.accesses,
             "Sessions": "; ".join(self.sessions),
             "ClientIPs": "; ".join(self.ips),
+            **ip_list_columns(self.ips, context),
             "Users": "; ".join(self.users),
             "SubjectSource": info.source if kind == "Message" else "",
             **(source_of(self.source) if self.source is not None else {}),
@@ -335,7 +383,11 @@ class _Exposed:
 
 
 def exposure_rows(
-    events: Iterable[AccessEvent], lookup: Lookup | None = None, budget: WorkBudget | None = None
+    events: Iterable[AccessEvent],
+    lookup: Lookup | None = None,
+    budget: WorkBudget | None = None,
+    *,
+    ip_context: IpContext | None = None,
 ) -> Iterator[dict[str, Any]]:
     """What a breach notification needs, in three groups, in this order:
 
@@ -349,10 +401,11 @@ def exposure_rows(
       Mailbox, then the record's folders and record id.
 
     Sessions, ClientIPs and Users list distinct values in order of first appearance in the input
-    (time order). Memory grows with distinct messages, synced folders and throttled records, not
-    with records; `budget` bounds it.
+    (time order), and the IP columns one entry per address of ClientIPs. Memory grows with distinct
+    messages, synced folders and throttled records, not with records; `budget` bounds it.
     """
     budget = budget or WorkBudget()
+    context = ip_context or open_context()
     messages: dict[tuple[str, str], _Exposed] = {}
     synced: dict[tuple[str, str], _Exposed] = {}
     blind: dict[str, tuple[AccessEvent, _Exposed]] = {}
@@ -391,15 +444,16 @@ def exposure_rows(
     known = _known(observed, lookup)
     for (mailbox, message_id), exposed in sorted(messages.items(), key=lambda p: (p[1].first, p[0])):
         folder = "; ".join(exposed.folders)
-        yield exposed.row("Message", mailbox, message_id, folder, known[(mailbox, message_id)])
+        yield exposed.row("Message", mailbox, message_id, folder, known[(mailbox, message_id)], context)
+    all_items = MessageInfo(subject=FOLDER_SUBJECT, source="")
     for (mailbox, path), exposed in sorted(synced.items(), key=lambda p: (p[1].first, p[0])):
-        yield exposed.row("Folder", mailbox, "", path, MessageInfo(subject=FOLDER_SUBJECT, source=""))
+        yield exposed.row("Folder", mailbox, "", path, all_items, context)
     ordered = sorted(
         blind.values(), key=lambda p: (p[0].timestamp, p[0].mailbox, "; ".join(p[0].folders), p[0].record_id)
     )
     unaudited = MessageInfo(subject=UNAUDITED_SUBJECT, source="")
     for event, window in ordered:
-        yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), unaudited)
+        yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), unaudited, context)
 
 
 # The views that aggregate the whole range before their first row, so a request bounds them with a
@@ -407,7 +461,7 @@ def exposure_rows(
 AGGREGATED_VIEWS = frozenset({"sessions", "exposure"})
 
 VIEWS: dict[str, tuple[tuple[str, ...], Any]] = {
-    "events": (EVENT_COLUMNS, event_rows),
+    "events": (EVENT_VIEW_COLUMNS, event_rows),
     "messages": (MESSAGE_COLUMNS, message_rows),
     "sessions": (SESSION_COLUMNS, session_rows),
     "exposure": (EXPOSURE_COLUMNS, exposure_rows),

@@ -9,6 +9,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
@@ -16,13 +17,13 @@ import azure.functions as func
 import pytest
 
 from shared import runtime
-from shared.model.event import EVENT_COLUMNS, MessageRef
+from shared.model.event import MessageRef
 from shared.model.message_info import Lookup
 from shared.reports import http_api
 from shared.reports.render import neutralise_cell
 from shared.reports.request import decode_after, encode_after
-from shared.reports.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
-from shared.settings import ReportSettings, ResolutionSettings
+from shared.reports.views import EVENT_VIEW_COLUMNS, EXPOSURE_COLUMNS, MESSAGE_COLUMNS, SESSION_COLUMNS
+from shared.settings import ReportSettings, ResolutionSettings, SettingsError
 from shared.storage import (
     Storage,
     tables,
@@ -30,6 +31,7 @@ from shared.storage import (
 from shared.storage.tables import MailboxAccessTable
 from shared.subjects.resolver import SubjectResolver
 from tests.helpers import SAMPLE_FROM, SAMPLE_TO, make_event, parse_csv, records_for
+from tests.ipcontext.mmdb_files import GEOLITE2_ASN, write_mmdb
 
 pytestmark = pytest.mark.functions
 
@@ -93,7 +95,7 @@ def test_csv_report_is_an_attachment_with_safe_headers(loaded: Storage, report_h
     assert "X-Continuation" not in response.headers
     assert "Link" not in response.headers
     rows = csv_rows(response)
-    assert tuple(rows[0]) == EVENT_COLUMNS
+    assert tuple(rows[0]) == EVENT_VIEW_COLUMNS
     assert column(rows, "RecordId") == [r["Id"] for r in records_for("alice@contoso.com")]
     assert body_text(response).endswith("\r\n")
     # The byte-order mark Excel needs to read the file as UTF-8 (Microsoft Support, "Opening CSV
@@ -123,7 +125,7 @@ def test_json_report_is_an_array_of_typed_objects_in_column_order(
     assert isinstance(rows, list)
     assert len(rows) == 43
     for row in rows:
-        assert list(row) == list(EVENT_COLUMNS)
+        assert list(row) == list(EVENT_VIEW_COLUMNS)
         assert isinstance(row["Throttled"], bool)
         assert isinstance(row["ExternalAccess"], bool)
         assert type(row["MessageCount"]) is int
@@ -626,7 +628,7 @@ def test_a_hostile_actor_gets_a_400_json_error_or_an_empty_report(
 
     if mailbox in VALID_ACTOR_NAMES:
         assert response.status_code == 200
-        assert csv_rows(response) == [list(EVENT_COLUMNS)]
+        assert csv_rows(response) == [list(EVENT_VIEW_COLUMNS)]
     else:
         _assert_json_error(response, code)
 
@@ -659,7 +661,7 @@ def test_an_odata_injection_as_an_actor_name_is_a_literal_actor_with_no_rows(
     response = report_http(request(subject, by="actor", **RANGE))
 
     assert response.status_code == 200
-    assert csv_rows(response) == [list(EVENT_COLUMNS)]
+    assert csv_rows(response) == [list(EVENT_VIEW_COLUMNS)]
     assert response.headers["X-Row-Count"] == "0"
 
 
@@ -878,3 +880,45 @@ def test_the_paged_views_of_a_mailbox_past_the_bound_are_served_in_full(
 
     assert response.status_code == 200
     assert len(column(csv_rows(response), "InternetMessageId")) == 300
+
+
+# --- IP context (docs/architecture.md#ip-context) ----------------------------------------------
+
+
+def test_the_sessions_view_names_each_addresses_network_and_the_users_mmdb_fills_asn_and_org(
+    loaded: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, tmp_path: Path
+) -> None:
+    networks = {
+        **GEOLITE2_ASN,
+        "203.0.113.0/24": {"autonomous_system_number": 64500, "autonomous_system_organization": "never"},
+    }
+    monkeypatch.setenv("IP_DATABASE_PATH", str(write_mmdb(tmp_path / "asn.mmdb", "GeoLite2-ASN", networks)))
+    runtime.reset()
+
+    response = report_http(request("alice@contoso.com", view="sessions", format="json", **RANGE))
+
+    assert response.status_code == 200
+    rows = json.loads(body_text(response))
+    assert all(list(row) == list(SESSION_COLUMNS) for row in rows)
+    by_ip = {row["ClientIPs"]: row for row in rows}
+    attacker = by_ip[ATTACKER_IP]
+    assert (attacker["ClientASN"], attacker["ClientOrg"], attacker["ClientNetwork"]) == (
+        "AS208294",
+        '=HYPERLINK("http://evil")<script>',  # JSON carries the text as it is; CSV neutralises it
+        "public",
+    )
+    assert attacker["ClientCountry"] == "DE"  # the embedded DB-IP Lite data: the file has no country
+    # 203.0.113.0/24 is for documentation (RFC 5737): never looked up, whatever a database says.
+    office = by_ip[OWNER_OFFICE_IP]
+    assert (office["ClientASN"], office["ClientNetwork"]) == ("", "reserved")
+
+
+def test_an_ip_database_path_that_is_not_an_mmdb_fails_the_report_settings_by_name(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    csv_file = tmp_path / "GeoLite2-ASN-Blocks-IPv4.csv"
+    csv_file.write_text("network,autonomous_system_number\n")
+    monkeypatch.setenv("IP_DATABASE_PATH", str(csv_file))
+    runtime.reset()
+    with pytest.raises(SettingsError, match="IP_DATABASE_PATH"):
+        runtime.settings()

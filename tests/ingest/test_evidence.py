@@ -14,8 +14,8 @@ from mia import cli
 from shared.clients.activity_api import Content, ContentItem
 from shared.collect import collector
 from shared.ingest import pipeline, verify
-from shared.model.event import EVENT_COLUMNS
 from shared.model.message_info import SOURCE_GRAPH, MessageInfo
+from shared.reports.views import EVENT_VIEW_COLUMNS
 from shared.storage import RAW_CONTAINER, Storage, raw_store, tables
 from shared.storage.tables import MailboxAccessTable
 from tests.helpers import full_scan, mia_record, parse_csv, write_json_array
@@ -273,7 +273,7 @@ def test_every_report_format_carries_each_rows_source(
         (str(export), result.sha256, 0),
         (str(export), result.sha256, 1),
     ]
-    assert list(json.loads(out)[0]) == list(EVENT_COLUMNS)
+    assert list(json.loads(out)[0]) == list(EVENT_VIEW_COLUMNS)
 
 
 def _tamper_blob(storage: Storage, name: str, data: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from mia import cli
 from shared.model.event import PROVENANCE_COLUMNS
 from shared.storage import Storage
 from tests.helpers import ROOT, SAMPLE, blob_names, full_scan, parse_csv, records_for
+from tests.ipcontext.mmdb_files import write_mmdb
 
 pytestmark = pytest.mark.integration
 
@@ -226,3 +228,37 @@ def test_the_installed_mia_script_without_storage_settings_exits_2_naming_the_se
     assert done.returncode == 2
     assert done.stderr.startswith("mia: configuration: ")
     assert "AzureWebJobsStorage" in done.stderr
+
+
+def test_mia_report_adds_the_ip_columns_from_the_file_ip_database_path_names(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    asn = write_mmdb(tmp_path / "ipinfo_lite.mmdb", "ipinfo_lite", {"185.220.101.0/24": {"asn": "AS208294"}})
+    monkeypatch.setenv("IP_DATABASE_PATH", str(asn))
+    args = ["alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20", "--format", "json"]
+    code, out, err = _run(capsys, "report", *args, "--input", str(SAMPLE))
+    assert code == 0, err
+    rows = json.loads(out)
+    attacker = [row for row in rows if row["ClientIP"] == "185.220.101.45"]
+    assert attacker
+    assert {(row["ClientASN"], row["ClientCountry"], row["ClientNetwork"]) for row in attacker} == {
+        ("AS208294", "DE", "public")
+    }
+    # The owner's addresses in the sample are documentation ranges (RFC 5737, RFC 3849).
+    others = {(row["ClientIP"], row["ClientASN"], row["ClientNetwork"]) for row in rows} - {
+        ("185.220.101.45", "AS208294", "public")
+    }
+    assert others == {
+        ("203.0.113.10", "", "reserved"),
+        ("203.0.113.22", "", "reserved"),
+        ("2001:db8:10::5", "", "reserved"),
+    }
+
+
+def test_mia_report_with_an_ip_database_path_that_is_missing_exits_2_naming_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("IP_DATABASE_PATH", str(tmp_path / "GeoLite2-ASN.mmdb"))
+    code, _, err = _run(capsys, "report", "alice@contoso.com", "--input", str(SAMPLE))
+    assert code == 2
+    assert "IP_DATABASE_PATH" in err

@@ -17,7 +17,7 @@ from shared.model.event import EVENT_COLUMNS
 from shared.reports import assemble
 from shared.reports.budget import WorkBudget
 from shared.reports.request import ReportQuery, parse_report_request
-from shared.reports.views import EXPOSURE_COLUMNS, SESSION_COLUMNS, VIEWS
+from shared.reports.views import EVENT_VIEW_COLUMNS, EXPOSURE_COLUMNS, SESSION_COLUMNS, VIEWS
 from shared.settings import ReportSettings
 from shared.storage import Storage, raw_store
 from shared.storage.tables import AccessTable
@@ -157,7 +157,7 @@ def test_render_page_pages_the_events_view_and_continuation_yields_every_row_onc
     paged_rows = []
     for page in pages:
         header, *rows = parse_csv(page.body)
-        assert tuple(header) == EVENT_COLUMNS
+        assert tuple(header) == EVENT_VIEW_COLUMNS
         paged_rows += rows
     assert paged_rows == all_rows
     record_ids = [row[EVENT_COLUMNS.index("RecordId")] for row in paged_rows]
@@ -303,6 +303,11 @@ def test_mia_report_exposure_from_the_export_file_filtered_to_the_attackers_ip(
             "Accesses": "1",
             "Sessions": "4b1a14fa-c93d-4180-a403-3f7ccf4eb375",
             "ClientIPs": ATTACKER_IP,
+            # The embedded DB-IP Lite data (pinned in requirements.txt): a country, no AS number.
+            "ClientCountry": "DE",
+            "ClientASN": "",
+            "ClientOrg": "",
+            "ClientNetwork": "public",
             "Users": "alice@contoso.com",
             "SubjectSource": "",
             "FirstRecordId": "765b769c-8fc9-4db9-8963-59eb64e116cc",

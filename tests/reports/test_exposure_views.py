@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from shared.ipcontext.context import IpContext
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
 from shared.reports.assemble import audit_lookup, passes_filters
@@ -83,6 +84,15 @@ def narrowed(events: list[AccessEvent], **params: str) -> list[AccessEvent]:
 
 # Events made in memory have no blob behind them.
 NO_SOURCE = {"SourceBlob": "", "SourceSha256": "", "SourceIndex": None}
+# No IP database: the IP columns say only what the addresses themselves do. The owner's and the
+# delegate's addresses are documentation ranges (RFC 5737).
+NO_IP_DATA = IpContext([])
+NETWORK = {OWNER_IP: "reserved", DELEGATE_IP: "reserved", ATTACKER_IP: "public"}
+
+
+def ip_columns(ips: str) -> dict[str, str]:
+    networks = "; ".join(NETWORK[ip] for ip in ips.split("; "))
+    return {"ClientCountry": "", "ClientASN": "", "ClientOrg": "", "ClientNetwork": networks}
 
 
 def message(time: str, user: str, session: str, ip: str, family: str, **rest: Any) -> dict[str, Any]:
@@ -92,6 +102,7 @@ def message(time: str, user: str, session: str, ip: str, family: str, **rest: An
         "User": user,
         "SessionId": session,
         "ClientIP": ip,
+        **ip_columns(ip),
         "ClientFamily": family,
         "Sender": "",
         "Received": "",
@@ -135,6 +146,7 @@ def exposed(kind: str, first: str, last: str, accesses: int, **rest: Any) -> dic
         "FirstAccess": first,
         "LastAccess": last,
         "Accesses": accesses,
+        **ip_columns(rest["ClientIPs"]),
         **rest,
         "FirstRecordId": f"rec-{first[11:19]}",  # the scenario's record ids are rec-<time>
         **NO_SOURCE,
@@ -157,7 +169,7 @@ UNAUDITED_ROW = exposed(
 
 
 def test_messages_view_has_one_row_per_record_and_message_in_time_order() -> None:
-    rows = list(message_rows(scenario()))
+    rows = list(message_rows(scenario(), ip_context=NO_IP_DATA))
     assert rows == MESSAGE_ROWS
     assert all(tuple(row) == MESSAGE_COLUMNS for row in rows)
 
@@ -181,7 +193,7 @@ def test_messages_view_names_a_message_once_per_record_with_all_its_folders() ->
 
 
 def test_exposure_covers_owner_delegate_attacker_synced_folder_and_throttled_window() -> None:
-    rows = list(exposure_rows(scenario()))
+    rows = list(exposure_rows(scenario(), ip_context=NO_IP_DATA))
     assert rows == [
         exposed(
             "Message", "2026-11-18T09:00:00Z", "2026-11-18T10:00:00Z", 2, InternetMessageId=MID_1,
@@ -218,8 +230,9 @@ def test_ip_filter_isolates_the_attackers_context_in_every_view() -> None:
         Folder="Inbox", Subject="", SizeInBytes=900, SubjectSource="unresolved:not-looked-up",
         **ATTACKER_CONTEXT,
     )  # fmt: skip
-    assert list(exposure_rows(attacker_only)) == [MID_3_ROW, attacker_mid_2, SYNCED_ROW, UNAUDITED_ROW]
-    assert list(message_rows(attacker_only)) == MESSAGE_ROWS[3:]
+    rows = list(exposure_rows(attacker_only, ip_context=NO_IP_DATA))
+    assert rows == [MID_3_ROW, attacker_mid_2, SYNCED_ROW, UNAUDITED_ROW]
+    assert list(message_rows(attacker_only, ip_context=NO_IP_DATA)) == MESSAGE_ROWS[3:]
 
 
 def test_excluding_the_known_good_ips_leaves_the_same_context_as_the_attackers_ip() -> None:
@@ -230,7 +243,8 @@ def test_excluding_the_known_good_ips_leaves_the_same_context_as_the_attackers_i
     everything = MessageObserver()
     for e in events:
         everything.add(e)
-    assert list(message_rows(without_owner, audit_lookup(everything))) == MESSAGE_ROWS[1:]
+    lookup = audit_lookup(everything)
+    assert list(message_rows(without_owner, lookup, ip_context=NO_IP_DATA)) == MESSAGE_ROWS[1:]
     known_good = narrowed(events, exclude_ip=f"{OWNER_IP}, 198.51.100.0/24")
     assert known_good == narrowed(events, ip=ATTACKER_IP)
 

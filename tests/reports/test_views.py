@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shared.model.event import EVENT_COLUMNS, AccessEvent
+from shared.ipcontext.context import IpContext, open_context
+from shared.model.event import AccessEvent
+from shared.reports import render
 from shared.reports.views import (
+    EVENT_VIEW_COLUMNS,
     EXPOSURE_COLUMNS,
     MESSAGE_COLUMNS,
     NO_SESSION,
@@ -18,6 +24,7 @@ from shared.reports.views import (
     message_rows,
     session_rows,
 )
+from tests.ipcontext.mmdb_files import GEOLITE2_ASN, write_mmdb
 from tests.records_factory import (
     ABSENT,
     GRAPH,
@@ -83,7 +90,10 @@ def attacker_events() -> list[AccessEvent]:
 
 def test_event_rows_are_the_events_rows_in_order() -> None:
     events = attacker_events()
-    assert list(event_rows(events)) == [e.row() for e in events]
+    no_data = IpContext([])
+    assert list(event_rows(events, ip_context=no_data)) == [
+        {**e.row(), **no_data.facts(e.client_ip).columns()} for e in events
+    ]
     assert [r["TimeStamp"] for r in event_rows(events)] == [
         "2026-11-18T09:00:00Z",
         "2026-11-18T09:05:00Z",
@@ -93,7 +103,7 @@ def test_event_rows_are_the_events_rows_in_order() -> None:
 
 def test_views_table_names_columns_and_row_functions() -> None:
     assert {
-        "events": (EVENT_COLUMNS, event_rows),
+        "events": (EVENT_VIEW_COLUMNS, event_rows),
         "messages": (MESSAGE_COLUMNS, message_rows),
         "sessions": (SESSION_COLUMNS, session_rows),
         "exposure": (EXPOSURE_COLUMNS, exposure_rows),
@@ -101,7 +111,8 @@ def test_views_table_names_columns_and_row_functions() -> None:
 
 
 def test_one_session_is_aggregated_into_one_row() -> None:
-    assert list(session_rows(attacker_events())) == [
+    # No IP database: the IP columns hold only what the addresses themselves say.
+    assert list(session_rows(attacker_events(), ip_context=IpContext([]))) == [
         {
             "SessionId": ATTACKER,
             "FirstSeen": "2026-11-18T09:00:00Z",
@@ -113,6 +124,10 @@ def test_one_session_is_aggregated_into_one_row() -> None:
             "DistinctMessages": 3,
             "Folders": "Inbox; Archive; Sent Items",
             "ClientIPs": "185.220.101.45; 2001:db8:66::1",
+            "ClientCountry": "",  # nothing known of any address: empty, not "?; ?"
+            "ClientASN": "",
+            "ClientOrg": "",
+            "ClientNetwork": "public; reserved",  # 2001:db8::/32 is for documentation (RFC 3849)
             "ClientFamilies": "RESTGraph; OutlookDesktop",
             "Apps": "Unknown app via Microsoft Graph",
             "LogonTypes": "Owner; Delegated",
@@ -205,3 +220,62 @@ def test_distinct_messages_count_each_message_once_across_records() -> None:
 def test_no_events_no_sessions() -> None:
     assert list(session_rows([])) == []
     assert list(event_rows([])) == []
+
+
+# The IP columns (docs/architecture.md#ip-context), looked up as the report is written.
+
+
+def test_every_view_carries_the_ip_columns_of_its_addresses_from_the_embedded_data() -> None:
+    events = [
+        ev(
+            "09:00:00",
+            ATTACKER,
+            ClientIPAddress="8.8.8.8:443",
+            Folders=[folder("\\Inbox", folder_item(MID_1))],
+        ),
+        ev("09:01:00", ATTACKER, ClientIPAddress="10.0.0.5", Folders=[folder("\\Inbox", folder_item(MID_2))]),
+        ev(
+            "09:02:00",
+            ATTACKER,
+            ClientIPAddress="40.97.10.1",
+            Folders=[folder("\\Inbox", folder_item(MID_3))],
+        ),
+    ]
+    [first, second, third] = list(event_rows(events))
+    assert (first["ClientCountry"], first["ClientASN"], first["ClientNetwork"]) == ("US", "", "public")
+    assert (second["ClientCountry"], second["ClientNetwork"]) == ("", "private")
+    assert third["ClientNetwork"] == "microsoft"  # Exchange Online's 40.96.0.0/13
+    assert [row["ClientNetwork"] for row in message_rows(events)] == ["public", "private", "microsoft"]
+    [session] = list(session_rows(events))
+    assert session["ClientIPs"] == "8.8.8.8; 10.0.0.5; 40.97.10.1"
+    assert session["ClientCountry"] == "US; ?; US"  # "?": nothing known of that address
+    assert session["ClientASN"] == ""  # the embedded data has no AS numbers
+    assert session["ClientNetwork"] == "public; private; microsoft"
+    exposure = list(exposure_rows(events))
+    assert [row["ClientNetwork"] for row in exposure] == ["public", "private", "microsoft"]
+    for view, (columns, rows) in VIEWS.items():
+        assert all(tuple(row) == columns for row in rows(events, None)), view
+
+
+def test_the_ip_columns_sit_after_the_address_column_or_before_the_provenance_of_events() -> None:
+    ip_columns = ("ClientCountry", "ClientASN", "ClientOrg", "ClientNetwork")
+    assert EVENT_VIEW_COLUMNS[-7:] == (*ip_columns, "SourceBlob", "SourceSha256", "SourceIndex")
+    for columns, address in (
+        (MESSAGE_COLUMNS, "ClientIP"),
+        (SESSION_COLUMNS, "ClientIPs"),
+        (EXPOSURE_COLUMNS, "ClientIPs"),
+    ):
+        at = columns.index(address) + 1
+        assert columns[at : at + 4] == ip_columns
+
+
+def test_an_organisation_from_the_users_database_renders_neutralised(tmp_path: Path) -> None:
+    """The file is the user's, its strings anyone's: they go through the same CSV neutralising."""
+    context = open_context((write_mmdb(tmp_path / "asn.mmdb", "GeoLite2-ASN", GEOLITE2_ASN),))
+    events = [ev("09:00:00", ATTACKER, ClientIPAddress="185.220.101.45")]
+    sink = io.StringIO()
+    render.write_rows("csv", event_rows(events, ip_context=context), EVENT_VIEW_COLUMNS, sink)
+    header, row = list(csv.reader(io.StringIO(sink.getvalue().removeprefix(render.BOM))))
+    cells = dict(zip(header, row, strict=True))
+    assert cells["ClientASN"] == "AS208294"
+    assert cells["ClientOrg"] == '\'=HYPERLINK("http://evil")<script>'
