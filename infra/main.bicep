@@ -42,6 +42,9 @@ param collectorClientId string = ''
 @description('Key Vault secret holding the client secret or the PEM certificate (secret or certificate mode only).')
 param collectorSecretName string = 'collector-credential'
 
+@description('Optional: object ID of the user or service principal that creates the Key Vault secrets (az ad signed-in-user show --query id -o tsv); granted Key Vault Secrets Officer on the vault. Empty: assign it yourself (README).')
+param deployerPrincipalId string = ''
+
 @description('fetch_audit timer (NCRONTAB with seconds, UTC).')
 param fetchSchedule string = '0 */5 * * * *'
 
@@ -226,6 +229,7 @@ module vault 'app/keyvault.bicep' = {
     tags: tags
     tenantId: tenant().tenantId
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    deployerPrincipalId: deployerPrincipalId
   }
 }
 
