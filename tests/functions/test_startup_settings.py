@@ -226,7 +226,7 @@ def test_valid_collection_settings_raise_nothing_at_start_up(
     assert _report_status() == 200
     handler("deliver_alerts")(_timer())
 
-    assert body["settings"] == {"collection": None, "alerts": None}
+    assert body["settings"] == {"collection": None, "alerts": None, "subjects": None}
     assert outbox.rows(host_env) == []
     assert receiver.received == []
 
