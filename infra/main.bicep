@@ -318,6 +318,7 @@ module api 'app/api.bicep' = {
     pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    authTenantId: tenant().tenantId
     tenantId: collectedTenantId
     publisherId: empty(publisherId) ? collectedTenantId : publisherId
     m365Cloud: m365Cloud
