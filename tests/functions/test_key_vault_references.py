@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import azure.functions as func
 import pytest
@@ -23,7 +22,7 @@ from shared.alerts import outbox
 from shared.settings import SettingsError
 from shared.storage import LOOKUP_QUEUE, POISON_QUEUE, Storage, raw_store
 from simulator import FaultConfig, Simulator, SimulatorConfig
-from tests.functions.helpers import registered_functions
+from tests.functions.helpers import get_request, health, timer_tick, user_function
 from tests.helpers import busiest_blobs, stored_pointer
 
 pytestmark = pytest.mark.functions
@@ -38,27 +37,10 @@ def reference(secret_name: str) -> str:
     return f"@Microsoft.KeyVault(VaultName={VAULT};SecretName={secret_name})"
 
 
-def handler(name: str) -> Callable[..., Any]:
-    return registered_functions()[name].get_user_function()
-
-
-def _timer() -> func.TimerRequest:
-    return func.timer.TimerRequest(past_due=False)
-
-
-def _get(url: str, route_params: dict[str, str] | None = None) -> func.HttpRequest:
-    return func.HttpRequest(method="GET", url=url, body=b"", params={}, route_params=route_params or {})
-
-
-def _health() -> dict[str, Any]:
-    response = handler("health_http")(_get("/api/health"))
-    assert response.status_code == 200
-    body: dict[str, Any] = json.loads(response.get_body())
-    return body
-
-
 def _report_status(mailbox: str) -> int:
-    status: int = handler("report_http")(_get(f"/api/reports/{mailbox}", {"mailbox": mailbox})).status_code
+    status: int = user_function("report_http")(
+        get_request(f"/api/reports/{mailbox}", {"mailbox": mailbox})
+    ).status_code
     return status
 
 
@@ -116,15 +98,15 @@ def test_an_unresolved_webhook_setting_keeps_alerts_queued_and_every_function_ru
     blob = busiest_blobs(sim.tenant, sim.attacker_mailbox, 1)[0]
     _park_on_poison(function_env)
 
-    handler("fetch_audit")(_timer())
-    handler("enrich_trace")(
+    user_function("fetch_audit")(timer_tick())
+    user_function("enrich_trace")(
         func.QueueMessage(id="m1", body=stored_pointer(function_env, blob).encode(), pop_receipt="r1")
     )
-    handler("resolve_subjects")(_timer())
-    handler("watch_poison")(_timer())
-    handler("deliver_alerts")(_timer())
+    user_function("resolve_subjects")(timer_tick())
+    user_function("watch_poison")(timer_tick())
+    user_function("deliver_alerts")(timer_tick())
     assert _report_status(sim.attacker_mailbox) == 200
-    body = _health()
+    body = health()
 
     assert len(list(function_env.mailbox_access.client.list_entities())) > 0  # enrich_trace wrote rows
     assert [row.checkpoint for row in function_env.collection_state.checkpoints()] != []  # fetch_audit ran
@@ -163,17 +145,17 @@ def test_an_unresolved_collector_credential_stops_collection_alone(
     blob = busiest_blobs(sim.tenant, sim.attacker_mailbox, 1)[0]
     graph_before = int(sim.stats()["graph_requests"])
 
-    handler("enrich_trace")(
+    user_function("enrich_trace")(
         func.QueueMessage(id="m1", body=stored_pointer(function_env, blob).encode(), pop_receipt="r1")
     )
-    handler("resolve_subjects")(_timer())
-    handler("watch_poison")(_timer())
-    handler("deliver_alerts")(_timer())
+    user_function("resolve_subjects")(timer_tick())
+    user_function("watch_poison")(timer_tick())
+    user_function("deliver_alerts")(timer_tick())
     assert _report_status(sim.attacker_mailbox) == 200
-    body = _health()
+    body = health()
     worker_lines = _error_lines(caplog)  # before fetch_audit, whose every tick logs its own line
     with pytest.raises(SettingsError, match=f"^{setting} is an unresolved Key Vault reference"):
-        handler("fetch_audit")(_timer())
+        user_function("fetch_audit")(timer_tick())
 
     assert len(list(function_env.mailbox_access.client.list_entities())) > 0
     assert int(sim.stats()["graph_requests"]) == graph_before  # Graph shares the credential: not called
