@@ -26,7 +26,7 @@ from tests.reports.xlsx import assert_sheet_matches, assert_workbook_is_safe, sh
 pytestmark = pytest.mark.functions
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]
-# Microsoft's MIME type for .xlsx ("Office file MIME types":
+# Microsoft's MIME type for .xlsx ("Register file extensions on third-party servers":
 # https://learn.microsoft.com/en-us/previous-versions/office/office-2007-resource-kit/ee309278(v=office.12)).
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 HOSTILE_SUBJECT = '=HYPERLINK("http://evil.example","x")'
