@@ -19,13 +19,28 @@ from shared.clients.errors import ApiError
 from shared.collect import collector
 from shared.ingest import pipeline
 from shared.ingest.verify import verify
-from shared.ipcontext.context import open_context
-from shared.model.message_info import MessageObserver
+from shared.ipcontext.context import IpContext, open_context
+from shared.model.message_info import Lookup, MessageObserver
 from shared.parse import readers
 from shared.parse.normalize import ParseStats
 from shared.reports import terminal
-from shared.reports.assemble import audit_lookup, events_from_files, events_from_table, render_report
-from shared.reports.request import RequestError, parse_end, parse_report_request, parse_time, validate_subject
+from shared.reports.assemble import (
+    EventSource,
+    audit_lookup,
+    events_from_files,
+    events_from_table,
+    render_report,
+    render_workbook,
+)
+from shared.reports.request import (
+    FORMATS,
+    ReportQuery,
+    RequestError,
+    parse_end,
+    parse_report_request,
+    parse_time,
+    validate_subject,
+)
 from shared.runtime import build_resolver
 from shared.settings import (
     SettingsError,
@@ -47,6 +62,7 @@ examples:
   mia report alice@contoso.com --view sessions    who read Alice's mail, session by session
   mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
   mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
+  mia report alice@contoso.com --format xlsx -o alice.xlsx   every view, one Excel workbook
   mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
   mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
 
@@ -193,26 +209,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     }
     settings = load_report_settings()
     query = parse_report_request(args.mailbox, params, settings, datetime.now(UTC))
+    if query.fmt == "xlsx" and not args.output:
+        print(
+            "mia: --format xlsx writes a binary workbook: name the file with -o FILE.xlsx "
+            "(it is never written to a terminal or standard output)",
+            file=sys.stderr,
+        )
+        return 2
     ip_context = open_context(settings.ip_databases)
     stats = ParseStats()
+    source: EventSource
     if args.input:
         observer = MessageObserver()
-        events = iter(events_from_files(args.input, query, stats, observer))
+        chosen = events_from_files(args.input, query, stats, observer)
+        source = lambda: chosen  # noqa: E731
         lookup = audit_lookup(observer)
     else:
         storage = _storage()
-        events = events_from_table(storage.access_table(query.by), query)
+        table = storage.access_table(query.by)
+        source = lambda: events_from_table(table, query)  # noqa: E731
         lookup = build_resolver(storage, load_resolution_settings()).report_lookup()
-    if args.output:
+    if query.fmt == "xlsx":
+        _write_workbook(query, source, args.output, lookup, ip_context)
+    elif args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            count = render_report(query, events, out, lookup, ip_context=ip_context)
+            count = render_report(query, source(), out, lookup, ip_context=ip_context)
         print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
     else:
         sink = terminal.for_stdout(sys.stdout, query.fmt)
-        render_report(query, events, sink, lookup, ip_context=ip_context)
+        render_report(query, source(), sink, lookup, ip_context=ip_context)
     if stats.malformed:
         print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
     return 0
+
+
+def _write_workbook(
+    query: ReportQuery, source: EventSource, output: Path, lookup: Lookup, ip_context: IpContext
+) -> None:
+    """The workbook of every view, written to `output`; no file is left behind when it fails."""
+    try:
+        written = render_workbook(query, source, output, lookup, ip_context=ip_context)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    shown = ", ".join(f"{rows} {sheet}" for sheet, rows in written.items())
+    print(f"workbook written to {output}: {shown} rows", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -297,7 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--to", metavar="WHEN", help="end (ISO date or date-time, UTC); default: now")
     rep.add_argument("--view", choices=("events", "messages", "sessions", "exposure"), default="events")
-    rep.add_argument("--format", choices=("csv", "json"), default="csv")
+    rep.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="csv",
+        help="xlsx: one workbook with a sheet per view (needs -o FILE)",
+    )
     rep.add_argument(
         "--by",
         choices=("mailbox", "actor"),

@@ -18,7 +18,8 @@ from shared.model.times import as_utc
 from shared.settings import ReportSettings
 
 VIEWS = ("events", "messages", "sessions", "exposure")
-FORMATS = ("csv", "json")
+# xlsx is one workbook of every view (shared/reports/workbook.py); `view` does not apply to it.
+FORMATS = ("csv", "json", "xlsx")
 BY = ("mailbox", "actor")
 EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
 
@@ -240,6 +241,13 @@ def parse_report_request(
             f"the range from 'from' to 'to' may span at most {settings.max_days} days; split it",
         )
     raw_after = params.get("after") or None
+    if raw_after is not None and fmt == "xlsx":
+        raise RequestError(
+            400,
+            "invalid_after",
+            "'after' pages CSV and JSON only: a workbook always starts at 'from' (its messages and "
+            "events sheets say how many rows they leave to CSV/JSON paging)",
+        )
     after = decode_after(raw_after) if raw_after is not None else None
     return ReportQuery(
         subject=key,

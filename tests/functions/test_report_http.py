@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import io
 import json
 import logging
 import re
@@ -15,6 +16,7 @@ from urllib.parse import parse_qsl, quote
 
 import azure.functions as func
 import pytest
+from openpyxl import load_workbook
 
 from shared import runtime
 from shared.model.event import MessageRef
@@ -922,3 +924,20 @@ def test_an_ip_database_path_that_is_not_an_mmdb_fails_the_report_settings_by_na
     runtime.reset()
     with pytest.raises(SettingsError, match="IP_DATABASE_PATH"):
         runtime.settings()
+
+
+def test_an_xlsx_report_carries_the_ip_columns_of_the_users_mmdb(
+    loaded: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, tmp_path: Path
+) -> None:
+    asn = write_mmdb(tmp_path / "asn.mmdb", "GeoLite2-ASN", GEOLITE2_ASN)
+    monkeypatch.setenv("IP_DATABASE_PATH", str(asn))
+    runtime.reset()
+
+    response = report_http(request("alice@contoso.com", format="xlsx", **RANGE))
+
+    assert response.status_code == 200
+    sessions = load_workbook(io.BytesIO(response.get_body()))["sessions"]
+    header = [cell.value for cell in sessions[1]]
+    assert header == list(SESSION_COLUMNS)
+    rows = [dict(zip(header, (c.value for c in row), strict=True)) for row in sessions.iter_rows(min_row=2)]
+    assert {row["ClientASN"] for row in rows if row["ClientIPs"] == ATTACKER_IP} == {"AS208294"}

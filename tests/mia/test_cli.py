@@ -10,12 +10,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 
 from mia import cli
 from shared.model.event import PROVENANCE_COLUMNS
+from shared.reports.assemble import WORKBOOK_VIEWS
+from shared.reports.views import VIEWS
 from shared.storage import Storage
 from tests.helpers import ROOT, SAMPLE, blob_names, full_scan, parse_csv, records_for
 from tests.ipcontext.mmdb_files import write_mmdb
+from tests.reports.xlsx import assert_sheet_matches, assert_workbook_is_safe
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +52,7 @@ def test_mia_report_help_exits_0_and_lists_views_formats_and_scopes(
     code, out, _ = _run(capsys, "report", "--help")
 
     assert code == 0
-    words = ("{events,messages,sessions,exposure}", "{csv,json}", "{mailbox,actor}", "--from", "--to")
+    words = ("{events,messages,sessions,exposure}", "{csv,json,xlsx}", "{mailbox,actor}", "--from", "--to")
     for word in (*words, "--input", "--ip", "--session", "--exclude-ip", "UTC"):
         assert word in out
 
@@ -262,3 +266,57 @@ def test_mia_report_with_an_ip_database_path_that_is_missing_exits_2_naming_it(
     code, _, err = _run(capsys, "report", "alice@contoso.com", "--input", str(SAMPLE))
     assert code == 2
     assert "IP_DATABASE_PATH" in err
+
+
+def test_mia_report_writes_every_view_of_an_export_to_one_workbook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scope = ["alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20", "--input", str(SAMPLE)]
+    out = tmp_path / "alice.xlsx"
+
+    code, stdout, stderr = _run(capsys, "report", *scope, "--format", "xlsx", "-o", str(out))
+
+    assert (code, stdout) == (0, "")
+    assert stderr.startswith(f"workbook written to {out}: ")
+    book = load_workbook(out)
+    assert book.sheetnames == list(WORKBOOK_VIEWS)
+    for view in WORKBOOK_VIEWS:
+        code, text, _ = _run(capsys, "report", *scope, "--view", view, "--format", "json")
+        assert code == 0
+        expected = json.loads(text)
+        assert expected, view
+        assert_sheet_matches(book[view], VIEWS[view][0], expected)
+    assert_workbook_is_safe(out.read_bytes())
+
+
+def test_mia_report_refuses_a_workbook_to_standard_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stdout, stderr = _run(
+        capsys, "report", "alice@contoso.com", "--input", str(SAMPLE), "--format", "xlsx"
+    )
+
+    assert (code, stdout) == (2, "")
+    assert "--format xlsx writes a binary workbook: name the file with -o FILE.xlsx" in stderr
+
+
+def test_mia_report_workbook_carries_the_ip_columns_of_the_file_ip_database_path_names(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    lite = {"185.220.101.0/24": {"asn": "AS208294", "as_name": "=cmd|' /C calc'!A0"}}
+    monkeypatch.setenv("IP_DATABASE_PATH", str(write_mmdb(tmp_path / "lite.mmdb", "ipinfo_lite", lite)))
+    out = tmp_path / "alice.xlsx"
+    scope = ["alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20", "--input", str(SAMPLE)]
+    code, _, err = _run(capsys, "report", *scope, "--format", "xlsx", "-o", str(out))
+    assert code == 0, err
+    sessions = load_workbook(out)["sessions"]
+    header = [cell.value for cell in sessions[1]]
+    values = [
+        dict(zip(header, (cell.value for cell in row), strict=True)) for row in sessions.iter_rows(min_row=2)
+    ]
+    attacker = [row for row in values if row["ClientIPs"] == "185.220.101.45"]
+    assert attacker
+    assert {(row["ClientCountry"], row["ClientASN"], row["ClientNetwork"]) for row in attacker} == {
+        ("DE", "AS208294", "public")
+    }
+    assert_workbook_is_safe(out.read_bytes())  # the organisation name from the file is not a formula
