@@ -203,7 +203,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             count = render_report(query, events, out, lookup)
-        print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
+        what = "records in the HTML report" if query.fmt == "html" else f"{query.view} rows"
+        print(f"{count} {what} written to {args.output}", file=sys.stderr)
     else:
         render_report(query, events, terminal.for_stdout(sys.stdout, query.fmt), lookup)
     if stats.malformed:
@@ -293,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("--to", metavar="WHEN", help="end (ISO date or date-time, UTC); default: now")
     rep.add_argument("--view", choices=("events", "messages", "sessions", "exposure"), default="events")
-    rep.add_argument("--format", choices=("csv", "json"), default="csv")
+    rep.add_argument(
+        "--format",
+        choices=("csv", "json", "html"),
+        default="csv",
+        help="html: one self-contained page with the summary, a timeline and every view (--view is ignored)",
+    )
     rep.add_argument(
         "--by",
         choices=("mailbox", "actor"),

@@ -13,7 +13,7 @@ import orjson
 from azure.core.exceptions import AzureError
 
 from shared.model.times import iso_z
-from shared.reports import access
+from shared.reports import access, html
 from shared.reports.assemble import render_page
 from shared.reports.budget import ReportTooLarge, WorkBudget
 from shared.reports.request import RequestError, encode_after, parse_report_request
@@ -23,7 +23,11 @@ from shared.subjects.resolver import SubjectResolver
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json; charset=utf-8",
+    "html": "text/html; charset=utf-8",
+}
 CORRELATION_HEADER = "X-Correlation-Id"
 # Never carried into the next page's link: the old token, and the function key in any casing.
 _NOT_CARRIED = frozenset({"after", *access.SECRET_PARAMS})
@@ -92,6 +96,9 @@ def report_reply(
         "Cache-Control": "no-store",
         "X-Row-Count": str(page.rows),
     }
+    if query.fmt == "html":
+        headers["Content-Security-Policy"] = html.HEADER_CONTENT_SECURITY_POLICY
+        headers["Referrer-Policy"] = "no-referrer"
     if query.fmt == "csv":
         headers["Content-Disposition"] = (
             f'attachment; filename="{_filename(query.subject, query.view, query.fmt)}"'

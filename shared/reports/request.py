@@ -18,7 +18,7 @@ from shared.model.times import as_utc
 from shared.settings import ReportSettings
 
 VIEWS = ("events", "messages", "sessions", "exposure")
-FORMATS = ("csv", "json")
+FORMATS = ("csv", "json", "html")
 BY = ("mailbox", "actor")
 EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
 
