@@ -205,6 +205,7 @@ class Lane:
     key: str
     label: str
     usual: bool = True
+    clients: dict[str, None] = field(default_factory=dict)  # the client strings, in order
     records: int = 0
     binds: dict[int, int] = field(default_factory=dict)  # bin -> messages read
     syncs: dict[int, list[str]] = field(default_factory=dict)  # bin -> folders synced
@@ -287,6 +288,8 @@ def build_timeline(events: Sequence[AccessEvent], query: ReportQuery) -> Timelin
             label = _session_label(key, event) if by == "session" else key
             lane = lanes[key] = Lane(key, label)
         lane.records += 1
+        if event.client_info and len(lane.clients) < 3:
+            lane.clients[event.client_info] = None
         lane.usual &= _is_owner(event) and _context(event) in usual
         slot = timeline.bin_of(event.timestamp)
         if event.access == "Sync":
@@ -374,7 +377,8 @@ def render_timeline(timeline: Timeline) -> str:
                 f'<g class="lane{usual}" data-lane="{_text(lane.key)}">'
                 f'<rect class="lanebg{alt}" x="0" y="{y}" width="{WIDTH}" height="{LANE_HEIGHT}"/>'
                 f'<text x="4" y="{middle + 4:.1f}">{_text(_short(lane.label))}'
-                f"<title>{_text(lane.label)}: {_plural(lane.records, 'record')}</title></text>"
+                f"<title>{_text(lane.label)}: {_plural(lane.records, 'record')}; client "
+                f"{_text(' | '.join(lane.clients) or '(none given)')}</title></text>"
                 + "".join(marks)
                 + "</g>"
             )
