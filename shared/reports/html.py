@@ -557,15 +557,16 @@ def render_evidence(query: ReportQuery, summary: Summary, generated: datetime) -
     )
 
 
-def _held(events: Iterable[AccessEvent], budget: WorkBudget | None) -> list[AccessEvent]:
-    """The events, held for the page's several views; each one an entry of the budget."""
-    if budget is None:
-        return list(events)
-    held = []
-    for event in budget.metered(events):
+def _holding(
+    events: Iterable[AccessEvent], held: list[AccessEvent], budget: WorkBudget | None
+) -> Iterator[AccessEvent]:
+    """`events`, each also kept in `held` for the page's other views, as one entry of the budget
+    (metered, so a refusal names the record it stopped at)."""
+    for event in budget.metered(events) if budget is not None else events:
         held.append(event)
-        budget.grow(1)
-    return held
+        if budget is not None:
+            budget.grow(1)
+        yield event
 
 
 def write_page(
@@ -576,9 +577,17 @@ def write_page(
     budget: WorkBudget | None = None,
     now: datetime | None = None,
 ) -> int:
-    """Write the page for `events` (in time order) to `sink`; returns the records it covers."""
+    """Write the page for `events` (in time order) to `sink`; returns the records it covers.
+    The exposure view reads the events as they come (within `budget`), holding them for the rest."""
     generated = now or datetime.now(UTC)
-    held = _held(events, budget)
+    held: list[AccessEvent] = []
+    exposure_columns, _ = views.VIEWS["exposure"]
+    exposure = render_table(
+        "exposure",
+        "Exposure: each message read, folder synced and window not audited",
+        exposure_columns,
+        views.exposure_rows(_holding(events, held, budget), lookup, budget),
+    )
     summary = summarise(held)
     timeline = build_timeline(held, query)
     blind = timeline.blind if timeline is not None else []
@@ -607,15 +616,11 @@ def write_page(
             '<span><i class="k w"></i>throttled: 24 hours not audited</span></p>'
             f'<div class="wrap">{render_timeline(timeline)}</div></section>'
         )
-    exposure_columns, _ = views.VIEWS["exposure"]
     sessions_columns, _ = views.VIEWS["sessions"]
     messages_columns, _ = views.VIEWS["messages"]
     message_total = sum(len(event.message_ids) for event in held)
     sink.write(
-        render_table(
-            "exposure", "Exposure: each message read, folder synced and window not audited",
-            exposure_columns, views.exposure_rows(held, lookup, budget),
-        )
+        exposure
         + render_table("sessions", "Sessions", sessions_columns, views.session_rows(held, None, budget))
         + render_table(
             "messages", "Messages, record by record", messages_columns,

@@ -226,3 +226,16 @@ def test_the_installed_mia_script_without_storage_settings_exits_2_naming_the_se
     assert done.returncode == 2
     assert done.stderr.startswith("mia: configuration: ")
     assert "AzureWebJobsStorage" in done.stderr
+
+
+def test_mia_report_writes_the_html_page_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "alice.html"
+    args = ["report", "alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20", "--input", str(SAMPLE)]
+
+    code, _, err = _run(capsys, *args, "--format", "html", "-o", str(target))
+
+    assert code == 0
+    assert err.strip() == f"43 records in the HTML report written to {target}"
+    page = target.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count('<g class="lane') == len(parse_csv(_run(capsys, *args, "--view", "sessions")[1])) - 1
