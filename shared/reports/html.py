@@ -394,6 +394,8 @@ def render_timeline(timeline: Timeline) -> str:
     step = _nice_step(timeline.end - timeline.start)
     parts.append(f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y + 2}" y2="{y + 2}"/>')
     for tick in _ticks(timeline.start, timeline.end):
+        if x(tick) > WIDTH - RIGHT - 40:  # its label would be cut at the right edge
+            continue
         parts.append(
             f'<line class="axis" x1="{x(tick):.1f}" x2="{x(tick):.1f}" y1="{y + 2}" y2="{y + 7}"/>'
             f'<text class="tick" x="{x(tick):.1f}" y="{y + 20}" text-anchor="middle">'

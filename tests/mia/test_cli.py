@@ -228,9 +228,20 @@ def test_the_installed_mia_script_without_storage_settings_exits_2_naming_the_se
     assert "AzureWebJobsStorage" in done.stderr
 
 
-def test_mia_report_writes_the_html_page_to_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_mia_report_writes_the_html_page_to_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "alice.html"
-    args = ["report", "alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20", "--input", str(SAMPLE)]
+    args = [
+        "report",
+        "alice@contoso.com",
+        "--from",
+        "2026-11-16",
+        "--to",
+        "2026-11-20",
+        "--input",
+        str(SAMPLE),
+    ]
 
     code, _, err = _run(capsys, *args, "--format", "html", "-o", str(target))
 
