@@ -70,7 +70,7 @@ def verify_evidence(env: dict[str, str]) -> dict[str, int]:
 
 
 def print_sessions(path: Path) -> None:
-    with path.open(encoding="utf-8") as sessions:
+    with path.open(encoding="utf-8-sig") as sessions:  # the CSV starts with a byte-order mark
         for row in csv.DictReader(sessions):
             print(
                 f"  {row['FirstSeen']} .. {row['LastSeen']}  {row['Users'][:24]:<24} {row['LogonTypes']:<9} "
@@ -80,7 +80,7 @@ def print_sessions(path: Path) -> None:
 
 
 def print_exposure(path: Path) -> None:
-    with path.open(encoding="utf-8") as exposure:
+    with path.open(encoding="utf-8-sig") as exposure:
         for row in csv.DictReader(exposure):
             subject = row["Subject"].lstrip("'")  # CSV cells starting with = + - @ carry a quote
             print(

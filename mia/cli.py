@@ -48,6 +48,7 @@ examples:
   mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
   mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
   mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
+  mia report alice@contoso.com --format html -o alice.html   summary, timeline, tables: one page
 
 storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
 need no storage.

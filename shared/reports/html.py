@@ -39,7 +39,7 @@ MAX_LANES = 40
 TIME_BINS = 96
 LISTED = 8  # values named in a summary sentence before "and N more"
 MAX_SOURCES = 100
-LABEL_CHARS = 44
+LABEL_CHARS = 56
 DISTRIBUTION = "mailitemsaccessed-forensics"
 
 STYLE = """
@@ -268,8 +268,10 @@ def _lane_of(event: AccessEvent, by: str, keys: Mapping[str, str]) -> str:
 
 
 def _session_label(session: str, event: AccessEvent) -> str:
+    """The session, who (when not the owner), the address and the client."""
     ip, client = _context(event)
-    return f"{_short(session, 14)} \u00b7 {ip} \u00b7 {client}"
+    who = "" if _is_owner(event) else f" \u00b7 {event.user or '(no user)'}"
+    return f"{_short(session, 12)}{who} \u00b7 {ip} \u00b7 {client}"
 
 
 def build_timeline(events: Sequence[AccessEvent], query: ReportQuery) -> Timeline | None:
@@ -303,7 +305,7 @@ def build_timeline(events: Sequence[AccessEvent], query: ReportQuery) -> Timelin
 
 OTHER_GROUP = "Other access: not the owner's usual address and client"
 USUAL_GROUP = "The owner's usual context (own sign-ins, same address and client on 2+ days)"
-LEFT, RIGHT, TOP, LANE_HEIGHT, GROUP_HEIGHT, AXIS_HEIGHT = 300, 20, 10, 20, 22, 30
+LEFT, RIGHT, TOP, LANE_HEIGHT, GROUP_HEIGHT, AXIS_HEIGHT = 350, 20, 10, 20, 22, 30
 WIDTH = 1300
 
 
@@ -313,7 +315,7 @@ def _nice_step(span: timedelta) -> timedelta:
         timedelta(hours=6), timedelta(hours=12), timedelta(days=1), timedelta(days=2),
         timedelta(days=7), timedelta(days=14), timedelta(days=30), timedelta(days=91),
     ):  # fmt: skip
-        if span / step <= 10:
+        if span / step <= 7:
             return step
     return timedelta(days=182)
 

@@ -57,7 +57,7 @@ document.addEventListener("securitypolicyviolation", function (e) {
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[webdriver.Chrome]:
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
     for binary in (CHROMIUM, CHROMEDRIVER):
         if not binary.is_file():
             pytest.fail(f"{binary} is missing: {INSTALL}")
@@ -69,9 +69,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         "--disable-extensions", "--disable-default-apps", "--window-size=1400,1000",
     ):  # fmt: skip
         options.add_argument(argument)
-    profile = ROOT / "out" / ".chromium-profile"
-    shutil.rmtree(profile, ignore_errors=True)
-    options.add_argument(f"--user-data-dir={profile}")
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     # An explicit driver path: Selenium Manager never looks for (or downloads) a driver.
     driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
@@ -81,7 +79,6 @@ def browser() -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 Handler = Callable[[func.HttpRequest], func.HttpResponse]

@@ -46,7 +46,7 @@ def test_mia_report_help_exits_0_and_lists_views_formats_and_scopes(
     code, out, _ = _run(capsys, "report", "--help")
 
     assert code == 0
-    words = ("{events,messages,sessions,exposure}", "{csv,json}", "{mailbox,actor}", "--from", "--to")
+    words = ("{events,messages,sessions,exposure}", "{csv,json,html}", "{mailbox,actor}", "--from", "--to")
     for word in (*words, "--input", "--ip", "--session", "--exclude-ip", "UTC"):
         assert word in out
 
