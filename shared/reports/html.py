@@ -226,7 +226,10 @@ class Timeline:
 
 
 def merged_windows(events: Iterable[AccessEvent]) -> list[tuple[datetime, datetime]]:
-    """The throttled records' 24-hour unaudited windows, overlapping ones merged."""
+    """The throttled records' 24-hour unaudited windows, overlapping ones merged. A mailbox past
+    the MailItemsAccessed limit is not audited for that action for 24 hours, and the record written
+    as throttling begins says IsThrottled=True
+    (https://learn.microsoft.com/purview/audit-log-investigate-accounts)."""
     windows: list[tuple[datetime, datetime]] = []
     for start in sorted({event.timestamp for event in events if event.throttled}):
         end = start + views.UNAUDITED_WINDOW
