@@ -64,6 +64,7 @@ examples:
   mia report alice@contoso.com --format xlsx -o alice.xlsx   every view, one Excel workbook
   mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
   mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
+  mia report alice@contoso.com --format html -o alice.html   summary, timeline, tables: one page
 
 storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
 need no storage.
@@ -231,7 +232,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             count = render_report(query, source(), out, lookup)
-        print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
+        what = "records in the HTML report" if query.fmt == "html" else f"{query.view} rows"
+        print(f"{count} {what} written to {args.output}", file=sys.stderr)
     else:
         render_report(query, source(), terminal.for_stdout(sys.stdout, query.fmt), lookup)
     if stats.malformed:
@@ -336,7 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=FORMATS,
         default="csv",
-        help="xlsx: one workbook with a sheet per view (needs -o FILE)",
+        help="xlsx: one workbook with a sheet per view (needs -o FILE); html: one self-contained "
+        "page with the summary, a timeline and every view (--view is ignored for both)",
     )
     rep.add_argument(
         "--by",

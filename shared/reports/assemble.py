@@ -19,7 +19,7 @@ from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Me
 from shared.model.times import iso_z
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
-from shared.reports import render, views, workbook
+from shared.reports import html, render, views, workbook
 from shared.reports.budget import WorkBudget
 from shared.reports.request import IPNetwork, ReportQuery
 from shared.storage.tables import AccessTable
@@ -110,7 +110,10 @@ def render_report(
 ) -> int:
     """Write the query's view of `events` (already in time order) to `sink`; returns row count.
     `lookup` tells the messages and exposure views what is known of messages the records name
-    without a subject. `budget` bounds an aggregated view (ReportTooLarge past it)."""
+    without a subject. `budget` bounds an aggregated view (ReportTooLarge past it). The HTML page
+    is every view at once, whatever `query.view` says (its count is the records it covers)."""
+    if query.fmt == "html":
+        return html.write_page(query, events, sink, lookup, budget)
     columns, view = views.VIEWS[query.view]
     if budget is not None and query.view in views.AGGREGATED_VIEWS:
         rows = view(budget.metered(events), lookup, budget)
@@ -153,9 +156,10 @@ def render_page(
     filters passed nothing so far, and its continuation goes on from the last row read.
 
     The sessions and exposure views aggregate the whole range (memory grows with sessions or
-    distinct messages, not records) within `budget`, or raise ReportTooLarge."""
+    distinct messages, not records) within `budget`, or raise ReportTooLarge; so does the HTML
+    page, which also holds the range's events."""
     sink = io.StringIO()
-    weight = _PAGED.get(query.view)
+    weight = None if query.fmt == "html" else _PAGED.get(query.view)
     if weight is None:
         count = render_report(query, events_from_table(table, query), sink, lookup, budget)
         return Page(sink.getvalue(), count, None)

@@ -18,8 +18,9 @@ from shared.model.times import as_utc
 from shared.settings import ReportSettings
 
 VIEWS = ("events", "messages", "sessions", "exposure")
-# xlsx is one workbook of every view (shared/reports/workbook.py); `view` does not apply to it.
-FORMATS = ("csv", "json", "xlsx")
+# xlsx (shared/reports/workbook.py) and html (shared/reports/html.py) hold every view; `view` does
+# not apply to them.
+FORMATS = ("csv", "json", "xlsx", "html")
 BY = ("mailbox", "actor")
 EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
 
@@ -241,12 +242,12 @@ def parse_report_request(
             f"the range from 'from' to 'to' may span at most {settings.max_days} days; split it",
         )
     raw_after = params.get("after") or None
-    if raw_after is not None and fmt == "xlsx":
+    if raw_after is not None and fmt in ("xlsx", "html"):
         raise RequestError(
             400,
             "invalid_after",
-            "'after' pages CSV and JSON only: a workbook always starts at 'from' (its messages and "
-            "events sheets say how many rows they leave to CSV/JSON paging)",
+            "'after' pages CSV and JSON only: a workbook or an HTML page always starts at 'from' "
+            "(its tables say how many rows they leave to CSV/JSON paging)",
         )
     after = decode_after(raw_after) if raw_after is not None else None
     return ReportQuery(

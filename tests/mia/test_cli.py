@@ -51,7 +51,13 @@ def test_mia_report_help_exits_0_and_lists_views_formats_and_scopes(
     code, out, _ = _run(capsys, "report", "--help")
 
     assert code == 0
-    words = ("{events,messages,sessions,exposure}", "{csv,json,xlsx}", "{mailbox,actor}", "--from", "--to")
+    words = (
+        "{events,messages,sessions,exposure}",
+        "{csv,json,xlsx,html}",
+        "{mailbox,actor}",
+        "--from",
+        "--to",
+    )
     for word in (*words, "--input", "--ip", "--session", "--exclude-ip", "UTC"):
         assert word in out
 
@@ -263,3 +269,27 @@ def test_mia_report_refuses_a_workbook_to_standard_output(
 
     assert (code, stdout) == (2, "")
     assert "--format xlsx writes a binary workbook: name the file with -o FILE.xlsx" in stderr
+
+
+def test_mia_report_writes_the_html_page_to_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "alice.html"
+    args = [
+        "report",
+        "alice@contoso.com",
+        "--from",
+        "2026-11-16",
+        "--to",
+        "2026-11-20",
+        "--input",
+        str(SAMPLE),
+    ]
+
+    code, _, err = _run(capsys, *args, "--format", "html", "-o", str(target))
+
+    assert code == 0
+    assert err.strip() == f"43 records in the HTML report written to {target}"
+    page = target.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count('<g class="lane') == len(parse_csv(_run(capsys, *args, "--view", "sessions")[1])) - 1

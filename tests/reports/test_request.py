@@ -138,7 +138,7 @@ def test_to_of_tomorrow_is_accepted() -> None:
             "invalid_view",
             "'view' must be one of events, messages, sessions, exposure; got 'Events'",
         ),
-        ({"format": "xml"}, "invalid_format", "'format' must be one of csv, json, xlsx; got 'xml'"),
+        ({"format": "xml"}, "invalid_format", "'format' must be one of csv, json, xlsx, html; got 'xml'"),
         ({"by": "owner"}, "invalid_by", "'by' must be one of mailbox, actor; got 'owner'"),
     ],
 )
