@@ -9,7 +9,7 @@ import argparse
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,12 +19,28 @@ from shared.clients.errors import ApiError
 from shared.collect import collector
 from shared.ingest import pipeline
 from shared.ingest.verify import verify
+from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
 from shared.parse import readers
 from shared.parse.normalize import ParseStats
 from shared.reports import terminal
-from shared.reports.assemble import audit_lookup, events_from_files, events_from_table, render_report
-from shared.reports.request import RequestError, parse_end, parse_report_request, parse_time, validate_subject
+from shared.reports.assemble import (
+    audit_lookup,
+    events_from_files,
+    events_from_table,
+    render_report,
+    within_the_files,
+)
+from shared.reports.request import (
+    CLI_VIEWS,
+    STORAGE_NEEDS_SUBJECT,
+    RequestError,
+    parse_end,
+    parse_file_report_request,
+    parse_report_request,
+    parse_time,
+    validate_subject,
+)
 from shared.runtime import build_resolver
 from shared.settings import (
     SettingsError,
@@ -47,6 +63,7 @@ examples:
   mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
   mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
   mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
+  mia report --input export.csv --view mailboxes    triage: every mailbox in the file, worst first
   mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
 
 storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
@@ -190,13 +207,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         "session": ",".join(args.session),
         "exclude_ip": ",".join(args.exclude_ip),
     }
-    query = parse_report_request(args.mailbox, params, load_report_settings(), datetime.now(UTC))
+    settings, now = load_report_settings(), datetime.now(UTC)
     stats = ParseStats()
     if args.input:
+        query = parse_file_report_request(args.mailbox, params, settings, now)
         observer = MessageObserver()
-        events = iter(events_from_files(args.input, query, stats, observer))
+        found = events_from_files(args.input, query, stats, observer)
+        query = within_the_files(query, found)
+        events: Iterator[AccessEvent] = iter(found)
         lookup = audit_lookup(observer)
     else:
+        if not args.mailbox:
+            raise RequestError(400, "missing_mailbox", STORAGE_NEEDS_SUBJECT)
+        query = parse_report_request(args.mailbox, params, settings, now, views=CLI_VIEWS)
         storage = _storage()
         events = events_from_table(storage.access_table(query.by), query)
         lookup = build_resolver(storage, load_resolution_settings()).report_lookup()
@@ -278,21 +301,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser(
         "report",
-        help="write a report of one mailbox (or one actor)",
+        help="write a report of one mailbox (or one actor), or of every mailbox in export files",
         description="Views: events (one row per audit record), messages (one row per record and "
-        "message), sessions (one row per SessionId) and exposure (one row per message read, per "
-        "synced folder and per throttled, unaudited 24 hours). Times are UTC; a date as --to "
-        "includes that whole day. --ip, --session and --exclude-ip narrow every view.",
+        "message), sessions (one row per SessionId), exposure (one row per message read, per "
+        "synced folder and per throttled, unaudited 24 hours) and mailboxes (one row per mailbox, "
+        "the most suspicious first: non-owner accesses, then synced folders, then throttled "
+        "windows, then records). Times are UTC; a date as --to includes that whole day. --ip, "
+        "--session and --exclude-ip narrow every view. With --input the mailbox may be left out "
+        "(every mailbox in the files) and the range defaults to the whole of the files.",
     )
-    rep.add_argument("mailbox", help="mailbox UPN (or, with --by actor, the accessing user)")
+    rep.add_argument(
+        "mailbox",
+        nargs="?",
+        help="mailbox UPN or GUID (or, with --by actor, the accessing user); optional with "
+        "--input: without it, every mailbox in the files",
+    )
     rep.add_argument(
         "--from",
         dest="from_",
         metavar="WHEN",
-        help="start (ISO date or date-time, UTC); default: 7 days before --to",
+        help="start (ISO date or date-time, UTC); default: 7 days before --to (with --input: the "
+        "first record of the files)",
     )
-    rep.add_argument("--to", metavar="WHEN", help="end (ISO date or date-time, UTC); default: now")
-    rep.add_argument("--view", choices=("events", "messages", "sessions", "exposure"), default="events")
+    rep.add_argument(
+        "--to",
+        metavar="WHEN",
+        help="end (ISO date or date-time, UTC); default: now (with --input: the last record of the files)",
+    )
+    rep.add_argument("--view", choices=CLI_VIEWS, default="events")
     rep.add_argument("--format", choices=("csv", "json"), default="csv")
     rep.add_argument(
         "--by",

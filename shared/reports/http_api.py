@@ -16,7 +16,7 @@ from shared.model.times import iso_z
 from shared.reports import access
 from shared.reports.assemble import render_page
 from shared.reports.budget import ReportTooLarge, WorkBudget
-from shared.reports.request import RequestError, encode_after, parse_report_request
+from shared.reports.request import RequestError, encode_after, parse_report_request, stored_subject
 from shared.settings import ReportSettings
 from shared.storage import Storage
 from shared.subjects.resolver import SubjectResolver
@@ -94,7 +94,7 @@ def report_reply(
     }
     if query.fmt == "csv":
         headers["Content-Disposition"] = (
-            f'attachment; filename="{_filename(query.subject, query.view, query.fmt)}"'
+            f'attachment; filename="{_filename(stored_subject(query), query.view, query.fmt)}"'
         )
     if page.next_after:
         next_params = {k: v for k, v in params.items() if k.lower() not in _NOT_CARRIED}
