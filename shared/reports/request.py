@@ -28,6 +28,9 @@ EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log exis
 
 _UPN = re.compile(r"^[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Mailbox ids of exports whose ids were anonymised (hashes, pseudonyms such as "User_7F3A9C"):
+# letters, digits and . _ ~ + = - only (no spaces, quotes, slashes or other punctuation).
+_PSEUDONYM = re.compile(r"^[A-Za-z0-9._~+=\-]{1,256}$")
 # Non-UPN actors: service accounts ("NT AUTHORITY\SYSTEM (Microsoft.Exchange.ServiceHost)"), SIDs.
 _ACTOR = re.compile(r"^[A-Za-z0-9 ._'!#^~+\-@\\():]{1,256}$")
 # Continuation tokens: "v1." + base64url (RFC 4648 section 5, unpadded) of the UTF-8 RowKey, so
@@ -185,7 +188,7 @@ def validate_file_subject(subject: str, by: str) -> str:
     A mailbox may also be an identifier that is neither a UPN nor a GUID (an export whose ids were
     anonymised): it is only compared with the records, never sent anywhere. Lower-cased, as
     shared.parse.normalize lower-cases every mailbox it derives."""
-    if by == "mailbox" and 0 < len(subject) <= 320 and _ACTOR.fullmatch(subject):
+    if by == "mailbox" and _PSEUDONYM.fullmatch(subject):
         return subject.lower()
     return validate_subject(subject, by)
 

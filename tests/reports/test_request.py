@@ -506,7 +506,9 @@ def test_an_anonymised_mailbox_id_is_still_refused_for_storage() -> None:
     assert rejected({}, subject="User_7F3A9C").code == "invalid_mailbox"
 
 
-@pytest.mark.parametrize("subject", ["alice@contoso.com\n", "a/b", "bob\x00", "x" * 321])
+@pytest.mark.parametrize(
+    "subject", ["alice@contoso.com\n", "a/b", "bob\x00", "x" * 321, "alice' or 1 eq 1", "a b", "User_1\n"]
+)
 def test_a_report_of_files_refuses_mailbox_ids_that_could_escape(subject: str) -> None:
     with pytest.raises(RequestError) as raised:
         parse_files({}, subject)
@@ -517,7 +519,9 @@ def test_the_mailboxes_view_is_refused_where_a_report_is_of_one_mailbox_over_htt
     error = rejected({"view": "mailboxes"})
     assert error.code == "invalid_view"
     assert "mia report --input" in error.message
-    assert parse_report_request(ALICE, {"view": "mailboxes"}, SETTINGS, NOW, views=CLI_VIEWS).view == "mailboxes"
+    assert (
+        parse_report_request(ALICE, {"view": "mailboxes"}, SETTINGS, NOW, views=CLI_VIEWS).view == "mailboxes"
+    )
     assert parse_files({"view": "mailboxes"}).view == "mailboxes"
 
 
