@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -426,7 +427,7 @@ GUID_A = "0dcd61a6-c882-4a30-9d46-507794a00f39"
 GUID_B = "9b2e7c41-5d3a-4f8e-a1c6-3e7d9f0b2a58"
 
 
-def _guid_only(when: str, record_id: str, guid: str, **extra: object) -> dict[str, object]:
+def _guid_only(when: str, record_id: str, guid: str, **extra: Any) -> dict[str, Any]:
     record = mia_record(when, record_id, **extra)
     del record["MailboxOwnerUPN"]
     record["MailboxGuid"] = guid.upper()
