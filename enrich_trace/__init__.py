@@ -3,7 +3,6 @@
 import azure.functions as func
 
 from shared import runtime
-from shared.alerts import outbox
 from shared.ingest import pipeline
 from shared.storage import CONTENT_QUEUE
 
@@ -18,9 +17,6 @@ def enrich_trace(message: func.QueueMessage) -> None:
     # once (deliver_alerts runs only every few minutes: DELIVER_SCHEDULE).
     # The records' own subjects go into MessageIndex; what they lack is queued on subject-lookups
     # for resolve_subjects, for the mailboxes RESOLVE_SUBJECTS covers.
-    storage, alert_settings = runtime.storage(), runtime.settings().alerts
-    result = pipeline.process_pointer(
-        storage, message.get_body(), alert_settings, resolver=runtime.resolver()
+    pipeline.process_and_alert(
+        runtime.storage(), message.get_body(), runtime.settings().alerts, runtime.resolver()
     )
-    if result.alerts:
-        outbox.deliver_quietly(storage, alert_settings)

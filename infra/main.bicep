@@ -131,6 +131,9 @@ param maximumInstanceCount int = 40
 @description('Object ID of the deploying user or service principal: given read access to the deployment package container only, so the postprovision hook (infra/wait-for-roles.sh) can tell when this deployment\'s storage roles have taken effect. Empty: none.')
 param deployerPrincipalId string = ''
 
+@description('Grant the deploying principal Key Vault Secrets Officer on the vault, so it can create the collector and webhook secrets (README, Key Vault secrets). Off: assign it yourself.')
+param grantDeployerSecretsOfficer bool = false
+
 @description('Turn on App Service authentication (Entra ID) in front of the report endpoint.')
 param enableAuth bool = false
 
@@ -277,6 +280,7 @@ module vault 'app/keyvault.bicep' = {
     tags: tags
     tenantId: tenant().tenantId
     logAnalyticsId: monitoring.outputs.logAnalyticsId
+    secretsOfficerPrincipalId: grantDeployerSecretsOfficer ? deployerPrincipalId : ''
   }
 }
 
@@ -314,6 +318,7 @@ module api 'app/api.bicep' = {
     pythonVersion: pythonVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    authTenantId: tenant().tenantId
     tenantId: collectedTenantId
     publisherId: empty(publisherId) ? collectedTenantId : publisherId
     m365Cloud: m365Cloud

@@ -9,7 +9,7 @@ import argparse
 import io
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,21 +19,24 @@ from shared.clients.errors import ApiError
 from shared.collect import collector
 from shared.ingest import pipeline
 from shared.ingest.verify import verify
-from shared.model.event import AccessEvent
-from shared.model.message_info import MessageObserver
+from shared.model.message_info import Lookup, MessageObserver
 from shared.parse import readers
 from shared.parse.normalize import ParseStats
 from shared.reports import terminal
 from shared.reports.assemble import (
+    EventSource,
     audit_lookup,
     events_from_files,
     events_from_table,
     render_report,
+    render_workbook,
     within_the_files,
 )
 from shared.reports.request import (
     CLI_VIEWS,
+    FORMATS,
     STORAGE_NEEDS_SUBJECT,
+    ReportQuery,
     RequestError,
     parse_end,
     parse_file_report_request,
@@ -62,6 +65,7 @@ examples:
   mia report alice@contoso.com --view sessions    who read Alice's mail, session by session
   mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
   mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
+  mia report alice@contoso.com --format xlsx -o alice.xlsx   every view, one Excel workbook
   mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
   mia report --input export.csv --view mailboxes    triage: every mailbox in the file, worst first
   mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
@@ -196,6 +200,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0 if result.caught_up else 3
 
 
+def _report_query(args: argparse.Namespace, params: dict[str, str]) -> ReportQuery:
+    """The report's query: of the --input files (any mailbox, their whole range by default), or
+    of one mailbox (or actor) in storage."""
+    settings, now = load_report_settings(), datetime.now(UTC)
+    if args.input:
+        return parse_file_report_request(args.mailbox, params, settings, now)
+    if not args.mailbox:
+        raise RequestError(400, "missing_mailbox", STORAGE_NEEDS_SUBJECT)
+    return parse_report_request(args.mailbox, params, settings, now, views=CLI_VIEWS)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     params = {
         "view": args.view,
@@ -207,31 +222,49 @@ def cmd_report(args: argparse.Namespace) -> int:
         "session": ",".join(args.session),
         "exclude_ip": ",".join(args.exclude_ip),
     }
-    settings, now = load_report_settings(), datetime.now(UTC)
+    query = _report_query(args, params)
+    if query.fmt == "xlsx" and not args.output:
+        print(
+            "mia: --format xlsx writes a binary workbook: name the file with -o FILE.xlsx "
+            "(it is never written to a terminal or standard output)",
+            file=sys.stderr,
+        )
+        return 2
     stats = ParseStats()
+    source: EventSource
     if args.input:
-        query = parse_file_report_request(args.mailbox, params, settings, now)
         observer = MessageObserver()
-        found = events_from_files(args.input, query, stats, observer)
-        query = within_the_files(query, found)
-        events: Iterator[AccessEvent] = iter(found)
+        chosen = events_from_files(args.input, query, stats, observer)
+        query = within_the_files(query, chosen)
+        source = lambda: chosen  # noqa: E731
         lookup = audit_lookup(observer)
     else:
-        if not args.mailbox:
-            raise RequestError(400, "missing_mailbox", STORAGE_NEEDS_SUBJECT)
-        query = parse_report_request(args.mailbox, params, settings, now, views=CLI_VIEWS)
         storage = _storage()
-        events = events_from_table(storage.access_table(query.by), query)
+        table = storage.access_table(query.by)
+        source = lambda: events_from_table(table, query)  # noqa: E731
         lookup = build_resolver(storage, load_resolution_settings()).report_lookup()
-    if args.output:
+    if query.fmt == "xlsx":
+        _write_workbook(query, source, args.output, lookup)
+    elif args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
-            count = render_report(query, events, out, lookup)
+            count = render_report(query, source(), out, lookup)
         print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
     else:
-        render_report(query, events, terminal.for_stdout(sys.stdout, query.fmt), lookup)
+        render_report(query, source(), terminal.for_stdout(sys.stdout, query.fmt), lookup)
     if stats.malformed:
         print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
     return 0
+
+
+def _write_workbook(query: ReportQuery, source: EventSource, output: Path, lookup: Lookup) -> None:
+    """The workbook of every view, written to `output`; no file is left behind when it fails."""
+    try:
+        written = render_workbook(query, source, output, lookup)
+    except BaseException:
+        output.unlink(missing_ok=True)
+        raise
+    shown = ", ".join(f"{rows} {sheet}" for sheet, rows in written.items())
+    print(f"workbook written to {output}: {shown} rows", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -329,7 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="end (ISO date or date-time, UTC); default: now (with --input: the last record of the files)",
     )
     rep.add_argument("--view", choices=CLI_VIEWS, default="events")
-    rep.add_argument("--format", choices=("csv", "json"), default="csv")
+    rep.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="csv",
+        help="xlsx: one workbook with a sheet per view (needs -o FILE)",
+    )
     rep.add_argument(
         "--by",
         choices=("mailbox", "actor"),

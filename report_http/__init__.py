@@ -1,4 +1,4 @@
-"""report_http: GET /api/reports/{mailbox} -> a per-mailbox report (CSV or JSON)."""
+"""report_http: GET /api/reports/{mailbox} -> a per-mailbox report (CSV, JSON or an XLSX workbook)."""
 
 import logging
 

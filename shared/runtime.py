@@ -38,7 +38,17 @@ def settings() -> Settings:
     # in storage() the loggers are quiet before any request.
     logsetup.quiet_sdk_loggers()
     check_collection_settings()
-    return load_settings()
+    loaded = load_settings()
+    _log_unavailable(loaded)
+    return loaded
+
+
+def _log_unavailable(loaded: Settings) -> None:
+    """One line per worker for each feature a setting keeps from running (collection's is logged
+    by the start-up check); the message names the setting and the secret, never a value."""
+    for feature, problem in loaded.unavailable().items():
+        if feature != "collection":
+            log.error("unavailable (%s): %s", feature, problem)
 
 
 @cache

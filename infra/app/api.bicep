@@ -24,6 +24,9 @@ param instanceMemoryMB int
 @maxValue(1000)
 param maximumInstanceCount int
 
+@description('Tenant of the report API\'s app registration (authClientId): the subscription\'s, whatever tenant is collected.')
+param authTenantId string
+
 // Collection (shared/settings/collection.py)
 param tenantId string
 param publisherId string
@@ -396,7 +399,7 @@ resource auth 'Microsoft.Web/sites/config@2024-04-01' = {
         enabled: enableAuth
         registration: {
           clientId: authClientId
-          openIdIssuer: '${environment().authentication.loginEndpoint}${tenantId}/v2.0'
+          openIdIssuer: '${environment().authentication.loginEndpoint}${authTenantId}/v2.0'
         }
         validation: {
           allowedAudiences: [

@@ -7,6 +7,13 @@ param tags object
 param tenantId string
 @description('Log Analytics workspace that receives the vault\'s audit log.')
 param logAnalyticsId string
+@description('Optional: object ID of whoever creates the vault\'s secrets, granted Key Vault Secrets Officer on this vault. Empty: no grant.')
+param secretsOfficerPrincipalId string = ''
+
+// Key Vault Secrets Officer: create, change and delete secrets (not keys or certificates), which
+// `az keyvault secret set` needs on an RBAC vault; the app's identity only reads (Secrets User).
+// https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/security#key-vault-secrets-officer
+var keyVaultSecretsOfficer = 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   // checkov:skip=CKV_AZURE_109: Key Vault references from a Flex Consumption app without VNet integration resolve over the public endpoint, and App Service is not a trusted service for the vault firewall; access is RBAC-only (Key Vault Secrets User for the app identity).
@@ -49,6 +56,17 @@ resource vaultLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = 
         enabled: true
       }
     ]
+  }
+}
+
+// Nothing else can create the secrets: without them the app settings keep the literal Key Vault
+// reference, and the feature that reads them is unavailable (README, "Key Vault secrets").
+resource deployerSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(secretsOfficerPrincipalId)) {
+  name: guid(vault.id, secretsOfficerPrincipalId, keyVaultSecretsOfficer)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyVaultSecretsOfficer)
+    principalId: secretsOfficerPrincipalId
   }
 }
 

@@ -20,6 +20,7 @@ from shared.settings import (
     SettingsError,
     load_alert_settings,
     load_collection_settings,
+    load_resolution_settings,
 )
 from shared.storage import CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, Storage
 from shared.storage.collection_state import Recorded
@@ -64,17 +65,21 @@ def queue_depths(storage: Storage) -> dict[str, int]:
     }
 
 
-_AREAS = {"collection": "collection", "alerts": "alert delivery"}
+_AREAS = {
+    "collection": "collection",
+    "alerts": "alert delivery",
+    "subjects": "subject lookups through Microsoft Graph",
+}
 
 
 def settings_problems(loaded: Settings | None) -> tuple[AlertSettings, dict[str, str]]:
     """The alert settings (defaults when they do not validate) and, by area, the settings that do
-    not validate; each message names the setting and never a secret's value. `loaded` is the
-    host's settings, with collection's problem recorded at start-up, or None when another setting
-    kept them from loading: each area is then read on its own."""
+    not validate or are unresolved Key Vault references; each message names the setting (and the
+    secret) and never a secret's value. `loaded` is the host's settings, with collection's problem
+    recorded at start-up, or None when another setting kept them from loading: each area is then
+    read on its own."""
     if loaded is not None:
-        problems = {} if loaded.collection_problem is None else {"collection": loaded.collection_problem}
-        return loaded.alerts, problems
+        return loaded.alerts, loaded.unavailable()
     problems = {}
     try:
         load_collection_settings()
@@ -85,6 +90,14 @@ def settings_problems(loaded: Settings | None) -> tuple[AlertSettings, dict[str,
     except SettingsError as problem:
         problems["alerts"] = str(problem)
         alert_settings = AlertSettings()
+    if alert_settings.delivery_problem is not None:
+        problems["alerts"] = alert_settings.delivery_problem
+    try:
+        graph_problem = load_resolution_settings().graph_problem
+    except SettingsError as problem:
+        graph_problem = str(problem)
+    if graph_problem is not None:
+        problems["subjects"] = graph_problem
     return alert_settings, problems
 
 

@@ -246,6 +246,17 @@ def drain(
     return drained
 
 
+def process_and_alert(
+    storage: Storage, body: bytes | str, alert_settings: AlertSettings, resolver: SubjectResolver | None
+) -> ProcessResult:
+    """process_pointer as enrich_trace runs it: the alerts the blob raised are sent at once rather
+    than on the next deliver_alerts tick (DELIVER_SCHEDULE); a failed delivery stays in the outbox."""
+    result = process_pointer(storage, body, alert_settings, resolver=resolver)
+    if result.alerts:
+        outbox.deliver_quietly(storage, alert_settings)
+    return result
+
+
 def drain_queue(
     storage: Storage,
     max_messages: int | None = None,

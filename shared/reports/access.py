@@ -169,14 +169,15 @@ def record(
     params: Mapping[str, str],
     status: int,
     error_code: str,
-    body: str,
+    body: str | bytes,
     client_ip: str = "",
     correlation_id: str = "",
     principal_headers_ignored: bool = False,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Write one ReportAccess row (never reused); returns the entity written."""
-    data = body.encode("utf-8")
+    """Write one ReportAccess row (never reused); returns the entity written. The SHA-256 is of the
+    bytes served: a text body's UTF-8, a workbook's own bytes."""
+    data = body.encode("utf-8") if isinstance(body, str) else body
     kept = {k: v for k, v in sorted(params.items()) if k.lower() not in SECRET_PARAMS}
     request = ReportRequest(
         requested_at=now or datetime.now(UTC),

@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 from shared.model.event import AccessEvent
 from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, MessageObserver, Observed
+from shared.model.times import iso_z
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
-from shared.reports import render, views
+from shared.reports import render, views, workbook
 from shared.reports.budget import WorkBudget
 from shared.reports.request import WHOLE_END, WHOLE_START, IPNetwork, ReportQuery, stored_subject
 from shared.storage.tables import AccessTable
@@ -183,3 +185,100 @@ def render_page(
             produced += weight(event)
     count = render_report(query, page, sink, lookup)
     return Page(sink.getvalue(), count, next_after)
+
+
+# The workbook's sheets, in the order a responder reads them: what was exposed first.
+WORKBOOK_VIEWS = ("exposure", "sessions", "messages", "events")
+EventSource = Callable[[], Iterable[AccessEvent]]
+
+
+class _Capped:
+    """The events of a paged sheet: whole events, in order, while their rows fit in `cap`; the
+    rows of the events after that are only counted (`more`, from `more_from` on)."""
+
+    def __init__(self, events: Iterable[AccessEvent], weight: Callable[[AccessEvent], int], cap: int) -> None:
+        self._events, self._weight, self._cap = events, weight, cap
+        self.taken = 0
+        self.more = 0
+        self.more_from: str | None = None
+
+    def __iter__(self) -> Iterator[AccessEvent]:
+        for event in self._events:
+            rows = self._weight(event)
+            if self.more_from is None and self.taken + rows <= self._cap:
+                self.taken += rows
+                yield event
+                continue
+            if self.more_from is None:
+                self.more_from = iso_z(event.timestamp)
+            self.more += rows
+
+    def note(self, view: str, limit: str) -> str | None:
+        if not self.more:
+            return None
+        return (
+            f"{self.more} more rows, the first at {self.more_from}: use CSV/JSON paging "
+            f"(view={view}, format=csv or json) to read them; this sheet stops at {limit}"
+        )
+
+
+def _new_pass(budget: WorkBudget) -> WorkBudget:
+    """`budget` for the next sheet: the same deadline; entries and records counted afresh (each
+    sheet's aggregation is freed before the next one starts)."""
+    budget.entries, budget.records, budget.reached_at = 0, 0, None
+    return budget
+
+
+def workbook_sheets(
+    query: ReportQuery,
+    events: EventSource,
+    lookup: Lookup | None = None,
+    budget: WorkBudget | None = None,
+    page_rows: int | None = None,
+) -> Iterator[workbook.Sheet]:
+    """One sheet per view of the query's range, each from a fresh pass over `events()`.
+
+    The sessions and exposure sheets aggregate the whole range within `budget` (ReportTooLarge
+    past it, as their views over HTTP). The messages and events sheets hold whole records' rows
+    up to `page_rows` (REPORT_PAGE_ROWS over HTTP; None: the worksheet's own limit) and end with
+    a line saying how many rows follow and how to read them; every pass counts against the
+    budget's deadline. Nothing is left out without that line."""
+    if page_rows is not None and page_rows < workbook.MAX_DATA_ROWS:
+        cap, limit = page_rows, f"REPORT_PAGE_ROWS={page_rows} rows"
+    else:
+        cap, limit = workbook.MAX_DATA_ROWS, f"{workbook.MAX_DATA_ROWS} rows (the worksheet limit)"
+    for view in WORKBOOK_VIEWS:
+        columns, rows_of = views.VIEWS[view]
+        source = _new_pass(budget).metered(events()) if budget is not None else events()
+        if view in views.AGGREGATED_VIEWS:
+            yield workbook.Sheet(view, columns, rows_of(source, lookup, budget))
+            continue
+        capped = _Capped(source, _PAGED[view], cap)
+        yield workbook.Sheet(
+            view, columns, rows_of(capped, lookup), functools.partial(capped.note, view, limit)
+        )
+
+
+def render_workbook(
+    query: ReportQuery,
+    events: EventSource,
+    target: str | Path | IO[bytes],
+    lookup: Lookup | None = None,
+    budget: WorkBudget | None = None,
+    page_rows: int | None = None,
+) -> dict[str, int]:
+    """The query's workbook (format=xlsx) written to `target`; returns the rows of each sheet."""
+    return workbook.write_workbook(target, workbook_sheets(query, events, lookup, budget, page_rows))
+
+
+def render_stored_workbook(
+    table: AccessTable,
+    query: ReportQuery,
+    page_rows: int,
+    lookup: Lookup | None = None,
+    budget: WorkBudget | None = None,
+) -> tuple[bytes, int]:
+    """The workbook of a stored report, as the bytes to serve and its data rows in all sheets."""
+    out = io.BytesIO()
+    rows = render_workbook(query, lambda: events_from_table(table, query), out, lookup, budget, page_rows)
+    return out.getvalue(), sum(rows.values())

@@ -12,18 +12,32 @@ from urllib.parse import urlencode
 import orjson
 from azure.core.exceptions import AzureError
 
+from shared.model.message_info import Lookup
 from shared.model.times import iso_z
-from shared.reports import access
-from shared.reports.assemble import render_page
+from shared.reports import access, workbook
+from shared.reports.assemble import render_page, render_stored_workbook
 from shared.reports.budget import ReportTooLarge, WorkBudget
-from shared.reports.request import RequestError, encode_after, parse_report_request, stored_subject
+from shared.reports.request import (
+    ReportQuery,
+    RequestError,
+    encode_after,
+    parse_report_request,
+    stored_subject,
+)
 from shared.settings import ReportSettings
 from shared.storage import Storage
+from shared.storage.tables import AccessTable
 from shared.subjects.resolver import SubjectResolver
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json; charset=utf-8"}
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "json": "application/json; charset=utf-8",
+    "xlsx": workbook.CONTENT_TYPE,
+}
+# Served as a file to save, never shown in the browser.
+ATTACHMENTS = frozenset({"csv", "xlsx"})
 CORRELATION_HEADER = "X-Correlation-Id"
 # Never carried into the next page's link: the old token, and the function key in any casing.
 _NOT_CARRIED = frozenset({"after", *access.SECRET_PARAMS})
@@ -32,7 +46,7 @@ _NOT_CARRIED = frozenset({"after", *access.SECRET_PARAMS})
 @dataclass
 class Reply:
     status: int
-    body: str
+    body: str | bytes  # bytes for a workbook
     headers: dict[str, str] = field(default_factory=dict)
     mimetype: str = "application/json"
 
@@ -59,7 +73,23 @@ def new_correlation_id() -> str:
 
 def _filename(subject: str, view: str, fmt: str) -> str:
     safe = "".join(c if c.isalnum() or c in "._-@" else "_" for c in subject)[:100]
-    return f"{safe}-{view}.{fmt}"
+    # A workbook holds every view.
+    return f"{safe}-{'report' if fmt == 'xlsx' else view}.{fmt}"
+
+
+def _render(
+    table: AccessTable,
+    query: ReportQuery,
+    settings: ReportSettings,
+    lookup: Lookup | None,
+    budget: WorkBudget,
+) -> tuple[str | bytes, int, str | None]:
+    """The body to serve, its row count and the continuation (None for the last page)."""
+    if query.fmt == "xlsx":
+        body, rows = render_stored_workbook(table, query, settings.page_rows, lookup, budget)
+        return body, rows, None
+    page = render_page(table, query, settings.page_rows, lookup, budget)
+    return page.body, page.rows, page.next_after
 
 
 def report_reply(
@@ -81,7 +111,7 @@ def report_reply(
     budget = WorkBudget.starting_now(settings.max_aggregate_entries, settings.max_seconds)
     try:
         lookup = resolver.report_lookup() if resolver is not None else None
-        page = render_page(table, query, settings.page_rows, lookup, budget)
+        body, rows, next_after = _render(table, query, settings, lookup, budget)
     except ReportTooLarge as refused:
         return error_reply(422, "report_too_large", str(refused))
     except AzureError:
@@ -90,22 +120,22 @@ def report_reply(
     headers = {
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",
-        "X-Row-Count": str(page.rows),
+        "X-Row-Count": str(rows),
     }
-    if query.fmt == "csv":
+    if query.fmt in ATTACHMENTS:
         headers["Content-Disposition"] = (
             f'attachment; filename="{_filename(stored_subject(query), query.view, query.fmt)}"'
         )
-    if page.next_after:
+    if next_after:
         next_params = {k: v for k, v in params.items() if k.lower() not in _NOT_CARRIED}
         # Pin the resolved range so a later default "now" cannot shift the following pages.
         next_params["from"] = iso_z(query.start)
         next_params["to"] = iso_z(query.end - timedelta(seconds=1))
-        token = encode_after(page.next_after)
+        token = encode_after(next_after)
         next_params["after"] = token
         headers["X-Continuation"] = token
         headers["Link"] = f'<?{urlencode(next_params)}>; rel="next"'
-    return Reply(200, page.body, headers, CONTENT_TYPES[query.fmt].split(";")[0])
+    return Reply(200, body, headers, CONTENT_TYPES[query.fmt].split(";")[0])
 
 
 def _error_code(reply: Reply) -> str:

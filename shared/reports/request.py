@@ -22,7 +22,8 @@ VIEWS = ("events", "messages", "sessions", "exposure")  # what the HTTP endpoint
 # endpoint refuses it.
 CLI_ONLY_VIEWS = ("mailboxes",)
 CLI_VIEWS = (*VIEWS, *CLI_ONLY_VIEWS)
-FORMATS = ("csv", "json")
+# xlsx is one workbook of every view (shared/reports/workbook.py); `view` does not apply to it.
+FORMATS = ("csv", "json", "xlsx")
 BY = ("mailbox", "actor")
 EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
 
@@ -308,6 +309,13 @@ def _query(
     by, view, fmt = choices
     start, end = _range(params, settings, now, open_ended=open_ended)
     raw_after = params.get("after") or None
+    if raw_after is not None and fmt == "xlsx":
+        raise RequestError(
+            400,
+            "invalid_after",
+            "'after' pages CSV and JSON only: a workbook always starts at 'from' (its messages and "
+            "events sheets say how many rows they leave to CSV/JSON paging)",
+        )
     after = decode_after(raw_after) if raw_after is not None else None
     return ReportQuery(
         subject=key,

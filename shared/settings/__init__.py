@@ -18,7 +18,7 @@ from shared.settings.collection import (
     CollectionSettings,
     load_collection_settings,
 )
-from shared.settings.environment import CATALOGUE, Capability, Setting, SettingsError
+from shared.settings.environment import CATALOGUE, Capability, Setting, SettingsError, UnresolvedReference
 from shared.settings.reports import ReportSettings, load_report_settings
 from shared.settings.storage import STORAGE_SETTING, StorageCredential, StorageSettings, load_storage_settings
 from shared.settings.subjects import (
@@ -49,6 +49,7 @@ __all__ = [
     "SettingsError",
     "StorageCredential",
     "StorageSettings",
+    "UnresolvedReference",
     "load_alert_settings",
     "load_collection_settings",
     "load_report_settings",
@@ -62,7 +63,9 @@ __all__ = [
 class Settings:
     """Every capability's settings. Collection's may not validate without stopping the rest (reports
     and health still run, and report the problem): then `collection` is None and
-    `collection_problem` says why."""
+    `collection_problem` says why. A setting that is an unresolved Key Vault reference stops its
+    own feature alone the same way: collection (`collection_problem`), alert delivery
+    (`alerts.delivery_problem`) or Graph lookups (`resolution.graph_problem`)."""
 
     storage: StorageSettings
     report: ReportSettings
@@ -76,6 +79,15 @@ class Settings:
         if self.collection is None:
             raise SettingsError(self.collection_problem or "collection settings were not loaded")
         return self.collection
+
+    def unavailable(self) -> dict[str, str]:
+        """By feature, why it cannot run while the rest does (features that run are left out)."""
+        problems = {
+            "collection": self.collection_problem,
+            "alerts": self.alerts.delivery_problem,
+            "subjects": self.resolution.graph_problem,
+        }
+        return {feature: problem for feature, problem in problems.items() if problem is not None}
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -1,5 +1,6 @@
 """Alert settings: the rules' thresholds and the webhook alerts are delivered to (no URL: recorded,
-not delivered)."""
+not delivered; a URL or signing secret that is an unresolved Key Vault reference: recorded, and
+delivery unavailable until it resolves)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-from shared.settings.environment import Environment, SettingsError
+from shared.settings.environment import Environment, SettingsError, UnresolvedReference
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
@@ -30,6 +31,9 @@ class AlertSettings:
     lag_hours: int = 6
     timeout_seconds: int = 10
     retention_days: int = 30  # delivered alerts are kept this long, then removed
+    # Why nothing is sent although a webhook is configured (an unresolved Key Vault reference):
+    # webhook_url and webhook_secret are then None, and alerts stay pending in the outbox.
+    delivery_problem: str | None = None
 
 
 def _webhook_url(env: Environment) -> str | None:
@@ -52,13 +56,25 @@ def _webhook_url(env: Environment) -> str | None:
     return value
 
 
+def _webhook(env: Environment) -> tuple[str | None, str | None, str | None]:
+    """(URL, signing secret, None), or (None, None, the problem) when either is an unresolved Key
+    Vault reference: an alert is never sent unsigned, nor signed with the reference's text."""
+    try:
+        return _webhook_url(env), env.optional("ALERT_WEBHOOK_SECRET"), None
+    except UnresolvedReference as problem:
+        return None, None, f"{problem}; until then alerts are recorded in the outbox and stay pending"
+
+
 def load_alert_settings(env: Mapping[str, str] | None = None) -> AlertSettings:
-    """Alert settings alone; raises SettingsError naming the bad one."""
+    """Alert settings alone; raises SettingsError naming the bad one, except for a webhook setting
+    that is an unresolved Key Vault reference, which is recorded in `delivery_problem`."""
     source = Environment(env)
     webhook_format = source.choice("ALERT_WEBHOOK_FORMAT", AlertFormat)
+    url, secret, delivery_problem = _webhook(source)
     return AlertSettings(
-        webhook_url=_webhook_url(source),
-        webhook_secret=source.optional("ALERT_WEBHOOK_SECRET"),
+        webhook_url=url,
+        webhook_secret=secret,
+        delivery_problem=delivery_problem,
         webhook_format=webhook_format,
         tenant=source.text("TENANT_ID").lower(),
         near_throttle_threshold=source.integer("ALERT_NEAR_THROTTLE_THRESHOLD", 1, 100_000),

@@ -21,6 +21,59 @@ class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it and says what to fix."""
 
 
+# App Service resolves a Key Vault reference in an app setting before the app starts; one it cannot
+# resolve (no such secret, or the identity may not read it) is left as the literal reference text:
+# "If a reference isn't resolved properly, the reference string is used instead", Use Key Vault
+# references as app settings, https://learn.microsoft.com/azure/app-service/app-service-key-vault-references#troubleshoot-key-vault-references
+_KEY_VAULT_REFERENCE = re.compile(r"^@Microsoft\.KeyVault\((?P<body>.*)\)$", re.IGNORECASE | re.DOTALL)
+_SECRET_URI_PATH = re.compile(r"^/secrets/(?P<name>[^/]+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SecretReference:
+    """Where an unresolved Key Vault reference points: `VaultName=...;SecretName=...` or
+    `SecretUri=https://{vault}.vault.azure.net/secrets/{name}/{version}`, as the page above writes
+    them. Either part is "" when the reference does not say (a reference App Service found invalid)."""
+
+    vault: str
+    secret: str
+
+    def describe(self) -> str:
+        secret = f"secret {self.secret!r}" if self.secret else "a secret it does not name"
+        return f"{secret} in vault {self.vault!r}" if self.vault else secret
+
+
+def key_vault_reference(value: str) -> SecretReference | None:
+    """The secret a value refers to when the value is a Key Vault reference left unresolved."""
+    matched = _KEY_VAULT_REFERENCE.match(value.strip())
+    if matched is None:
+        return None
+    parts = dict(
+        (key.strip().lower(), found.strip())
+        for key, _, found in (part.partition("=") for part in matched["body"].split(";"))
+    )
+    uri = urlsplit(parts.get("secreturi", ""))
+    if uri.hostname:
+        path = _SECRET_URI_PATH.match(uri.path)
+        return SecretReference(uri.hostname.split(".")[0], path["name"] if path else "")
+    return SecretReference(parts.get("vaultname", ""), parts.get("secretname", ""))
+
+
+class UnresolvedReference(SettingsError):
+    """A setting holds a Key Vault reference App Service could not resolve. Only the feature the
+    setting belongs to stops; the message names the setting and the secret (a reference is no
+    secret, and the secret's value was never there)."""
+
+    def __init__(self, name: str, reference: SecretReference) -> None:
+        self.setting = name
+        self.reference = reference
+        super().__init__(
+            f"{name} is an unresolved Key Vault reference to {reference.describe()}: App Service "
+            "could not read the secret (it does not exist yet, or the app's identity may not read "
+            "it); create it (README, Key Vault secrets) and restart the app"
+        )
+
+
 class Capability(StrEnum):
     STORAGE = "storage"
     COLLECTION = "collection"  # the Management Activity API, with the credentials and the cloud
@@ -187,7 +240,9 @@ class Environment:
     """Typed reads of one environment (the process's unless given), each of a catalogued name.
 
     Values are trimmed, and a blank one counts as unset. When unset, a setting has the catalogue's
-    default; a reader takes an explicit default only for a setting whose default is derived."""
+    default; a reader takes an explicit default only for a setting whose default is derived. A
+    value that is an unresolved Key Vault reference is never used: every reader raises
+    UnresolvedReference for it."""
 
     def __init__(self, source: Mapping[str, str] | None = None) -> None:
         self._source = os.environ if source is None else source
@@ -195,6 +250,9 @@ class Environment:
     def text(self, name: str, default: str | None = None) -> str:
         setting = CATALOGUE[name]  # a KeyError here is a name missing from the catalogue
         value = self._source.get(name, "").strip()
+        reference = key_vault_reference(value)
+        if reference is not None:
+            raise UnresolvedReference(name, reference)
         if value:
             return value
         return setting.default if default is None else default

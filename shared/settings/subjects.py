@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from shared.settings.collection import CLOUDS, AuthSettings, Cloud, read_auth, read_cloud
-from shared.settings.environment import Environment, SettingsError
+from shared.settings.environment import Environment, SettingsError, UnresolvedReference
 
 # Graph message trace exists in the global service only (docs/mailitemsaccessed.md#graph-message-trace):
 # https://learn.microsoft.com/graph/api/messagetracingroot-list-messagetraces
@@ -46,6 +46,9 @@ class ResolutionSettings:
     on_demand_seconds: int = 20
     run_max_requests: int = 1000  # Graph requests one resolve_subjects run may spend
     retry_hours: int = 24  # first wait before a "not found" is looked up again (then doubled)
+    # Why `graph` is None although a tenant is configured: a credential is an unresolved Key Vault
+    # reference. Subjects then come from the records and MessageIndex alone.
+    graph_problem: str | None = None
 
     def covers(self, mailbox: str) -> bool:
         """Is `mailbox` resolved as its records arrive?"""
@@ -81,9 +84,20 @@ def _graph(env: Environment) -> GraphSettings:
     )
 
 
+def _graph_or_problem(env: Environment) -> tuple[GraphSettings | None, str | None]:
+    """Graph's settings, or (None, why) when the credentials it shares with collection are an
+    unresolved Key Vault reference (collection reports the same problem)."""
+    try:
+        return _graph(env), None
+    except UnresolvedReference as problem:
+        return None, str(problem)
+
+
 def load_resolution_settings(env: Mapping[str, str] | None = None) -> ResolutionSettings:
     """Subject resolution (`mia process`, `mia report`); on (`all`) by default when a tenant is
-    configured, and off without one. Raises SettingsError naming the bad setting."""
+    configured, and off without one. Raises SettingsError naming the bad setting, except for a
+    credential that is an unresolved Key Vault reference: Graph is then unavailable
+    (`graph_problem`) and everything else resolves as without a tenant."""
     source = Environment(env)
     configured = source.optional("TENANT_ID") is not None
     default_policy = ResolvePolicy.ALL if configured else ResolvePolicy.OFF
@@ -100,10 +114,12 @@ def load_resolution_settings(env: Mapping[str, str] | None = None) -> Resolution
         raise SettingsError(
             "RESOLVE_WATCHLIST must list at least one mailbox when RESOLVE_SUBJECTS=watchlist"
         )
+    graph, graph_problem = _graph_or_problem(source) if configured else (None, None)
     return ResolutionSettings(
         policy=policy,
         watchlist=watchlist,
-        graph=_graph(source) if configured else None,
+        graph=graph,
+        graph_problem=graph_problem,
         on_demand=on_demand,
         on_demand_max_requests=source.integer("RESOLVE_ON_DEMAND_MAX_REQUESTS", 1, 10_000),
         on_demand_seconds=source.integer("RESOLVE_ON_DEMAND_SECONDS", 1, 600),

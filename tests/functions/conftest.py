@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import azure.functions as func
 import pytest
 
 from shared.ingest import pipeline
 from shared.storage import Storage
-from tests.functions.helpers import registered_functions
+from tests.functions.helpers import user_function
 from tests.helpers import SAMPLE
-
-
-def user_function(name: str) -> Callable[..., Any]:
-    return registered_functions()[name].get_user_function()
 
 
 @pytest.fixture

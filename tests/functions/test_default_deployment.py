@@ -16,7 +16,7 @@ from shared.model.message_info import Observed
 from shared.storage import Storage
 from shared.subjects import lookup_queue
 from simulator import FaultConfig, Simulator, SimulatorConfig
-from tests.functions.conftest import user_function
+from tests.functions.helpers import user_function
 from tests.functions.test_report_http import request
 from tests.functions.test_subject_resolution import queue_message
 from tests.helpers import busiest_blobs

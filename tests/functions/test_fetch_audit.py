@@ -10,7 +10,7 @@ from azure.functions.timer import TimerRequest
 from shared.ingest import pipeline
 from shared.storage import Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
-from tests.functions.conftest import user_function
+from tests.functions.helpers import user_function
 
 pytestmark = pytest.mark.functions
 

@@ -4,7 +4,6 @@ check fails on an app or platform that misbehaves in the way the check is there 
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,11 @@ import pytest
 from shared import runtime
 from shared.storage import Storage
 from tests.functions.local_host import EasyAuth, serving
-from tests.infra.tools import INFRA, tool
+from tests.infra.tools import INFRA, az_log, fake_az_environment
 
 pytestmark = pytest.mark.functions
 
 SCRIPT = INFRA / "smoke.sh"
-FAKE_AZ = Path(__file__).parents[1] / "infra" / "fake_az.py"
 KEY = "smoke-function-key"
 TOKEN = "smoke-access-token"
 ROLE = "MailAudit.Investigator"
@@ -31,21 +29,8 @@ def run_smoke(
 ) -> subprocess.CompletedProcess[str]:
     """The script under bash with only the given environment, a fake `az` first on PATH (run by
     .venv-infra's Python, which has the jmespath its --query needs)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    az = bin_dir / "az"
-    az.write_text(f'#!/bin/sh\nexec "{tool("python")}" "{FAKE_AZ}" "$@"\n')
-    az.chmod(0o755)
-    state = tmp_path / "az-state.json"
-    state.write_text(json.dumps(az_state or {}))
-    log = tmp_path / "az.jsonl"
-    log.write_text("")
     environment = {
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "TMPDIR": str(tmp_path),
-        "FAKE_AZ_STATE": str(state),
-        "FAKE_AZ_LOG": str(log),
+        **fake_az_environment(tmp_path, az_state or {}),
         "SMOKE_INTERVAL_SECONDS": "0",
         **env,
     }
@@ -60,7 +45,7 @@ def run_smoke(
 
 
 def az_calls(tmp_path: Path) -> list[list[str]]:
-    return [json.loads(line)["argv"] for line in (tmp_path / "az.jsonl").read_text().splitlines()]
+    return [call["argv"] for call in az_log(tmp_path)]
 
 
 @pytest.fixture

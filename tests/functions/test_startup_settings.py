@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import azure.functions as func
@@ -20,7 +20,7 @@ from shared.alerts import outbox
 from shared.ingest import pipeline
 from shared.settings import SettingsError
 from shared.storage import Storage, raw_store
-from tests.functions.helpers import registered_functions
+from tests.functions.helpers import get_request, health, timer_tick, user_function
 from tests.records_factory import TENANT, mail_items_accessed
 
 pytestmark = pytest.mark.functions
@@ -29,28 +29,9 @@ SECRET = "startup-secret"
 MISCONFIGURED = "collection.misconfigured"
 
 
-def handler(name: str) -> Callable[..., Any]:
-    return registered_functions()[name].get_user_function()
-
-
-def _timer() -> func.TimerRequest:
-    return func.timer.TimerRequest(past_due=False)
-
-
-def _get(url: str, route_params: dict[str, str] | None = None) -> func.HttpRequest:
-    return func.HttpRequest(method="GET", url=url, body=b"", params={}, route_params=route_params or {})
-
-
-def _health() -> dict[str, Any]:
-    response = handler("health_http")(_get("/api/health"))
-    assert response.status_code == 200
-    body: dict[str, Any] = json.loads(response.get_body())
-    return body
-
-
 def _report_status() -> int:
-    request = _get("/api/reports/alice@contoso.com", {"mailbox": "alice@contoso.com"})
-    status: int = handler("report_http")(request).status_code
+    request = get_request("/api/reports/alice@contoso.com", {"mailbox": "alice@contoso.com"})
+    status: int = user_function("report_http")(request).status_code
     return status
 
 
@@ -89,20 +70,20 @@ def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
 def _run_enrich_trace(storage: Storage) -> None:
     imported = pipeline.import_bytes(storage, json.dumps(mail_items_accessed()).encode(), "one.jsonl")
     body = raw_store.RawPointer(imported.blob, imported.sha256, imported.format).encode().encode()
-    handler("enrich_trace")(func.QueueMessage(id="m1", body=body, pop_receipt="r1"))
+    user_function("enrich_trace")(func.QueueMessage(id="m1", body=body, pop_receipt="r1"))
     assert len(list(storage.mailbox_access.client.list_entities())) == 1
 
 
 def _run_first(name: str, storage: Storage) -> None:
     """Run `name` as a worker's first function, and check it did its own work."""
     if name == "health_http":
-        assert _health()["settings"]["collection"] is not None
+        assert health()["settings"]["collection"] is not None
     elif name == "report_http":
         assert _report_status() == 200
     elif name == "enrich_trace":
         _run_enrich_trace(storage)
     else:
-        handler(name)(_timer())
+        user_function(name)(timer_tick())
 
 
 @pytest.mark.parametrize(
@@ -148,11 +129,11 @@ def test_a_bad_collection_setting_stops_fetch_audit_alone_and_health_shows_it(
 ) -> None:
     _set(monkeypatch, bad)
 
-    body = _health()
+    body = health()
     assert _report_status() == 200
-    handler("watch_poison")(_timer())
+    user_function("watch_poison")(timer_tick())
     with pytest.raises(SettingsError, match="^" + re.escape(message)):
-        handler("fetch_audit")(_timer())
+        user_function("fetch_audit")(timer_tick())
 
     assert body["status"] == "attention"
     assert body["settings"]["collection"].startswith(message)
@@ -172,14 +153,14 @@ def test_the_start_up_check_runs_once_per_worker_and_alerts_once_a_day(
     caplog.set_level(logging.ERROR, logger="shared.collect.collector")
     _set(monkeypatch, {"COLLECT_MAX_ATTEMPTS": "0"})
 
-    _health()
+    health()
     _report_status()
-    handler("deliver_alerts")(_timer())
+    user_function("deliver_alerts")(timer_tick())
     assert len(_startup_log_lines(caplog)) == 1  # one worker, one check
 
     runtime.reset()  # a second worker the same day: checked again, nothing raised twice
-    _health()
-    handler("deliver_alerts")(_timer())
+    health()
+    user_function("deliver_alerts")(timer_tick())
 
     assert len(_startup_log_lines(caplog)) == 2
     assert len(_misconfigured_rows(host_env)) == 1
@@ -211,10 +192,10 @@ def test_a_bad_setting_collection_shares_with_graph_is_alerted_at_start_up_too(
     [request] = receiver.received
     assert request.json()["type"] == MISCONFIGURED
     assert request.json()["details"]["error"].startswith(named)
-    body = _health()
+    body = health()
     assert body["settings"]["collection"].startswith(named)
     with pytest.raises(SettingsError, match="^" + re.escape(named)):
-        handler("fetch_audit")(_timer())
+        user_function("fetch_audit")(timer_tick())
     assert len(receiver.received) == 1
     assert "s3cr3t-value" not in request.body.decode() + json.dumps(body)
 
@@ -222,11 +203,11 @@ def test_a_bad_setting_collection_shares_with_graph_is_alerted_at_start_up_too(
 def test_valid_collection_settings_raise_nothing_at_start_up(
     host_env: Storage, receiver: WebhookReceiver
 ) -> None:
-    body = _health()
+    body = health()
     assert _report_status() == 200
-    handler("deliver_alerts")(_timer())
+    user_function("deliver_alerts")(timer_tick())
 
-    assert body["settings"] == {"collection": None, "alerts": None}
+    assert body["settings"] == {"collection": None, "alerts": None, "subjects": None}
     assert outbox.rows(host_env) == []
     assert receiver.received == []
 
@@ -236,10 +217,10 @@ def test_with_bad_alert_settings_health_shows_both_problems_and_nothing_is_raise
 ) -> None:
     _set(monkeypatch, {"COLLECT_CONCURRENCY": "lots", "ALERT_WEBHOOK_FORMAT": "email"})
 
-    body = _health()
+    body = health()
 
     assert body["settings"]["collection"] == "COLLECT_CONCURRENCY must be an integer, got 'lots'"
     assert body["settings"]["alerts"].startswith("ALERT_WEBHOOK_FORMAT must be one of json, teams, slack")
     assert outbox.rows(host_env) == []
     with pytest.raises(SettingsError, match=r"^ALERT_WEBHOOK_FORMAT"):
-        handler("deliver_alerts")(_timer())
+        user_function("deliver_alerts")(timer_tick())

@@ -15,7 +15,7 @@ from shared import runtime
 from shared.storage import LOOKUP_QUEUE, Storage, raw_store
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from simulator.tenant import Blob
-from tests.functions.conftest import user_function
+from tests.functions.helpers import user_function
 from tests.functions.test_report_http import request
 from tests.helpers import busiest_blobs, full_scan, stored_pointer
 

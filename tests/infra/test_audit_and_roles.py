@@ -11,7 +11,7 @@ import pytest
 
 from shared import storage
 from shared.storage.report_access import ReportAccessTable
-from tests.infra.deployment import Deployment, Reference, Resource, deploy
+from tests.infra.deployment import Deployment, Inputs, Reference, Resource, deploy
 
 pytestmark = pytest.mark.infra
 
@@ -31,7 +31,12 @@ BUILT_IN_TABLE_ACCESS = {
     "974c5e8b-45b9-4653-ba55-5f855dd0fb88": False,  # Storage Queue Data Contributor
     "3913510d-42f4-4e42-8a64-420c390055eb": False,  # Monitoring Metrics Publisher
     "4633458b-17de-408a-b874-0445c86b69e6": False,  # Key Vault Secrets User
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": False,  # Key Vault Secrets Officer
 }
+# Creates, changes and deletes secrets, which `az keyvault secret set` needs on an RBAC vault:
+# https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/security#key-vault-secrets-officer
+SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
+DEPLOYER = "7f3c2b1a-0e9d-4c8b-a765-4321fedcba98"
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +167,32 @@ def test_the_report_access_role_can_insert_rows_and_do_nothing_else(deployment: 
     assert account.name in properties["roleName"]
     group = deployment.one("Microsoft.Resources/resourceGroups")
     assert properties["assignableScopes"] == [group.id]
+
+
+def test_by_default_the_deployer_is_not_granted_the_vaults_secrets() -> None:
+    deployment = deploy(Inputs(parameters={**Inputs().parameters, "deployerPrincipalId": DEPLOYER}))
+    assert deployment.parameters["grantDeployerSecretsOfficer"] is False
+    granted = [a for a in deployment.of_type(ROLE_ASSIGNMENT) if a.properties["principalId"] == DEPLOYER]
+    assert SECRETS_OFFICER not in {role_of(a) for a in granted}
+
+
+def test_the_deployer_may_be_granted_the_vaults_secrets_and_nothing_else_more() -> None:
+    deployer = {**Inputs().parameters, "deployerPrincipalId": DEPLOYER}
+    without = deploy(Inputs(parameters=deployer))
+    deployment = deploy(Inputs(parameters={**deployer, "grantDeployerSecretsOfficer": True}))
+
+    granted = [a for a in deployment.of_type(ROLE_ASSIGNMENT) if a not in without.of_type(ROLE_ASSIGNMENT)]
+
+    assert [(role_of(a), a.properties["principalId"]) for a in granted] == [(SECRETS_OFFICER, DEPLOYER)]
+    assert granted[0].scope == deployment.one("Microsoft.KeyVault/vaults").id
+    # The app's identity keeps exactly its own roles.
+    identity = deployment.one("Microsoft.ManagedIdentity/userAssignedIdentities")
+    principal = Reference(identity.id, ("properties", "principalId"))
+    apps = [a for a in deployment.of_type(ROLE_ASSIGNMENT) if a.properties["principalId"] != DEPLOYER]
+    assert apps == deploy().of_type(ROLE_ASSIGNMENT)
+    assert all(a.properties["principalId"] == principal for a in apps)
+
+
+def test_granting_the_vaults_secrets_needs_a_deployer() -> None:
+    deployment = deploy(Inputs(parameters={**Inputs().parameters, "grantDeployerSecretsOfficer": True}))
+    assert SECRETS_OFFICER not in {role_of(a) for a in deployment.of_type(ROLE_ASSIGNMENT)}

@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 
 from tests.infra.deployment import Deployment, Inputs, Joined, deploy
-from tests.infra.tools import INFRA, ROOT, python_with, tool
+from tests.infra.tools import INFRA, ROOT, az_log, fake_az_environment, python_with, tool
 
 pytestmark = pytest.mark.infra
 
 WAIT = INFRA / "wait-for-roles.sh"
 SMOKE = INFRA / "smoke.sh"
-FAKE_AZ = Path(__file__).with_name("fake_az.py")
 ACCOUNT = "stabc123"
 CONTAINER = "app-package-func-abc123-abc123"
 DEPLOYER = "5a4b3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d"
@@ -36,33 +35,16 @@ def run_wait(
     tmp_path: Path, *args: str, denials: int = 0, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], list[list[str]]]:
     """wait-for-roles.sh with a fake az whose listing is refused `denials` times for want of a role."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    az = bin_dir / "az"
-    az.write_text(f'#!/bin/sh\nexec "{tool("python")}" "{FAKE_AZ}" "$@"\n')
-    az.chmod(0o755)
-    state = tmp_path / "az-state.json"
-    state.write_text(
-        json.dumps(
-            {"deploymentContainer": {"account": ACCOUNT, "container": CONTAINER}, "roleDenials": denials}
-        )
-    )
-    log = tmp_path / "az.jsonl"
-    log.write_text("")
+    state = {"deploymentContainer": {"account": ACCOUNT, "container": CONTAINER}, "roleDenials": denials}
     environment = {
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "TMPDIR": str(tmp_path),
-        "FAKE_AZ_STATE": str(state),
-        "FAKE_AZ_LOG": str(log),
+        **fake_az_environment(tmp_path, state),
         "ROLE_WAIT_INTERVAL_SECONDS": "0",
         **(AZD_ENV if env is None else env),
     }
     completed = subprocess.run(
         ["bash", str(WAIT), *args], capture_output=True, text=True, timeout=60, check=False, env=environment
     )
-    calls = [json.loads(line)["argv"] for line in log.read_text().splitlines()]
-    return completed, calls
+    return completed, [call["argv"] for call in az_log(tmp_path)]
 
 
 LISTING = [

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.tools import INFRA, tool
+from tests.infra.tools import INFRA, az_log, fake_az_environment, tool
 
 pytestmark = pytest.mark.infra
 
@@ -20,7 +20,6 @@ SCRIPT = INFRA / "grant-permissions.sh"
 # The bash that runs the script: GRANT_PERMISSIONS_BASH=/bin/bash on macOS runs these tests under
 # its bash 3.2, whose set -u differs from bash 5's (see test_the_script_uses_no_arrays).
 BASH = os.environ.get("GRANT_PERMISSIONS_BASH", "bash")
-FAKE_AZ = Path(__file__).with_name("fake_az.py")
 
 O365_APP = "c5393580-f805-4401-95e8-94b7a6ef2fc2"
 GRAPH_APP = "00000003-0000-0000-c000-000000000000"
@@ -106,15 +105,11 @@ class Run:
 
 
 def run_script(tmp_path: Path, *args: str, state: dict[str, Any] | None = None, pwsh: bool = False) -> Run:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir(exist_ok=True)
-    az = bin_dir / "az"
-    az.write_text(f'#!/bin/sh\nexec "{tool("python")}" "{FAKE_AZ}" "$@"\n')
-    az.chmod(0o755)
+    env = fake_az_environment(tmp_path, state if state is not None else tenant())
     pwsh_log = tmp_path / "pwsh.jsonl"
     if pwsh:
         # Records its arguments and the script file it was given.
-        fake = bin_dir / "pwsh"
+        fake = tmp_path / "bin" / "pwsh"
         fake.write_text(
             "#!/bin/sh\n"
             f'"{tool("python")}" -c \'import json, sys; a = sys.argv[1:]; '
@@ -123,23 +118,12 @@ def run_script(tmp_path: Path, *args: str, state: dict[str, Any] | None = None, 
             '"$@"\n'
         )
         fake.chmod(0o755)
-    state_file = tmp_path / "tenant.json"
-    state_file.write_text(json.dumps(state if state is not None else tenant()))
-    log = tmp_path / "az.jsonl"
-    log.write_text("")
-    env = {
-        "PATH": f"{bin_dir}:/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "TMPDIR": str(tmp_path),
-        "FAKE_AZ_STATE": str(state_file),
-        "FAKE_AZ_LOG": str(log),
-    }
     completed = subprocess.run(
         [BASH, str(SCRIPT), *args], capture_output=True, text=True, timeout=60, check=False, env=env
     )
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    calls = az_log(tmp_path)
     pwsh_calls = [json.loads(line) for line in pwsh_log.read_text().splitlines()] if pwsh_log.exists() else []
-    return Run(completed, calls, json.loads(state_file.read_text()), pwsh_calls)
+    return Run(completed, calls, json.loads(Path(env["FAKE_AZ_STATE"]).read_text()), pwsh_calls)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -357,3 +357,15 @@ def test_azd_wiring() -> None:
     )
     azure_yaml = json.loads(completed.stdout)
     assert azure_yaml["services"] == {"api": {"project": ".", "language": "python", "host": "function"}}
+
+
+def test_report_sign_in_stays_in_the_subscriptions_tenant_when_another_tenant_is_collected() -> None:
+    # The report API's app registration (authClientId) is made where the deployment is; collecting
+    # another tenant with an app registration of its own does not move the investigators' sign-in.
+    deployment = deployed_with(
+        collectorAuthMode="secret", tenantId=OTHER_TENANT, enableAuth=True, authClientId=OTHER_TENANT
+    )
+    (auth,) = deployment.of_type("Microsoft.Web/sites/config")
+    issuer = auth.properties["identityProviders"]["azureActiveDirectory"]["registration"]["openIdIssuer"]
+    assert issuer.endswith(f"/{Inputs().tenant_id}/v2.0")
+    assert app_settings(deployment)["TENANT_ID"] == OTHER_TENANT

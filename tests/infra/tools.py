@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -51,3 +52,33 @@ def _missing(message: str) -> NoReturn:
     if os.environ.get("REQUIRE_INFRA_TOOLS") == "1":
         pytest.fail(message)
     pytest.skip(message)
+
+
+FAKE_AZ = Path(__file__).with_name("fake_az.py")
+
+
+def fake_az_environment(tmp_path: Path, state: object) -> dict[str, str]:
+    """A script environment whose `az` is tests/infra/fake_az.py over `state` (a JSON tenant):
+    only the system's tools beside it, HOME and TMPDIR in `tmp_path`, every call logged to
+    `tmp_path/az.jsonl` (read it with `az_log`)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    az = bin_dir / "az"
+    az.write_text(f'#!/bin/sh\nexec "{tool("python")}" "{FAKE_AZ}" "$@"\n')
+    az.chmod(0o755)
+    state_file = tmp_path / "az-state.json"
+    state_file.write_text(json.dumps(state))
+    log = tmp_path / "az.jsonl"
+    log.write_text("")
+    return {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),
+        "FAKE_AZ_STATE": str(state_file),
+        "FAKE_AZ_LOG": str(log),
+    }
+
+
+def az_log(tmp_path: Path) -> list[dict[str, Any]]:
+    """The calls the fake `az` of `fake_az_environment(tmp_path, ...)` answered, in order."""
+    return [json.loads(line) for line in (tmp_path / "az.jsonl").read_text().splitlines()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import json
 import os
 import re
 import shlex
@@ -11,11 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 
 from mia import cli
 from shared.model.event import PROVENANCE_COLUMNS
+from shared.reports.assemble import WORKBOOK_VIEWS
+from shared.reports.views import VIEWS
 from shared.storage import Storage
 from tests.helpers import ROOT, SAMPLE, blob_names, full_scan, parse_csv, records_for
+from tests.reports.xlsx import assert_sheet_matches, assert_workbook_is_safe
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +54,7 @@ def test_mia_report_help_exits_0_and_lists_views_formats_and_scopes(
 
     assert code == 0
     views = "{events,messages,sessions,exposure,mailboxes}"
-    words = (views, "{csv,json}", "{mailbox,actor}", "--from", "--to")
+    words = (views, "{csv,json,xlsx}", "{mailbox,actor}", "--from", "--to")
     for word in (*words, "--input", "--ip", "--session", "--exclude-ip", "UTC"):
         assert word in out
 
@@ -280,3 +285,35 @@ def test_the_installed_mia_script_without_storage_settings_exits_2_naming_the_se
     assert done.returncode == 2
     assert done.stderr.startswith("mia: configuration: ")
     assert "AzureWebJobsStorage" in done.stderr
+
+
+def test_mia_report_writes_every_view_of_an_export_to_one_workbook(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scope = ["alice@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20", "--input", str(SAMPLE)]
+    out = tmp_path / "alice.xlsx"
+
+    code, stdout, stderr = _run(capsys, "report", *scope, "--format", "xlsx", "-o", str(out))
+
+    assert (code, stdout) == (0, "")
+    assert stderr.startswith(f"workbook written to {out}: ")
+    book = load_workbook(out)
+    assert book.sheetnames == list(WORKBOOK_VIEWS)
+    for view in WORKBOOK_VIEWS:
+        code, text, _ = _run(capsys, "report", *scope, "--view", view, "--format", "json")
+        assert code == 0
+        expected = json.loads(text)
+        assert expected, view
+        assert_sheet_matches(book[view], VIEWS[view][0], expected)
+    assert_workbook_is_safe(out.read_bytes())
+
+
+def test_mia_report_refuses_a_workbook_to_standard_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stdout, stderr = _run(
+        capsys, "report", "alice@contoso.com", "--input", str(SAMPLE), "--format", "xlsx"
+    )
+
+    assert (code, stdout) == (2, "")
+    assert "--format xlsx writes a binary workbook: name the file with -o FILE.xlsx" in stderr

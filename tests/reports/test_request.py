@@ -143,7 +143,7 @@ def test_to_of_tomorrow_is_accepted() -> None:
             "invalid_view",
             "'view' must be one of events, messages, sessions, exposure; got 'Events'",
         ),
-        ({"format": "xml"}, "invalid_format", "'format' must be one of csv, json; got 'xml'"),
+        ({"format": "xml"}, "invalid_format", "'format' must be one of csv, json, xlsx; got 'xml'"),
         ({"by": "owner"}, "invalid_by", "'by' must be one of mailbox, actor; got 'owner'"),
     ],
 )
