@@ -11,6 +11,7 @@ import io
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -21,13 +22,13 @@ from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
 from shared.reports import html, render, views, workbook
 from shared.reports.budget import WorkBudget
-from shared.reports.request import IPNetwork, ReportQuery
+from shared.reports.request import WHOLE_END, WHOLE_START, IPNetwork, ReportQuery, stored_subject
 from shared.storage.tables import AccessTable
 
 
 def _matches(event: AccessEvent, query: ReportQuery) -> bool:
     who = event.user if query.by == "actor" else event.mailbox
-    return who == query.subject and query.start <= event.timestamp < query.end
+    return (query.subject is None or who == query.subject) and query.start <= event.timestamp < query.end
 
 
 @functools.lru_cache(maxsize=4096)
@@ -75,6 +76,18 @@ def events_from_files(
     return sorted(chosen.values(), key=lambda event: (event.timestamp, event.record_id))
 
 
+def within_the_files(query: ReportQuery, events: Sequence[AccessEvent]) -> ReportQuery:
+    """`query` with an open bound (no `from`, or no `to`, of a report from files) closed at the
+    files' own edge: the second of their first record, the second after their last; so the report
+    names the range it covers. `events` are the query's, in time order; with none, unchanged."""
+    if not events:
+        return query
+    first, last = (event.timestamp.replace(microsecond=0) for event in (events[0], events[-1]))
+    start = first if query.start == WHOLE_START else query.start
+    end = last + timedelta(seconds=1) if query.end == WHOLE_END else query.end
+    return replace(query, start=start, end=end)
+
+
 def audit_lookup(observer: MessageObserver) -> Lookup:
     """The files' own MessageIndex: a subject any record of the files gives for a message of a
     mailbox, as ingestion records it in the MessageIndex table (so a report from files and one from
@@ -96,7 +109,7 @@ def audit_lookup(observer: MessageObserver) -> Lookup:
 
 
 def events_from_table(table: AccessTable, query: ReportQuery) -> Iterator[AccessEvent]:
-    for _, event in table.query_events(query.subject, query.start, query.end, query.after):
+    for _, event in table.query_events(stored_subject(query), query.start, query.end, query.after):
         if passes_filters(event, query):
             yield event
 
@@ -166,7 +179,7 @@ def render_page(
     page: list[AccessEvent] = []
     produced = 0
     last_read = next_after = None
-    for key, event in table.query_events(query.subject, query.start, query.end, query.after):
+    for key, event in table.query_events(stored_subject(query), query.start, query.end, query.after):
         if produced >= page_rows or len(page) >= page_rows or _late(budget, last_read):
             next_after = last_read
             break

@@ -459,11 +459,23 @@ def _filters(query: ReportQuery) -> str:
     return _text("; ".join(parts)) if parts else "none: every record of the range is counted"
 
 
+EVERY_MAILBOX = "every mailbox in the files"
+
+
+def _scope(query: ReportQuery) -> str:
+    """Whose access the page reports: the mailbox or actor asked for, or (`mia report --input` with
+    no mailbox) every mailbox of the files."""
+    return query.subject if query.subject is not None else EVERY_MAILBOX
+
+
 def render_summary(query: ReportQuery, summary: Summary, blind: list[tuple[datetime, datetime]]) -> str:
-    whose = "read by" if query.by == "actor" else "of the mailbox"
+    if query.subject is None:
+        scope = f"Mailbox access of <b>{EVERY_MAILBOX}</b>"
+    else:
+        whose = "read by" if query.by == "actor" else "of the mailbox"
+        scope = f"Mailbox access {whose} <b>{_text(query.subject)}</b>"
     items = [
-        f"Mailbox access {whose} <b>{_text(query.subject)}</b>, from {iso_z(query.start)} to "
-        f"{iso_z(query.end)} (UTC).",
+        f"{scope}, from {iso_z(query.start)} to {iso_z(query.end)} (UTC).",
     ]
     if not summary.records:
         items.append("No MailItemsAccessed record falls in this range with this filter.")
@@ -539,7 +551,7 @@ def render_evidence(query: ReportQuery, summary: Summary, generated: datetime) -
         else ""
     )
     parameters = {
-        "subject": query.subject,
+        "subject": _scope(query),
         "by": query.by,
         "from": iso_z(query.start),
         "to (exclusive)": iso_z(query.end),
@@ -598,7 +610,7 @@ def write_page(
     summary = summarise(held)
     timeline = build_timeline(held, query)
     blind = timeline.blind if timeline is not None else []
-    title = f"Mailbox access report: {query.subject}"
+    title = f"Mailbox access report: {_scope(query)}"
     sink.write(
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{_text(CONTENT_SECURITY_POLICY)}">'

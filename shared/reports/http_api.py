@@ -17,7 +17,13 @@ from shared.model.times import iso_z
 from shared.reports import access, html, workbook
 from shared.reports.assemble import render_page, render_stored_workbook
 from shared.reports.budget import ReportTooLarge, WorkBudget
-from shared.reports.request import ReportQuery, RequestError, encode_after, parse_report_request
+from shared.reports.request import (
+    ReportQuery,
+    RequestError,
+    encode_after,
+    parse_report_request,
+    stored_subject,
+)
 from shared.settings import ReportSettings
 from shared.storage import Storage
 from shared.storage.tables import AccessTable
@@ -122,7 +128,7 @@ def report_reply(
         headers["Referrer-Policy"] = "no-referrer"
     if query.fmt in ATTACHMENTS:
         headers["Content-Disposition"] = (
-            f'attachment; filename="{_filename(query.subject, query.view, query.fmt)}"'
+            f'attachment; filename="{_filename(stored_subject(query), query.view, query.fmt)}"'
         )
     if next_after:
         next_params = {k: v for k, v in params.items() if k.lower() not in _NOT_CARRIED}

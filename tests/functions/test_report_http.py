@@ -554,6 +554,7 @@ HOSTILE_PARAMS = [
     ({"view": "EVENTS"}, "invalid_view"),
     ({"view": "events' or 1 eq 1"}, "invalid_view"),
     ({"view": "exposure\x00"}, "invalid_view"),
+    ({"view": "mailboxes"}, "invalid_view"),  # mia report only: a report here is of one mailbox
     ({"format": "xml"}, "invalid_format"),
     ({"format": "csv\r\nX-Injected: 1"}, "invalid_format"),
     ({"by": "tenant"}, "invalid_by"),

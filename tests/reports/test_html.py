@@ -203,3 +203,10 @@ def test_a_100000_record_mailbox_gives_a_page_of_bounded_size() -> None:
     assert (
         f"{records + 2 - html.TABLE_ROWS:,} more rows: use CSV or JSON (view=exposure)" in page
     )  # + 2 attacker messages
+
+
+def test_a_page_of_every_mailbox_in_the_files_says_so() -> None:
+    page = page_of(story(), subject=None)
+    assert "<title>Mailbox access report: every mailbox in the files</title>" in page
+    assert "Mailbox access of <b>every mailbox in the files</b>" in page
+    assert "None" not in "".join(parts(page).texts)

@@ -9,12 +9,14 @@ import pytest
 from shared.model.event import EVENT_COLUMNS, AccessEvent
 from shared.reports.views import (
     EXPOSURE_COLUMNS,
+    MAILBOX_COLUMNS,
     MESSAGE_COLUMNS,
     NO_SESSION,
     SESSION_COLUMNS,
     VIEWS,
     event_rows,
     exposure_rows,
+    mailbox_rows,
     message_rows,
     session_rows,
 )
@@ -97,6 +99,7 @@ def test_views_table_names_columns_and_row_functions() -> None:
         "messages": (MESSAGE_COLUMNS, message_rows),
         "sessions": (SESSION_COLUMNS, session_rows),
         "exposure": (EXPOSURE_COLUMNS, exposure_rows),
+        "mailboxes": (MAILBOX_COLUMNS, mailbox_rows),
     } == VIEWS
 
 
