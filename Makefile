@@ -8,9 +8,25 @@ NODE_STAMP := node_modules/.installed
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
 
-.PHONY: setup test lint unit demo bench clean
+# The browser tests use Debian's Chromium and its driver (never a browser a tool downloads).
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+BROWSER_PACKAGES := chromium chromium-driver
 
-setup: $(PY_STAMP) $(NODE_STAMP) $(INFRA_STAMP)
+.PHONY: setup test lint unit demo bench clean browser docs-screenshot
+
+setup: $(PY_STAMP) $(NODE_STAMP) $(INFRA_STAMP) browser
+
+# As root (CI), installs the packages when missing; otherwise says how, and the browser tests fail
+# with the same instruction until they are there.
+browser:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(BROWSER_PACKAGES); \
+	else \
+		echo "warning: $(CHROMIUM) or $(CHROMEDRIVER) is missing; the browser tests need them:" \
+			"sudo apt-get install $(BROWSER_PACKAGES)" >&2; \
+	fi
 
 $(PY_STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +58,10 @@ unit: setup
 
 demo: setup
 	$(PY) -m devtools.demo
+
+# The README's picture of the HTML report, taken by the browser test from the bundled sample.
+docs-screenshot: setup
+	MIA_DOCS_SCREENSHOT=1 $(PY) -m pytest -p no:cacheprovider tests/browser -k sample
 
 bench: setup
 	$(PY) -m bench.run

@@ -7,7 +7,7 @@ through the simulator's Microsoft Graph), and `mia report` for the attacker's ma
 the exposure of what the attacker's IP read. A webhook receiver on 127.0.0.1 takes the alerts,
 verifying each signature (over its timestamp and the body, within five minutes) with the secret
 the demo set; the alert types it accepted are listed in out/demo-summary.json `alerts_delivered`.
-Writes the reports and out/demo-summary.json.
+Writes the reports (CSV, JSON and the HTML page) and out/demo-summary.json.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def verify_evidence(env: dict[str, str]) -> dict[str, int]:
 
 
 def print_sessions(path: Path) -> None:
-    with path.open(encoding="utf-8") as sessions:
+    with path.open(encoding="utf-8-sig") as sessions:  # the CSV starts with a byte-order mark
         for row in csv.DictReader(sessions):
             print(
                 f"  {row['FirstSeen']} .. {row['LastSeen']}  {row['Users'][:24]:<24} {row['LogonTypes']:<9} "
@@ -80,7 +80,7 @@ def print_sessions(path: Path) -> None:
 
 
 def print_exposure(path: Path) -> None:
-    with path.open(encoding="utf-8") as exposure:
+    with path.open(encoding="utf-8-sig") as exposure:
         for row in csv.DictReader(exposure):
             subject = row["Subject"].lstrip("'")  # CSV cells starting with = + - @ carry a quote
             print(
@@ -121,6 +121,9 @@ def main() -> int:
                 mia("report", mailbox, "--from", since, "--view", view, "--format", fmt,
                     "-o", str(path), env=env)  # fmt: skip
                 reports.append(str(path.relative_to(ROOT)))
+        page = OUT / f"{mailbox}-exposure.html"  # the summary, timeline and every view, one file
+        mia("report", mailbox, "--from", since, "--format", "html", "-o", str(page), env=env)
+        reports.append(str(page.relative_to(ROOT)))
         attacker_only = OUT / f"{mailbox}-exposure-attacker-ip.csv"
         mia("report", mailbox, "--from", since, "--view", "exposure", "--ip", sim.attacker_ip,
             "-o", str(attacker_only), env=env)  # fmt: skip

@@ -31,12 +31,16 @@ from shared.reports.assemble import (
     events_from_table,
     render_report,
     render_workbook,
+    within_the_files,
 )
 from shared.reports.request import (
+    CLI_VIEWS,
     FORMATS,
+    STORAGE_NEEDS_SUBJECT,
     ReportQuery,
     RequestError,
     parse_end,
+    parse_file_report_request,
     parse_report_request,
     parse_time,
     validate_subject,
@@ -64,7 +68,9 @@ examples:
   mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
   mia report alice@contoso.com --format xlsx -o alice.xlsx   every view, one Excel workbook
   mia report alice@contoso.com --input export.csv   straight from a file, no storage at all
+  mia report --input export.csv --view mailboxes    triage: every mailbox in the file, worst first
   mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
+  mia report alice@contoso.com --format html -o alice.html   summary, timeline, tables: one page
 
 storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
 need no storage.
@@ -196,6 +202,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0 if result.caught_up else 3
 
 
+def _report_query(args: argparse.Namespace, params: dict[str, str]) -> ReportQuery:
+    """The report's query: of the --input files (any mailbox, their whole range by default), or
+    of one mailbox (or actor) in storage."""
+    settings, now = load_report_settings(), datetime.now(UTC)
+    if args.input:
+        return parse_file_report_request(args.mailbox, params, settings, now)
+    if not args.mailbox:
+        raise RequestError(400, "missing_mailbox", STORAGE_NEEDS_SUBJECT)
+    return parse_report_request(args.mailbox, params, settings, now, views=CLI_VIEWS)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     params = {
         "view": args.view,
@@ -207,8 +224,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         "session": ",".join(args.session),
         "exclude_ip": ",".join(args.exclude_ip),
     }
-    settings = load_report_settings()
-    query = parse_report_request(args.mailbox, params, settings, datetime.now(UTC))
+    query = _report_query(args, params)
     if query.fmt == "xlsx" and not args.output:
         print(
             "mia: --format xlsx writes a binary workbook: name the file with -o FILE.xlsx "
@@ -216,12 +232,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    ip_context = open_context(settings.ip_databases)
+    ip_context = open_context(load_report_settings().ip_databases)
     stats = ParseStats()
     source: EventSource
     if args.input:
         observer = MessageObserver()
         chosen = events_from_files(args.input, query, stats, observer)
+        query = within_the_files(query, chosen)
         source = lambda: chosen  # noqa: E731
         lookup = audit_lookup(observer)
     else:
@@ -234,7 +251,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif args.output:
         with open(args.output, "w", encoding="utf-8", newline="") as out:
             count = render_report(query, source(), out, lookup, ip_context=ip_context)
-        print(f"{count} {query.view} rows written to {args.output}", file=sys.stderr)
+        what = "records in the HTML report" if query.fmt == "html" else f"{query.view} rows"
+        print(f"{count} {what} written to {args.output}", file=sys.stderr)
     else:
         sink = terminal.for_stdout(sys.stdout, query.fmt)
         render_report(query, source(), sink, lookup, ip_context=ip_context)
@@ -323,26 +341,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = commands.add_parser(
         "report",
-        help="write a report of one mailbox (or one actor)",
+        help="write a report of one mailbox (or one actor), or of every mailbox in export files",
         description="Views: events (one row per audit record), messages (one row per record and "
-        "message), sessions (one row per SessionId) and exposure (one row per message read, per "
-        "synced folder and per throttled, unaudited 24 hours). Times are UTC; a date as --to "
-        "includes that whole day. --ip, --session and --exclude-ip narrow every view.",
+        "message), sessions (one row per SessionId), exposure (one row per message read, per "
+        "synced folder and per throttled, unaudited 24 hours) and mailboxes (one row per mailbox, "
+        "the most suspicious first: non-owner accesses, then synced folders, then throttled "
+        "windows, then records). Times are UTC; a date as --to includes that whole day. --ip, "
+        "--session and --exclude-ip narrow every view. With --input the mailbox may be left out "
+        "(every mailbox in the files) and the range defaults to the whole of the files.",
     )
-    rep.add_argument("mailbox", help="mailbox UPN (or, with --by actor, the accessing user)")
+    rep.add_argument(
+        "mailbox",
+        nargs="?",
+        help="mailbox UPN or GUID (or, with --by actor, the accessing user); optional with "
+        "--input: without it, every mailbox in the files",
+    )
     rep.add_argument(
         "--from",
         dest="from_",
         metavar="WHEN",
-        help="start (ISO date or date-time, UTC); default: 7 days before --to",
+        help="start (ISO date or date-time, UTC); default: 7 days before --to (with --input: the "
+        "first record of the files)",
     )
-    rep.add_argument("--to", metavar="WHEN", help="end (ISO date or date-time, UTC); default: now")
-    rep.add_argument("--view", choices=("events", "messages", "sessions", "exposure"), default="events")
+    rep.add_argument(
+        "--to",
+        metavar="WHEN",
+        help="end (ISO date or date-time, UTC); default: now (with --input: the last record of the files)",
+    )
+    rep.add_argument("--view", choices=CLI_VIEWS, default="events")
     rep.add_argument(
         "--format",
         choices=FORMATS,
         default="csv",
-        help="xlsx: one workbook with a sheet per view (needs -o FILE)",
+        help="xlsx: one workbook with a sheet per view (needs -o FILE); html: one self-contained "
+        "page with the summary, a timeline and every view (--view is ignored for both)",
     )
     rep.add_argument(
         "--by",

@@ -1,4 +1,5 @@
-"""report_http: GET /api/reports/{mailbox} -> a per-mailbox report (CSV, JSON or an XLSX workbook)."""
+"""report_http: GET /api/reports/{mailbox} -> a per-mailbox report (CSV, JSON, an XLSX workbook or an
+HTML page)."""
 
 import logging
 

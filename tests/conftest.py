@@ -6,7 +6,8 @@ server at all; collection fails on a test without a tier, or on a `unit` test th
 - `unit`: pure logic, no server;
 - `integration`: real Azurite and/or the simulator over HTTP(S) on 127.0.0.1;
 - `functions`: the handlers as the Functions host indexes them, with real `azure.functions` objects;
-- `infra`: the Bicep templates, checkov and the deployment scripts.
+- `infra`: the Bicep templates, checkov and the deployment scripts;
+- `browser`: the HTML report in a real headless Chromium (Debian's chromium and chromium-driver).
 
 Storage tests run against a real Azurite started once per test process.
 """
@@ -21,7 +22,7 @@ from devtools.azurite import fresh_storage, running_azurite
 from shared import runtime
 from shared.storage import Storage
 
-TIERS = ("unit", "integration", "functions", "infra")
+TIERS = ("unit", "integration", "functions", "infra", "browser")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -11,6 +11,7 @@ import io
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import IO
 
@@ -20,15 +21,15 @@ from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Me
 from shared.model.times import iso_z
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
-from shared.reports import render, views, workbook
+from shared.reports import html, render, views, workbook
 from shared.reports.budget import WorkBudget
-from shared.reports.request import IPNetwork, ReportQuery
+from shared.reports.request import WHOLE_END, WHOLE_START, IPNetwork, ReportQuery, stored_subject
 from shared.storage.tables import AccessTable
 
 
 def _matches(event: AccessEvent, query: ReportQuery) -> bool:
     who = event.user if query.by == "actor" else event.mailbox
-    return who == query.subject and query.start <= event.timestamp < query.end
+    return (query.subject is None or who == query.subject) and query.start <= event.timestamp < query.end
 
 
 @functools.lru_cache(maxsize=4096)
@@ -76,6 +77,18 @@ def events_from_files(
     return sorted(chosen.values(), key=lambda event: (event.timestamp, event.record_id))
 
 
+def within_the_files(query: ReportQuery, events: Sequence[AccessEvent]) -> ReportQuery:
+    """`query` with an open bound (no `from`, or no `to`, of a report from files) closed at the
+    files' own edge: the second of their first record, the second after their last; so the report
+    names the range it covers. `events` are the query's, in time order; with none, unchanged."""
+    if not events:
+        return query
+    first, last = (event.timestamp.replace(microsecond=0) for event in (events[0], events[-1]))
+    start = first if query.start == WHOLE_START else query.start
+    end = last + timedelta(seconds=1) if query.end == WHOLE_END else query.end
+    return replace(query, start=start, end=end)
+
+
 def audit_lookup(observer: MessageObserver) -> Lookup:
     """The files' own MessageIndex: a subject any record of the files gives for a message of a
     mailbox, as ingestion records it in the MessageIndex table (so a report from files and one from
@@ -97,7 +110,7 @@ def audit_lookup(observer: MessageObserver) -> Lookup:
 
 
 def events_from_table(table: AccessTable, query: ReportQuery) -> Iterator[AccessEvent]:
-    for _, event in table.query_events(query.subject, query.start, query.end, query.after):
+    for _, event in table.query_events(stored_subject(query), query.start, query.end, query.after):
         if passes_filters(event, query):
             yield event
 
@@ -112,8 +125,11 @@ def render_report(
 ) -> int:
     """Write the query's view of `events` (already in time order) to `sink`; returns row count.
     `lookup` tells the messages and exposure views what is known of messages the records name
-    without a subject. `budget` bounds an aggregated view (ReportTooLarge past it). `ip_context`
-    gives the IP columns (None: the embedded data only)."""
+    without a subject. `budget` bounds an aggregated view (ReportTooLarge past it). The HTML page
+    is every view at once, whatever `query.view` says (its count is the records it covers).
+    `ip_context` gives the IP columns (None: the embedded data only)."""
+    if query.fmt == "html":
+        return html.write_page(query, events, sink, lookup, budget, ip_context=ip_context)
     columns, view = views.VIEWS[query.view]
     if budget is not None and query.view in views.AGGREGATED_VIEWS:
         rows = view(budget.metered(events), lookup, budget, ip_context=ip_context)
@@ -157,16 +173,17 @@ def render_page(
     filters passed nothing so far, and its continuation goes on from the last row read.
 
     The sessions and exposure views aggregate the whole range (memory grows with sessions or
-    distinct messages, not records) within `budget`, or raise ReportTooLarge."""
+    distinct messages, not records) within `budget`, or raise ReportTooLarge; so does the HTML
+    page, which also holds the range's events."""
     sink = io.StringIO()
-    weight = _PAGED.get(query.view)
+    weight = None if query.fmt == "html" else _PAGED.get(query.view)
     if weight is None:
         count = render_report(query, events_from_table(table, query), sink, lookup, budget, ip_context)
         return Page(sink.getvalue(), count, None)
     page: list[AccessEvent] = []
     produced = 0
     last_read = next_after = None
-    for key, event in table.query_events(query.subject, query.start, query.end, query.after):
+    for key, event in table.query_events(stored_subject(query), query.start, query.end, query.after):
         if produced >= page_rows or len(page) >= page_rows or _late(budget, last_read):
             next_after = last_read
             break

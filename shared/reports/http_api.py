@@ -15,10 +15,16 @@ from azure.core.exceptions import AzureError
 from shared.ipcontext.context import IpContext, open_context
 from shared.model.message_info import Lookup
 from shared.model.times import iso_z
-from shared.reports import access, workbook
+from shared.reports import access, html, workbook
 from shared.reports.assemble import render_page, render_stored_workbook
 from shared.reports.budget import ReportTooLarge, WorkBudget
-from shared.reports.request import ReportQuery, RequestError, encode_after, parse_report_request
+from shared.reports.request import (
+    ReportQuery,
+    RequestError,
+    encode_after,
+    parse_report_request,
+    stored_subject,
+)
 from shared.settings import ReportSettings
 from shared.storage import Storage
 from shared.storage.tables import AccessTable
@@ -30,6 +36,7 @@ CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "json": "application/json; charset=utf-8",
     "xlsx": workbook.CONTENT_TYPE,
+    "html": "text/html; charset=utf-8",
 }
 # Served as a file to save, never shown in the browser.
 ATTACHMENTS = frozenset({"csv", "xlsx"})
@@ -119,9 +126,12 @@ def report_reply(
         "Cache-Control": "no-store",
         "X-Row-Count": str(rows),
     }
+    if query.fmt == "html":
+        headers["Content-Security-Policy"] = html.HEADER_CONTENT_SECURITY_POLICY
+        headers["Referrer-Policy"] = "no-referrer"
     if query.fmt in ATTACHMENTS:
         headers["Content-Disposition"] = (
-            f'attachment; filename="{_filename(query.subject, query.view, query.fmt)}"'
+            f'attachment; filename="{_filename(stored_subject(query), query.view, query.fmt)}"'
         )
     if next_after:
         next_params = {k: v for k, v in params.items() if k.lower() not in _NOT_CARRIED}

@@ -17,14 +17,22 @@ from datetime import UTC, datetime, time, timedelta
 from shared.model.times import as_utc
 from shared.settings import ReportSettings
 
-VIEWS = ("events", "messages", "sessions", "exposure")
-# xlsx is one workbook of every view (shared/reports/workbook.py); `view` does not apply to it.
-FORMATS = ("csv", "json", "xlsx")
+VIEWS = ("events", "messages", "sessions", "exposure")  # what the HTTP endpoint serves
+# `mia report` also triages: one row per mailbox. Over HTTP a report is of one mailbox, so the
+# endpoint refuses it.
+CLI_ONLY_VIEWS = ("mailboxes",)
+CLI_VIEWS = (*VIEWS, *CLI_ONLY_VIEWS)
+# xlsx (shared/reports/workbook.py) and html (shared/reports/html.py) hold every view; `view` does
+# not apply to them.
+FORMATS = ("csv", "json", "xlsx", "html")
 BY = ("mailbox", "actor")
 EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
 
 _UPN = re.compile(r"^[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Mailbox ids of exports whose ids were anonymised (hashes, pseudonyms such as "User_7F3A9C"):
+# letters, digits and . _ ~ + = - only (no spaces, quotes, slashes or other punctuation).
+_PSEUDONYM = re.compile(r"^[A-Za-z0-9._~+=\-]{1,256}$")
 # Non-UPN actors: service accounts ("NT AUTHORITY\SYSTEM (Microsoft.Exchange.ServiceHost)"), SIDs.
 _ACTOR = re.compile(r"^[A-Za-z0-9 ._'!#^~+\-@\\():]{1,256}$")
 # Continuation tokens: "v1." + base64url (RFC 4648 section 5, unpadded) of the UTF-8 RowKey, so
@@ -47,6 +55,16 @@ MAX_FILTER_CHARS = 4000
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# The open ends of a report from export files given no `from` (or no `to`): the whole of the files.
+# Only `mia report --input` makes them; it narrows them to the files' own first and last record
+# (assemble.within_the_files) before anything is rendered.
+WHOLE_START = datetime.min.replace(tzinfo=UTC)
+WHOLE_END = datetime.max.replace(microsecond=0, tzinfo=UTC)
+STORAGE_NEEDS_SUBJECT = (
+    "give the mailbox (or, with --by actor, the user): a report from storage is of one mailbox; "
+    "only a report of --input files may leave it out, to cover every mailbox in them"
+)
+
 
 class RequestError(ValueError):
     def __init__(self, status: int, code: str, message: str) -> None:
@@ -58,7 +76,9 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class ReportQuery:
-    subject: str
+    # The mailbox (or actor) key; None only for a report of export files that covers every
+    # mailbox in them (parse_file_report_request), never for storage or HTTP.
+    subject: str | None
     by: str
     view: str
     fmt: str
@@ -118,6 +138,25 @@ def parse_session_filter(raw: str) -> tuple[str, ...]:
     return tuple(values)
 
 
+def stored_subject(query: ReportQuery) -> str:
+    """The subject a report from storage reads: the tables are keyed by mailbox (or actor)."""
+    if query.subject is None:
+        raise RequestError(400, "missing_mailbox", STORAGE_NEEDS_SUBJECT)
+    return query.subject
+
+
+def _view(params: Mapping[str, str], allowed: tuple[str, ...]) -> str:
+    view = params.get("view", "")
+    if view in CLI_ONLY_VIEWS and view not in allowed:
+        raise RequestError(
+            400,
+            "invalid_view",
+            f"view={view} is given by `mia report` only (`mia report --input FILE... --view {view}`): "
+            "a report here is of one mailbox; ask for view=sessions or view=exposure",
+        )
+    return _choice(params, "view", allowed)
+
+
 def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> str:
     value = params.get(name, "") or allowed[0]
     if value not in allowed:
@@ -143,6 +182,17 @@ def validate_subject(subject: str, by: str) -> str:
         "the mailbox must be a user principal name (user@contoso.com) or a mailbox GUID; "
         "quotes, spaces, control characters and other punctuation are not allowed",
     )
+
+
+def validate_file_subject(subject: str, by: str) -> str:
+    """The mailbox (or actor) of a report from export files, as the files' events name it.
+
+    A mailbox may also be an identifier that is neither a UPN nor a GUID (an export whose ids were
+    anonymised): it is only compared with the records, never sent anywhere. Lower-cased, as
+    shared.parse.normalize lower-cases every mailbox it derives."""
+    if by == "mailbox" and _PSEUDONYM.fullmatch(subject):
+        return subject.lower()
+    return validate_subject(subject, by)
 
 
 def parse_time(name: str, raw: str, *, end_of_day: bool) -> datetime:
@@ -204,22 +254,23 @@ def _whole_second(moment: datetime) -> datetime:
     return moment
 
 
-def parse_report_request(
-    subject: str, params: Mapping[str, str], settings: ReportSettings, now: datetime | None = None
-) -> ReportQuery:
-    now = now or datetime.now(UTC)
-    by = _choice(params, "by", BY)
-    view = _choice(params, "view", VIEWS)
-    fmt = _choice(params, "format", FORMATS)
-    key = validate_subject(subject, by)
+def _checked(moment: datetime, name: str, latest: datetime) -> None:
+    if not EARLIEST <= moment <= latest:
+        raise RequestError(400, "date_out_of_range", f"'{name}' must fall between 2015-01-01 and tomorrow")
+
+
+def _range(
+    params: Mapping[str, str], settings: ReportSettings, now: datetime, *, open_ended: bool
+) -> tuple[datetime, datetime]:
+    """[start, end) of `from` and `to`. A bound not given is REPORT_DEFAULT_DAYS before `to` (or
+    now), or, when `open_ended`, the whole of the files on that side (WHOLE_START, WHOLE_END)."""
     raw_from, raw_to = params.get("from", ""), params.get("to", "")
     try:  # arithmetic near year 1 or 9999 overflows: out of range, not a server error
-        end = parse_end(raw_to) if raw_to else now
-        start = (
-            parse_time("from", raw_from, end_of_day=False)
-            if raw_from
-            else end - timedelta(days=settings.default_days)
-        )
+        end = parse_end(raw_to) if raw_to else (WHOLE_END if open_ended else now)
+        if raw_from:
+            start = parse_time("from", raw_from, end_of_day=False)
+        else:
+            start = WHOLE_START if open_ended else end - timedelta(days=settings.default_days)
         start, end = _whole_second(start), _whole_second(end)
     except OverflowError:
         raise RequestError(
@@ -227,26 +278,44 @@ def parse_report_request(
         ) from None
     # The end of tomorrow (UTC): `to=<tomorrow's date>` means up to midnight after it.
     latest = datetime.combine(now.astimezone(UTC).date() + timedelta(days=2), time.min, UTC)
-    for name, moment in (("from", start), ("to", end)):
-        if not EARLIEST <= moment <= latest:
-            raise RequestError(
-                400, "date_out_of_range", f"'{name}' must fall between 2015-01-01 and tomorrow"
-            )
+    for name, moment, given in (("from", start, raw_from), ("to", end, raw_to)):
+        if given or not open_ended:
+            _checked(moment, name, latest)
     if start >= end:
         raise RequestError(400, "invalid_range", "'from' must be earlier than 'to'")
-    if end - start > timedelta(days=settings.max_days):
+    bounded = start != WHOLE_START and end != WHOLE_END
+    if bounded and end - start > timedelta(days=settings.max_days):
         raise RequestError(
             400,
             "range_too_large",
             f"the range from 'from' to 'to' may span at most {settings.max_days} days; split it",
         )
+    return start, end
+
+
+def _choices(params: Mapping[str, str], views: tuple[str, ...]) -> tuple[str, str, str]:
+    """by, view and format, checked in that order."""
+    return _choice(params, "by", BY), _view(params, views), _choice(params, "format", FORMATS)
+
+
+def _query(
+    key: str | None,
+    choices: tuple[str, str, str],
+    params: Mapping[str, str],
+    settings: ReportSettings,
+    now: datetime,
+    *,
+    open_ended: bool,
+) -> ReportQuery:
+    by, view, fmt = choices
+    start, end = _range(params, settings, now, open_ended=open_ended)
     raw_after = params.get("after") or None
-    if raw_after is not None and fmt == "xlsx":
+    if raw_after is not None and fmt in ("xlsx", "html"):
         raise RequestError(
             400,
             "invalid_after",
-            "'after' pages CSV and JSON only: a workbook always starts at 'from' (its messages and "
-            "events sheets say how many rows they leave to CSV/JSON paging)",
+            "'after' pages CSV and JSON only: a workbook or an HTML page always starts at 'from' "
+            "(its tables say how many rows they leave to CSV/JSON paging)",
         )
     after = decode_after(raw_after) if raw_after is not None else None
     return ReportQuery(
@@ -261,3 +330,36 @@ def parse_report_request(
         sessions=parse_session_filter(params.get("session", "")),
         exclude_ips=parse_ip_filter("exclude_ip", params.get("exclude_ip", "")),
     )
+
+
+def parse_report_request(
+    subject: str,
+    params: Mapping[str, str],
+    settings: ReportSettings,
+    now: datetime | None = None,
+    *,
+    views: tuple[str, ...] = VIEWS,
+) -> ReportQuery:
+    """A report of one mailbox (or actor) from storage; `views` are those the caller serves."""
+    now = now or datetime.now(UTC)
+    choices = _choices(params, views)
+    key = validate_subject(subject, choices[0])
+    return _query(key, choices, params, settings, now, open_ended=False)
+
+
+def parse_file_report_request(
+    subject: str | None, params: Mapping[str, str], settings: ReportSettings, now: datetime | None = None
+) -> ReportQuery:
+    """A report of export files (`mia report --input`). Without a subject it covers every mailbox
+    in them (subject None; `by` must then be mailbox); a bound not given is the files' own edge
+    (WHOLE_START, WHOLE_END), not REPORT_DEFAULT_DAYS."""
+    now = now or datetime.now(UTC)
+    choices = _choices(params, CLI_VIEWS)
+    by = choices[0]
+    if subject:
+        key: str | None = validate_file_subject(subject, by)
+    elif by == "actor":
+        raise RequestError(400, "missing_actor", "with --by actor, give the user whose access to report")
+    else:
+        key = None
+    return _query(key, choices, params, settings, now, open_ended=True)

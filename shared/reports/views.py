@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -82,6 +83,21 @@ EXPOSURE_COLUMNS: tuple[str, ...] = (
     *IP_COLUMNS,
     "Users",
     "SubjectSource",
+    *SOURCE_COLUMNS,
+)
+
+MAILBOX_COLUMNS: tuple[str, ...] = (
+    "Mailbox",
+    "Records",
+    "DistinctMessages",
+    "SyncedFolders",
+    "ThrottledWindows",
+    "NonOwnerAccesses",
+    "DistinctIPs",
+    "Countries",
+    "Apps",
+    "FirstAccess",
+    "LastAccess",
     *SOURCE_COLUMNS,
 )
 
@@ -456,13 +472,135 @@ def exposure_rows(
         yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), unaudited, context)
 
 
+# A mailbox known only by its MailboxGuid (no MailboxOwnerUPN in the record): UserId is then a UPN,
+# SID or service name, never that GUID, so the two cannot be compared.
+_MAILBOX_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+OWNER_LOGON = "Owner"
+
+
+def is_non_owner_access(event: AccessEvent) -> bool:
+    """A record of access by someone other than the mailbox's owner: its LogonType is given and
+    is not Owner (Admin, Delegated, Transport, SystemService, BestAccess, DelegatedAdmin or an
+    unknown code), or its UserId is given and is not the mailbox (compared case-insensitively; not
+    compared when the mailbox is known only by its MailboxGuid). A record with neither a LogonType
+    nor a comparable UserId is not counted. LogonType and MailboxOwnerUPN / MailboxGuid are the
+    Exchange mailbox audit fields of the schema:
+    https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-schema"""
+    if event.logon_type and event.logon_type != OWNER_LOGON:
+        return True
+    comparable = event.user and not _MAILBOX_GUID.fullmatch(event.mailbox)
+    return bool(comparable) and event.user.lower() != event.mailbox
+
+
+@dataclass
+class _Mailbox:
+    """One mailbox's records, aggregated: counts and the distinct values its row lists."""
+
+    first: AccessEvent
+    last: AccessEvent
+    records: int = 0
+    throttled: int = 0
+    non_owner: int = 0
+    messages: set[str] = field(default_factory=set)
+    synced: dict[str, None] = field(default_factory=dict)
+    # The distinct addresses, kept (not only counted) so that IP context (a country per address)
+    # can list this mailbox's countries from them.
+    ips: dict[str, None] = field(default_factory=dict)
+    apps: dict[str, None] = field(default_factory=dict)
+
+    def held(self) -> int:
+        """Entries this mailbox holds (for the request's WorkBudget)."""
+        return 1 + _held(self.messages, self.synced, self.ips, self.apps)
+
+    def add(self, event: AccessEvent) -> None:
+        if event.timestamp < self.first.timestamp:
+            self.first = event
+        if event.timestamp >= self.last.timestamp:
+            self.last = event
+        self.records += 1
+        self.throttled += event.throttled
+        self.non_owner += is_non_owner_access(event)
+        self.messages.update(item.internet_message_id for item in event.items)
+        if event.access == "Sync":
+            self.synced.update(dict.fromkeys(event.folders))
+        if event.client_ip:
+            self.ips[event.client_ip] = None
+        app = event.app_name or event.client_app_id or event.app_id
+        if app:
+            self.apps[app] = None
+
+    def suspicion(self) -> tuple[int, int, int, int]:
+        """Larger is looked at first: non-owner accesses, synced folders, throttled windows, records."""
+        return (self.non_owner, len(self.synced), self.throttled, self.records)
+
+    def row(self, mailbox: str, context: IpContext) -> dict[str, Any]:
+        countries = dict.fromkeys(country for ip in self.ips if (country := context.facts(ip).country))
+        return {
+            "Mailbox": mailbox,
+            "Records": self.records,
+            "DistinctMessages": len(self.messages),
+            "SyncedFolders": len(self.synced),
+            "ThrottledWindows": self.throttled,
+            "NonOwnerAccesses": self.non_owner,
+            "DistinctIPs": len(self.ips),
+            "Countries": "; ".join(countries),
+            "Apps": "; ".join(self.apps),
+            "FirstAccess": iso_z(self.first.timestamp),
+            "LastAccess": iso_z(self.last.timestamp),
+            **source_of(self.first),
+        }
+
+
+def mailbox_rows(
+    events: Iterable[AccessEvent],
+    lookup: Lookup | None = None,
+    budget: WorkBudget | None = None,
+    *,
+    ip_context: IpContext | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Triage: one row per mailbox, the most suspicious first.
+
+    Records counts the mailbox's records; DistinctMessages its distinct InternetMessageIds;
+    SyncedFolders the distinct folders of its Sync records (every item in them may have been
+    copied); ThrottledWindows its throttled records (each opens 24 hours that are not audited, the
+    `Unaudited` rows of the exposure view); NonOwnerAccesses the records is_non_owner_access
+    counts; DistinctIPs its distinct client addresses; Countries their distinct
+    countries (IP context), in order of first appearance; Apps the distinct apps (AppName, else
+    ClientAppId, else AppId) in order of first appearance. Bind, Sync and throttling are defined
+    in https://learn.microsoft.com/purview/audit-log-investigate-accounts.
+
+    Order: NonOwnerAccesses, then SyncedFolders, then ThrottledWindows, then Records, each largest
+    first, then Mailbox. A mailbox is its MailboxOwnerUPN, else its MailboxGuid, else whatever id
+    the export gives (anonymised ids group as given); records of one mailbox named by UPN in some
+    and by GUID alone in others are two rows, as nothing in those records joins them.
+
+    Memory grows with mailboxes and their distinct messages, synced folders, addresses and apps,
+    not with records; `budget` bounds it."""
+    budget = budget or WorkBudget()
+    context = ip_context or open_context()
+    mailboxes: dict[str, _Mailbox] = {}
+    for event in events:
+        mailbox = mailboxes.get(event.mailbox)
+        if mailbox is None:
+            mailbox = mailboxes[event.mailbox] = _Mailbox(first=event, last=event)
+            held = 0
+        else:
+            held = mailbox.held()
+        mailbox.add(event)
+        budget.grow(mailbox.held() - held)
+    ordered = sorted(mailboxes.items(), key=lambda pair: (tuple(-n for n in pair[1].suspicion()), pair[0]))
+    for key, mailbox in ordered:
+        yield mailbox.row(key, context)
+
+
 # The views that aggregate the whole range before their first row, so a request bounds them with a
 # WorkBudget; the others stream and are paged.
-AGGREGATED_VIEWS = frozenset({"sessions", "exposure"})
+AGGREGATED_VIEWS = frozenset({"sessions", "exposure", "mailboxes"})
 
 VIEWS: dict[str, tuple[tuple[str, ...], Any]] = {
     "events": (EVENT_VIEW_COLUMNS, event_rows),
     "messages": (MESSAGE_COLUMNS, message_rows),
     "sessions": (SESSION_COLUMNS, session_rows),
     "exposure": (EXPOSURE_COLUMNS, exposure_rows),
+    "mailboxes": (MAILBOX_COLUMNS, mailbox_rows),
 }

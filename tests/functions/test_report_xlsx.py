@@ -162,9 +162,10 @@ def test_an_xlsx_past_the_aggregation_bound_is_refused_whole_with_a_422(
     assert "REPORT_MAX_AGGREGATE_ENTRIES=1000" in error["message"]
 
 
-def test_after_is_refused_for_a_workbook(loaded: Storage, report_http: Handler) -> None:
+@pytest.mark.parametrize("fmt", ["xlsx", "html"])
+def test_after_is_refused_for_a_workbook_and_a_page(loaded: Storage, report_http: Handler, fmt: str) -> None:
     token = "v1.MjAyNjExMTZUMDgwNzAwX2Ex"  # any well-formed token: refused before it is read
-    response = report_http(request("alice@contoso.com", format="xlsx", after=token, **RANGE))
+    response = report_http(request("alice@contoso.com", format=fmt, after=token, **RANGE))
 
     assert response.status_code == 400
     error = json.loads(body_text(response))["error"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -52,7 +54,8 @@ def test_mia_report_help_exits_0_and_lists_views_formats_and_scopes(
     code, out, _ = _run(capsys, "report", "--help")
 
     assert code == 0
-    words = ("{events,messages,sessions,exposure}", "{csv,json,xlsx}", "{mailbox,actor}", "--from", "--to")
+    views = "{events,messages,sessions,exposure,mailboxes}"
+    words = (views, "{csv,json,xlsx,html}", "{mailbox,actor}", "--from", "--to")
     for word in (*words, "--input", "--ip", "--session", "--exclude-ip", "UTC"):
         assert word in out
 
@@ -171,6 +174,57 @@ def test_mia_report_of_an_invalid_mailbox_exits_2_with_the_message(
 
     assert code == 2
     assert err.startswith("mia: the mailbox must be a user principal name")
+
+
+def _readme_report_examples() -> list[str]:
+    """The `mia report` lines of the README's first shell block under "Using `mia`", in order."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    using = readme[readme.index("## Using `mia`") :]
+    block = re.search(r"```sh\n(.*?)```", using, re.DOTALL)
+    assert block is not None
+    return [line for line in block.group(1).splitlines() if line.startswith("mia report ")]
+
+
+def test_the_readmes_first_examples_on_the_bundled_sample_print_non_empty_reports(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    examples = _readme_report_examples()
+    on_the_sample = [line for line in examples if "samples/contoso-purview-export.csv" in line]
+    assert on_the_sample, "the README's first examples run on the bundled sample"
+    assert examples[: len(on_the_sample)] == on_the_sample
+    monkeypatch.chdir(ROOT)  # the README's paths are the clone's
+    for line in on_the_sample:
+        argv = shlex.split(line, comments=True)[1:]
+        code, out, err = _run(capsys, *argv)
+
+        assert code == 0, f"{line}: {err}"
+        rows = parse_csv(out)
+        assert len(rows) > 1, f"{line}: an empty report"
+
+
+def test_mia_report_without_a_mailbox_or_input_exits_2_saying_storage_needs_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = _run(capsys, "report", "--view", "sessions")
+
+    assert (code, out) == (2, "")
+    assert err.startswith("mia: give the mailbox")
+    assert "a report from storage is of one mailbox" in err
+    assert "--input" in err
+
+
+def test_mia_report_by_actor_of_files_without_the_user_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, "report", "--by", "actor", "--input", str(SAMPLE))
+
+    assert code == 2
+    assert err.startswith("mia: with --by actor, give the user")
+
+
+def test_mia_help_names_the_triage_example(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "--help")
+
+    assert code == 0
+    assert "mia report --input export.csv --view mailboxes" in out
 
 
 def test_mia_report_with_an_unknown_view_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -320,3 +374,27 @@ def test_mia_report_workbook_carries_the_ip_columns_of_the_file_ip_database_path
         ("DE", "AS208294", "public")
     }
     assert_workbook_is_safe(out.read_bytes())  # the organisation name from the file is not a formula
+
+
+def test_mia_report_writes_the_html_page_to_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "alice.html"
+    args = [
+        "report",
+        "alice@contoso.com",
+        "--from",
+        "2026-11-16",
+        "--to",
+        "2026-11-20",
+        "--input",
+        str(SAMPLE),
+    ]
+
+    code, _, err = _run(capsys, *args, "--format", "html", "-o", str(target))
+
+    assert code == 0
+    assert err.strip() == f"43 records in the HTML report written to {target}"
+    page = target.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count('<g class="lane') == len(parse_csv(_run(capsys, *args, "--view", "sessions")[1])) - 1

@@ -5,19 +5,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from mia import cli
 from shared.ingest import pipeline
-from shared.model.event import EVENT_COLUMNS
+from shared.model.event import EVENT_COLUMNS, AccessEvent
+from shared.parse.normalize import ParseStats
 from shared.reports import assemble
 from shared.reports.budget import WorkBudget
-from shared.reports.request import ReportQuery, parse_report_request
-from shared.reports.views import EVENT_VIEW_COLUMNS, EXPOSURE_COLUMNS, SESSION_COLUMNS, VIEWS
+from shared.reports.request import ReportQuery, parse_file_report_request, parse_report_request
+from shared.reports.views import EVENT_VIEW_COLUMNS, EXPOSURE_COLUMNS, MAILBOX_COLUMNS, SESSION_COLUMNS, VIEWS
 from shared.settings import ReportSettings
 from shared.storage import Storage, raw_store
 from shared.storage.tables import AccessTable
@@ -25,8 +27,10 @@ from tests.helpers import (
     SAMPLE,
     SAMPLE_FROM,
     SAMPLE_TO,
+    mia_record,
     parse_csv,
     records_for,
+    sample_mia_records,
     write_json_lines,
 )
 
@@ -342,3 +346,154 @@ def test_mia_report_rejects_a_bad_ip_filter(capsys: pytest.CaptureFixture[str]) 
     code = cli.main(["report", "alice@contoso.com", "--input", str(SAMPLE), "--ip", "185.220.101.45:443"])
     assert code == 2
     assert capsys.readouterr().err.startswith("mia: 'ip' must be IP addresses or CIDR ranges")
+
+
+# --- Whole-file triage (mia report --input without a mailbox or a range) ------------------------
+# LogonType, MailboxOwnerUPN and MailboxGuid: the Exchange mailbox audit fields of
+# https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-schema
+
+
+def _file_events(paths: list[Path], subject: str | None = None) -> tuple[ReportQuery, list[AccessEvent]]:
+    query = parse_file_report_request(subject, {}, ReportSettings(), datetime(2026, 12, 2, tzinfo=UTC))
+    return query, assemble.events_from_files(paths, query, ParseStats())
+
+
+def test_mia_report_of_a_file_with_no_mailbox_and_no_range_reports_all_of_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = json.loads(_mia(capsys, "report", "--input", str(SAMPLE), "--format", "json"))
+
+    expected = sorted(sample_mia_records(), key=lambda r: (r["CreationTime"], r["Id"]))
+    assert [row["RecordId"] for row in rows] == [r["Id"] for r in expected]
+    assert len({row["Mailbox"] for row in rows}) == 3
+
+
+def test_mia_report_of_one_mailbox_of_a_file_with_no_range_is_all_of_its_records(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = json.loads(_mia(capsys, "report", "alice@contoso.com", "--input", str(SAMPLE), "--format", "json"))
+
+    assert [row["RecordId"] for row in rows] == [r["Id"] for r in records_for("alice@contoso.com")]
+
+
+def test_the_whole_of_the_files_is_narrowed_to_their_first_and_last_record() -> None:
+    query, events = _file_events([SAMPLE])
+
+    narrowed = assemble.within_the_files(query, events)
+
+    times = sorted(r["CreationTime"] for r in sample_mia_records())
+    assert narrowed.start == datetime.fromisoformat(times[0]).replace(tzinfo=UTC)
+    assert narrowed.end == datetime.fromisoformat(times[-1]).replace(tzinfo=UTC) + timedelta(seconds=1)
+    assert assemble.within_the_files(query, []) == query
+
+
+def _mailbox_cells(out: str) -> list[dict[str, str]]:
+    rows = parse_csv(out)
+    assert tuple(rows[0]) == MAILBOX_COLUMNS
+    return [dict(zip(MAILBOX_COLUMNS, row, strict=True)) for row in rows[1:]]
+
+
+def _throttled(record: dict[str, object]) -> bool:
+    properties = record.get("OperationProperties") or []
+    assert isinstance(properties, list)
+    return any(p["Name"] == "IsThrottled" and p["Value"] == "True" for p in properties)
+
+
+def test_mia_report_mailboxes_of_the_sample_counts_each_mailbox_the_most_suspicious_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    cells = _mailbox_cells(_mia(capsys, "report", "--input", str(SAMPLE), "--view", "mailboxes"))
+
+    # Expected straight from the sample's records, independently of the normalizer.
+    expected: dict[str, dict[str, int]] = {}
+    for record in sample_mia_records():
+        mailbox = record["MailboxOwnerUPN"].lower()
+        counts = expected.setdefault(mailbox, {"Records": 0, "NonOwnerAccesses": 0, "ThrottledWindows": 0})
+        counts["Records"] += 1
+        counts["NonOwnerAccesses"] += record["LogonType"] != 0 or record["UserId"].lower() != mailbox
+        counts["ThrottledWindows"] += _throttled(record)
+    found = {
+        c["Mailbox"]: {k: int(c[k]) for k in ("Records", "NonOwnerAccesses", "ThrottledWindows")}
+        for c in cells
+    }
+    assert found == expected
+    # finance (12 delegated reads) before alice (Bob's delegated reads, the attacker's Sync) before
+    # dave (one admin read).
+    assert [c["Mailbox"] for c in cells] == ["finance@contoso.com", "alice@contoso.com", "dave@contoso.com"]
+    alice = cells[1]
+    assert (alice["SyncedFolders"], alice["FirstAccess"]) == (
+        "1",
+        min(r["CreationTime"] + "Z" for r in records_for("alice@contoso.com")),
+    )
+    assert alice["SourceBlob"] == str(SAMPLE)
+
+
+GUID_A = "0dcd61a6-c882-4a30-9d46-507794a00f39"
+GUID_B = "9b2e7c41-5d3a-4f8e-a1c6-3e7d9f0b2a58"
+
+
+def _guid_only(when: str, record_id: str, guid: str, **extra: Any) -> dict[str, Any]:
+    record = mia_record(when, record_id, **extra)
+    del record["MailboxOwnerUPN"]
+    record["MailboxGuid"] = guid.upper()
+    return record
+
+
+def test_an_export_of_guid_only_records_groups_and_reports_by_mailbox_guid(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    export = write_json_lines(
+        tmp_path / "guid-only.jsonl",
+        [
+            _guid_only("2026-11-18T09:00:00", "r1", GUID_A),
+            _guid_only("2026-11-18T09:05:00", "r2", GUID_A, LogonType=2, UserId="bob@contoso.com"),
+            _guid_only("2026-11-18T09:10:00", "r3", GUID_B, UserId="carol@contoso.com"),
+        ],
+    )
+
+    cells = _mailbox_cells(_mia(capsys, "report", "--input", str(export), "--view", "mailboxes"))
+    one = json.loads(_mia(capsys, "report", GUID_A.upper(), "--input", str(export), "--format", "json"))
+
+    # Only LogonType tells a non-owner when the mailbox is known by its GUID alone.
+    assert [(c["Mailbox"], c["Records"], c["NonOwnerAccesses"]) for c in cells] == [
+        (GUID_A, "2", "1"),
+        (GUID_B, "1", "0"),
+    ]
+    assert [row["RecordId"] for row in one] == ["r1", "r2"]
+    assert {row["Mailbox"] for row in one} == {GUID_A}
+
+
+def test_an_export_with_anonymised_ids_groups_and_reports_by_them(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    export = write_json_lines(
+        tmp_path / "anonymised.jsonl",
+        [
+            mia_record("2026-11-18T09:00:00", "r1", mailbox="User_7F3A9C"),
+            mia_record("2026-11-18T09:05:00", "r2", mailbox="user_7f3a9c"),
+            mia_record("2026-11-18T09:10:00", "r3", mailbox="User_7F3A9C", UserId="User_09C1D2", LogonType=2),
+            mia_record("2026-11-18T09:20:00", "r4", mailbox="User_09C1D2"),
+        ],
+    )
+
+    cells = _mailbox_cells(_mia(capsys, "report", "--input", str(export), "--view", "mailboxes"))
+    one = json.loads(_mia(capsys, "report", "User_7F3A9C", "--input", str(export), "--format", "json"))
+
+    assert [(c["Mailbox"], c["Records"], c["NonOwnerAccesses"]) for c in cells] == [
+        ("user_7f3a9c", "3", "1"),
+        ("user_09c1d2", "1", "0"),
+    ]
+    assert [row["RecordId"] for row in one] == ["r1", "r2", "r3"]
+
+
+def test_mia_report_mailboxes_by_actor_from_storage_is_one_row_per_mailbox_the_user_read(
+    loaded: Storage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["report", "bob@contoso.com", "--by", "actor", "--view", "mailboxes"]
+    args += ["--from", SAMPLE_FROM, "--to", SAMPLE_TO]
+
+    cells = _mailbox_cells(_mia(capsys, *args))
+
+    read = {r["MailboxOwnerUPN"].lower() for r in records_for("bob@contoso.com", "actor")}
+    assert {c["Mailbox"] for c in cells} == read
+    assert sum(int(c["Records"]) for c in cells) == len(records_for("bob@contoso.com", "actor"))

@@ -12,12 +12,17 @@ from hypothesis import strategies as st
 
 from shared.model.keys import encode_key
 from shared.reports.request import (
+    CLI_VIEWS,
+    WHOLE_END,
+    WHOLE_START,
     ReportQuery,
     RequestError,
     decode_after,
     encode_after,
+    parse_file_report_request,
     parse_report_request,
     parse_time,
+    stored_subject,
     validate_subject,
 )
 from shared.settings import ReportSettings
@@ -138,7 +143,7 @@ def test_to_of_tomorrow_is_accepted() -> None:
             "invalid_view",
             "'view' must be one of events, messages, sessions, exposure; got 'Events'",
         ),
-        ({"format": "xml"}, "invalid_format", "'format' must be one of csv, json, xlsx; got 'xml'"),
+        ({"format": "xml"}, "invalid_format", "'format' must be one of csv, json, xlsx, html; got 'xml'"),
         ({"by": "owner"}, "invalid_by", "'by' must be one of mailbox, actor; got 'owner'"),
     ],
 )
@@ -433,3 +438,96 @@ def test_filter_lists_are_bounded() -> None:
     many = ",".join(f"10.0.0.{n}" for n in range(51))
     assert rejected({"ip": many}).message == "'ip' may list at most 50 values"
     assert rejected({"session": "a," * 2001}).message == "'session' is longer than 4000 characters"
+
+
+# --- Reports of export files (mia report --input) ----------------------------------------------
+
+
+def parse_files(params: dict[str, str], subject: str | None = None) -> ReportQuery:
+    return parse_file_report_request(subject, params, SETTINGS, now=NOW)
+
+
+def test_a_report_of_files_without_a_mailbox_covers_every_mailbox_and_the_whole_of_the_files() -> None:
+    query = parse_files({})
+    assert query.subject is None
+    assert (query.start, query.end) == (WHOLE_START, WHOLE_END)
+    assert (query.by, query.view, query.fmt) == ("mailbox", "events", "csv")
+
+
+def test_a_report_of_files_with_one_bound_is_open_on_the_other_side() -> None:
+    query = parse_files({"from": "2026-11-18"}, ALICE)
+    assert (query.subject, query.start, query.end) == (ALICE, datetime(2026, 11, 18, tzinfo=UTC), WHOLE_END)
+    query = parse_files({"to": "2026-11-18"})
+    assert (query.start, query.end) == (WHOLE_START, datetime(2026, 11, 19, tzinfo=UTC))
+
+
+def test_an_open_range_of_files_is_not_held_to_the_maximum_days_but_a_closed_one_is() -> None:
+    assert parse_files({"from": "2015-01-01"}).start == datetime(2015, 1, 1, tzinfo=UTC)
+    with pytest.raises(RequestError) as raised:
+        parse_files({"from": "2015-01-01", "to": "2026-11-20"})
+    assert raised.value.code == "range_too_large"
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"from": "2014-12-31"}, "date_out_of_range"),
+        ({"to": "2099-01-01"}, "date_out_of_range"),
+        ({"from": "2026-11-20", "to": "2026-11-19"}, "invalid_range"),
+        ({"from": "yesterday"}, "invalid_from"),
+    ],
+)
+def test_the_bounds_given_for_files_are_checked_as_ever(params: dict[str, str], code: str) -> None:
+    with pytest.raises(RequestError) as raised:
+        parse_files(params)
+    assert raised.value.code == code
+
+
+def test_a_report_of_files_by_actor_needs_the_user() -> None:
+    with pytest.raises(RequestError) as raised:
+        parse_files({"by": "actor"})
+    assert raised.value.code == "missing_actor"
+    assert parse_files({"by": "actor"}, "Bob@Contoso.com").subject == "bob@contoso.com"
+
+
+@pytest.mark.parametrize(
+    ("subject", "key"),
+    [
+        ("User_7F3A9C", "user_7f3a9c"),  # an anonymised id, lower-cased as the normalizer does
+        ("0DCD61A6-C882-4A30-9D46-507794A00F39", "0dcd61a6-c882-4a30-9d46-507794a00f39"),
+        ("Alice@Contoso.COM", ALICE),
+    ],
+)
+def test_a_report_of_files_takes_mailbox_ids_that_are_not_upns(subject: str, key: str) -> None:
+    assert parse_files({}, subject).subject == key
+
+
+def test_an_anonymised_mailbox_id_is_still_refused_for_storage() -> None:
+    assert rejected({}, subject="User_7F3A9C").code == "invalid_mailbox"
+
+
+@pytest.mark.parametrize(
+    "subject", ["alice@contoso.com\n", "a/b", "bob\x00", "x" * 321, "alice' or 1 eq 1", "a b", "User_1\n"]
+)
+def test_a_report_of_files_refuses_mailbox_ids_that_could_escape(subject: str) -> None:
+    with pytest.raises(RequestError) as raised:
+        parse_files({}, subject)
+    assert raised.value.code in {"invalid_mailbox", "mailbox_too_long"}
+
+
+def test_the_mailboxes_view_is_refused_where_a_report_is_of_one_mailbox_over_http() -> None:
+    error = rejected({"view": "mailboxes"})
+    assert error.code == "invalid_view"
+    assert "mia report --input" in error.message
+    assert (
+        parse_report_request(ALICE, {"view": "mailboxes"}, SETTINGS, NOW, views=CLI_VIEWS).view == "mailboxes"
+    )
+    assert parse_files({"view": "mailboxes"}).view == "mailboxes"
+
+
+def test_a_report_from_storage_needs_its_subject() -> None:
+    assert stored_subject(parse({})) == ALICE
+    with pytest.raises(RequestError) as raised:
+        stored_subject(parse_files({}))
+    assert raised.value.code == "missing_mailbox"
+    assert "only a report of --input files may leave it out" in raised.value.message

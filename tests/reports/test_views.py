@@ -15,12 +15,14 @@ from shared.reports import render
 from shared.reports.views import (
     EVENT_VIEW_COLUMNS,
     EXPOSURE_COLUMNS,
+    MAILBOX_COLUMNS,
     MESSAGE_COLUMNS,
     NO_SESSION,
     SESSION_COLUMNS,
     VIEWS,
     event_rows,
     exposure_rows,
+    mailbox_rows,
     message_rows,
     session_rows,
 )
@@ -107,6 +109,7 @@ def test_views_table_names_columns_and_row_functions() -> None:
         "messages": (MESSAGE_COLUMNS, message_rows),
         "sessions": (SESSION_COLUMNS, session_rows),
         "exposure": (EXPOSURE_COLUMNS, exposure_rows),
+        "mailboxes": (MAILBOX_COLUMNS, mailbox_rows),
     } == VIEWS
 
 
