@@ -92,7 +92,8 @@ def test_a_repaired_record_renders_in_every_view_and_format() -> None:
             sink = io.StringIO()
             render.write_rows(fmt, rows([event], None), columns, sink)
             sink.getvalue().encode("utf-8")  # strict: no lone surrogate reaches any output
-            assert REPLACEMENT in sink.getvalue() or view == "sessions", (view, fmt)
+            # The sessions and mailboxes views carry no subject, where the repair is.
+            assert REPLACEMENT in sink.getvalue() or view in ("sessions", "mailboxes"), (view, fmt)
 
 
 def test_valid_text_is_passed_through_untouched_and_unrepaired() -> None:
