@@ -121,9 +121,11 @@ def main() -> int:
                 mia("report", mailbox, "--from", since, "--view", view, "--format", fmt,
                     "-o", str(path), env=env)  # fmt: skip
                 reports.append(str(path.relative_to(ROOT)))
-        page = OUT / f"{mailbox}-exposure.html"  # the summary, timeline and every view, one file
-        mia("report", mailbox, "--from", since, "--format", "html", "-o", str(page), env=env)
-        reports.append(str(page.relative_to(ROOT)))
+        # The summary, timeline and every view in one page; every view in one workbook.
+        for fmt in ("html", "xlsx"):
+            whole = OUT / f"{mailbox}-exposure.{fmt}"
+            mia("report", mailbox, "--from", since, "--format", fmt, "-o", str(whole), env=env)
+            reports.append(str(whole.relative_to(ROOT)))
         attacker_only = OUT / f"{mailbox}-exposure-attacker-ip.csv"
         mia("report", mailbox, "--from", since, "--view", "exposure", "--ip", sim.attacker_ip,
             "-o", str(attacker_only), env=env)  # fmt: skip
