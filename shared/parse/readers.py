@@ -7,7 +7,10 @@ Formats, detected from the bytes:
 - `jsonl`: JSON Lines, one record per line (a record or a Graph record);
 - `csv-auditdata`: CSV with an `AuditData` column: Purview audit search exports (UTF-8 with BOM)
   and `Search-UnifiedAuditLog | Export-Csv` files (possibly with a `#TYPE` first line, possibly
-  UTF-16 from Windows PowerShell's `-Encoding Unicode`).
+  UTF-16 from Windows PowerShell's `-Encoding Unicode`);
+- `sentinel-csv` / `sentinel-json`: Microsoft Sentinel / Log Analytics `OfficeActivity` rows, as the
+  portal's Export writes them (CSV), or as JSON (an array of row objects, or the Log Analytics
+  query API's `{"tables": [{"columns", "rows"}]}` response); see shared/parse/office_activity.py.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 
+from shared.parse import office_activity
 from shared.parse.normalize import RawRecord
 from shared.parse.text import repair_value
 
@@ -28,13 +33,20 @@ MANAGEMENT_API = "management-api"
 GRAPH_AUDIT_QUERY = "graph-audit-query"
 JSON_LINES = "jsonl"
 CSV_AUDITDATA = "csv-auditdata"
-FORMATS = (MANAGEMENT_API, GRAPH_AUDIT_QUERY, JSON_LINES, CSV_AUDITDATA)
+SENTINEL_CSV = "sentinel-csv"
+SENTINEL_JSON = "sentinel-json"
+FORMATS = (MANAGEMENT_API, GRAPH_AUDIT_QUERY, JSON_LINES, CSV_AUDITDATA, SENTINEL_CSV, SENTINEL_JSON)
 
 _EXPECTED = (
     "expected a Management Activity API content blob (JSON array), JSON Lines of records, "
     "a CSV with an AuditData column (Purview audit search or Search-UnifiedAuditLog | Export-Csv), "
-    "or Graph audit-query records (auditData)"
+    "Graph audit-query records (auditData), "
+    "or Microsoft Sentinel / Log Analytics OfficeActivity rows (CSV or JSON, with an OfficeId column)"
 )
+
+# An OfficeActivity row's record id column, as a JSON key: no AuditData record has one.
+_OFFICE_ID_KEY = re.compile(r'"officeid"\s*:', re.IGNORECASE)
+_TABLES_KEY = re.compile(r'\{\s*"tables"\s*:')
 
 
 class UnknownFormat(ValueError):
@@ -109,7 +121,23 @@ def _graph_page_values(value: object) -> list[Any] | None:
 
 
 def _csv_header(text: str) -> tuple[list[str], int] | None:
-    """The header row and its line index, skipping Export-Csv's `#TYPE` line; None if not CSV."""
+    """The header row and its line index, skipping Export-Csv's `#TYPE` line; None unless it names
+    an AuditData column."""
+    found = _first_csv_row(text)
+    if found is not None and any(name.strip().lower() == "auditdata" for name in found[0]):
+        return found
+    return None
+
+
+def _office_activity_header(text: str) -> tuple[list[str], int] | None:
+    """The header row of an OfficeActivity CSV export and its line index; None if not one."""
+    found = _first_csv_row(text)
+    if found is not None and office_activity.is_office_activity(found[0]):
+        return found
+    return None
+
+
+def _first_csv_row(text: str) -> tuple[list[str], int] | None:
     lines = _lines(text)
     index = 1 if lines and lines[0].startswith("#TYPE") else 0
     if index >= len(lines):
@@ -118,9 +146,7 @@ def _csv_header(text: str) -> tuple[list[str], int] | None:
         header = next(csv.reader([lines[index]]))
     except (csv.Error, StopIteration):
         return None
-    if any(name.strip().lower() == "auditdata" for name in header):
-        return header, index
-    return None
+    return header, index
 
 
 def detect_format(data: bytes) -> str:
@@ -128,8 +154,12 @@ def detect_format(data: bytes) -> str:
     text = _detect_text(data[:65536])
     stripped = text.lstrip()
     if stripped.startswith("["):
+        if _OFFICE_ID_KEY.search(stripped):
+            return SENTINEL_JSON
         return GRAPH_AUDIT_QUERY if '"auditdata"' in stripped.lower() else MANAGEMENT_API
     if stripped.startswith("{"):
+        if _is_log_analytics_response(stripped):
+            return SENTINEL_JSON
         try:
             first = orjson.loads(stripped.split("\n", 1)[0])
         except orjson.JSONDecodeError:
@@ -137,6 +167,8 @@ def detect_format(data: bytes) -> str:
         return GRAPH_AUDIT_QUERY if _graph_page_values(first) is not None else JSON_LINES
     if _csv_header(text) is not None:
         return CSV_AUDITDATA
+    if _office_activity_header(text) is not None:
+        return SENTINEL_CSV
     raise UnknownFormat(f"not a recognised audit export: {_EXPECTED}")
 
 
@@ -258,6 +290,84 @@ def _csv_records(text: str) -> Iterator[RawRecord]:
         yield RawRecord(position=f"CSV row {reader.line_num + header_index + 1}", error=str(problem))
 
 
+def _is_log_analytics_response(text: str) -> bool:
+    """The Log Analytics query API's response (`{"tables": [...]}`) with an OfficeId column;
+    https://learn.microsoft.com/azure/azure-monitor/logs/api/response-format"""
+    return _TABLES_KEY.match(text) is not None and '"officeid"' in text.lower()
+
+
+def _office_activity_record(position: str, row: Mapping[str, object]) -> RawRecord:
+    try:
+        value, repaired = office_activity.audit_record(row)
+    except office_activity.RowError as problem:
+        return RawRecord(position=position, error=str(problem))
+    return RawRecord(position=position, value=value, repaired=repaired)
+
+
+def _office_activity_csv(text: str) -> Iterator[RawRecord]:
+    found = _office_activity_header(text)
+    if found is None:
+        return
+    header, header_index = found
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # as in _csv_records
+    stream = io.StringIO(text)
+    for _ in range(header_index + 1):
+        stream.readline()
+    reader = csv.reader(stream)
+    try:
+        for row in reader:
+            position = f"CSV row {reader.line_num + header_index + 1}"
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                yield RawRecord(position=position, error=f"{len(row)} cells where the header has {len(header)}")
+                continue
+            yield _office_activity_record(position, dict(zip(header, row, strict=True)))
+    except csv.Error as problem:
+        yield RawRecord(position=f"CSV row {reader.line_num + header_index + 1}", error=str(problem))
+
+
+def _office_activity_rows(document: object) -> Iterator[object]:
+    """The rows of an OfficeActivity JSON export: an array of row objects, or the query API's
+    tables, each row a list of values in the order of the table's `columns`."""
+    if isinstance(document, list):
+        yield from document
+        return
+    tables = document.get("tables") if isinstance(document, Mapping) else None
+    for table in tables if isinstance(tables, list) else []:
+        if not isinstance(table, Mapping):
+            yield table  # reported as malformed
+            continue
+        columns, rows = table.get("columns"), table.get("rows")
+        names = [column.get("name") if isinstance(column, Mapping) else None for column in _as_list(columns)]
+        for row in _as_list(rows):
+            if isinstance(row, list) and len(row) == len(names):
+                yield {name: value for name, value in zip(names, row, strict=True) if isinstance(name, str)}
+            else:
+                yield row  # not a row of this table: reported as malformed
+
+
+def _as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _office_activity_json(text: str) -> Iterator[RawRecord]:
+    try:
+        document: object = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:  # lone surrogate escapes, integers beyond 64 bits: repaired row by row
+            document = json.loads(text)
+        except (ValueError, RecursionError) as problem:
+            yield RawRecord(position="item 0", error=f"invalid JSON: {str(problem)[:200]}")
+            return
+    for index, row in enumerate(_office_activity_rows(document)):
+        position = f"item {index}"
+        if isinstance(row, Mapping):
+            yield _office_activity_record(position, row)
+        else:
+            yield RawRecord(position=position, error=f"expected a row object, got {type(row).__name__}")
+
+
 def read_records(data: bytes, fmt: str | None = None) -> tuple[str, Iterator[RawRecord]]:
     """Detect (or take) the format and return it with an iterator of the source's records."""
     fmt = fmt or detect_format(data)
@@ -268,4 +378,8 @@ def read_records(data: bytes, fmt: str | None = None) -> tuple[str, Iterator[Raw
         return fmt, _json_lines(text)
     if fmt == CSV_AUDITDATA:
         return fmt, _csv_records(text)
+    if fmt == SENTINEL_CSV:
+        return fmt, _office_activity_csv(text)
+    if fmt == SENTINEL_JSON:
+        return fmt, _office_activity_json(text)
     raise UnknownFormat(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
