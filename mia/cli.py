@@ -289,8 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         "import",
         help="store audit exports as raw evidence and queue them for processing",
         description="Accepts Management Activity API content (JSON arrays), JSON Lines, Purview "
-        "audit search CSV exports, Search-UnifiedAuditLog | Export-Csv files and Graph audit-query "
-        "records. Each file is kept untouched (gzip, SHA-256) in audit-raw. Re-importing changes nothing.",
+        "audit search CSV exports, Search-UnifiedAuditLog | Export-Csv files, Graph audit-query "
+        "records and Microsoft Sentinel / Log Analytics OfficeActivity exports (CSV or JSON). "
+        "Each file is kept untouched (gzip, SHA-256) in audit-raw. Re-importing changes nothing.",
     )
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
     imp.set_defaults(handler=cmd_import)

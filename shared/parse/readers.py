@@ -320,7 +320,9 @@ def _office_activity_csv(text: str) -> Iterator[RawRecord]:
             if not any(cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
-                yield RawRecord(position=position, error=f"{len(row)} cells where the header has {len(header)}")
+                yield RawRecord(
+                    position=position, error=f"{len(row)} cells where the header has {len(header)}"
+                )
                 continue
             yield _office_activity_record(position, dict(zip(header, row, strict=True)))
     except csv.Error as problem:

@@ -350,3 +350,29 @@ def test_numbers_past_int32_are_kept_and_past_int64_are_named_as_repaired_never_
     [indexed] = [row for row in full_scan(storage.message_index) if row["Subject"] == "Backup.pst"]
     assert indexed["SizeInBytes"].value == 3_000_000_000
     assert _queue_depth(storage, POISON_QUEUE) == 0
+
+
+SENTINEL = Path(__file__).parents[1] / "parse" / "fixtures" / "sentinel"
+
+
+def test_a_sentinel_row_saying_something_else_about_a_stored_record_is_a_conflict_not_a_row(
+    storage: Storage, tmp_path: Path
+) -> None:
+    _import_and_drain(storage, SENTINEL / "auditdata-same-records.json")
+    before = {row["RecordId"]: row for row in full_scan(storage.mailbox_access)}
+    changed = tmp_path / "officeactivity-changed.csv"
+    changed.write_bytes((SENTINEL / "officeactivity-export.csv").read_bytes().replace(b",Owner,", b",1,"))
+
+    imported = pipeline.import_file(storage, changed)
+    [result] = pipeline.drain_queue(storage)
+
+    assert imported.format == readers.SENTINEL_CSV
+    assert (result.inserted, result.conflicts, result.stats.events) == (0, 1, 2)
+    after = {row["RecordId"]: row for row in full_scan(storage.mailbox_access)}
+    assert after.keys() == before.keys()
+    bind = "7d3c1e0a-5b1f-4a8e-9c2d-3e4f5a6b7c81"
+    assert after[bind]["LogonType"] == "Owner"  # the first copy is kept, and flagged
+    assert after[bind]["SourceBlob"] == before[bind]["SourceBlob"]
+    assert after[bind]["Conflict"] is True
+    [conflict] = storage.record_conflicts.client.list_entities()
+    assert bind in str(dict(conflict))

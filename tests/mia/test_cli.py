@@ -65,7 +65,15 @@ def test_mia_import_help_lists_every_accepted_export_format(capsys: pytest.Captu
 
     assert code == 0
     flat = " ".join(out.split())
-    for name in ("Management Activity API", "JSON Lines", "Purview", "Search-UnifiedAuditLog", "Graph"):
+    formats = (
+        "Management Activity API",
+        "JSON Lines",
+        "Purview",
+        "Search-UnifiedAuditLog",
+        "Graph",
+        "Sentinel",
+    )
+    for name in formats:
         assert name in flat
 
 
@@ -114,6 +122,57 @@ def test_mia_import_then_process_then_report_from_storage(
     rows = parse_csv(out)
     assert len(rows) == 2
     assert rows[1][rows[0].index("RecordId")] == records_for("dave@contoso.com")[0]["Id"]
+
+
+SENTINEL = ROOT / "tests" / "parse" / "fixtures" / "sentinel"
+
+
+def test_mia_import_then_process_of_sentinel_exports_adds_no_row_for_a_record_already_stored(
+    function_env: Storage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "import", str(SENTINEL / "officeactivity-export.csv"))
+    assert code == 0, err
+    assert out.startswith(f"{SENTINEL / 'officeactivity-export.csv'}: sentinel-csv, 3 records, stored as ")
+    code, out, _ = _run(capsys, "process")
+    assert code == 0
+    assert out.startswith("processed 1 blobs: 3 records, 2 MailItemsAccessed (2 new rows;")
+    before = full_scan(function_env.mailbox_access)
+
+    for other in ("auditdata-same-records.json", "officeactivity-export.json"):
+        assert _run(capsys, "import", str(SENTINEL / other))[0] == 0
+    code, out, _ = _run(capsys, "process")
+
+    assert code == 0
+    assert out.startswith("processed 2 blobs: 6 records, 4 MailItemsAccessed (0 new rows;")
+    assert full_scan(function_env.mailbox_access) == before  # first copy wins, no conflict marked
+    assert len(blob_names(function_env)) == 3  # every file kept as evidence
+    assert list(function_env.record_conflicts.client.list_entities()) == []
+    code, out, err = _run(capsys, "verify")
+    assert code == 0, out + err  # each row re-read from its Sentinel export says what the row says
+
+
+def test_mia_report_from_an_audit_data_export_and_a_sentinel_export_lists_each_record_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    audit_data, exported = SENTINEL / "auditdata-same-records.json", SENTINEL / "officeactivity-export.csv"
+    changed = tmp_path / "changed.csv"
+    changed.write_bytes(exported.read_bytes().replace(b"203.0.113.77", b"203.0.113.78"))
+    args = ["report", "alice@contoso.com", "--format", "json", "--input", str(audit_data)]
+
+    code, out, err = _run(capsys, *args, str(exported), str(SENTINEL / "officeactivity-export.json"))
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [(row["RecordId"], row["SourceBlob"], row["Conflict"]) for row in rows] == [
+        ("7d3c1e0a-5b1f-4a8e-9c2d-3e4f5a6b7c81", str(audit_data), False),
+        ("a41e9b62-3c7d-4f08-b5e1-92d6c0f3e4a7", str(audit_data), False),
+    ]
+
+    code, out, err = _run(capsys, *args, str(changed))  # the same Id saying something else
+    assert code == 0, err
+    assert [(row["ClientIP"], row["Conflict"]) for row in json.loads(out)] == [
+        ("198.51.100.23", False),
+        ("203.0.113.77", True),
+    ]
 
 
 def test_mia_report_reads_an_export_the_same_with_or_without_its_byte_order_mark(

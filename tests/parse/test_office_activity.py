@@ -100,7 +100,9 @@ def test_each_event_names_the_export_and_the_row_it_came_from() -> None:
         ("2026-11-18T14:14:00Z", datetime(2026, 11, 18, 14, 14, tzinfo=UTC)),
     ],
 )
-def test_time_generated_is_read_in_iso_and_the_portals_us_display_format(text: str, expected: datetime) -> None:
+def test_time_generated_is_read_in_iso_and_the_portals_us_display_format(
+    text: str, expected: datetime
+) -> None:
     assert display_time(text) == expected
 
 
@@ -122,7 +124,11 @@ def test_times_that_cannot_be_read_without_guessing_are_refused(text: str) -> No
 
 def test_json_string_columns_are_decoded_like_the_nested_values_they_were() -> None:
     folders = [
-        {"Id": "LgAAAAB1", "Path": "\\Inbox", "FolderItems": [{"InternetMessageId": "<m1@x>", "SizeInBytes": 10}]},
+        {
+            "Id": "LgAAAAB1",
+            "Path": "\\Inbox",
+            "FolderItems": [{"InternetMessageId": "<m1@x>", "SizeInBytes": 10}],
+        },
         {"Id": "LgAAAAB2", "Path": "\\Finance"},
     ]
     properties = [{"Name": "IsThrottled", "Value": "True"}, {"Name": "MailAccessType", "Value": "Bind"}]
@@ -131,7 +137,9 @@ def test_json_string_columns_are_decoded_like_the_nested_values_they_were() -> N
         Folders=json.dumps(folders),
         OperationProperties=json.dumps(properties),
         AppAccessContext=json.dumps(context),
-        Item=json.dumps({"InternetMessageId": "<m2@x>", "ParentFolder": {"Path": "\\Sent Items", "Id": "F3"}}),
+        Item=json.dumps(
+            {"InternetMessageId": "<m2@x>", "ParentFolder": {"Path": "\\Sent Items", "Id": "F3"}}
+        ),
     )
 
     [event] = _events(_csv([row]))
@@ -155,7 +163,12 @@ def test_fields_the_table_does_not_hold_stay_empty() -> None:
     assert event.operation_count is None  # no OperationCount column in OfficeActivity
     empty = (event.user, event.logon_type, event.access, event.client_ip, event.client_info)
     assert empty == ("", "", "", "", "")
-    assert (event.session_id, event.aad_session_id, event.app_id, event.originating_server) == ("", "", "", "")
+    assert (event.session_id, event.aad_session_id, event.app_id, event.originating_server) == (
+        "",
+        "",
+        "",
+        "",
+    )
     assert (event.folders, event.folder_ids, event.items, event.throttled, event.external_access) == (
         (),
         (),
@@ -165,15 +178,25 @@ def test_fields_the_table_does_not_hold_stay_empty() -> None:
     )
 
 
-@pytest.mark.parametrize(("logon", "expected"), [("Owner", "Owner"), ("0", "Owner"), ("1", "Admin"),
-                                                  ("Delegate", "Delegated"), ("6", "DelegatedAdmin")])  # fmt: skip
+LOGON_TYPES = [
+    ("Owner", "Owner"),
+    ("0", "Owner"),
+    ("1", "Admin"),
+    ("Delegate", "Delegated"),
+    ("6", "DelegatedAdmin"),
+]
+
+
+@pytest.mark.parametrize(("logon", "expected"), LOGON_TYPES)
 def test_logon_type_is_read_as_a_name_or_a_number(logon: str, expected: str) -> None:
     [event] = _events(_csv([_row(Logon_Type=logon)]))
 
     assert event.logon_type == expected
 
 
-def test_a_malformed_row_is_counted_and_the_rest_of_the_file_is_read(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_malformed_row_is_counted_and_the_rest_of_the_file_is_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     good = [_row(OfficeId=f"good-{n}", Folders="") for n in range(3)]
     bad_time = _row(OfficeId="bad-time", Folders="", **{"TimeGenerated [UTC]": "18/11/2026, 14:14:00.000"})
     bad_json = _row(OfficeId="bad-json", Folders="[{not json")
@@ -192,10 +215,13 @@ def test_a_malformed_row_is_counted_and_the_rest_of_the_file_is_read(caplog: pyt
     assert "2 cells where the header has 5" in caplog.text
 
 
+SYNC_PROPERTIES = '[{"Name":"MailAccessType","Value":"Sync"}]'  # a dynamic column as JSON text
+
+
 def test_a_json_export_with_a_row_that_is_not_an_object_reads_the_others() -> None:
     rows: list[Any] = [
         {"TimeGenerated": "2026-11-18T09:05:00Z", "Operation": "MailItemsAccessed", "OfficeId": "a",
-         "MailboxOwnerUPN": "alice@contoso.com", "OperationProperties": "[{\"Name\":\"MailAccessType\",\"Value\":\"Sync\"}]"},
+         "MailboxOwnerUPN": "alice@contoso.com", "OperationProperties": SYNC_PROPERTIES},
         "not a row",
         {"TimeGenerated": "2026-11-18T09:06:00Z", "Operation": "MailItemsAccessed", "OfficeId": "b",
          "MailboxOwnerUPN": "bob@contoso.com", "TimeGenerated [UTC]": ""},
