@@ -17,6 +17,7 @@ from shared import logsetup
 from shared.alerts.checks import replay_poison
 from shared.clients.errors import ApiError
 from shared.collect import collector
+from shared.doctor import checks as doctor
 from shared.ingest import pipeline
 from shared.ingest.verify import verify
 from shared.ipcontext.context import IpContext, open_context
@@ -58,6 +59,7 @@ from shared.subjects import lookup_queue
 
 EXAMPLES = """\
 examples:
+  mia doctor                                      pre-flight: is every part configured and reachable?
   mia collect                                     pull new audit content from the tenant
   mia import purview-export.csv audit-*.json      store exports as evidence and queue them
   mia process                                     turn queued evidence into rows (and alerts)
@@ -202,6 +204,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return 0 if result.caught_up else 3
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    results = doctor.run(mailbox=args.mailbox)
+    if args.json:
+        print(json.dumps([result.as_dict() for result in results], indent=2))
+    else:
+        for result in results:
+            state = {True: "ok", False: "FAIL", None: "skip"}[result.ok]
+            fix = f" -> fix: {result.fix}" if result.fix else ""
+            print(f"{state:<4}  {result.check}: {terminal.visible(result.detail + fix)}")
+    return 1 if any(result.ok is False for result in results) else 0
+
+
 def _report_query(args: argparse.Namespace, params: dict[str, str]) -> ReportQuery:
     """The report's query: of the --input files (any mailbox, their whole range by default), or
     of one mailbox (or actor) in storage."""
@@ -339,6 +353,24 @@ def build_parser() -> argparse.ArgumentParser:
         "Exit code 3: stopped by the time budget before catching up; run again.",
     )
     col.set_defaults(handler=cmd_collect)
+
+    doc = commands.add_parser(
+        "doctor",
+        help="pre-flight: settings, storage, tokens, subscription, Graph permissions, webhook",
+        description="Checks, in order, that the settings are valid; storage answers and holds the "
+        "container, queues and tables; tokens are issued for the Management Activity API (and Graph "
+        "when subjects are on); the Audit.Exchange subscription is enabled and lists content; Graph "
+        "answers a message lookup (and message trace when RESOLVE_MESSAGE_TRACE is on); the webhook "
+        "accepts a signed test delivery (an alert of type doctor.test). Creates and starts nothing. "
+        "A check whose prerequisite failed is skipped. Exit code 1: at least one check failed.",
+    )
+    doc.add_argument(
+        "--mailbox", help="mailbox for the Graph message lookup (default: first of RESOLVE_WATCHLIST)"
+    )
+    doc.add_argument(
+        "--json", action="store_true", help="a JSON array of {check, ok, detail, fix}; ok null: skipped"
+    )
+    doc.set_defaults(handler=cmd_doctor)
 
     rep = commands.add_parser(
         "report",

@@ -150,6 +150,9 @@ class SimulatorConfig:
     trace_window_s: float = 300.0
     #: The tenant lacks the Transport Data Platform service principal: message trace answers 401.
     trace_missing_service_principal: bool = False
+    #: The app's credential (its client secret or certificate) has expired: the token endpoint
+    #: refuses every token with 401 invalid_client, AADSTS7000222.
+    credential_expired: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.days <= 7:

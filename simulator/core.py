@@ -97,6 +97,7 @@ class Simulator:
             certificate=credentials.app_certificate,
             graph_roles=GRAPH_ROLES if config.graph_roles is None else config.graph_roles,
             object_id=self._app_object_id,
+            credential_expired=config.credential_expired,
         )
         entra = Entra(
             tenant_id=tenant.tenant_id,

@@ -54,6 +54,7 @@ class AppRegistration:
     graph_roles: tuple[str, ...] = GRAPH_ROLES
     display_name: str = "mia-collector"
     object_id: str = ""
+    credential_expired: bool = False
 
     def certificate_matches(self, header: Mapping[str, Any]) -> bool:
         """Does the assertion's x5t / x5t#S256 header name this app's registered certificate?"""
@@ -201,6 +202,17 @@ class Entra:
                 "administrator of the tenant or consented to by any user in the tenant.",
             )
         auth_method = self._authenticate(form, basic_secret)
+        if (
+            self.app.credential_expired
+        ):  # https://learn.microsoft.com/entra/identity-platform/reference-error-codes
+            raise EntraError(
+                401,
+                "invalid_client",
+                7000222,
+                f"The provided client secret keys for app '{self.app.client_id}' are expired. Visit "
+                "the Azure portal to create new keys for your app or consider using certificate "
+                "credentials for added security.",
+            )
         resource = self._resource(form, v1)
         return TokenGrant(resource, self._roles_for(resource), auth_method)
 

@@ -7,7 +7,12 @@ import requests
 
 
 class DeliveryError(RuntimeError):
-    """The receiver did not accept the alert; the message is safe to store and log."""
+    """The receiver did not accept the alert; the message is safe to store and log. `status` is the
+    receiver's HTTP status, 0 when it did not answer."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
@@ -20,5 +25,5 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         raise DeliveryError(f"receiver unreachable: {type(problem).__name__}") from None
     with response:
         if not 200 <= response.status_code < 300:
-            raise DeliveryError(f"receiver answered HTTP {response.status_code}")
+            raise DeliveryError(f"receiver answered HTTP {response.status_code}", response.status_code)
         return response.status_code

@@ -60,22 +60,25 @@ class Storage:
     tables: TableServiceClient
 
     @classmethod
-    def from_settings(cls, settings: StorageSettings) -> Storage:
+    def from_settings(cls, settings: StorageSettings, retry_total: int | None = None) -> Storage:
+        """The clients of the configured account; `retry_total` caps the SDKs' retries of one
+        request (their default, 10 with backoff, keeps an unreachable account busy for minutes)."""
+        options: dict[str, Any] = {} if retry_total is None else {"retry_total": retry_total}
         if settings.connection_string is not None:
             conn = settings.connection_string
             return cls(
-                blobs=BlobServiceClient.from_connection_string(conn),
-                queues=QueueServiceClient.from_connection_string(conn),
-                tables=TableServiceClient.from_connection_string(conn),
+                blobs=BlobServiceClient.from_connection_string(conn, **options),
+                queues=QueueServiceClient.from_connection_string(conn, **options),
+                tables=TableServiceClient.from_connection_string(conn, **options),
             )
         credential = _credential(settings)
         assert settings.blob_url
         assert settings.queue_url
         assert settings.table_url
         return cls(
-            blobs=BlobServiceClient(settings.blob_url, credential=credential),
-            queues=QueueServiceClient(settings.queue_url, credential=credential),
-            tables=TableServiceClient(settings.table_url, credential=credential),
+            blobs=BlobServiceClient(settings.blob_url, credential=credential, **options),
+            queues=QueueServiceClient(settings.queue_url, credential=credential, **options),
+            tables=TableServiceClient(settings.table_url, credential=credential, **options),
         )
 
     @property
