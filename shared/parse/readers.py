@@ -259,12 +259,9 @@ def _json_lines(text: str) -> Iterator[RawRecord]:
             yield _record(f"line {number}", value, repaired)
 
 
-def _csv_records(text: str) -> Iterator[RawRecord]:
-    found = _csv_header(text)
-    if found is None:
-        return
-    header, header_index = found
-    column = next(i for i, name in enumerate(header) if name.strip().lower() == "auditdata")
+def _csv_data_rows(text: str, header_index: int) -> Iterator[tuple[str, list[str]] | RawRecord]:
+    """The non-blank rows below the header, each with its position; a CSV error ends them with a
+    RawRecord naming it."""
     # The AuditData of a large Bind record outgrows csv's default 128 KiB field limit, and hitting
     # it would stop the whole file; the text is already in memory, so no cell is larger than it.
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))
@@ -274,20 +271,32 @@ def _csv_records(text: str) -> Iterator[RawRecord]:
     reader = csv.reader(stream)
     try:
         for row in reader:
-            position = f"CSV row {reader.line_num + header_index + 1}"
-            if not any(cell.strip() for cell in row):
-                continue
-            if column >= len(row) or not row[column].strip():
-                yield RawRecord(position=position, error="the AuditData cell is empty")
-                continue
-            try:
-                value, repaired = _loads(row[column])
-            except (ValueError, RecursionError) as problem:
-                yield RawRecord(position=position, error=f"AuditData is not JSON: {str(problem)[:200]}")
-                continue
-            yield RawRecord(position=position, value=value, repaired=repaired)
+            if any(cell.strip() for cell in row):
+                yield f"CSV row {reader.line_num + header_index + 1}", row
     except csv.Error as problem:
         yield RawRecord(position=f"CSV row {reader.line_num + header_index + 1}", error=str(problem))
+
+
+def _csv_records(text: str) -> Iterator[RawRecord]:
+    found = _csv_header(text)
+    if found is None:
+        return
+    header, header_index = found
+    column = next(i for i, name in enumerate(header) if name.strip().lower() == "auditdata")
+    for item in _csv_data_rows(text, header_index):
+        if isinstance(item, RawRecord):
+            yield item
+            continue
+        position, row = item
+        if column >= len(row) or not row[column].strip():
+            yield RawRecord(position=position, error="the AuditData cell is empty")
+            continue
+        try:
+            value, repaired = _loads(row[column])
+        except (ValueError, RecursionError) as problem:
+            yield RawRecord(position=position, error=f"AuditData is not JSON: {str(problem)[:200]}")
+            continue
+        yield RawRecord(position=position, value=value, repaired=repaired)
 
 
 def _is_log_analytics_response(text: str) -> bool:
@@ -309,24 +318,15 @@ def _office_activity_csv(text: str) -> Iterator[RawRecord]:
     if found is None:
         return
     header, header_index = found
-    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # as in _csv_records
-    stream = io.StringIO(text)
-    for _ in range(header_index + 1):
-        stream.readline()
-    reader = csv.reader(stream)
-    try:
-        for row in reader:
-            position = f"CSV row {reader.line_num + header_index + 1}"
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                yield RawRecord(
-                    position=position, error=f"{len(row)} cells where the header has {len(header)}"
-                )
-                continue
-            yield _office_activity_record(position, dict(zip(header, row, strict=True)))
-    except csv.Error as problem:
-        yield RawRecord(position=f"CSV row {reader.line_num + header_index + 1}", error=str(problem))
+    for item in _csv_data_rows(text, header_index):
+        if isinstance(item, RawRecord):
+            yield item
+            continue
+        position, row = item
+        if len(row) != len(header):
+            yield RawRecord(position=position, error=f"{len(row)} cells where the header has {len(header)}")
+            continue
+        yield _office_activity_record(position, dict(zip(header, row, strict=True)))
 
 
 def _office_activity_rows(document: object) -> Iterator[object]:
