@@ -4,13 +4,18 @@ where it was read from (docs/architecture.md#the-normalized-event). Pure: no I/O
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from shared.model.times import iso_z
+
+# Fields a source may have no room for: Sentinel's OfficeActivity table has no OperationCount
+# column (https://learn.microsoft.com/azure/azure-monitor/reference/tables/officeactivity), so its
+# copy of a record carries None there, while the Management API's carries the count.
+SPARSE_FIELDS: tuple[str, ...] = ("operation_count",)
 
 # Column order shared by CSV headers, JSON keys and the HTML report.
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -118,6 +123,17 @@ class AccessEvent:
             self.repaired,
         ]
         return hashlib.sha256(orjson.dumps(facts)).hexdigest()
+
+    def agrees_with(self, other: AccessEvent) -> bool:
+        """The same content, or the same once a field that one copy's source has no room for
+        (SPARSE_FIELDS) is taken from the other: such a copy says less, not something else."""
+        if self.content_sha256() == other.content_sha256():
+            return True
+        mine = {name: getattr(other, name) for name in SPARSE_FIELDS if getattr(self, name) is None}
+        theirs = {name: getattr(self, name) for name in SPARSE_FIELDS if getattr(other, name) is None}
+        if not mine and not theirs:
+            return False
+        return replace(self, **mine).content_sha256() == replace(other, **theirs).content_sha256()
 
     def provenance(self) -> dict[str, Any]:
         """The provenance columns: where the record was read from."""

@@ -58,7 +58,8 @@ def events_from_files(
     paths: Sequence[Path], query: ReportQuery, stats: ParseStats, observer: MessageObserver | None = None
 ) -> list[AccessEvent]:
     """The query's events from export files, each record once (by record Id), in time order.
-    The first copy wins, as in storage; a later copy with other content marks it `Conflict`.
+    The first copy wins, as in storage; a later copy that says something else (not only less:
+    AccessEvent.agrees_with) marks it `Conflict`.
     `observer` is shown every record of the files, in the query or not (see `audit_lookup`)."""
     chosen: dict[str, AccessEvent] = {}
     contents: dict[str, str] = {}
@@ -73,7 +74,9 @@ def events_from_files(
             if first is content:
                 chosen[event.record_id] = event
             elif first != content and not chosen[event.record_id].conflict:
-                chosen[event.record_id] = replace(chosen[event.record_id], conflict=True)
+                stored = chosen[event.record_id]
+                if not stored.agrees_with(event):
+                    chosen[event.record_id] = replace(stored, conflict=True)
     return sorted(chosen.values(), key=lambda event: (event.timestamp, event.record_id))
 
 

@@ -175,6 +175,28 @@ def test_mia_report_from_an_audit_data_export_and_a_sentinel_export_lists_each_r
     ]
 
 
+def test_a_sentinel_copy_lacking_only_the_operation_count_is_no_conflict(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The Management API's records carry OperationCount; OfficeActivity has no column for it.
+    counted = json.loads((SENTINEL / "auditdata-same-records.json").read_text(encoding="utf-8"))
+    for record in counted:
+        record["OperationCount"] = 1
+    collected = tmp_path / "collected.json"
+    collected.write_text(json.dumps(counted), encoding="utf-8")
+    exported = SENTINEL / "officeactivity-export.csv"
+
+    for files in ([collected, exported], [exported, collected]):
+        code, out, err = _run(
+            capsys, "report", "alice@contoso.com", "--format", "json", "--input", *map(str, files)
+        )
+        assert code == 0, err
+        rows = json.loads(out)
+        assert len(rows) == 2
+        assert {row["Conflict"] for row in rows} == {False}
+        assert {row["SourceBlob"] for row in rows} == {str(files[0])}  # the first copy wins
+
+
 def test_mia_report_reads_an_export_the_same_with_or_without_its_byte_order_mark(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -203,6 +203,23 @@ def test_sizes_and_counts_past_int32_are_stored_as_int64(storage: Storage) -> No
     assert back.items[0].size_in_bytes == 3_000_000_000
 
 
+def test_a_copy_lacking_only_a_field_its_source_has_no_room_for_is_a_duplicate_not_a_conflict(
+    storage: Storage,
+) -> None:
+    collected = make_event(record_id="r-sparse", operation_count=3, source_blob="Audit.Exchange/a.json.gz")
+    from_sentinel = replace(collected, operation_count=None, source_blob="import/sentinel.csv")
+
+    assert tables.store_events(storage, [collected]).inserted == 1
+    again = tables.store_events(storage, [from_sentinel])
+
+    assert (again.inserted, again.duplicates, again.conflicts) == (0, 1, 0)
+    [kept] = _stored_events(storage.mailbox_access, collected.mailbox)
+    assert kept == collected  # not flagged
+    assert not full_scan(storage.record_conflicts)
+    rewritten = replace(from_sentinel, client_ip="192.0.2.99")
+    assert tables.store_events(storage, [rewritten]).conflicts == 1  # saying less and else is a conflict
+
+
 def test_the_first_copy_of_a_record_wins_and_a_different_copy_is_recorded_as_a_conflict(
     storage: Storage,
 ) -> None:
