@@ -144,6 +144,11 @@ class AccessEvent:
         }
 
     @property
+    def app(self) -> str:
+        """The app a report names for the record: its display name, else ClientAppId, else AppId."""
+        return self.app_name or self.client_app_id or self.app_id
+
+    @property
     def message_ids(self) -> list[str]:
         """Distinct InternetMessageIds in record order."""
         return list(dict.fromkeys(item.internet_message_id for item in self.items))

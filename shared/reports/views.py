@@ -145,9 +145,21 @@ def event_rows(
 
 
 @dataclass
-class _Session:
+class _Span:
+    """The first and the last record of an aggregated row."""
+
     first: AccessEvent
     last: AccessEvent
+
+    def widen(self, event: AccessEvent) -> None:
+        if event.timestamp < self.first.timestamp:
+            self.first = event
+        if event.timestamp >= self.last.timestamp:
+            self.last = event
+
+
+@dataclass
+class _Session(_Span):
     records: int = 0
     operations: int = 0
     binds: int = 0
@@ -175,10 +187,7 @@ class _Session:
         return 1 + _held(*lists)
 
     def add(self, event: AccessEvent) -> None:
-        if event.timestamp < self.first.timestamp:
-            self.first = event
-        if event.timestamp >= self.last.timestamp:
-            self.last = event
+        self.widen(event)
         self.records += 1
         self.operations += event.operation_count if event.operation_count is not None else 1
         self.binds += event.access == "Bind"
@@ -188,7 +197,7 @@ class _Session:
         for target, value in (
             (self.ips, event.client_ip),
             (self.families, event.client_family),
-            (self.apps, event.app_name or event.client_app_id or event.app_id),
+            (self.apps, event.app),
             (self.logon_types, event.logon_type),
             (self.users, event.user),
         ):
@@ -493,11 +502,9 @@ def is_non_owner_access(event: AccessEvent) -> bool:
 
 
 @dataclass
-class _Mailbox:
+class _Mailbox(_Span):
     """One mailbox's records, aggregated: counts and the distinct values its row lists."""
 
-    first: AccessEvent
-    last: AccessEvent
     records: int = 0
     throttled: int = 0
     non_owner: int = 0
@@ -513,10 +520,7 @@ class _Mailbox:
         return 1 + _held(self.messages, self.synced, self.ips, self.apps)
 
     def add(self, event: AccessEvent) -> None:
-        if event.timestamp < self.first.timestamp:
-            self.first = event
-        if event.timestamp >= self.last.timestamp:
-            self.last = event
+        self.widen(event)
         self.records += 1
         self.throttled += event.throttled
         self.non_owner += is_non_owner_access(event)
@@ -525,9 +529,8 @@ class _Mailbox:
             self.synced.update(dict.fromkeys(event.folders))
         if event.client_ip:
             self.ips[event.client_ip] = None
-        app = event.app_name or event.client_app_id or event.app_id
-        if app:
-            self.apps[app] = None
+        if event.app:
+            self.apps[event.app] = None
 
     def suspicion(self) -> tuple[int, int, int, int]:
         """Larger is looked at first: non-owner accesses, synced folders, throttled windows, records."""

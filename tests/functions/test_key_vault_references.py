@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -35,6 +36,16 @@ MISCONFIGURED = "collection.misconfigured"
 def reference(secret_name: str) -> str:
     """The reference exactly as infra/app/api.bicep writes it."""
     return f"@Microsoft.KeyVault(VaultName={VAULT};SecretName={secret_name})"
+
+
+def _run_all_but_fetch_audit(storage: Storage, blob: Any) -> None:
+    """enrich_trace on one stored blob, then the three other timers, as the host would."""
+    user_function("enrich_trace")(
+        func.QueueMessage(id="m1", body=stored_pointer(storage, blob).encode(), pop_receipt="r1")
+    )
+    user_function("resolve_subjects")(timer_tick())
+    user_function("watch_poison")(timer_tick())
+    user_function("deliver_alerts")(timer_tick())
 
 
 def _report_status(mailbox: str) -> int:
@@ -99,12 +110,7 @@ def test_an_unresolved_webhook_setting_keeps_alerts_queued_and_every_function_ru
     _park_on_poison(function_env)
 
     user_function("fetch_audit")(timer_tick())
-    user_function("enrich_trace")(
-        func.QueueMessage(id="m1", body=stored_pointer(function_env, blob).encode(), pop_receipt="r1")
-    )
-    user_function("resolve_subjects")(timer_tick())
-    user_function("watch_poison")(timer_tick())
-    user_function("deliver_alerts")(timer_tick())
+    _run_all_but_fetch_audit(function_env, blob)
     assert _report_status(sim.attacker_mailbox) == 200
     body = health()
 
@@ -145,12 +151,7 @@ def test_an_unresolved_collector_credential_stops_collection_alone(
     blob = busiest_blobs(sim.tenant, sim.attacker_mailbox, 1)[0]
     graph_before = int(sim.stats()["graph_requests"])
 
-    user_function("enrich_trace")(
-        func.QueueMessage(id="m1", body=stored_pointer(function_env, blob).encode(), pop_receipt="r1")
-    )
-    user_function("resolve_subjects")(timer_tick())
-    user_function("watch_poison")(timer_tick())
-    user_function("deliver_alerts")(timer_tick())
+    _run_all_but_fetch_audit(function_env, blob)
     assert _report_status(sim.attacker_mailbox) == 200
     body = health()
     worker_lines = _error_lines(caplog)  # before fetch_audit, whose every tick logs its own line

@@ -813,6 +813,15 @@ def test_filtered_paging_counts_produced_rows_and_loses_none(
         assert seen == [ref.internet_message_id for e in attacker for ref in e.items]
 
 
+@pytest.fixture
+def heavy(function_env: Storage, monkeypatch: pytest.MonkeyPatch) -> Storage:
+    """A mailbox past the smallest aggregate bound the settings allow (1,000 entries)."""
+    monkeypatch.setenv("REPORT_MAX_AGGREGATE_ENTRIES", "1000")
+    runtime.reset()
+    _seed_heavy(function_env)
+    return function_env
+
+
 def _seed_heavy(storage: Storage) -> None:
     """150 records a day on 18 and 19 November, each a session reading a message of its own: 1,500
     exposure entries (a message, its folder, session, IP and user), 2,100 for the sessions view."""
@@ -831,12 +840,8 @@ def _seed_heavy(storage: Storage) -> None:
 
 @pytest.mark.parametrize(("view", "fmt"), [("exposure", "csv"), ("sessions", "csv"), ("events", "html")])
 def test_an_aggregated_view_past_its_bound_is_a_422_naming_the_limit_and_the_way_around(
-    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler, view: str, fmt: str
+    heavy: Storage, report_http: Handler, view: str, fmt: str
 ) -> None:
-    monkeypatch.setenv("REPORT_MAX_AGGREGATE_ENTRIES", "1000")  # the smallest the settings allow
-    runtime.reset()
-    _seed_heavy(function_env)
-
     response = report_http(
         request("heavy@contoso.com", view=view, format=fmt, **{"from": "2026-11-18", "to": "2026-11-19"})
     )
@@ -851,17 +856,11 @@ def test_an_aggregated_view_past_its_bound_is_a_422_naming_the_limit_and_the_way
     assert stopped_at, error["message"]
     assert 0 < int(stopped_at.group(1)) < 300
     assert stopped_at.group(2).startswith("2026-11-1")
-    (row,) = function_env.report_access.client.list_entities()
+    (row,) = heavy.report_access.client.list_entities()
     assert (row["Status"], row["ErrorCode"]) == (422, "report_too_large")
 
 
-def test_the_range_a_refusal_points_to_is_served_whole(
-    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler
-) -> None:
-    monkeypatch.setenv("REPORT_MAX_AGGREGATE_ENTRIES", "1000")
-    runtime.reset()
-    _seed_heavy(function_env)
-
+def test_the_range_a_refusal_points_to_is_served_whole(heavy: Storage, report_http: Handler) -> None:
     response = report_http(
         request("heavy@contoso.com", view="exposure", **{"from": "2026-11-18", "to": "2026-11-18"})
     )
@@ -871,12 +870,8 @@ def test_the_range_a_refusal_points_to_is_served_whole(
 
 
 def test_the_paged_views_of_a_mailbox_past_the_bound_are_served_in_full(
-    function_env: Storage, monkeypatch: pytest.MonkeyPatch, report_http: Handler
+    heavy: Storage, report_http: Handler
 ) -> None:
-    monkeypatch.setenv("REPORT_MAX_AGGREGATE_ENTRIES", "1000")
-    runtime.reset()
-    _seed_heavy(function_env)
-
     response = report_http(
         request("heavy@contoso.com", view="messages", **{"from": "2026-11-18", "to": "2026-11-19"})
     )
