@@ -7,6 +7,8 @@ import logging
 from functools import cache
 
 from azure.core.exceptions import AzureError
+from azure.identity import ManagedIdentityCredential
+from azure.monitor.opentelemetry import configure_azure_monitor
 
 from shared import logsetup
 from shared.clients.auth import token_provider
@@ -18,10 +20,12 @@ from shared.settings import (
     ResolutionSettings,
     Settings,
     SettingsError,
+    TelemetrySettings,
     load_alert_settings,
     load_collection_settings,
     load_settings,
     load_storage_settings,
+    load_telemetry_settings,
 )
 from shared.storage import Storage
 from shared.subjects.resolver import SubjectResolver
@@ -100,8 +104,55 @@ def collection_settings() -> CollectionSettings:
 @cache
 def storage() -> Storage:
     # Storage settings alone: a bad TENANT_ID, say, must still be alerted and shown by health.
+    # Every function asks for storage first, so telemetry is set up before its first span.
     logsetup.quiet_sdk_loggers()
+    telemetry()
     return Storage.from_settings(load_storage_settings())
+
+
+# Every instrumentation the distro bundles stays off: their spans carry request URLs, and a Table
+# entity URL or a Graph URL holds a mailbox UPN in its path (shared/logsetup.py). Only the spans and
+# metrics of shared/telemetry are exported.
+# tests/test_runtime_telemetry.py holds this list to the distro's own.
+DISTRO_INSTRUMENTATIONS = (
+    "azure_sdk", "django", "fastapi", "flask", "httpx", "httpx2", "psycopg2", "requests", "urllib", "urllib3",
+)  # fmt: skip
+_INSTRUMENTATIONS_OFF = {name: {"enabled": False} for name in DISTRO_INSTRUMENTATIONS}
+
+
+@cache
+def telemetry() -> bool:
+    """Configure Azure Monitor once per worker; True when this call did it.
+
+    Not when PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY is on: the Python worker then calls
+    configure_azure_monitor itself before loading the app (reading the connection string and the
+    Entra identity from APPLICATIONINSIGHTS_AUTHENTICATION_STRING), tells the host it exports the
+    logs (so the host does not send them again) and parents each invocation's spans on the host's
+    (https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto); a second configuration
+    would add a second log handler and export every line twice. Otherwise the host keeps sending
+    the worker's logs itself, so only metrics and traces are exported from here."""
+    try:
+        loaded = load_telemetry_settings()
+    except SettingsError:  # settings() logs it, as every feature a setting keeps from running
+        return False
+    if not loaded.configured or loaded.worker_exports:
+        return False
+    configure_azure_monitor(**azure_monitor_options(loaded))
+    return True
+
+
+def azure_monitor_options(loaded: TelemetrySettings) -> dict[str, object]:
+    """configure_azure_monitor's arguments: the Entra credential when ingestion is identity-based
+    (https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication), no log export
+    (the host's), no live metrics (they stream sample requests and logs) and no instrumentations."""
+    credential = ManagedIdentityCredential(client_id=loaded.client_id) if loaded.entra else None
+    return {
+        "connection_string": loaded.connection_string,
+        "credential": credential,
+        "disable_logging": True,
+        "enable_live_metrics": False,
+        "instrumentation_options": _INSTRUMENTATIONS_OFF,
+    }
 
 
 def build_resolver(storage: Storage, settings: ResolutionSettings) -> SubjectResolver:
@@ -123,3 +174,4 @@ def reset() -> None:
     check_collection_settings.cache_clear()
     storage.cache_clear()
     resolver.cache_clear()
+    telemetry.cache_clear()

@@ -14,7 +14,8 @@ from shared.alerts import outbox, rules
 from shared.model import times
 from shared.model.event import AccessEvent
 from shared.settings import AlertSettings
-from shared.storage import CONTENT_QUEUE, POISON_QUEUE, Storage, raw_store
+from shared.storage import CONTENT_QUEUE, LOOKUP_QUEUE, POISON_QUEUE, Storage, raw_store
+from shared.telemetry import record_queue_depth
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,14 @@ def _raw_queue(storage: Storage, name: str) -> QueueClient:
 
 
 def scan_poison(storage: Storage, settings: AlertSettings, now: datetime | None = None) -> list[rules.Alert]:
-    """Peek (never receive) the poison queue and raise processing.poison once per message."""
+    """Peek (never receive) the poison queue and raise processing.poison once per message. The
+    depths of the poison, content and subject-lookups queues are recorded (mia.queue.depth)."""
     moment = now or datetime.now(UTC)
     queue = _raw_queue(storage, POISON_QUEUE)
     depth = queue.get_queue_properties().approximate_message_count
+    record_queue_depth(POISON_QUEUE, depth)
+    for name in (CONTENT_QUEUE, LOOKUP_QUEUE):
+        record_queue_depth(name, _raw_queue(storage, name).get_queue_properties().approximate_message_count)
     raised: list[rules.Alert] = []
     for message in queue.peek_messages(max_messages=32):
         inserted = message.inserted_on or moment

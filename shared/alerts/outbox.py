@@ -43,6 +43,7 @@ from shared.storage.alert_outbox import (
     AlertOutboxTable,
     OutboxRow,
 )
+from shared.telemetry import record_alert
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def raise_alert(storage: Storage, alert: Alert, now: datetime | None = None) -> 
         table.remove(PENDING_PARTITION, alert.id)
         return False
     log.warning("alert raised: %s %s", alert.type, alert.id)
+    record_alert(alert.type, "raised")
     return True
 
 
@@ -128,9 +130,11 @@ def deliver_pending(
             log.warning("alert %s not delivered (attempt %d): %s; next at %s", row.alert_id, attempts,
                         error, times.iso_z(retry_at))  # fmt: skip
             result.failed.append(row.alert_id)
+            record_alert(alert.type, "failed")
             continue
         _mark_delivered(table, claimed, clock())
         result.delivered.append(row.alert_id)
+        record_alert(alert.type, "delivered")
     purge_delivered(table, settings.retention_days, clock())
     return result
 

@@ -112,6 +112,7 @@ class ActivityClient:
                 settings.request_timeout_seconds, settings.max_attempts, settings.max_backoff_seconds
             ),
             session_for(settings.auth.ca_bundle, pool_size=max(10, settings.concurrency * 2)),
+            api="management",
             classify=classify,
             pacing=RateLimiter(settings.requests_per_minute),
         )

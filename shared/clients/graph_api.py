@@ -158,12 +158,12 @@ class GraphClient:
         policy = RetryPolicy(
             settings.request_timeout_seconds, settings.max_attempts, settings.max_backoff_seconds
         )
-        self._lookups = Transport(settings.base, settings.scope, tokens, policy, session)
+        self._lookups = Transport(settings.base, settings.scope, tokens, policy, session, api="graph")
         # Message trace has its own budget (100 requests per 5 minutes per tenant): its 429s are no
         # reason to hold back message lookups (https://learn.microsoft.com/en-us/graph/throttling-limits).
         trace_scope = f"message trace of {settings.auth.tenant_id}"
         self._traces = Transport(
-            settings.base, settings.scope, tokens, policy, session, throttling_scope=trace_scope
+            settings.base, settings.scope, tokens, policy, session, api="graph", throttling_scope=trace_scope
         )
         self._slots = slots or _PROCESS_SLOTS
         self.trace_limiter = trace_limiter(settings)

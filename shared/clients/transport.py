@@ -43,6 +43,7 @@ from shared.clients.errors import (
     Throttled,
     TransientError,
 )
+from shared.telemetry import record_api_response
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,8 @@ class Transport:
     `classify` turns an error answer into the hierarchy; `pacing`, when given, is a client-side
     request budget every request (retries included) takes a slot of. Requests with the same origin
     and `throttling_scope` share one pause: an API throttled apart from the rest of its host (Graph
-    message trace) names its own."""
+    message trace) names its own. Every request sent is counted under `api` (mia.api.requests,
+    and mia.api.throttled for a 429)."""
 
     def __init__(
         self,
@@ -214,6 +216,7 @@ class Transport:
         policy: RetryPolicy,
         session: requests.Session,
         *,
+        api: str,
         classify: Classifier = classify_status,
         pacing: RateLimiter | None = None,
         throttling_scope: str = "",
@@ -225,6 +228,7 @@ class Transport:
         if origin is None:
             raise ValueError("an API base needs a scheme and a host")
         self._origin = origin
+        self._api = api
         self._scope = scope
         self._tokens = tokens
         self._policy = policy
@@ -302,7 +306,9 @@ class Transport:
         try:
             response = self._session.request(method, url, data=body, headers=headers, timeout=timeout)
         except NETWORK_ERRORS as problem:
+            record_api_response(self._api, None)
             raise TransientError(0, "network", type(problem).__name__) from None
+        record_api_response(self._api, response.status_code)
         return response, token
 
     def _timeout(self, deadline: float | None) -> float:

@@ -11,6 +11,7 @@ blobs are stored again idempotently and processing is idempotent. A backlog olde
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +28,7 @@ from shared.model.times import iso_z
 from shared.settings import AlertSettings, CollectionSettings, SettingsError
 from shared.storage import Storage, raw_store
 from shared.storage.collection_state import CollectionStateTable
+from shared.telemetry import current_carrier, record_collection, span
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,15 @@ class CollectResult:
     checkpoint: str = ""
     caught_up: bool = False
     subscription_started: bool = False
+
+    def fetched(self) -> dict[str, int]:
+        """Listed content blobs by outcome (the telemetry contract's `mia.content.fetched`)."""
+        return {
+            "stored": self.stored - len(self.unparseable),
+            "already_stored": self.already_stored,
+            "unparseable": len(self.unparseable),
+            "gone": len(self.gone),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -175,7 +186,14 @@ def store_content(storage: Storage, item: ContentItem, content: Content) -> tupl
         # The service served other bytes under a content ID already stored: keep both as evidence.
         name = name.replace(".json.gz", f".{raw_store.sha256_hex(data)[:16]}.json.gz")
         digest, _ = raw_store.store_raw(storage.blobs, name, data, metadata)
-    pointer = raw_store.RawPointer(blob=name, sha256=digest, format="management-api")
+    trace = current_carrier()  # the content.store span: enrich_trace continues its trace
+    pointer = raw_store.RawPointer(
+        blob=name,
+        sha256=digest,
+        format="management-api",
+        traceparent=trace.traceparent,
+        tracestate=trace.tracestate,
+    )
     raw_store.enqueue_pointer(raw_store.content_queue(storage.queues), pointer)
     return name, digest
 
@@ -201,15 +219,23 @@ class Collector:
     def run(self) -> CollectResult:
         """Collect until caught up with now or the time budget is spent; then check for lag and
         deliver pending alerts, whatever happened. Token and permission errors raise
-        collection.auth_failed, then propagate."""
-        try:
-            return self._run()
-        except ApiAuthError as problem:  # AuthFailed included: the token itself was refused
-            self._auth_failed(problem)
-            raise
-        finally:
-            self._check_lag()
-            outbox.deliver_quietly(self._storage, self._alerts, self._clock)
+        collection.auth_failed, then propagate. One `fetch_audit` span; the run's counts are
+        recorded as metrics whatever its outcome."""
+        result = CollectResult(self._settings.content_type)
+        outcome = "failed"
+        with span("fetch_audit", {"content_type": result.content_type}) as run_span:
+            try:
+                self._run(result)
+                outcome = "success" if result.caught_up else "partial"
+                return result
+            except ApiAuthError as problem:  # AuthFailed included: the token itself was refused
+                self._auth_failed(problem)
+                raise
+            finally:
+                lag = self._check_lag()
+                run_span.set_attribute("outcome", outcome)
+                record_collection(outcome, result.content_type, result.fetched(), result.records, lag)
+                outbox.deliver_quietly(self._storage, self._alerts, self._clock)
 
     def _raise(
         self,
@@ -243,13 +269,17 @@ class Collector:
         log.error("collection cannot authenticate: %s", message)
         self._raise(rules.COLLECTION_AUTH_FAILED, {"error": type(problem).__name__, "message": message})
 
-    def _check_lag(self) -> None:
+    def _check_lag(self) -> float | None:
+        """Raise collection.lagging when the checkpoint is too old; the lag in seconds (None
+        before a first checkpoint, or when it cannot be read)."""
         try:
             checkpoint = self._state.checkpoint()
             now = self._clock()
-            if checkpoint is None or now - checkpoint <= timedelta(hours=self._alerts.lag_hours):
-                return
+            if checkpoint is None:
+                return None
             lag = now - checkpoint
+            if lag <= timedelta(hours=self._alerts.lag_hours):
+                return lag.total_seconds()
             self._raise(
                 rules.COLLECTION_LAGGING,
                 {
@@ -263,13 +293,14 @@ class Collector:
                     ),
                 },
             )
+            return lag.total_seconds()
         except Exception:  # the check must never hide the run's own outcome
             log.exception("collection lag check failed")
+            return None
 
-    def _run(self) -> CollectResult:
+    def _run(self, result: CollectResult) -> None:
         deadline = self._monotonic() + self._settings.time_budget_seconds
         content_type = self._settings.content_type
-        result = CollectResult(content_type)
         result.subscription_started = self._client.ensure_subscription(content_type)
         now = self._clock()
         checkpoint = self._state.checkpoint() or now - timedelta(hours=self._settings.initial_lookback_hours)
@@ -308,13 +339,18 @@ class Collector:
             result.caught_up = True
         result.checkpoint = iso_z(checkpoint)
         self._state.forget_older_than(now - SEEN_KEEP)
-        return result
 
     def _collect_window(self, start: datetime, end: datetime, deadline: float, result: CollectResult) -> bool:
         """Store every new blob of one window; False if the time budget ran out first.
 
         Whatever became durable is remembered even when a fetch fails, which is then re-raised
-        so the window is not checkpointed."""
+        so the window is not checkpointed. One `collect.window` span."""
+        with span("collect.window", {"content_type": self._settings.content_type}):
+            return self._collect_window_traced(start, end, deadline, result)
+
+    def _collect_window_traced(
+        self, start: datetime, end: datetime, deadline: float, result: CollectResult
+    ) -> bool:
         items = list(self._client.list_content(self._settings.content_type, start, end))
         result.listed += len(items)
         stored = self._state.stored_ids(start, end)
@@ -324,7 +360,11 @@ class Collector:
         complete = True
         failure: BaseException | None = None
         with ThreadPoolExecutor(max_workers=self._settings.concurrency) as pool:
-            futures = {pool.submit(self._fetch_and_store, item, deadline): item for item in new}
+            # Each fetch runs in a copy of this context: its content.store span is this window's child.
+            futures = {
+                pool.submit(contextvars.copy_context().run, self._fetch_and_store, item, deadline): item
+                for item in new
+            }
             for future in as_completed(futures):
                 item = futures[future]
                 try:
@@ -354,6 +394,12 @@ class Collector:
     def _fetch_and_store(self, item: ContentItem, deadline: float) -> Outcome:
         if self._monotonic() >= deadline:
             return Late()
+        with span("content.store", {"content_type": item.content_type}) as store_span:
+            outcome = self._fetch_and_store_traced(item)
+            store_span.set_attribute("outcome", outcome.label.partition(":")[0])
+            return outcome
+
+    def _fetch_and_store_traced(self, item: ContentItem) -> Fetched:
         try:
             content = self._client.fetch_content(item)
         except ContentGone as problem:

@@ -33,6 +33,14 @@ from shared.storage import (
 )
 from shared.subjects import lookup_queue
 from shared.subjects.resolver import ResolveStats, SubjectResolver
+from shared.telemetry import (
+    TraceCarrier,
+    current_carrier,
+    record_detections,
+    record_processed,
+    remote_context,
+    span,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,18 @@ class ProcessResult:
             **subjects,
         }
 
+    def outcomes(self) -> dict[str, int]:
+        """The blob's records by outcome (the telemetry contract's `mia.records.processed`): a
+        record stored before or repeated unchanged within the blob is a duplicate."""
+        duplicates = self.stats.events - self.inserted - self.conflicts
+        return {
+            "inserted": self.inserted,
+            "duplicate": max(duplicates, 0),
+            "conflict": self.conflicts,
+            "malformed": self.stats.malformed,
+            "other_operation": self.stats.other_operations,
+        }
+
 
 def import_bytes(storage: Storage, data: bytes, source_name: str) -> ImportResult:
     """Store one export as raw evidence and enqueue it for processing. Raises UnknownFormat."""
@@ -88,7 +108,10 @@ def import_bytes(storage: Storage, data: bytes, source_name: str) -> ImportResul
     digest, stored = raw_store.store_raw(storage.blobs, name, data, metadata)
     # Enqueued even when the blob already existed: a crash between the two writes must not leave
     # evidence that is never processed, and processing twice changes nothing.
-    pointer = raw_store.RawPointer(blob=name, sha256=digest, format=fmt)
+    trace = current_carrier()
+    pointer = raw_store.RawPointer(
+        blob=name, sha256=digest, format=fmt, traceparent=trace.traceparent, tracestate=trace.tracestate
+    )
     raw_store.enqueue_pointer(raw_store.content_queue(storage.queues), pointer)
     return ImportResult(source_name, fmt, name, digest, stored, count)
 
@@ -109,10 +132,27 @@ def process_pointer(
 
     The alert rules run after the rows are written, from the rows: a retry raises nothing twice.
     Subjects are resolved last (the rows never wait on Graph); a retry finds earlier answers in
-    MessageIndex and looks nothing up again."""
-    settings = alert_settings or AlertSettings()
-    activity = checks.MailboxActivity()
+    MessageIndex and looks nothing up again.
+
+    One `enrich_trace` span, continuing the trace of the span that stored the blob when the pointer
+    carries it; the records' outcomes and the detections are recorded as metrics."""
     pointer = raw_store.RawPointer.decode(body)
+    parent = remote_context(TraceCarrier(pointer.traceparent, pointer.tracestate))
+    with span("enrich_trace", parent=parent):
+        result = _process(storage, pointer, alert_settings or AlertSettings(), clock, resolver)
+    record_processed(result.outcomes())
+    record_detections(alert.type for alert in result.alerts)
+    return result
+
+
+def _process(
+    storage: Storage,
+    pointer: raw_store.RawPointer,
+    settings: AlertSettings,
+    clock: Callable[[], datetime],
+    resolver: SubjectResolver | None,
+) -> ProcessResult:
+    activity = checks.MailboxActivity()
     data = raw_store.load_raw(storage.blobs, pointer)
     result = ProcessResult(blob=pointer.blob)
     pending: list[AccessEvent] = []

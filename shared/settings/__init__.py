@@ -6,7 +6,7 @@ it. Nothing else in the project looks at `os.environ`."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from shared.settings.alerts import AlertFormat, AlertSettings, load_alert_settings
 from shared.settings.collection import (
@@ -27,6 +27,7 @@ from shared.settings.subjects import (
     ResolvePolicy,
     load_resolution_settings,
 )
+from shared.settings.telemetry import TelemetrySettings, load_telemetry_settings
 
 __all__ = [
     "CATALOGUE",
@@ -49,6 +50,7 @@ __all__ = [
     "SettingsError",
     "StorageCredential",
     "StorageSettings",
+    "TelemetrySettings",
     "UnresolvedReference",
     "load_alert_settings",
     "load_collection_settings",
@@ -56,6 +58,7 @@ __all__ = [
     "load_resolution_settings",
     "load_settings",
     "load_storage_settings",
+    "load_telemetry_settings",
 ]
 
 
@@ -73,6 +76,8 @@ class Settings:
     resolution: ResolutionSettings = field(default_factory=ResolutionSettings)
     collection: CollectionSettings | None = None
     collection_problem: str | None = None
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    telemetry_problem: str | None = None  # a malformed telemetry setting: no telemetry, the rest runs
 
     def require_collection(self) -> CollectionSettings:
         """Collection's settings, or the SettingsError that kept them from loading."""
@@ -86,6 +91,7 @@ class Settings:
             "collection": self.collection_problem,
             "alerts": self.alerts.delivery_problem,
             "subjects": self.resolution.graph_problem,
+            "telemetry": self.telemetry_problem,
         }
         return {feature: problem for feature, problem in problems.items() if problem is not None}
 
@@ -97,8 +103,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     report = load_report_settings(env)
     alerts = load_alert_settings(env)
     resolution = load_resolution_settings(env)
+    telemetry, telemetry_problem = TelemetrySettings(), None
     try:
-        collection = load_collection_settings(env)
+        telemetry = load_telemetry_settings(env)
     except SettingsError as problem:
-        return Settings(storage, report, alerts, resolution, collection_problem=str(problem))
-    return Settings(storage, report, alerts, resolution, collection=collection)
+        telemetry_problem = str(problem)
+    loaded = Settings(
+        storage, report, alerts, resolution, telemetry=telemetry, telemetry_problem=telemetry_problem
+    )
+    try:
+        return replace(loaded, collection=load_collection_settings(env))
+    except SettingsError as problem:
+        return replace(loaded, collection_problem=str(problem))

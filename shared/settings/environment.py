@@ -81,6 +81,7 @@ class Capability(StrEnum):
     ALERTS = "alerts"
     SUBJECTS = "subjects"  # Microsoft Graph and subject resolution
     SCHEDULES = "schedules"  # the timers, read by the Functions host
+    TELEMETRY = "telemetry"  # OpenTelemetry to Application Insights (function host only)
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,23 @@ _SETTINGS = (
     ),
     Setting("GRAPH_API_BASE", Capability.SUBJECTS, "override of the Graph host", derived="M365_CLOUD"),
     Setting("GRAPH_SCOPE", Capability.SUBJECTS, "token scope for Graph", derived="M365_CLOUD"),
+    Setting(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        Capability.TELEMETRY,
+        "Application Insights resource to export metrics and traces to; unset: no telemetry",
+    ),
+    Setting(
+        "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+        Capability.TELEMETRY,
+        "Authorization=AAD;ClientId=<user-assigned identity>: Entra ingestion (ClientId omitted: "
+        "system-assigned)",
+    ),
+    Setting(
+        "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
+        Capability.TELEMETRY,
+        "the Python worker configures Azure Monitor itself (and exports the logs); the app then does not",
+        "false",
+    ),
 )
 CATALOGUE: Mapping[str, Setting] = {setting.name: setting for setting in _SETTINGS}
 

@@ -28,6 +28,7 @@ from shared.model.times import iso_z, utcnow
 from shared.storage import CONTENT_QUEUE, RAW_CONTAINER
 
 POINTER_VERSION = 1
+_TRACE = ("traceparent", "tracestate")  # optional: a malformed value only loses the trace link
 
 
 class IntegrityError(RuntimeError):
@@ -40,15 +41,21 @@ class BadPointer(ValueError):
 
 @dataclass(frozen=True)
 class RawPointer:
-    """The queue message body: where the raw bytes are and what they should hash to."""
+    """The queue message body: where the raw bytes are and what they should hash to, and the W3C
+    trace context of the span that stored them (`traceparent`, `tracestate`: written only when
+    there is one, so an untraced pointer is as small as before, and a pointer written before they
+    existed still decodes)."""
 
     blob: str
     sha256: str
     format: str
     v: int = POINTER_VERSION
+    traceparent: str = ""
+    tracestate: str = ""
 
     def encode(self) -> str:
-        return orjson.dumps(asdict(self)).decode()
+        fields = {key: value for key, value in asdict(self).items() if value != "" or key not in _TRACE}
+        return orjson.dumps(fields).decode()
 
     @classmethod
     def decode(cls, body: bytes | str) -> RawPointer:
@@ -65,7 +72,8 @@ class RawPointer:
             raise BadPointer("queue message has no valid 'sha256'")
         if not isinstance(fmt, str) or not fmt:
             raise BadPointer("queue message has no 'format'")
-        return cls(blob=blob, sha256=digest.lower(), format=fmt)
+        trace = {key: data[key] for key in _TRACE if isinstance(data.get(key), str)}
+        return cls(blob=blob, sha256=digest.lower(), format=fmt, **trace)
 
 
 def sha256_hex(data: bytes) -> str:

@@ -4,7 +4,9 @@ enrich_trace records what the records themselves say and queues the rest; the re
 timer takes everything queued and resolves it in one pass, so a `$batch` carries 20 lookups even
 when each blob names only a few messages (a blob holds 5-10 minutes of a tenant's audit, often
 a handful of records). A queue message holds one mailbox's messages:
-`{"m": mailbox, "ids": [[InternetMessageId, first access (ISO 8601) or null, size or null], ...]}`.
+`{"m": mailbox, "ids": [[InternetMessageId, first access (ISO 8601) or null, size or null], ...]}`,
+and `"tp"`, the W3C traceparent of the enrich_trace span that queued it, when there was one: each
+pass's `subjects.lookup` span links to the traces of the blobs whose ids it resolves.
 
 Messages are deleted once every id in them has an answer in MessageIndex (found, or not found
 with its retry time). Ids a run's budget did not reach (deferred) go back on the queue as new
@@ -30,6 +32,7 @@ from shared.model.message_info import UNRESOLVED, Key, MessageInfo, Observed
 from shared.model.times import utc_timestamp
 from shared.storage import LOOKUP_QUEUE, Storage, raw_store
 from shared.subjects.resolver import DEFERRED, SHORT_RETRY, ResolveStats, SubjectResolver
+from shared.telemetry import TraceCarrier, current_carrier, linked_context, record_subject_lookups, span
 
 log = logging.getLogger(__name__)
 
@@ -51,28 +54,37 @@ def _entry(message_id: str, seen: Observed) -> list[object]:
     return [message_id, first, seen.size]
 
 
-def message_bodies(mailbox: str, messages: Mapping[str, Observed]) -> Iterator[str]:
-    """Queue message bodies for one mailbox, each under MAX_MESSAGE_BYTES."""
+def _body(mailbox: str, entries: list[list[object]], traceparent: str) -> str:
+    document: dict[str, object] = {"m": mailbox, "ids": entries}
+    if traceparent:
+        document["tp"] = traceparent
+    return orjson.dumps(document).decode()
+
+
+def message_bodies(mailbox: str, messages: Mapping[str, Observed], traceparent: str = "") -> Iterator[str]:
+    """Queue message bodies for one mailbox, each under MAX_MESSAGE_BYTES (a traceparent is 55
+    bytes, well inside the 64 KiB the limit leaves room to)."""
     entries: list[list[object]] = []
     size = 0
     for message_id, seen in messages.items():
         entry = _entry(message_id, seen)
         entry_size = len(orjson.dumps(entry)) + 1
         if entries and size + entry_size > MAX_MESSAGE_BYTES:
-            yield orjson.dumps({"m": mailbox, "ids": entries}).decode()
+            yield _body(mailbox, entries, traceparent)
             entries, size = [], 0
         entries.append(entry)
         size += entry_size
     if entries:
-        yield orjson.dumps({"m": mailbox, "ids": entries}).decode()
+        yield _body(mailbox, entries, traceparent)
 
 
 def enqueue(storage: Storage, pending: Mapping[str, Mapping[str, Observed]]) -> int:
-    """Queue what is still to look up; returns the number of queue messages sent."""
+    """Queue what is still to look up, with the current trace; returns the messages sent."""
     queue = lookup_queue(storage)
+    traceparent = current_carrier().traceparent
     sent = 0
     for mailbox, messages in pending.items():
-        for body in message_bodies(mailbox, messages):
+        for body in message_bodies(mailbox, messages, traceparent):
             queue.send_message(body)
             sent += 1
     return sent
@@ -98,6 +110,16 @@ def parse(body: str) -> dict[str, dict[str, Observed]]:
     return {mailbox: messages}
 
 
+def trace_of(body: str) -> TraceCarrier:
+    """The trace a message was queued in; empty for a message without one (or unreadable)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return TraceCarrier()
+    traceparent = document.get("tp") if isinstance(document, dict) else None
+    return TraceCarrier(traceparent) if isinstance(traceparent, str) else TraceCarrier()
+
+
 @dataclass
 class DrainResult:
     stats: ResolveStats = field(default_factory=ResolveStats)
@@ -117,12 +139,19 @@ class DrainResult:
             **self.stats.as_dict(),
         }
 
+    def outcomes(self) -> dict[str, int]:
+        """Message ids by where their answer came from, `error` for those given up on (the
+        telemetry contract's `mia.subjects.lookups`)."""
+        answered = ("audit", "cached", "graph", "trace", "unresolved", "deferred")
+        return {**{name: getattr(self.stats, name) for name in answered}, "error": self.dropped_ids}
+
 
 @dataclass
 class _Pass:
     observed: dict[str, dict[str, Observed]] = field(default_factory=dict)
     messages: list[tuple[QueueMessage, list[Key]]] = field(default_factory=list)
     keys: int = 0
+    traces: list[TraceCarrier] = field(default_factory=list)
 
 
 def _gather(queue: QueueClient, resolver: SubjectResolver, result: DrainResult) -> _Pass:
@@ -164,6 +193,7 @@ def _gather(queue: QueueClient, resolver: SubjectResolver, result: DrainResult) 
                     keys.append((mailbox, message_id))
             gathered.messages.append((message, keys))
             gathered.keys += len(keys)
+            gathered.traces.append(trace_of(message.content))
     return gathered
 
 
@@ -179,12 +209,14 @@ def drain(storage: Storage, resolver: SubjectResolver, tenant: str = "") -> Drai
         gathered = _gather(queue, resolver, result)
         if not gathered.messages:
             break
-        answers = resolver.resolve(gathered.observed, budget, resolver.settings.covers, result.stats)
-        requeued: set[Key] = set()
-        for message, keys in gathered.messages:
-            _settle(queue, message, keys, answers, gathered.observed, requeued, result)
+        with span("subjects.lookup", {"ids": gathered.keys}, links=linked_context(gathered.traces)):
+            answers = resolver.resolve(gathered.observed, budget, resolver.settings.covers, result.stats)
+            requeued: set[Key] = set()
+            for message, keys in gathered.messages:
+                _settle(queue, message, keys, answers, gathered.observed, requeued, result)
         if result.left_queued:
             break  # what is left is queued anew: this run's budget is spent
+    record_subject_lookups(result.outcomes())
     log.info("subject lookups: %s", result.as_dict())
     if result.dropped_ids:
         log.warning("subject lookups: gave up on %s ids after repeated failures", result.dropped_ids)

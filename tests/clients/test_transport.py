@@ -162,6 +162,7 @@ def transport(
         tokens or Tokens(),
         RetryPolicy(request_timeout_s=5, max_attempts=attempts, max_backoff_s=4),
         requests.Session(),
+        api="graph",
         pauses=pauses or Pauses(),
         clock=time.clock,
         sleep=time.sleep,
