@@ -158,3 +158,24 @@ def test_raw_pointer_round_trips_through_encode_and_decode_with_the_hash_lower_c
     assert RawPointer.decode(pointer.encode()) == pointer
     upper = orjson.dumps({"blob": pointer.blob, "sha256": "AB" * 32, "format": "jsonl"})
     assert RawPointer.decode(upper) == pointer
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_pointer_carries_its_trace_context_only_when_it_has_one() -> None:
+    untraced = RawPointer(blob="import/abc.gz", sha256="a" * 64, format="jsonl")
+    traced = RawPointer("import/abc.gz", "a" * 64, "jsonl", traceparent=TRACEPARENT, tracestate="mia=1")
+
+    assert set(orjson.loads(untraced.encode())) == {"blob", "sha256", "format", "v"}
+    assert orjson.loads(traced.encode())["traceparent"] == TRACEPARENT
+    assert RawPointer.decode(traced.encode()) == traced
+    assert len(traced.encode()) - len(untraced.encode()) < 100
+
+
+def test_a_pointer_written_before_the_trace_context_or_with_a_bad_one_still_decodes() -> None:
+    old = orjson.dumps({"blob": "import/abc.gz", "sha256": "a" * 64, "format": "jsonl", "v": 1})
+    odd = orjson.dumps({"blob": "import/abc.gz", "sha256": "a" * 64, "format": "jsonl", "traceparent": 7})
+
+    assert RawPointer.decode(old) == RawPointer("import/abc.gz", "a" * 64, "jsonl")
+    assert RawPointer.decode(odd).traceparent == ""

@@ -4,7 +4,6 @@ and reads what its own run recorded (counters as deltas, gauges as their last va
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -60,7 +59,7 @@ def _install() -> Captured:
 
 
 @pytest.fixture
-def captured() -> Iterator[Captured]:
+def captured() -> Captured:
     installed = _install()
     installed.reset()
-    yield installed
+    return installed

@@ -24,7 +24,8 @@ def test_a_span_started_in_the_carried_context_continues_the_senders_trace(captu
         pass
     sender, receiver = captured.spans("content.store")[0], captured.spans("enrich_trace")[0]
     assert receiver.context.trace_id == sender.context.trace_id
-    assert receiver.parent is not None and receiver.parent.span_id == sender.context.span_id
+    assert receiver.parent is not None
+    assert receiver.parent.span_id == sender.context.span_id
     assert carried.traceparent.startswith(f"00-{sender.context.trace_id:032x}-{sender.context.span_id:016x}-")
 
 

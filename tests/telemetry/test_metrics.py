@@ -21,7 +21,8 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(
-    ("status", "expected"), [(200, "2xx"), (204, "2xx"), (429, "4xx"), (503, "5xx"), (None, "error"), (0, "error")]
+    ("status", "expected"),
+    [(200, "2xx"), (204, "2xx"), (429, "4xx"), (503, "5xx"), (None, "error"), (0, "error")],
 )
 def test_a_status_is_counted_by_its_class(status: int | None, expected: str) -> None:
     assert status_class(status) == expected
@@ -67,7 +68,10 @@ def test_processed_records_lookups_and_queue_depths_carry_only_their_outcome_or_
     assert sorted(points["mia.records.processed"], key=str) == sorted(
         [({"outcome": "inserted"}, 5), ({"outcome": "duplicate"}, 2), ({"outcome": "malformed"}, 1)], key=str
     )
-    assert sorted(points["mia.subjects.lookups"], key=str) == [({"outcome": "error"}, 1), ({"outcome": "graph"}, 4)]
+    assert sorted(points["mia.subjects.lookups"], key=str) == [
+        ({"outcome": "error"}, 1),
+        ({"outcome": "graph"}, 4),
+    ]
     depths = dict((str(attributes["queue"]), value) for attributes, value in points["mia.queue.depth"])
     assert depths["audit-content-poison"] == 7
     assert "audit-content" not in depths or depths["audit-content"] != 7
