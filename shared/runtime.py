@@ -8,7 +8,6 @@ from functools import cache
 
 from azure.core.exceptions import AzureError
 from azure.identity import ManagedIdentityCredential
-from azure.monitor.opentelemetry import configure_azure_monitor
 
 from shared import logsetup
 from shared.clients.auth import token_provider
@@ -137,6 +136,10 @@ def telemetry() -> bool:
         return False
     if not loaded.configured or loaded.worker_exports:
         return False
+    # Imported only when used: the distro and its instrumentations take about a second to import,
+    # which `mia` (it imports this module for build_resolver) and an unconfigured worker never pay.
+    from azure.monitor.opentelemetry import configure_azure_monitor
+
     configure_azure_monitor(**azure_monitor_options(loaded))
     return True
 
