@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import hashes
 from shared.clients.errors import ApiAuthError, TransientError
 from shared.clients.http_session import session_for
 from shared.settings import AuthSettings
+from shared.telemetry import record_api_response
 
 TOKEN_TIMEOUT_SECONDS = 30
 # OAuth 2.0 error codes that mean "try again later" (RFC 6749 section 4.1.2.1).
@@ -57,6 +58,21 @@ def certificate_thumbprint(pem: str) -> str:
     return certificate.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - Entra's x5t is SHA-1
 
 
+LOGIN_API = "token"  # the login host, as mia.api.requests names it
+
+
+def _counted_token_session(ca_bundle: str | None) -> requests.Session:
+    """MSAL's HTTP client, every answer it gets (token and OpenID configuration requests) counted
+    as a `token` API request."""
+    session = session_for(ca_bundle)
+
+    def count(response: requests.Response, *args: object, **kwargs: object) -> None:
+        record_api_response(LOGIN_API, response.status_code)
+
+    session.hooks["response"].append(count)
+    return session
+
+
 class MsalTokenProvider:
     """Client-credentials tokens for an app registration.
 
@@ -92,7 +108,7 @@ class MsalTokenProvider:
                 # Our authorities are the documented cloud hosts or an explicit override (the
                 # simulator); no instance discovery round-trip to the public cloud is wanted.
                 instance_discovery=False,
-                http_client=session_for(settings.ca_bundle),
+                http_client=_counted_token_session(settings.ca_bundle),
                 timeout=TOKEN_TIMEOUT_SECONDS,  # a hanging token endpoint is a transient failure
             )
         return self._app
@@ -102,6 +118,7 @@ class MsalTokenProvider:
             try:
                 result = self._application().acquire_token_for_client(scopes=[scope])
             except requests.RequestException as problem:  # DNS, refused, reset, timed out
+                record_api_response(LOGIN_API, None)
                 raise TokenUnavailable(
                     f"token endpoint unreachable: {type(problem).__name__} (the network or "
                     "LOGIN_AUTHORITY; retried)"

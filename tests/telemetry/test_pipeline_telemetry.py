@@ -69,7 +69,8 @@ def test_a_run_records_the_contract_counters_and_one_trace_per_content_blob(
     assert inserted > 0
     assert totals(points["mia.records.processed"], "outcome")["inserted"] == inserted
     requests = totals(points["mia.api.requests"], "api")
-    assert set(requests) == {"management"}
+    assert set(requests) == {"management", "token"}
+    assert requests["token"] >= 1  # MSAL's requests to the simulated login host
     assert requests["management"] >= result.stored + 1
     depths = {str(attributes["queue"]): value for attributes, value in points["mia.queue.depth"]}
     assert depths[POISON_QUEUE] == 0
