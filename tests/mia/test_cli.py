@@ -180,6 +180,12 @@ def test_mia_import_of_a_depth_truncated_powershell_export_warns_and_keeps_rows_
     assert function_env.mailbox_access.from_entity(bind).items == ()
     assert list(function_env.message_index.client.list_entities()) == []  # no message id invented
 
+    assert _run(capsys, "import", str(POWERSHELL / "auditdata-full-depth.json"))[0] == 0
+    code, out, _ = _run(capsys, "process")  # the same records whole: they say more, not otherwise
+    assert code == 0
+    assert out.startswith("processed 1 blobs: 4 records, 3 MailItemsAccessed (0 new rows;")
+    assert list(function_env.record_conflicts.client.list_entities()) == []
+
 
 def test_mia_report_from_an_audit_data_export_and_a_sentinel_export_lists_each_record_once(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
