@@ -72,7 +72,9 @@ def window_query(start: datetime, end: datetime) -> str:
 
 class ProviderCredential:
     """An azure-core TokenCredential over one of our token providers (MSAL or managed identity),
-    which cache and refresh tokens themselves."""
+    which cache and refresh tokens themselves. The expiry given is 5 minutes, which azure-core's
+    bearer policy already counts as due, so it asks the provider (its cache) for every request
+    rather than holding a token the provider has since replaced."""
 
     def __init__(self, provider: TokenProvider, lifetime_s: int = 300) -> None:
         self._provider = provider
