@@ -281,7 +281,9 @@ def _plans(
     plans = [_Plan(profile) for profile in profiles]
     drawn: list[tuple[str, str, int, str]] = []
     for kind, rate in spec.novelty_rates:
-        chosen = [n for n in range(len(plans)) if rng.random() < rate] or [rng.randrange(len(plans))]
+        # One novelty per mailbox, so each is seen on its own (a trip hides a home IP change).
+        free = [n for n, plan in enumerate(plans) if not plan.novelty_records]
+        chosen = [n for n in free if rng.random() < rate] or rng.sample(free, min(1, len(free)))
         for n in chosen:
             label = f"novelty-{len(drawn):03d}-{kind}"
             detail = _apply_novelty(builder, plans[n], kind, label)
@@ -406,11 +408,14 @@ def _session(
     ]
 
 
-def _attacker_session(builder: _Builder, attack: _Attack, targets: Sequence[Mailbox]) -> AttackerSession:
+def _attacker_session(
+    builder: _Builder, attack: _Attack, targets: Sequence[Mailbox], visited: frozenset[str]
+) -> AttackerSession:
+    """`visited`: the countries the first target's owner travels to (never the attacker's)."""
     rng, label = builder.rng, {"attack": attack.label}
     target = targets[0]
     owner = target.owner
-    hosting_ip, hosting_country = rng.choice(HOSTING_SITES)
+    hosting_ip, hosting_country = rng.choice([site for site in HOSTING_SITES if site[1] not in visited])
     ip, country = hosting_ip, hosting_country
 
     def bind(low: int, high: int) -> Callable[[Access, datetime], str]:
@@ -468,9 +473,10 @@ def _attacker_session(builder: _Builder, attack: _Attack, targets: Sequence[Mail
     )
 
 
-def _attacks(builder: _Builder, profiles: list[_Profile]) -> list[AttackerSession]:
+def _attacks(builder: _Builder, plans: list[_Plan]) -> list[AttackerSession]:
     rng, spec = builder.rng, builder.spec
-    mailboxes = [p.mailbox for p in profiles]
+    mailboxes = [plan.profile.mailbox for plan in plans]
+    visited = {plan.profile.mailbox.upn: frozenset({plan.trip[3]} if plan.trip else ()) for plan in plans}
     victims = rng.sample(mailboxes, min(len(mailboxes), len(PATTERNS)))
     sessions = []
     for n, pattern in enumerate(PATTERNS):
@@ -480,7 +486,7 @@ def _attacks(builder: _Builder, profiles: list[_Profile]) -> list[AttackerSessio
             targets = rng.sample(mailboxes, min(len(mailboxes), spec.mass_access_mailboxes))
         else:
             targets = [victims[n % len(victims)]]
-        sessions.append(_attacker_session(builder, attack, targets))
+        sessions.append(_attacker_session(builder, attack, targets, visited[targets[0].upn]))
     return sessions
 
 
@@ -498,7 +504,7 @@ def generate(spec: BehaviourSpec) -> LabelledTenant:
     for day in range(spec.days):
         for plan in plans:
             _owner_day(builder, plan, day)
-    attacks = _attacks(builder, profiles)
+    attacks = _attacks(builder, plans)
     builder.out.sort(key=lambda r: r.when)  # stable: same-second records keep their order
     position = {str(r.record["Id"]): n for n, r in enumerate(builder.out)}
 
