@@ -21,7 +21,7 @@ read is not confirmed by a published record.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -195,18 +195,29 @@ class _Builder:
         count = min(len(folder.messages), self.rng.randint(low, high))
         return [(folder, self.rng.sample(folder.messages, count))]
 
-    def bind(self, when: datetime, access: Access, low: int = 1, high: int = 4, **labels: str) -> str:
+    def bind(
+        self,
+        when: datetime,
+        access: Access,
+        low: int = 1,
+        high: int = 4,
+        labels: Mapping[str, str] | None = None,
+    ) -> str:
         folders = self.folders(access.mailbox, low, high)
         subjects = self.rng.random() < 0.6
         record = self.factory.mail_items_accessed(when, access, "Bind", folders, with_subjects=subjects)
-        self.out.append(_Record(when, record, access.mailbox.upn, **labels))
+        self.keep(when, record, access, labels or {})
         return str(record["Id"])
 
-    def sync(self, when: datetime, access: Access, path: str, **labels: str) -> str:
+    def sync(self, when: datetime, access: Access, path: str, labels: Mapping[str, str] | None = None) -> str:
         folder = access.mailbox.folders[path]
         record = self.factory.mail_items_accessed(when, access, "Sync", [(folder, [])])
-        self.out.append(_Record(when, record, access.mailbox.upn, **labels))
+        self.keep(when, record, access, labels or {})
         return str(record["Id"])
+
+    def keep(self, when: datetime, record: Record, access: Access, labels: Mapping[str, str]) -> None:
+        attack, novelty = labels.get("attack", ""), labels.get("novelty", "")
+        self.out.append(_Record(when, record, access.mailbox.upn, attack=attack, novelty=novelty))
 
     def at(self, day: int, low_hour: float, high_hour: float) -> datetime:
         seconds = round(self.rng.uniform(low_hour, high_hour) * 3600)
@@ -342,9 +353,9 @@ def _owner_day(builder: _Builder, plan: _Plan, day: int) -> None:
             ip, labels = trip[2], trip_label
         desktop = builder.access(owner, mailbox, OWNER, ip, OUTLOOK_DESKTOP)
         if rng.random() < 0.2:
-            _note(plan, labels, builder.sync(builder.at(day, 7, 9), desktop, "\\Inbox", **labels))
+            _note(plan, labels, builder.sync(builder.at(day, 7, 9), desktop, "\\Inbox", labels=labels))
         for _ in range(rng.randint(3, 6)):
-            _note(plan, labels, builder.bind(builder.at(day, 7.5, 18.5), desktop, **labels))
+            _note(plan, labels, builder.bind(builder.at(day, 7.5, 18.5), desktop, labels=labels))
         if profile.owa and not trip and rng.random() < 0.5:
             owa = builder.access(owner, mailbox, OWNER, ip, OWA)
             for _ in range(rng.randint(1, 2)):
@@ -354,7 +365,7 @@ def _owner_day(builder: _Builder, plan: _Plan, day: int) -> None:
                 owner, mailbox, OWNER, ip, GRAPH_REST, app_id=GRAPH_APP_ID, client_app_id=plan.new_app[1]
             )
             app_labels = {"novelty": plan.new_app[2]}
-            _note(plan, app_labels, builder.bind(builder.at(day, 9, 17), app, **app_labels))
+            _note(plan, app_labels, builder.bind(builder.at(day, 9, 17), app, labels=app_labels))
     _phone_day(builder, plan, day, weekday, trip)
     if weekday and profile.delegate is not None and rng.random() < 0.6:
         delegate = builder.access(profile.delegate, mailbox, DELEGATED, profile.office_ip, OUTLOOK_DESKTOP)
@@ -378,7 +389,7 @@ def _phone_day(
     ids = {"app_id": OUTLOOK_MOBILE_APP_ID, "client_app_id": OUTLOOK_MOBILE_APP_ID}
     phone = builder.access(profile.mailbox.owner, profile.mailbox, OWNER, ip, client, **ids)
     for _ in range(rng.randint(1, 3)):
-        _note(plan, labels, builder.bind(builder.at(day, 7, 22), phone, 1, 2, **labels))
+        _note(plan, labels, builder.bind(builder.at(day, 7, 22), phone, 1, 2, labels=labels))
 
 
 def _note(plan: _Plan, labels: dict[str, str], record_id: str) -> None:
@@ -419,7 +430,7 @@ def _attacker_session(
     ip, country = hosting_ip, hosting_country
 
     def bind(low: int, high: int) -> Callable[[Access, datetime], str]:
-        return lambda access, when: builder.bind(when, access, low, high, **label)
+        return lambda access, when: builder.bind(when, access, low, high, labels=label)
 
     if attack.pattern == "graph_unknown_app":
         access = builder.access(
@@ -445,7 +456,11 @@ def _attacker_session(
         paths = ("\\Inbox", "\\Sent Items", "\\Archive", "\\Inbox\\Projects", "\\Drafts")
         order = iter(rng.sample(paths, len(paths)))
         ids = _session(
-            builder, attack, access, rng.randint(3, 5), lambda a, w: builder.sync(w, a, next(order), **label)
+            builder,
+            attack,
+            access,
+            rng.randint(3, 5),
+            lambda a, w: builder.sync(w, a, next(order), labels=label),
         )
     else:  # app_many_mailboxes
         app = guid(rng)
@@ -455,7 +470,7 @@ def _attacker_session(
         ]
         start = builder.at(attack.day, attack.hour, attack.hour)
         ids = [
-            builder.bind(start + timedelta(seconds=40 * n + rng.randint(0, 30)), access, 3, 8, **label)
+            builder.bind(start + timedelta(seconds=40 * n + rng.randint(0, 30)), access, 3, 8, labels=label)
             for n, access in enumerate(accesses)
         ]
         return AttackerSession(
