@@ -102,8 +102,11 @@ class BehaviourSpec:
     mobile_share: float = 0.7
     owa_share: float = 0.4
     work_from_home_share: float = 0.3  # of an owner's working days
-    # Probability, per mailbox over the window, of each benign novelty; at least one of each
-    # kind is drawn per tenant so every tenant exercises every kind.
+    # Probability, per mailbox over the window, of each benign novelty (at most one per mailbox;
+    # at least one of each kind per tenant, so every tenant exercises every kind). Rough rates for
+    # 45 days: phones are replaced every two to three years, one person in ten travels abroad in
+    # six weeks, residential leases change within the ISP's pool every month or two, and a new
+    # first-party app (Teams, new Outlook) reaches a few users a month.
     novelty_rates: tuple[tuple[str, float], ...] = (
         ("new_phone", 0.05),
         ("travel", 0.1),
@@ -168,6 +171,7 @@ class _Profile:
     carrier: str
     owa: bool
     delegate: Person | None
+    delegate_ip: str  # the delegate's own office egress
 
 
 @dataclass
@@ -239,6 +243,7 @@ def _profiles(builder: _Builder) -> list[_Profile]:
         )
         for n in range(spec.mailboxes)
     ]
+    offices = {mailbox.upn: rng.choice(OFFICE_EGRESS) for mailbox in mailboxes}
     profiles = []
     for n, mailbox in enumerate(mailboxes):
         has_phone = rng.random() < spec.mobile_share
@@ -248,13 +253,14 @@ def _profiles(builder: _Builder) -> list[_Profile]:
         profiles.append(
             _Profile(
                 mailbox=mailbox,
-                office_ip=rng.choice(OFFICE_EGRESS),
+                office_ip=offices[mailbox.upn],
                 home_net=f"{rng.choice(HOME_ISPS)}.{rng.randint(0, 255)}",
                 home_host=rng.randint(2, 254),
                 phone=rng.choice((OUTLOOK_IOS, OUTLOOK_ANDROID)) if has_phone else "",
                 carrier=rng.choice(CARRIERS),
                 owa=rng.random() < spec.owa_share,
                 delegate=delegate,
+                delegate_ip=offices[delegate.upn] if delegate else "",
             )
         )
     return profiles
@@ -368,7 +374,7 @@ def _owner_day(builder: _Builder, plan: _Plan, day: int) -> None:
             _note(plan, app_labels, builder.bind(builder.at(day, 9, 17), app, labels=app_labels))
     _phone_day(builder, plan, day, weekday, trip)
     if weekday and profile.delegate is not None and rng.random() < 0.6:
-        delegate = builder.access(profile.delegate, mailbox, DELEGATED, profile.office_ip, OUTLOOK_DESKTOP)
+        delegate = builder.access(profile.delegate, mailbox, DELEGATED, profile.delegate_ip, OUTLOOK_DESKTOP)
         for _ in range(rng.randint(1, 3)):
             builder.bind(builder.at(day, 8, 17.5), delegate, 1, 2)
 
