@@ -101,7 +101,7 @@ class BehaviourSpec:
     delegate_share: float = 0.2
     mobile_share: float = 0.7
     owa_share: float = 0.4
-    work_from_home_share: float = 0.3  # of an owner's working days
+    work_from_home_share: float = 0.15  # of an owner's other working days (besides the fixed one)
     # Probability, per mailbox over the window, of each benign novelty (at most one per mailbox;
     # at least one of each kind per tenant, so every tenant exercises every kind). Rough rates for
     # 45 days: phones are replaced every two to three years, one person in ten travels abroad in
@@ -113,7 +113,7 @@ class BehaviourSpec:
         ("home_ip_change", 0.3),
         ("new_first_party_app", 0.08),
     )
-    mass_access_mailboxes: int = 10
+    mass_access_mailboxes: int = 24  # an app harvesting a tenant reads most of it
     messages_per_folder: int = 6
 
     @property
@@ -167,6 +167,7 @@ class _Profile:
     office_ip: str
     home_net: str  # "198.18.7"
     home_host: int
+    home_weekday: int  # hybrid work: the owner works from home this weekday every week
     phone: str  # "" (none), OUTLOOK_IOS or OUTLOOK_ANDROID
     carrier: str
     owa: bool
@@ -256,6 +257,7 @@ def _profiles(builder: _Builder) -> list[_Profile]:
                 office_ip=offices[mailbox.upn],
                 home_net=f"{rng.choice(HOME_ISPS)}.{rng.randint(0, 255)}",
                 home_host=rng.randint(2, 254),
+                home_weekday=rng.randrange(5),
                 phone=rng.choice((OUTLOOK_IOS, OUTLOOK_ANDROID)) if has_phone else "",
                 carrier=rng.choice(CARRIERS),
                 owa=rng.random() < spec.owa_share,
@@ -341,11 +343,12 @@ def _apply_novelty(builder: _Builder, plan: _Plan, kind: str, label: str) -> str
 def _owner_day(builder: _Builder, plan: _Plan, day: int) -> None:
     rng, profile = builder.rng, plan.profile
     mailbox, owner = profile.mailbox, profile.mailbox.owner
-    weekday = (builder.spec.start + timedelta(days=day)).weekday() < 5
+    day_of_week = (builder.spec.start + timedelta(days=day)).weekday()
+    weekday = day_of_week < 5
     trip = plan.trip if plan.trip and plan.trip[0] <= day <= plan.trip[1] else None
     trip_label = {"novelty": trip[4]} if trip else {}
     if weekday:
-        home_day = rng.random() < builder.spec.work_from_home_share
+        home_day = day_of_week == profile.home_weekday or rng.random() < builder.spec.work_from_home_share
         ip, labels = profile.office_ip, {}
         host = profile.home_host
         if plan.home_change and day >= plan.home_change[0]:
