@@ -39,6 +39,8 @@ TEST_SEEDS: tuple[int, ...] = (11, 12, 13)
 BENCH_SEEDS: tuple[int, ...] = tuple(range(9001, 9011))
 SEVERITIES = ("low", "medium", "high")
 ROUTINE = "routine"
+# The figures bench_detection_quality returns, in the order bench/run.py should print them.
+DETECTION_FIGURES = ("detection_recall", "false_alerts_per_100_mailbox_days", "detection_latency_records")
 RECALL_GOAL_MIN = 1.0
 FALSE_ALERTS_GOAL_MAX = 1.0
 LATENCY_GOAL_MAX = 0

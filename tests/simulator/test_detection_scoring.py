@@ -12,6 +12,7 @@ import pytest
 
 from bench.detection import (
     BENCH_SEEDS,
+    DETECTION_FIGURES,
     TEST_SEEDS,
     bench_detection_quality,
     events_of,
@@ -188,6 +189,7 @@ def test_the_bench_path_scores_a_detector_on_parsed_events() -> None:
         1 for e in events if e.record_id not in attacker and e.timestamp >= tenant.truth.warmup_end
     )
     figures = bench_detection_quality(everything, seeds=TEST_SEEDS[:1], spec=small)
+    assert tuple(figures) == DETECTION_FIGURES
     assert figures["detection_recall"]["value"] == 1.0
     assert figures["detection_latency_records"]["value"] == 0
     false = measurements(figures, "false_alerts_per_100_mailbox_days")
