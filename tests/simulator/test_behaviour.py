@@ -28,6 +28,7 @@ from simulator.behaviour import (
     LabelledTenant,
     generate,
 )
+from simulator.tenant import FOREIGN_IPS
 
 pytestmark = pytest.mark.unit
 
@@ -222,6 +223,10 @@ def test_novelties_change_what_they_say_and_no_more(
             assert {e.client_family for e in read} == {"OutlookMobile"}
         else:
             assert {e.client_app_id in decoders.FIRST_PARTY_APPS for e in read} == {True}
+
+
+def test_attackers_use_the_simulators_foreign_addresses() -> None:
+    assert [ip for ip, _ in HOSTING_SITES] == list(FOREIGN_IPS)
 
 
 def test_every_address_with_a_country_has_the_one_the_embedded_data_gives() -> None:
