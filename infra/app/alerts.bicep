@@ -195,18 +195,16 @@ var rules = [
 ]
 
 // https://learn.microsoft.com/azure/templates/microsoft.insights/scheduledqueryrules (2023-12-01, the
-// current GA version). Each rule queries with its own system-assigned identity, not with the
-// permissions of whoever deployed it; the identity gets Reader on the Application Insights component
-// only (below).
+// current GA version). No managed identity: Azure Monitor documents one as required for rules that
+// query Azure Resource Graph or Azure Data Explorer
+// (https://learn.microsoft.com/azure/azure-monitor/logs/azure-monitor-data-explorer-proxy), and these
+// query only the component they are scoped to; a rule without one adds no principal and no role.
 resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
   for rule in rules: {
     name: 'mia-${rule.name}-${resourceToken}'
     location: location
     tags: tags
     kind: 'LogAlert'
-    identity: {
-      type: 'SystemAssigned'
-    }
     properties: {
       displayName: rule.displayName
       description: rule.description
@@ -240,22 +238,6 @@ resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
       actions: {
         actionGroups: notify ? [actionGroup.id] : []
       }
-    }
-  }
-]
-
-// Reader (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/general#reader):
-// reading the component's logs is a read action; nothing else in the resource group is in scope.
-var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
-
-resource ruleReaders 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
-  for (rule, i) in rules: {
-    name: guid(appInsights.id, alertRules[i].id, reader)
-    scope: appInsights
-    properties: {
-      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', reader)
-      principalId: alertRules[i].identity.principalId
-      principalType: 'ServicePrincipal'
     }
   }
 ]

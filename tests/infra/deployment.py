@@ -96,9 +96,8 @@ class _Handle:
         known = {"id": self.id, "name": self.name, "type": self.type, "apiVersion": self.api_version}
         if name in known:
             return known[name]
-        if name in ("properties", "identity"):
-            # identity: a system-assigned identity's principalId exists once the resource does.
-            return Reference(self.id, (name,))
+        if name == "properties":
+            return Reference(self.id, ("properties",))
         raise DeploymentError(f"resource property {name!r} is not modelled")
 
 

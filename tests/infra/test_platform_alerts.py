@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.deployment import Deployment, DeploymentError, Inputs, Reference, Resource, deploy
+from tests.infra.deployment import Deployment, DeploymentError, Inputs, Resource, deploy
 from tests.infra.tools import INFRA
 
 pytestmark = pytest.mark.infra
@@ -19,8 +19,6 @@ RULE = "Microsoft.Insights/scheduledQueryRules"
 ACTION_GROUP = "Microsoft.Insights/actionGroups"
 WORKBOOK = "Microsoft.Insights/workbooks"
 COMPONENT = "Microsoft.Insights/components"
-ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
-READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 REQUIRED = {"environmentName": "mia-test", "location": "westeurope"}
 WEBHOOK = "https://hooks.example.test/azure-monitor?code=abc"
 
@@ -182,23 +180,6 @@ def test_thresholds_and_windows_follow_the_parameters() -> None:
 def test_windows_and_thresholds_azure_monitor_cannot_use_are_refused(parameter: str, value: int, rule: str) -> None:
     with pytest.raises(DeploymentError, match=re.escape(f"{parameter}={value!r} fails {rule}")):
         deployed_with(**{parameter: value})
-
-
-def test_each_rule_queries_with_its_own_identity_that_can_only_read_the_component(deployment: Deployment) -> None:
-    component = deployment.one(COMPONENT)
-    rules = deployment.of_type(RULE)
-    readers = [a for a in deployment.of_type(ROLE_ASSIGNMENT) if a.template == "app/alerts.bicep"]
-    for rule in rules:
-        assert rule.body["identity"] == {"type": "SystemAssigned"}
-    principals = []
-    for assignment in readers:
-        assert assignment.scope == component.id
-        assert assignment.properties["roleDefinitionId"].endswith(f"/roleDefinitions/{READER}")
-        assert assignment.properties["principalType"] == "ServicePrincipal"
-        principals.append(assignment.properties["principalId"])
-    assert sorted(principals, key=repr) == sorted(
-        (Reference(rule.id, ("identity", "principalId")) for rule in rules), key=repr
-    )
 
 
 def test_without_a_receiver_the_rules_notify_nobody_and_no_action_group_exists(deployment: Deployment) -> None:
