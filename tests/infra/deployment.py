@@ -710,7 +710,9 @@ class _Instance:
             raise DeploymentError(f"{self.relative}: loadTextContent() of {path!r}")
         source = (self.path.parent / PurePosixPath(path)).resolve()
         if not source.is_relative_to(INFRA) or not source.is_file():
-            raise DeploymentError(f"{self.relative}: loadTextContent() of {path!r}: no such file under infra/")
+            raise DeploymentError(
+                f"{self.relative}: loadTextContent() of {path!r}: no such file under infra/"
+            )
         return source.read_text(encoding="utf-8")
 
     def _resource_group(self) -> dict[str, str]:

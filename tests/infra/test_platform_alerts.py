@@ -93,8 +93,14 @@ def test_the_four_rules_watch_what_the_issue_names(deployment: Deployment) -> No
     assert names_in(silence["query"]) == {"mia.collection.runs"}
     assert 'tostring(customDimensions.outcome) == "success"' in silence["query"]
     # No success in the window is a total below one: it fires on silence, not on data.
-    assert (silence["operator"], silence["threshold"], silence["metricMeasureColumn"]) == ("LessThan", 1, "successes")
-    assert "summarize successes = countif(value > 0)\n" in silence["query"]  # no `by`: one row, even of nothing
+    assert (silence["operator"], silence["threshold"], silence["metricMeasureColumn"]) == (
+        "LessThan",
+        1,
+        "successes",
+    )
+    assert (
+        "summarize successes = countif(value > 0)\n" in silence["query"]
+    )  # no `by`: one row, even of nothing
 
     poison = condition(rules["poison-queue"])
     assert names_in(poison["query"]) == {"mia.queue.depth"}
@@ -103,7 +109,11 @@ def test_the_four_rules_watch_what_the_issue_names(deployment: Deployment) -> No
 
     lag = condition(rules["collection-lag"])
     assert names_in(lag["query"]) == {"mia.collection.lag"}
-    assert (lag["operator"], lag["threshold"], lag["metricMeasureColumn"]) == ("GreaterThan", 6 * 3600, "lag_seconds")
+    assert (lag["operator"], lag["threshold"], lag["metricMeasureColumn"]) == (
+        "GreaterThan",
+        6 * 3600,
+        "lag_seconds",
+    )
 
     failures = condition(rules["function-failures"])
     assert names_in(failures["query"]) == set()
@@ -125,19 +135,23 @@ def test_every_rule_query_names_only_contract_instruments_and_tables(deployment:
     for rule in deployment.of_type(RULE):
         query = condition(rule)["query"]
         assert names_in(query) <= set(INSTRUMENTS), rule.name
-        assert tables_in(query) and tables_in(query) <= TABLES, (rule.name, tables_in(query))
+        assert tables_in(query), rule.name
+        assert tables_in(query) <= TABLES, (rule.name, tables_in(query))
         # Every column the rule aggregates is one the query makes.
         assert re.search(rf"\b{condition(rule)['metricMeasureColumn']}\s*=", query), rule.name
 
 
-def test_the_rules_run_every_five_minutes_over_the_application_insights_component(deployment: Deployment) -> None:
+def test_the_rules_run_every_five_minutes_over_the_application_insights_component(
+    deployment: Deployment,
+) -> None:
     component = deployment.one(COMPONENT)
     for rule in deployment.of_type(RULE):
         properties = rule.properties
         assert rule.body["kind"] == "LogAlert"
         assert properties["scopes"] == [component.id]
         assert properties["evaluationFrequency"] == "PT5M"  # the fetchSchedule default
-        assert properties["enabled"] is True and properties["autoMitigate"] is True
+        assert properties["enabled"] is True
+        assert properties["autoMitigate"] is True
         assert rule.api_version == "2023-12-01"
     windows = {purpose: r.properties["windowSize"] for purpose, r in rules_by_purpose(deployment).items()}
     assert windows == {
@@ -158,14 +172,16 @@ def test_thresholds_and_windows_follow_the_parameters() -> None:
     )
     rules = rules_by_purpose(deployment)
     assert rules["no-collection"].properties["windowSize"] == "PT60M"
-    assert {rules[p].properties["windowSize"] for p in ("function-failures", "poison-queue", "collection-lag")} == {
-        "PT30M"
-    }
+    assert {
+        rules[p].properties["windowSize"] for p in ("function-failures", "poison-queue", "collection-lag")
+    } == {"PT30M"}
     assert condition(rules["function-failures"])["threshold"] == 3
     assert condition(rules["poison-queue"])["threshold"] == 10
     assert condition(rules["collection-lag"])["threshold"] == 90 * 60
     # The lag threshold follows the app's own lag alert unless it is set.
-    assert condition(rules_by_purpose(deployed_with(alertLagHours=2))["collection-lag"])["threshold"] == 2 * 3600
+    assert (
+        condition(rules_by_purpose(deployed_with(alertLagHours=2))["collection-lag"])["threshold"] == 2 * 3600
+    )
 
 
 @pytest.mark.parametrize(
@@ -177,12 +193,16 @@ def test_thresholds_and_windows_follow_the_parameters() -> None:
         ("platformAlertLagMinutes", 1, "@minValue"),
     ],
 )
-def test_windows_and_thresholds_azure_monitor_cannot_use_are_refused(parameter: str, value: int, rule: str) -> None:
+def test_windows_and_thresholds_azure_monitor_cannot_use_are_refused(
+    parameter: str, value: int, rule: str
+) -> None:
     with pytest.raises(DeploymentError, match=re.escape(f"{parameter}={value!r} fails {rule}")):
         deployed_with(**{parameter: value})
 
 
-def test_without_a_receiver_the_rules_notify_nobody_and_no_action_group_exists(deployment: Deployment) -> None:
+def test_without_a_receiver_the_rules_notify_nobody_and_no_action_group_exists(
+    deployment: Deployment,
+) -> None:
     assert deployment.of_type(ACTION_GROUP) == []
     for rule in deployment.of_type(RULE):
         assert rule.properties["actions"] == {"actionGroups": []}
@@ -192,7 +212,9 @@ def test_without_a_receiver_the_rules_notify_nobody_and_no_action_group_exists(d
     ("webhook", "email"),
     [(WEBHOOK, ""), ("", "soc@example.test"), (WEBHOOK, "soc@example.test")],
 )
-def test_the_action_group_has_exactly_the_receivers_given_and_every_rule_notifies_it(webhook: str, email: str) -> None:
+def test_the_action_group_has_exactly_the_receivers_given_and_every_rule_notifies_it(
+    webhook: str, email: str
+) -> None:
     deployment = deployed_with(platformAlertWebhookUrl=webhook, platformAlertEmail=email)
     group = deployment.one(ACTION_GROUP)
     properties = group.properties
@@ -216,7 +238,9 @@ def test_the_webhook_url_is_a_secure_parameter_the_deployment_never_outputs() ->
     assert WEBHOOK not in json.dumps(deployment.outputs, default=repr)
 
 
-def test_the_workbook_is_valid_json_over_the_component_and_queries_the_contract_names(deployment: Deployment) -> None:
+def test_the_workbook_is_valid_json_over_the_component_and_queries_the_contract_names(
+    deployment: Deployment,
+) -> None:
     workbook = deployment.one(WORKBOOK)
     properties = workbook.properties
     assert workbook.body["kind"] == "shared"
@@ -228,7 +252,8 @@ def test_the_workbook_is_valid_json_over_the_component_and_queries_the_contract_
     queries = workbook_queries(deployment)
     named = set()
     for name, query in queries.items():
-        assert tables_in(query) and tables_in(query) <= TABLES, (name, tables_in(query))
+        assert tables_in(query), name
+        assert tables_in(query) <= TABLES, (name, tables_in(query))
         assert names_in(query) <= set(INSTRUMENTS), name
         named |= names_in(query)
     # It shows collection health, lag, throughput and alerts: the instruments the rules read among them.
@@ -260,4 +285,3 @@ def test_the_query_checks_would_catch_a_name_outside_the_contract() -> None:
         "requests",
         "exceptions",
     }
-
