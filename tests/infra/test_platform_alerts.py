@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.infra.deployment import Deployment, DeploymentError, Inputs, Resource, deploy
-from tests.infra.tools import INFRA
+from tests.infra.tools import INFRA, ROOT
 
 pytestmark = pytest.mark.infra
 
@@ -285,3 +285,20 @@ def test_the_query_checks_would_catch_a_name_outside_the_contract() -> None:
         "requests",
         "exceptions",
     }
+
+
+def test_the_readme_explains_every_rule_the_deployment_creates(deployment: Deployment) -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Platform alerts\n") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| **")]
+    explained = set()
+    for row in rows:
+        match = re.match(r"\| \*\*(.+?)\*\*", row)
+        assert match, row
+        explained.add(match.group(1))
+    assert explained == {rule.properties["displayName"] for rule in deployment.of_type(RULE)}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert len(cells) == 3, row
+        assert all(cells), row  # what it means and what to do, for each
