@@ -88,11 +88,11 @@ var functionFailuresQuery = '''
 union
     (requests
     | where success == false and not(resultCode startswith "4")
-    | project function = operation_Name),
+    | project function_name = operation_Name),
     (exceptions
     | where isempty(operation_Name)
-    | project function = "(host)")
-| summarize failures = count() by function
+    | project function_name = "(host)")
+| summarize failures = count() by function_name
 '''
 
 // The newest depth of each poison queue, as the app last reported it.
@@ -142,7 +142,7 @@ var rules = [
     threshold: failureThreshold
     dimensions: [
       {
-        name: 'function'
+        name: 'function_name'
         operator: 'Include'
         values: [
           '*'

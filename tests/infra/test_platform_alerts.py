@@ -125,7 +125,7 @@ def test_the_four_rules_watch_what_the_issue_names(deployment: Deployment) -> No
     split = {purpose: [d["name"] for d in condition(rule)["dimensions"]] for purpose, rule in rules.items()}
     assert split == {
         "no-collection": [],
-        "function-failures": ["function"],
+        "function-failures": ["function_name"],
         "poison-queue": ["queue"],
         "collection-lag": ["content_type"],
     }
