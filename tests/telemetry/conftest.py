@@ -4,7 +4,8 @@ and reads what its own run recorded (counters as deltas, gauges as their last va
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import pytest
 from opentelemetry import metrics, trace
@@ -17,10 +18,24 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 Attributes = dict[str, object]
 
 
+class WhileCapturing(SimpleSpanProcessor):
+    """Keeps the spans that end while a test captures: the providers outlive the telemetry tests,
+    and the spans of every later test in the process must not pile up in memory."""
+
+    def __init__(self, exporter: InMemorySpanExporter) -> None:
+        super().__init__(exporter)
+        self.on = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.on:
+            super().on_end(span)
+
+
 @dataclass
 class Captured:
     reader: InMemoryMetricReader
     exporter: InMemorySpanExporter
+    processor: WhileCapturing = field(repr=False)
 
     def reset(self) -> None:
         self.reader.get_metrics_data()
@@ -51,15 +66,19 @@ def _install() -> Captured:
         reader = InMemoryMetricReader(preferred_temporality={Counter: AggregationTemporality.DELTA})
         exporter = InMemorySpanExporter()
         tracer_provider = TracerProvider()
-        tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+        processor = WhileCapturing(exporter)
+        tracer_provider.add_span_processor(processor)
         metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
         trace.set_tracer_provider(tracer_provider)
-        _INSTALLED = Captured(reader, exporter)
+        _INSTALLED = Captured(reader, exporter, processor)
     return _INSTALLED
 
 
 @pytest.fixture
-def captured() -> Captured:
+def captured() -> Iterator[Captured]:
     installed = _install()
     installed.reset()
-    return installed
+    installed.processor.on = True
+    yield installed
+    installed.processor.on = False
+    installed.exporter.clear()
