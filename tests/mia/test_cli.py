@@ -86,7 +86,7 @@ def test_mia_import_of_a_non_export_file_exits_1_with_a_clear_message(
     code, out, err = _run(capsys, "import", str(notes))
 
     assert code == 1
-    assert out == ""
+    assert out == "imported 0 of 1 files (0 records): 0 newly stored, 0 already stored, 1 failed\n"
     assert err.startswith(f"{notes}: not a recognised audit export: expected a Management Activity API")
     assert "Traceback" not in err
     assert blob_names(function_env) == []
@@ -113,7 +113,7 @@ def test_mia_import_then_process_then_report_from_storage(
     assert _run(capsys, "import", str(SAMPLE))[0] == 0
     code, out, _ = _run(capsys, "process")
     assert code == 0
-    assert out.startswith("processed 1 blobs: 67 records, 57 MailItemsAccessed (56 new rows;")
+    assert out.splitlines()[-1].startswith("processed 1 blobs: 67 records, 57 MailItemsAccessed (56 new rows;")  # the summary line
     assert len(full_scan(function_env.mailbox_access)) == 56
 
     code, out, _ = _run(capsys, "report", "dave@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20")
@@ -135,7 +135,7 @@ def test_mia_import_then_process_of_sentinel_exports_adds_no_row_for_a_record_al
     assert out.startswith(f"{SENTINEL / 'officeactivity-export.csv'}: sentinel-csv, 3 records, stored as ")
     code, out, _ = _run(capsys, "process")
     assert code == 0
-    assert out.startswith("processed 1 blobs: 3 records, 2 MailItemsAccessed (2 new rows;")
+    assert out.splitlines()[-1].startswith("processed 1 blobs: 3 records, 2 MailItemsAccessed (2 new rows;")  # the summary line
     before = full_scan(function_env.mailbox_access)
 
     for other in ("auditdata-same-records.json", "officeactivity-export.json"):
@@ -143,7 +143,7 @@ def test_mia_import_then_process_of_sentinel_exports_adds_no_row_for_a_record_al
     code, out, _ = _run(capsys, "process")
 
     assert code == 0
-    assert out.startswith("processed 2 blobs: 6 records, 4 MailItemsAccessed (0 new rows;")
+    assert out.splitlines()[-1].startswith("processed 2 blobs: 6 records, 4 MailItemsAccessed (0 new rows;")  # the summary line
     assert full_scan(function_env.mailbox_access) == before  # first copy wins, no conflict marked
     assert len(blob_names(function_env)) == 3  # every file kept as evidence
     assert list(function_env.record_conflicts.client.list_entities()) == []
