@@ -113,7 +113,9 @@ def test_mia_import_then_process_then_report_from_storage(
     assert _run(capsys, "import", str(SAMPLE))[0] == 0
     code, out, _ = _run(capsys, "process")
     assert code == 0
-    assert out.splitlines()[-1].startswith("processed 1 blobs: 67 records, 57 MailItemsAccessed (56 new rows;")  # the summary line
+    assert out.splitlines()[-1].startswith(
+        "processed 1 blobs: 67 records, 57 MailItemsAccessed (56 new rows;"
+    )
     assert len(full_scan(function_env.mailbox_access)) == 56
 
     code, out, _ = _run(capsys, "report", "dave@contoso.com", "--from", "2026-11-16", "--to", "2026-11-20")
@@ -135,7 +137,7 @@ def test_mia_import_then_process_of_sentinel_exports_adds_no_row_for_a_record_al
     assert out.startswith(f"{SENTINEL / 'officeactivity-export.csv'}: sentinel-csv, 3 records, stored as ")
     code, out, _ = _run(capsys, "process")
     assert code == 0
-    assert out.splitlines()[-1].startswith("processed 1 blobs: 3 records, 2 MailItemsAccessed (2 new rows;")  # the summary line
+    assert out.splitlines()[-1].startswith("processed 1 blobs: 3 records, 2 MailItemsAccessed (2 new rows;")
     before = full_scan(function_env.mailbox_access)
 
     for other in ("auditdata-same-records.json", "officeactivity-export.json"):
@@ -143,7 +145,7 @@ def test_mia_import_then_process_of_sentinel_exports_adds_no_row_for_a_record_al
     code, out, _ = _run(capsys, "process")
 
     assert code == 0
-    assert out.splitlines()[-1].startswith("processed 2 blobs: 6 records, 4 MailItemsAccessed (0 new rows;")  # the summary line
+    assert out.splitlines()[-1].startswith("processed 2 blobs: 6 records, 4 MailItemsAccessed (0 new rows;")
     assert full_scan(function_env.mailbox_access) == before  # first copy wins, no conflict marked
     assert len(blob_names(function_env)) == 3  # every file kept as evidence
     assert list(function_env.record_conflicts.client.list_entities()) == []
