@@ -267,6 +267,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             state = {True: "ok", False: "FAIL", None: "skip"}[result.ok]
             fix = f" -> fix: {result.fix}" if result.fix else ""
             print(f"{state:<4}  {result.check}: {terminal.visible(result.detail + fix)}")
+        states = [result.ok for result in results]
+        print(f"doctor: {states.count(True)} ok, {states.count(False)} failed, {states.count(None)} skipped")
     return ExitCode.CHECK_FAILED if any(result.ok is False for result in results) else ExitCode.OK
 
 

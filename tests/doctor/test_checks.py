@@ -60,10 +60,15 @@ def _start_subscription(sim: Simulator) -> None:
 
 
 def _doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, str]]:
-    """The exit code and each check's line (without the check's name), by check."""
+    """The exit code and each check's line (without the check's name), by check; the last line
+    must count them."""
     capsys.readouterr()
     code = cli.main(["doctor", *argv])
-    lines = capsys.readouterr().out.splitlines()
+    *lines, summary = capsys.readouterr().out.splitlines()
+    states = [line[:4].strip() for line in lines]
+    assert summary == (
+        f"doctor: {states.count('ok')} ok, {states.count('FAIL')} failed, {states.count('skip')} skipped"
+    )
     by_check: dict[str, str] = {}
     for line in lines:
         state, rest = line[:4].strip(), line[6:]  # "ok  ", "FAIL" or "skip", two spaces
