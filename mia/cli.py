@@ -115,6 +115,8 @@ def cmd_import(args: argparse.Namespace) -> int:
                 f"{_shown(path)}: {result.format}, {result.records} records, {state} as "
                 f"audit-raw/{_shown(result.blob)}, queued"
             )
+            if result.warning:
+                run.detail(f"{_shown(path)}: warning: {result.warning}")
             files.append(
                 {
                     "file": str(path),
@@ -122,6 +124,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     "records": result.records,
                     "stored": result.stored,
                     "blob": result.blob,
+                    "warning": result.warning,
                 },
             )
     stored = sum(1 for file in files if file["stored"] is True)
@@ -159,6 +162,8 @@ def cmd_process(args: argparse.Namespace) -> int:
         f"resolved now: {found.graph} by Graph, {found.trace} by message trace, {found.unresolved} "
         f"unresolved, {found.cached} already known; {lookups.left_queued} queue messages left for later"
     )
+    if totals.truncated:
+        run.detail(f"warning: {totals.truncated} records: {readers.WARNINGS[readers.POWERSHELL_SHALLOW]}")
     raised = [alert for result in results for alert in result.alerts]
     for alert in raised:
         run.detail(f"alert {alert.type}: {_shown(alert.mailbox or '-')} ({alert.id})")
