@@ -185,7 +185,7 @@ def test_mia_import_of_a_depth_truncated_powershell_export_warns_and_keeps_rows_
     assert _run(capsys, "import", str(POWERSHELL / "auditdata-full-depth.json"))[0] == 0
     code, out, _ = _run(capsys, "process")  # the same records whole: they say more, not otherwise
     assert code == 0
-    assert out.startswith("processed 1 blobs: 4 records, 3 MailItemsAccessed (0 new rows;")
+    assert out.splitlines()[-1].startswith("processed 1 blobs: 4 records, 3 MailItemsAccessed (0 new rows;")
     assert list(function_env.record_conflicts.client.list_entities()) == []
 
 
