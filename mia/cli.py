@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mia.output import EXIT_CODES_HELP, ExitCode, Run, add_json_flag
 from shared import logsetup
 from shared.alerts.checks import replay_poison
 from shared.clients.errors import ApiError
@@ -57,7 +58,8 @@ from shared.settings import (
 from shared.storage import Storage
 from shared.subjects import lookup_queue
 
-EXAMPLES = """\
+EXAMPLES = (
+    """\
 examples:
   mia doctor                                      pre-flight: is every part configured and reachable?
   mia collect                                     pull new audit content from the tenant
@@ -76,7 +78,14 @@ examples:
 
 storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
 need no storage.
+
+output: import, collect, process, verify and replay-poison show progress on standard error when it
+is a terminal, and end with one summary line on standard output (--json: one JSON object); retries
+of API calls are counted and summarised on standard error.
+
 """
+    + EXIT_CODES_HELP
+)
 
 
 def _storage() -> Storage:
@@ -86,29 +95,58 @@ def _storage() -> Storage:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    run = Run.start("import", args)
     storage = _storage()
-    failures = 0
-    for path in args.files:
-        try:
-            result = pipeline.import_file(storage, path)
-        except (OSError, readers.UnknownFormat) as problem:
-            print(f"{path}: {problem}", file=sys.stderr)
-            failures += 1
-            continue
-        state = "stored" if result.stored else "already stored"
-        print(
-            f"{path}: {result.format}, {result.records} records, {state} as audit-raw/{result.blob}, queued"
-        )
-        if result.warning:
-            print(f"{path}: warning: {result.warning}")
-    return 1 if failures else 0
+    files: list[dict[str, object]] = []
+    failed: list[dict[str, str]] = []
+    with run.progress("importing", unit="file") as progress:
+        progress.expect(len(args.files))
+        for path in args.files:
+            try:
+                result = pipeline.import_file(storage, path)
+            except (OSError, readers.UnknownFormat) as problem:
+                run.problem(f"{_shown(path)}: {_shown(problem)}")
+                failed.append({"file": str(path), "error": str(problem)})
+                continue
+            finally:
+                progress.advance()
+            state = "stored" if result.stored else "already stored"
+            run.detail(
+                f"{_shown(path)}: {result.format}, {result.records} records, {state} as "
+                f"audit-raw/{_shown(result.blob)}, queued"
+            )
+            if result.warning:
+                run.detail(f"{_shown(path)}: warning: {result.warning}")
+            files.append(
+                {
+                    "file": str(path),
+                    "format": result.format,
+                    "records": result.records,
+                    "stored": result.stored,
+                    "blob": result.blob,
+                    "warning": result.warning,
+                },
+            )
+    stored = sum(1 for file in files if file["stored"] is True)
+    records = sum(int(file["records"]) for file in files if isinstance(file["records"], int))
+    summary = (
+        f"imported {len(files)} of {len(args.files)} files ({records} records): {stored} newly stored, "
+        f"{len(files) - stored} already stored, {len(failed)} failed"
+    )
+    code = ExitCode.FAILED if failed else ExitCode.OK
+    return run.finish(code, summary, {"imported": len(files), "stored": stored, "records": records,
+                                      "files": files, "failed": failed})  # fmt: skip
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    run = Run.start("process", args)
     settings = load_settings()
     storage = _storage()
     resolver = build_resolver(storage, settings.resolution)
-    drained = pipeline.drain(storage, args.max, alert_settings=settings.alerts, resolver=resolver)
+    with run.progress("processing", unit="blob") as progress:
+        drained = pipeline.drain(
+            storage, args.max, alert_settings=settings.alerts, resolver=resolver, progress=progress
+        )
     results = drained.results
     totals = ParseStats()
     for result in results:
@@ -116,36 +154,51 @@ def cmd_process(args: argparse.Namespace) -> int:
             setattr(totals, name, getattr(totals, name) + value)
     inserted = sum(result.inserted for result in results)
     conflicts = sum(result.conflicts for result in results)
-    print(
-        f"processed {len(results)} blobs: {totals.records} records, {totals.events} "
-        f"MailItemsAccessed ({inserted} new rows; the rest were stored before), {conflicts} "
-        f"conflicting copies kept aside (see mia verify), {totals.other_operations} other "
-        f"operations skipped, {totals.malformed} unreadable (logged)"
-    )
-    if totals.truncated:
-        print(f"warning: {totals.truncated} records: {readers.WARNINGS[readers.POWERSHELL_SHALLOW]}")
     queued = sum(result.lookups_queued for result in results)
     lookups = lookup_queue.drain(storage, resolver, settings.alerts.tenant)
     found = lookups.stats
-    print(
+    run.detail(
         f"subjects: {queued} message ids queued for Graph (RESOLVE_SUBJECTS={settings.resolution.policy}); "
         f"resolved now: {found.graph} by Graph, {found.trace} by message trace, {found.unresolved} "
         f"unresolved, {found.cached} already known; {lookups.left_queued} queue messages left for later"
     )
+    if totals.truncated:
+        run.detail(f"warning: {totals.truncated} records: {readers.WARNINGS[readers.POWERSHELL_SHALLOW]}")
     raised = [alert for result in results for alert in result.alerts]
     for alert in raised:
-        print(f"alert {alert.type}: {alert.mailbox or '-'} ({alert.id})")
+        run.detail(f"alert {alert.type}: {_shown(alert.mailbox or '-')} ({alert.id})")
     poisoned = drained.poisoned
     for failure in poisoned:
-        print(f"FAILED {failure.blob or failure.message_id}: {failure.error}", file=sys.stderr)
+        run.problem(f"FAILED {_shown(failure.blob or failure.message_id)}: {_shown(failure.error)}")
     if poisoned:
-        print(
+        run.problem(
             f"{len(poisoned)} queue messages could not be processed and were moved to "
-            "audit-content-poison (fix the cause, then `mia replay-poison` and `mia process`)",
-            file=sys.stderr,
+            "audit-content-poison (fix the cause, then `mia replay-poison` and `mia process`)"
         )
-        return 4
-    return 0
+    summary = (
+        f"processed {len(results)} blobs: {totals.records} records, {totals.events} "
+        f"MailItemsAccessed ({inserted} new rows; the rest were stored before), {conflicts} "
+        f"conflicting copies kept aside (see mia verify), {totals.other_operations} other "
+        f"operations skipped, {totals.malformed} unreadable (logged), {len(raised)} alerts, "
+        f"{len(poisoned)} poisoned"
+    )
+    data = {
+        "blobs": len(results),
+        **totals.as_dict(),
+        "new_rows": inserted,
+        "conflicts": conflicts,
+        "alerts": [{"type": alert.type, "mailbox": alert.mailbox, "id": alert.id} for alert in raised],
+        "poisoned": [{"blob": f.blob, "message_id": f.message_id, "error": f.error} for f in poisoned],
+        "subjects": {
+            "queued": queued,
+            "graph": found.graph,
+            "trace": found.trace,
+            "unresolved": found.unresolved,
+            "cached": found.cached,
+            "left_queued": lookups.left_queued,
+        },
+    }
+    return run.finish(ExitCode.POISONED if poisoned else ExitCode.OK, summary, data)
 
 
 def _shown(text: object) -> str:
@@ -158,54 +211,56 @@ def cmd_verify(args: argparse.Namespace) -> int:
     start = parse_time("from", args.from_, end_of_day=False) if args.from_ else None
     end = parse_end(args.to) if args.to else None
     mailbox = validate_subject(args.mailbox, "mailbox") if args.mailbox else None
-    result = verify(_storage(), mailbox, start, end)
-    if args.json:
-        print(json.dumps(result.as_dict()))
-    else:
-        for mismatch in result.mismatches:
-            print(
-                f"MISMATCH {mismatch.table} {_shown(mismatch.partition_key)} {_shown(mismatch.row_key)}: "
-                f"{_shown(mismatch.problem)} (source {_shown(mismatch.source_blob)} #{mismatch.source_index})"
-            )
-        for conflict in result.conflicts:
-            print(
-                f"conflict: record {_shown(conflict['RecordId'])} of {_shown(conflict['PartitionKey'])}: "
-                f"first copy from {_shown(conflict['FirstSourceBlob'])} kept; a copy from "
-                f"{_shown(conflict['SourceBlob'])} says something else"
-            )
-        summary = result.summary()
-        print(
-            f"verified {summary['rows_checked']} rows against {summary['blobs_verified']} raw blobs: "
-            f"{summary['mismatches']} mismatches, {summary['conflicts']} conflicting copies recorded"
+    run = Run.start("verify", args)
+    storage = _storage()
+    with run.progress("verifying", unit="blob") as progress:
+        result = verify(storage, mailbox, start, end, progress=progress)
+    for mismatch in result.mismatches:
+        run.detail(
+            f"MISMATCH {mismatch.table} {_shown(mismatch.partition_key)} {_shown(mismatch.row_key)}: "
+            f"{_shown(mismatch.problem)} (source {_shown(mismatch.source_blob)} #{mismatch.source_index})"
         )
-    return 0 if result.ok else 1
+    for conflict in result.conflicts:
+        run.detail(
+            f"conflict: record {_shown(conflict['RecordId'])} of {_shown(conflict['PartitionKey'])}: "
+            f"first copy from {_shown(conflict['FirstSourceBlob'])} kept; a copy from "
+            f"{_shown(conflict['SourceBlob'])} says something else"
+        )
+    summary = result.summary()
+    line = (
+        f"verified {summary['rows_checked']} rows against {summary['blobs_verified']} raw blobs: "
+        f"{summary['mismatches']} mismatches, {summary['conflicts']} conflicting copies recorded"
+    )
+    return run.finish(ExitCode.OK if result.ok else ExitCode.MISMATCH, line, result.as_dict())
 
 
 def cmd_replay_poison(args: argparse.Namespace) -> int:
-
+    run = Run.start("replay-poison", args)
     moved = replay_poison(_storage(), args.max)
-    print(f"moved {moved} messages from audit-content-poison back to audit-content; run `mia process`")
-    return 0
+    line = f"moved {moved} messages from audit-content-poison back to audit-content; run `mia process`"
+    return run.finish(ExitCode.OK, line, {"moved": moved})
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-
+    run = Run.start("collect", args)
     settings = load_collection_settings()
+    storage, alerts = _storage(), load_settings().alerts
     try:
-        result = collector.collect(_storage(), settings, load_settings().alerts)
+        with run.progress("collecting", unit="blob") as progress:
+            result = collector.collect(storage, settings, alerts, progress=progress)
     except ApiError as problem:  # AuthFailed, a refused token, is one too
-        print(f"mia collect: {problem}", file=sys.stderr)
-        return 1
+        run.problem(f"mia collect: {_shown(problem)}")
+        return run.finish(ExitCode.FAILED, f"collect failed: {_shown(problem)}", {"error": str(problem)})
     summary = result.as_dict()
-    print(
+    if result.gap:
+        run.problem(f"GAP: content created {result.gap[0]} .. {result.gap[1]} is past the API's 7 days")
+    line = (
         f"collected {summary['stored']} new content blobs ({summary['records']} records) in "
         f"{summary['windows']} windows; {summary['already_stored']} already stored; "
         f"{summary['gone']} expired or missing; checkpoint {summary['checkpoint']}"
         + ("" if result.caught_up else " (not caught up: run again to resume)")
     )
-    if result.gap:
-        print(f"GAP: content created {result.gap[0]} .. {result.gap[1]} is past the API's 7 days")
-    return 0 if result.caught_up else 3
+    return run.finish(ExitCode.OK if result.caught_up else ExitCode.NOT_CAUGHT_UP, line, summary)
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -217,7 +272,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             state = {True: "ok", False: "FAIL", None: "skip"}[result.ok]
             fix = f" -> fix: {result.fix}" if result.fix else ""
             print(f"{state:<4}  {result.check}: {terminal.visible(result.detail + fix)}")
-    return 1 if any(result.ok is False for result in results) else 0
+        states = [result.ok for result in results]
+        print(f"doctor: {states.count(True)} ok, {states.count(False)} failed, {states.count(None)} skipped")
+    return ExitCode.CHECK_FAILED if any(result.ok is False for result in results) else ExitCode.OK
 
 
 def _report_query(args: argparse.Namespace, params: dict[str, str]) -> ReportQuery:
@@ -249,7 +306,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             "(it is never written to a terminal or standard output)",
             file=sys.stderr,
         )
-        return 2
+        return ExitCode.USAGE
     ip_context = open_context(load_report_settings().ip_databases)
     stats = ParseStats()
     source: EventSource
@@ -312,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Each file is kept untouched (gzip, SHA-256) in audit-raw. Re-importing changes nothing.",
     )
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    add_json_flag(imp)
     imp.set_defaults(handler=cmd_import)
 
     proc = commands.add_parser(
@@ -323,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
         "moved to audit-content-poison (each is named on standard error)."
     )
     proc.add_argument("--max", type=int, default=None, help="stop after this many blobs")
+    add_json_flag(proc)
     proc.set_defaults(handler=cmd_process)
 
     ver = commands.add_parser(
@@ -331,12 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Re-reads the raw blobs in audit-raw, re-hashes them (SHA-256), and checks that "
         "each MailboxAccess (and, without --mailbox, ActorAccess) row is whole and matches the record "
         "at its SourceIndex. Lists conflicting copies of records kept aside in RecordConflicts. "
-        "Exit code 1: at least one row does not match.",
+        "Exit code 5: at least one row does not match.",
     )
     ver.add_argument("--mailbox", help="only this mailbox's rows")
     ver.add_argument("--from", dest="from_", metavar="WHEN", help="rows from (ISO date or date-time, UTC)")
     ver.add_argument("--to", metavar="WHEN", help="rows up to (a date includes that whole day)")
-    ver.add_argument("--json", action="store_true", help="one JSON object instead of lines")
+    add_json_flag(ver)
     ver.set_defaults(handler=cmd_verify)
 
     replay = commands.add_parser(
@@ -346,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`mia process` (or enrich_trace) tries it again. Run it once the cause is fixed.",
     )
     replay.add_argument("--max", type=int, default=None, help="move at most this many messages")
+    add_json_flag(replay)
     replay.set_defaults(handler=cmd_replay_poison)
 
     col = commands.add_parser(
@@ -356,6 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         "credentials (CLIENT_ID with CLIENT_SECRET or a certificate, or a managed identity). "
         "Exit code 3: stopped by the time budget before catching up; run again.",
     )
+    add_json_flag(col)
     col.set_defaults(handler=cmd_collect)
 
     doc = commands.add_parser(
@@ -366,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "when subjects are on); the Audit.Exchange subscription is enabled and lists content; Graph "
         "answers a message lookup (and message trace when RESOLVE_MESSAGE_TRACE is on); the webhook "
         "accepts a signed test delivery (an alert of type doctor.test). Creates and starts nothing. "
-        "A check whose prerequisite failed is skipped. Exit code 1: at least one check failed.",
+        "A check whose prerequisite failed is skipped. Exit code 6: at least one check failed.",
     )
     doc.add_argument(
         "--mailbox", help="mailbox for the Graph message lookup (default: first of RESOLVE_WATCHLIST)"
@@ -474,13 +535,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except RequestError as problem:
         print(f"mia: {problem.message}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except SettingsError as problem:
         print(f"mia: configuration: {problem}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     except (OSError, readers.UnknownFormat) as problem:
         print(f"mia: {problem}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@
 - Errors are classified into shared/clients/errors.py by the client's classifier; their text never
   holds the token, and a network failure is named by its type alone (requests' own message holds
   the URL, and Graph URLs hold the mailbox's UPN).
+- Each retry is logged at DEBUG and counted in a RetryTally (shared/clients/retries.py, one per
+  process by default) per API host and reason; giving up after the last attempt is the WARNING.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from shared.clients.errors import (
     Throttled,
     TransientError,
 )
+from shared.clients.retries import PROCESS_RETRIES, RetryTally
 from shared.telemetry import record_api_response
 
 log = logging.getLogger(__name__)
@@ -221,6 +224,7 @@ class Transport:
         pacing: RateLimiter | None = None,
         throttling_scope: str = "",
         pauses: Pauses = PROCESS_PAUSES,
+        retries: RetryTally = PROCESS_RETRIES,
         clock: Clock = time.monotonic,
         sleep: Sleep = time.sleep,
     ) -> None:
@@ -237,6 +241,8 @@ class Transport:
         self._pacing = pacing
         self._pause_key = (origin, throttling_scope)
         self._pauses = pauses
+        self._retries = retries
+        self._host = f"{origin[1]}:{origin[2]}"
         self._clock = clock
         self._sleep = sleep
 
@@ -264,11 +270,15 @@ class Transport:
                 raise
             except TransientError as problem:
                 self._pause_if_throttled(problem)
+                reason = problem.code or str(problem.status)
                 if attempt >= self._policy.max_attempts:
+                    self._retries.gave_up(self._host, reason)
+                    log.warning("giving up on %s after %d attempts: %s", self._host, attempt, problem)
                     raise
                 wait = self._backoff(problem, attempt)
                 self._ensure_time_for(wait, deadline, f"after {attempt} attempt(s): {problem}")
-                log.warning("retrying after %s (attempt %d)", problem, attempt)
+                self._retries.retried(self._host, reason)
+                log.debug("retrying after %s (attempt %d)", problem, attempt)
                 self._sleep(wait)
 
     def _refuse_foreign(self, url: str) -> None:

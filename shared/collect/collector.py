@@ -24,6 +24,7 @@ from shared.alerts import outbox, rules
 from shared.clients.activity_api import ActivityClient, Content, ContentGone, ContentItem
 from shared.clients.auth import AuthFailed, token_provider
 from shared.clients.errors import ApiAuthError
+from shared.model.progress import SILENT, Progress
 from shared.model.times import iso_z
 from shared.settings import AlertSettings, CollectionSettings, SettingsError
 from shared.storage import Storage, raw_store
@@ -207,8 +208,10 @@ class Collector:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
         alert_settings: AlertSettings | None = None,
+        progress: Progress = SILENT,
     ) -> None:
         self._storage = storage
+        self._progress = progress
         self._alerts = alert_settings or AlertSettings()
         self._client = client
         self._settings = settings
@@ -356,6 +359,7 @@ class Collector:
         stored = self._state.stored_ids(start, end)
         new = list({item.content_id: item for item in items if item.content_id not in stored}.values())
         result.already_stored += len(items) - len(new)
+        self._progress.expect(len(new))
         done: list[tuple[ContentItem, Fetched]] = []
         complete = True
         failure: BaseException | None = None
@@ -367,6 +371,7 @@ class Collector:
             }
             for future in as_completed(futures):
                 item = futures[future]
+                self._progress.advance()
                 try:
                     outcome = future.result()
                 except Exception as problem:  # re-raised below, once the durable part is recorded
@@ -478,11 +483,16 @@ def report_misconfiguration(
 
 
 def collect(
-    storage: Storage, settings: CollectionSettings, alert_settings: AlertSettings | None = None
+    storage: Storage,
+    settings: CollectionSettings,
+    alert_settings: AlertSettings | None = None,
+    progress: Progress = SILENT,
 ) -> CollectResult:
-    """One collection run with real credentials: what fetch_audit and `mia collect` do."""
+    """One collection run with real credentials: what fetch_audit and `mia collect` do; `progress`
+    counts the new content blobs fetched."""
 
     client = ActivityClient(settings, token_provider(settings.auth))
-    result = Collector(storage, client, settings, alert_settings=alert_settings).run()
+    collector = Collector(storage, client, settings, alert_settings=alert_settings, progress=progress)
+    result = collector.run()
     log.info("collection: %s", result.as_dict())
     return result

@@ -20,6 +20,7 @@ from shared.alerts import checks, outbox
 from shared.alerts.rules import Alert
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
+from shared.model.progress import SILENT, Progress
 from shared.model.times import utcnow
 from shared.parse import readers
 from shared.parse.events import events_from_bytes
@@ -266,16 +267,21 @@ def drain(
     workers: int = 8,
     alert_settings: AlertSettings | None = None,
     resolver: SubjectResolver | None = None,
+    progress: Progress = SILENT,
 ) -> Drained:
     """Process queued pointers until the queue is empty (or `max_messages` succeeded), `workers`
     at a time as the host's batchSize does; failures are retried as the host would, and what
     could not be processed after MAX_DEQUEUE_COUNT attempts is parked on the poison queue and
     reported. After each batch, messages parked on the poison queue are alerted on and pending
-    alerts delivered (when a webhook is set)."""
+    alerts delivered (when a webhook is set). `progress` counts the messages handled, of the
+    queue's approximate length at the start (grown when more arrive or come back for a retry)."""
     settings = alert_settings or AlertSettings()
     resolver = resolver or index_only_resolver(storage)
     queue = raw_store.content_queue(storage.queues)
     drained = Drained()
+    expected = queue.get_queue_properties().approximate_message_count or 0
+    progress.expect(expected)
+    handled = 0
     with ThreadPoolExecutor(max_workers=workers) as pool:
         while max_messages is None or len(drained.results) < max_messages:
             wanted = 32 if max_messages is None else min(32, max_messages - len(drained.results))
@@ -286,7 +292,12 @@ def drain(
             )
             if not batch:
                 break
+            if handled + len(batch) > expected:
+                progress.expect(handled + len(batch) - expected)
+                expected = handled + len(batch)
             for outcome in pool.map(lambda m: _handle(storage, m, settings, resolver), batch):
+                handled += 1
+                progress.advance()
                 if isinstance(outcome, Failure):
                     drained.failures.append(outcome)
                 else:

@@ -20,6 +20,7 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 
 from shared.model.event import AccessEvent
+from shared.model.progress import SILENT, Progress
 from shared.parse import readers
 from shared.parse.normalize import normalize_records
 from shared.storage import RAW_CONTAINER, Storage, raw_store
@@ -190,9 +191,11 @@ def verify(
     mailbox: str | None = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    progress: Progress = SILENT,
 ) -> VerifyResult:
     """Check the rows of one mailbox (or, without one, of MailboxAccess and ActorAccess) with
-    start <= time < end against their raw blobs. Memory grows with the rows in scope."""
+    start <= time < end against their raw blobs (`progress` counts the blobs). Memory grows with
+    the rows in scope."""
     result = VerifyResult()
     scope: list[AccessTable] = [storage.mailbox_access]
     if mailbox is None:
@@ -201,7 +204,9 @@ def verify(
     for table in scope:
         for row in _rows(table, mailbox, start, end, result):
             by_blob[row.source_blob].append(row)
+    progress.expect(len(by_blob))
     for blob_name, rows in sorted(by_blob.items()):
         _check_blob(storage, blob_name, rows, result)
+        progress.advance()
     result.conflicts = storage.record_conflicts.listed(mailbox, start, end)
     return result

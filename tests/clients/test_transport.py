@@ -5,6 +5,7 @@ so waits are asserted exactly and nothing sleeps for real."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,7 @@ from shared.clients.errors import (
     Throttled,
     TransientError,
 )
+from shared.clients.retries import RetryTally
 from shared.clients.transport import MIN_REQUEST_SECONDS, Pauses, RateLimiter, RetryPolicy, Transport
 
 pytestmark = pytest.mark.integration
@@ -340,6 +342,33 @@ def test_a_body_the_reader_refuses_is_fetched_again(api: Api, time: FakeTime) ->
 
     assert transport(api, time).request("GET", f"{api.base}/x", whole) == {"ok": True}
     assert len(api.seen) == 2
+
+
+def test_each_retry_is_counted_by_host_and_reason_and_logged_at_debug_only_the_give_up_warns(
+    api: Api, time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    tally = RetryTally()
+    api.script("/x", error(503), error(500, "AF50000"), OK)
+    api.script("/y", error(503))
+    calls = transport(api, time, attempts=3, retries=tally)
+
+    with caplog.at_level(logging.DEBUG, logger="shared.clients.transport"):
+        calls.request("GET", f"{api.base}/x", answer_json)
+        with pytest.raises(TransientError):
+            calls.request("GET", f"{api.base}/y", answer_json)
+
+    host = api.base.removeprefix("http://")
+    assert tally.as_dict() == {
+        "retries": 4,
+        "gave_up": 1,
+        "by": [
+            {"host": host, "reason": "503", "retries": 3, "gave_up": 1},
+            {"host": host, "reason": "AF50000", "retries": 1, "gave_up": 0},
+        ],
+    }
+    levels = [record.levelno for record in caplog.records]
+    assert levels == [logging.DEBUG] * 4 + [logging.WARNING]
+    assert caplog.records[-1].getMessage() == f"giving up on {host} after 3 attempts: 503: "
 
 
 # -- the deadline -----------------------------------------------------------------------------

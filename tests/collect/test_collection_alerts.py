@@ -205,14 +205,20 @@ def test_an_unreachable_token_endpoint_is_retried_and_never_reported_as_a_permis
     authority = f"https://127.0.0.1:{_closed_port()}"
     settings = settings_for(sim, LOGIN_AUTHORITY=authority, COLLECT_MAX_ATTEMPTS="3")
 
-    with caplog.at_level(logging.WARNING), pytest.raises(TransientError) as caught:
+    with (
+        caplog.at_level(logging.DEBUG, logger="shared.clients.transport"),
+        pytest.raises(TransientError) as caught,
+    ):
         Collector(storage, client_for(settings), settings, alert_settings=alert_settings(sim, receiver)).run()
 
     assert caught.value.code == "token_unavailable"
     assert "token endpoint unreachable" in str(caught.value)
     retries = [r for r in caplog.records if "retrying after" in r.getMessage()]
-    assert len(retries) == 2  # three attempts in all
+    assert len(retries) == 2  # three attempts in all, each retry at DEBUG
     assert all("token endpoint unreachable" in r.getMessage() for r in retries)
+    assert {r.levelno for r in retries} == {logging.DEBUG}
+    [gave_up] = [r for r in caplog.records if r.levelno == logging.WARNING and "giving up" in r.getMessage()]
+    assert "after 3 attempts" in gave_up.getMessage()
     assert [row["Type"] for row in outbox.rows(storage)] == []  # no collection.auth_failed
     assert "ActivityFeed.Read" not in caplog.text
     assert sim.stats()["tokens_issued"] == 0

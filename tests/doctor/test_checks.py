@@ -60,10 +60,15 @@ def _start_subscription(sim: Simulator) -> None:
 
 
 def _doctor(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, str]]:
-    """The exit code and each check's line (without the check's name), by check."""
+    """The exit code and each check's line (without the check's name), by check; the last line
+    must count them."""
     capsys.readouterr()
     code = cli.main(["doctor", *argv])
-    lines = capsys.readouterr().out.splitlines()
+    *lines, summary = capsys.readouterr().out.splitlines()
+    states = [line[:4].strip() for line in lines]
+    assert summary == (
+        f"doctor: {states.count('ok')} ok, {states.count('FAIL')} failed, {states.count('skip')} skipped"
+    )
     by_check: dict[str, str] = {}
     for line in lines:
         state, rest = line[:4].strip(), line[6:]  # "ok  ", "FAIL" or "skip", two spaces
@@ -138,7 +143,7 @@ def test_a_bad_setting_is_named_and_what_needs_it_is_skipped(
 
     code, lines = _doctor(capsys)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["settings"].startswith(
         "FAIL collection: COLLECT_CONCURRENCY must be between 1 and 64, got 0 -> fix: correct the setting"
     )
@@ -160,7 +165,7 @@ def test_a_missing_table_is_named_and_not_created(
 
     code, lines = _doctor(capsys)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["storage"].startswith(f"FAIL missing: table {MessageIndexTable.NAME} -> fix: create them")
     names = {table.name for table in storage.tables.list_tables()}
     assert MessageIndexTable.NAME not in names
@@ -178,7 +183,7 @@ def test_unreachable_storage_says_so(
 
     code, lines = _doctor(capsys)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["storage"].startswith("FAIL the storage account is unreachable: ")
     assert "-> fix: check the account name or connection string" in lines["storage"]
 
@@ -190,7 +195,7 @@ def test_a_refused_token_names_the_credential_and_skips_the_calls_that_need_it(
         _configure(monkeypatch, azurite, sim)
         code, lines = _doctor(capsys, "--mailbox", sim.attacker_mailbox)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     for check in ("management-token", "graph-token"):
         assert lines[check].startswith("FAIL token request for ")
         assert "AADSTS7000222" in lines[check]
@@ -211,7 +216,7 @@ def test_a_subscription_not_started_is_reported_and_left_alone(
     code, lines = _doctor(capsys)
     again, lines_again = _doctor(capsys)
 
-    assert code == again == 1
+    assert code == again == 6  # ExitCode.CHECK_FAILED
     assert lines["subscription"].startswith(
         "FAIL the Audit.Exchange subscription is not started -> fix: run `mia collect`"
     )
@@ -226,7 +231,7 @@ def test_a_subscription_an_admin_disabled_is_reported(
         _configure(monkeypatch, azurite, sim)
         code, lines = _doctor(capsys)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["subscription"].startswith("FAIL the Audit.Exchange subscription is disabled -> fix: ")
 
 
@@ -238,7 +243,7 @@ def test_graph_403_on_the_message_lookup_names_the_role_and_the_grant_flag(
         _configure(monkeypatch, azurite, sim)
         code, lines = _doctor(capsys, "--mailbox", sim.attacker_mailbox)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["graph-permissions"].startswith(
         f"FAIL Graph refused a message lookup in {sim.attacker_mailbox}: HTTP 403 ErrorAccessDenied: "
         "Mail.ReadBasic.All is missing"
@@ -261,7 +266,7 @@ def test_the_watchlist_names_the_mailbox_for_the_lookup(
 
     code, lines = _doctor(capsys)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["graph-permissions"].startswith(
         "FAIL Graph found no mailbox nobody@contoso.com: HTTP 404 ErrorInvalidUser -> fix: name a mailbox"
     )
@@ -275,7 +280,7 @@ def test_message_trace_without_its_service_principal_names_the_grant(
         _configure(monkeypatch, azurite, sim)
         code, lines = _doctor(capsys, "--mailbox", sim.attacker_mailbox)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["message-trace"].startswith("FAIL Graph refused message trace: HTTP 401 ")
     assert (
         "-> fix: infra/grant-permissions.sh --graph ExchangeMessageTrace.Read.All" in lines["message-trace"]
@@ -313,7 +318,7 @@ def test_a_webhook_that_rejects_the_signature_says_which_secret_to_set(
         )
         code, lines = _doctor(capsys)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["webhook"] == (
         "FAIL the receiver rejected the signature of the test delivery (HTTP 401) -> fix: set "
         "ALERT_WEBHOOK_SECRET to the secret the receiver verifies X-Signature-256 with"
@@ -334,7 +339,7 @@ def test_a_webhook_that_is_down_says_so(
         _configure(monkeypatch, azurite, sim, ALERT_WEBHOOK_URL=receiver.url, ALERT_WEBHOOK_SECRET=SECRET)
         code, lines = _doctor(capsys)
 
-    assert code == 1
+    assert code == 6  # ExitCode.CHECK_FAILED
     assert lines["webhook"] == (
         "FAIL test delivery failed: receiver answered HTTP 503 -> fix: check ALERT_WEBHOOK_URL and that "
         "the receiver is up"

@@ -307,7 +307,7 @@ def test_mia_verify_finds_a_row_changed_in_storage_and_a_blob_changed_under_it(
 
     code, out, _ = _run(capsys, "verify", "--mailbox", "alice@contoso.com", "--json")
 
-    assert code == 1
+    assert code == 5  # ExitCode.MISMATCH
     found = json.loads(out)
     problems = {detail["recordId"]: detail["problem"] for detail in found["mismatchDetails"]}
     assert problems["a"] == "the row does not match its ContentSha256"
