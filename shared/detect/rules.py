@@ -409,6 +409,9 @@ class Detector:
                     first_record_id=event.record_id,
                 )
                 self.state.drafts[self._alert_key(key, moment)] = draft
+            elif (moment, event.record_id) < (draft.first_seen, draft.first_record_id):
+                draft.first_seen, draft.first_record_id = moment, event.record_id  # arrived late
+                draft.session_id = event.session_id
             self._update(draft, event)
             return
         for draft in self._open_drafts(event.mailbox, moment):
@@ -457,7 +460,7 @@ class Detector:
         for kind, value in mass_values(event).items():
             key = mass_key(kind, value)
             draft = self.state.drafts.get(self._alert_key(key, moment))
-            if draft is not None:
+            if draft is not None and moment >= draft.first_seen:  # an earlier record is the window's
                 self._update(draft, event)
             window_id = (kind, value, start.strftime("%Y%m%dT%H%M"))
             window = self.state.windows.setdefault(window_id, MassWindow())
