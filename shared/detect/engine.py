@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +44,7 @@ from shared.storage.detection_baseline import (
 log = logging.getLogger(__name__)
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
 FOLDERS_LISTED = 20
+LOAD_WORKERS = 8  # concurrent reads of the mailboxes' baselines and histories
 MAILBOXES_LISTED = 50
 
 
@@ -160,13 +162,24 @@ def _mass_alert_keys(events: Sequence[AccessEvent]) -> set[str]:
     }
 
 
-def load_state(storage: Storage, events: Sequence[AccessEvent], settings: DetectionSettings) -> State:
+Etags = dict[tuple[str, str], str]  # (PartitionKey, RowKey) -> the ETag it was read with
+
+
+def load_state(
+    storage: Storage, events: Sequence[AccessEvent], settings: DetectionSettings
+) -> tuple[State, Etags]:
     """What the rules need to judge these records: their mailboxes' contexts and detections, the
-    mass-access windows and detections they touch, and each mailbox's history."""
+    mass-access windows and detections they touch, and each mailbox's history; with the ETags the
+    stored rows were read with."""
     table = storage.detection_baseline
     state = State(history=_stored_history(storage, events, settings))
-    for mailbox in sorted({event.mailbox.lower() for event in events}):
-        for row in table.partition(mailbox):
+    etags: Etags = {}
+    mailboxes = sorted({event.mailbox.lower() for event in events})
+    with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
+        partitions = list(pool.map(lambda mailbox: list(table.partition(mailbox)), mailboxes))
+    for mailbox, rows_of_mailbox in zip(mailboxes, partitions, strict=True):
+        for row in rows_of_mailbox:
+            etags[(str(row["PartitionKey"]), str(row["RowKey"]))] = str(row.metadata["etag"])
             if "Days" in row:
                 state.sightings[(mailbox, str(row["Name"]), str(row["Value"]))] = _sightings(row)
             elif "Draft" in row:
@@ -175,12 +188,14 @@ def load_state(storage: Storage, events: Sequence[AccessEvent], settings: Detect
     for kind, value, start in sorted(_window_ids(events, settings.mass_window_minutes)):
         found = table.get(TENANT_PARTITION, window_key(kind, value, start))
         if found is not None:
+            etags[(TENANT_PARTITION, window_key(kind, value, start))] = str(found.metadata["etag"])
             state.windows[(kind, value, start)] = _window(found)
     for alert_key in sorted(_mass_alert_keys(events)):
         found = table.get(TENANT_PARTITION, draft_key(alert_key))
         if found is not None:
+            etags[(TENANT_PARTITION, draft_key(alert_key))] = str(found.metadata["etag"])
             state.drafts[alert_key] = _draft(found)
-    return state
+    return state, etags
 
 
 def _stored_history(
@@ -188,14 +203,15 @@ def _stored_history(
 ) -> Callable[[str, datetime], History]:
     """Each (mailbox, day) of the records: the mailbox's first stored row and its rows on earlier
     days, read once (up to the warm-up's record count) from MailboxAccess."""
-    answers: dict[tuple[str, str], History] = {}
     limit = max(settings.warmup_records, 1)
-    for event in events:
-        key = (event.mailbox, rules.day_key(event.timestamp))
-        if key not in answers:
-            day_start = event.timestamp.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-            first, earlier = storage.mailbox_access.history_before(event.mailbox, day_start, limit)
-            answers[key] = History(first, earlier)
+    wanted = sorted({(event.mailbox, rules.day_key(event.timestamp)) for event in events})
+
+    def read(key: tuple[str, str]) -> History:
+        day_start = datetime.strptime(key[1], "%Y%m%d").replace(tzinfo=UTC)
+        return History(*storage.mailbox_access.history_before(key[0], day_start, limit))
+
+    with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
+        answers = dict(zip(wanted, pool.map(read, wanted), strict=True))
 
     def history(mailbox: str, moment: datetime) -> History:
         return answers.get((mailbox, rules.day_key(moment)), History(None, 0))
@@ -203,19 +219,24 @@ def _stored_history(
     return history
 
 
-def save_state(table: DetectionBaselineTable, state: State) -> None:
-    """Merge what the records changed into the stored rows (unions and min/max)."""
+Merger = Callable[[Mapping[str, Any] | None], dict[str, Any]]
+
+
+def _changes(state: State) -> list[tuple[str, str, dict[str, Any], Merger]]:
+    """Every changed row: (PartitionKey, RowKey, its entity now, how to merge it into a stored one)."""
+    changed: list[tuple[str, str, dict[str, Any], Merger]] = []
     for mailbox, name, value in sorted(state.touched_sightings):
         mine = state.sightings[(mailbox, name, value)]
 
-        def days(stored: Mapping[str, Any] | None, mine: Sightings = mine) -> dict[str, Any]:
+        def days(
+            stored: Mapping[str, Any] | None, mine: Sightings = mine, name: str = name, value: str = value
+        ) -> dict[str, Any]:
             combined = Sightings(dict(mine.days))
             if stored is not None:
                 combined.merge(_sightings(stored))
-            return {"Days": json.dumps(combined.days, sort_keys=True)}
+            return {"Name": name, "Value": value, "Days": json.dumps(combined.days, sort_keys=True)}
 
-        fresh = {"Name": name, "Value": value, **days(None)}
-        table.merge(mailbox_partition(mailbox), sighting_key(name, value), fresh, days)
+        changed.append((mailbox_partition(mailbox), sighting_key(name, value), days(None), days))
     for alert_key in sorted(state.touched_drafts):
         draft = state.drafts[alert_key]
         partition = mailbox_partition(draft.mailbox) if draft.mailbox else TENANT_PARTITION
@@ -225,7 +246,7 @@ def save_state(table: DetectionBaselineTable, state: State) -> None:
                 mine.merge(_draft(stored))
             return _draft_entity(mine)
 
-        table.merge(partition, draft_key(alert_key), _draft_entity(draft), grown)
+        changed.append((partition, draft_key(alert_key), _draft_entity(draft), grown))
     for kind, value, start in sorted(state.touched_windows):
         window = state.windows[(kind, value, start)]
 
@@ -234,7 +255,27 @@ def save_state(table: DetectionBaselineTable, state: State) -> None:
                 mine.merge(_window(stored))
             return _window_entity(mine)
 
-        table.merge(TENANT_PARTITION, window_key(kind, value, start), _window_entity(window), widened)
+        changed.append((TENANT_PARTITION, window_key(kind, value, start), _window_entity(window), widened))
+    return changed
+
+
+def save_state(table: DetectionBaselineTable, state: State, etags: Etags) -> None:
+    """Write what the records changed: per partition in transactions, each row conditional on the
+    ETag it was loaded with (or created); a partition where another writer came first is merged
+    row by row (unions and min/max), so nothing either wrote is lost."""
+    by_partition: dict[str, list[tuple[str, str, dict[str, Any], Merger]]] = {}
+    for change in _changes(state):
+        by_partition.setdefault(change[0], []).append(change)
+
+    def write(partition: str) -> None:
+        changes = by_partition[partition]
+        rows = [(row, entity, etags.get((partition, row))) for _, row, entity, _ in changes]
+        if not table.write_batch(partition, rows):
+            for _, row, entity, merger in changes:
+                table.merge(partition, row, entity, merger)
+
+    with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
+        list(pool.map(write, sorted(by_partition)))
 
 
 # --- alerts --------------------------------------------------------------------------------------
@@ -292,11 +333,11 @@ def detect_stored(
     if not settings.detection.enabled or not events:
         return []
     ordered = rules.ordered(events)
-    state = load_state(storage, ordered, settings.detection)
+    state, etags = load_state(storage, ordered, settings.detection)
     detector = Detector(settings.detection, state, ip_lookup(settings.detection.ip_databases))
     for event in ordered:
         detector.observe(event)
-    save_state(storage.detection_baseline, state)
+    save_state(storage.detection_baseline, state, etags)
     raised = []
     for alert_key in sorted(state.touched_drafts):
         alert = detection_alert(settings.tenant, state.drafts[alert_key].detection(), now)

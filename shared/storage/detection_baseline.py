@@ -17,13 +17,14 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from shared.model.keys import encode_key
 from shared.storage.base import Table
 
 TENANT_PARTITION = "~tenant"
 _ATTEMPTS = 8
+BATCH = 100  # an entity-group transaction's limit
 
 
 def mailbox_partition(mailbox: str) -> str:
@@ -45,17 +46,41 @@ def window_key(kind: str, value: str, start: str) -> str:
 class DetectionBaselineTable(Table):
     NAME = "DetectionBaseline"
 
-    def partition(self, mailbox: str) -> Iterator[Mapping[str, Any]]:
-        """Every row of one mailbox: its contexts and its detections."""
+    def partition(self, mailbox: str) -> Iterator[TableEntity]:
+        """Every row of one mailbox: its contexts and its detections (with `metadata["etag"]`)."""
         yield from self.client.query_entities(
             "PartitionKey eq @pk", parameters={"pk": mailbox_partition(mailbox)}
         )
 
-    def get(self, partition: str, row: str) -> Mapping[str, Any] | None:
+    def get(self, partition: str, row: str) -> TableEntity | None:
         try:
             return self.client.get_entity(partition, row)
         except ResourceNotFoundError:
             return None
+
+    def write_batch(self, partition: str, rows: list[tuple[str, dict[str, Any], str | None]]) -> bool:
+        """Write rows of one partition in transactions of BATCH: each row created (etag None) or
+        updated only if unchanged since it was read with that etag. False if any transaction
+        failed (a row was changed or created meanwhile): the caller merges those rows one by one."""
+        whole = True
+        for start in range(0, len(rows), BATCH):
+            operations: list[Any] = []
+            for row, entity, etag in rows[start : start + BATCH]:
+                full = {"PartitionKey": partition, "RowKey": row, **entity}
+                if etag is None:
+                    operations.append(("create", full))
+                else:
+                    condition = {
+                        "mode": UpdateMode.MERGE,
+                        "etag": etag,
+                        "match_condition": MatchConditions.IfNotModified,
+                    }
+                    operations.append(("update", full, condition))
+            try:
+                self.client.submit_transaction(operations)
+            except TableTransactionError:
+                whole = False
+        return whole
 
     def merge(
         self,
