@@ -322,7 +322,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         rows = [_csv_detection(row) for row in rows]
     sink = terminal.for_stdout(sys.stdout, args.format)
     write_rows(args.format, rows, DETECTION_COLUMNS, sink)
-    sys.stdout.write("\n")
+    if args.format == "json":
+        sys.stdout.write("\n")
     if stats.malformed:
         print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
     return 0

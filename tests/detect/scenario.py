@@ -33,7 +33,9 @@ def routine(
         start = end - timedelta(days=day) + timedelta(hours=9)
         for n in range(per_day):
             record_id = f"{mailbox.split('@')[0]}-{end:%m%d}-d{day}-{n}"
-            records.append(mia_record(when(start + timedelta(minutes=10 * n)), record_id, mailbox, SessionId="s-desk"))
+            records.append(
+                mia_record(when(start + timedelta(minutes=10 * n)), record_id, mailbox, SessionId="s-desk")
+            )
     return records
 
 

@@ -48,7 +48,9 @@ def days_of(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(by_day.values())
 
 
-def test_blobs_processed_in_time_order_store_the_detections_the_rules_give_in_memory(storage: Storage) -> None:
+def test_blobs_processed_in_time_order_store_the_detections_the_rules_give_in_memory(
+    storage: Storage,
+) -> None:
     records = s.routine() + s.attack()
     for n, day in enumerate(days_of(records)):
         process(storage, day, f"day-{n}.json")
@@ -80,7 +82,9 @@ def test_the_alert_names_the_new_dimensions_the_session_and_what_was_read(storag
     facts = teams["attachments"][0]["content"]["body"][2]["facts"]
     assert {"title": "context.app", "value": s.EVIL_APP_ID} in facts
     slack = json.loads(alert_rules.render(alert, "slack"))
-    assert slack["text"].startswith("Mailbox read in a new context: alice@contoso.com was read in a new context")
+    assert slack["text"].startswith(
+        "Mailbox read in a new context: alice@contoso.com was read in a new context"
+    )
 
 
 def test_a_redelivered_blob_raises_nothing_and_changes_nothing(storage: Storage) -> None:
@@ -123,17 +127,24 @@ def test_an_older_blob_processed_later_does_not_make_a_later_context_look_old(st
         ("evil-early", "2026-11-19T18:00:00Z"),
         ("evil-0", "2026-11-20T10:00:00Z"),
     ]
-    in_memory = [d.row() for d in engine.detect(s.events([*s.routine(), earlier, *s.attack()]), SETTINGS.detection)]
+    in_memory = [
+        d.row() for d in engine.detect(s.events([*s.routine(), earlier, *s.attack()]), SETTINGS.detection)
+    ]
     assert [row["firstRecordId"] for row in in_memory] == ["evil-early"]  # live order: one detection
 
 
 def test_mass_access_across_blobs_is_one_alert(storage: Storage) -> None:
     start = s.ATTACK_DAY + timedelta(hours=3)
     harvest = [
-        s.graph_read(start + timedelta(minutes=3 * n), f"h-{n}", f"user{n}@contoso.com", UserId="harvester-sp",
-                     SessionId="")
+        s.graph_read(
+            start + timedelta(minutes=3 * n),
+            f"h-{n}",
+            f"user{n}@contoso.com",
+            UserId="harvester-sp",
+            SessionId="",
+        )
         for n in range(12)
-    ]  # fmt: skip
+    ]
     process(storage, harvest[:6], "first.json")
     process(storage, harvest[6:], "second.json")
     process(storage, harvest[6:], "second.json")

@@ -60,18 +60,29 @@ def test_no_detection_while_the_mailbox_is_warming_up() -> None:
 
 
 def test_a_new_address_in_a_known_network_is_not_a_new_context() -> None:
-    neighbour = s.mia_record(s.when(s.ATTACK_DAY + timedelta(hours=11)), "n-1", ClientIPAddress="203.0.113.77",
-                             SessionId="s-desk")  # fmt: skip
+    neighbour = s.mia_record(
+        s.when(s.ATTACK_DAY + timedelta(hours=11)), "n-1", ClientIPAddress="203.0.113.77", SessionId="s-desk"
+    )
     assert detect_events(s.events([*s.routine(), neighbour]), SETTINGS) == []
 
 
 def test_a_context_unseen_for_longer_than_the_baseline_window_is_new_again() -> None:
     old = s.routine(end=s.ATTACK_DAY - timedelta(days=40))
-    imap_then = [s.mia_record(s.when(s.ATTACK_DAY - timedelta(days=39, hours=-9)), "imap-old",
-                              ClientInfoString="Client=POP3/IMAP4;Protocol=IMAP4", ClientIPAddress="198.51.100.9")]  # fmt: skip
+    imap_then = [
+        s.mia_record(
+            s.when(s.ATTACK_DAY - timedelta(days=39, hours=-9)),
+            "imap-old",
+            ClientInfoString="Client=POP3/IMAP4;Protocol=IMAP4",
+            ClientIPAddress="198.51.100.9",
+        )
+    ]
     later = s.routine(end=s.ATTACK_DAY)
-    imap_now = s.mia_record(s.when(s.ATTACK_DAY + timedelta(hours=9)), "imap-now",
-                            ClientInfoString="Client=POP3/IMAP4;Protocol=IMAP4", ClientIPAddress="198.51.100.9")  # fmt: skip
+    imap_now = s.mia_record(
+        s.when(s.ATTACK_DAY + timedelta(hours=9)),
+        "imap-now",
+        ClientInfoString="Client=POP3/IMAP4;Protocol=IMAP4",
+        ClientIPAddress="198.51.100.9",
+    )
     found = detect_events(s.events(old + imap_then + later + [imap_now]), SETTINGS)
     latest = [d for d in found if d.first_record_id == "imap-now"]
     assert len(latest) == 1
@@ -79,14 +90,22 @@ def test_a_context_unseen_for_longer_than_the_baseline_window_is_new_again() -> 
     assert latest[0].severity == "high"
     assert rules.R_LEGACY in latest[0].reasons
     wide = replace(SETTINGS, baseline_days=60)
-    assert not [d for d in detect_events(s.events(old + imap_then + later + [imap_now]), wide)
-                if d.first_record_id == "imap-now"]  # fmt: skip
+    assert not [
+        d
+        for d in detect_events(s.events(old + imap_then + later + [imap_now]), wide)
+        if d.first_record_id == "imap-now"
+    ]
 
 
 def test_a_user_of_another_domain_is_high_and_a_colleague_medium() -> None:
     def reader(user: str, record_id: str) -> dict[str, object]:
-        return s.mia_record(s.when(s.ATTACK_DAY + timedelta(hours=12)), record_id, UserId=user, LogonType=2,
-                            SessionId=f"s-{record_id}")  # fmt: skip
+        return s.mia_record(
+            s.when(s.ATTACK_DAY + timedelta(hours=12)),
+            record_id,
+            UserId=user,
+            LogonType=2,
+            SessionId=f"s-{record_id}",
+        )
 
     outsider = detect_events(s.events([*s.routine(), reader("mallory@fabrikam.com", "x")]), SETTINGS)
     colleague = detect_events(s.events([*s.routine(), reader("bob@contoso.com", "y")]), SETTINGS)
@@ -123,8 +142,10 @@ def test_one_app_reading_many_mailboxes_is_one_mass_access_detection() -> None:
 
 
 def test_owners_reading_their_own_mailboxes_from_one_address_are_not_mass_access() -> None:
-    owners = [s.mia_record(s.when(s.ATTACK_DAY + timedelta(minutes=n)), f"o-{n}", f"user{n}@contoso.com")
-              for n in range(30)]  # fmt: skip
+    owners = [
+        s.mia_record(s.when(s.ATTACK_DAY + timedelta(minutes=n)), f"o-{n}", f"user{n}@contoso.com")
+        for n in range(30)
+    ]
     assert detect_events(s.events(owners), SETTINGS) == []
 
 
