@@ -13,16 +13,23 @@ from shared.alerts import outbox
 from shared.alerts import rules as alert_rules
 from shared.detect import engine, rules
 from shared.ingest import pipeline
-from shared.settings import AlertSettings
+from shared.settings import AlertSettings, DetectionSettings
 from shared.storage import Storage
 from shared.storage.raw_store import RawPointer
 from tests.detect import scenario as s
 
 pytestmark = pytest.mark.integration
 
-SETTINGS = AlertSettings(tenant="contoso-tenant")
+# A short warm-up keeps the storage tests small: three days of three reads each.
+SETTINGS = AlertSettings(
+    tenant="contoso-tenant", detection=DetectionSettings(warmup_days=2, warmup_records=6)
+)
 EVERYTHING = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
 NOW = datetime(2026, 11, 21, tzinfo=UTC)
+
+
+def history() -> list[dict[str, Any]]:
+    return s.routine(days=3, per_day=3)
 
 
 def process(storage: Storage, records: list[dict[str, Any]], name: str) -> pipeline.ProcessResult:
@@ -51,7 +58,7 @@ def days_of(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 def test_blobs_processed_in_time_order_store_the_detections_the_rules_give_in_memory(
     storage: Storage,
 ) -> None:
-    records = s.routine() + s.attack()
+    records = history() + s.attack()
     for n, day in enumerate(days_of(records)):
         process(storage, day, f"day-{n}.json")
     expected = [d.row() for d in engine.detect(s.events(records), SETTINGS.detection)]
@@ -61,7 +68,7 @@ def test_blobs_processed_in_time_order_store_the_detections_the_rules_give_in_me
 
 
 def test_the_alert_names_the_new_dimensions_the_session_and_what_was_read(storage: Storage) -> None:
-    process(storage, s.routine(), "routine.json")
+    process(storage, history(), "routine.json")
     reads, then_sync = s.attack()[:-1], s.attack()[-1:]
     first = process(storage, reads, "reads.json")
     later = process(storage, then_sync, "sync.json")
@@ -88,7 +95,7 @@ def test_the_alert_names_the_new_dimensions_the_session_and_what_was_read(storag
 
 
 def test_a_redelivered_blob_raises_nothing_and_changes_nothing(storage: Storage) -> None:
-    process(storage, s.routine(), "routine.json")
+    process(storage, history(), "routine.json")
     attack = s.attack()
     first = process(storage, attack, "attack.json")
     rows, alerts = stored_rows(storage), detection_alerts(storage)
@@ -106,10 +113,10 @@ def test_an_older_blob_processed_later_is_judged_by_the_records_before_it_alone(
     # now warm, and raises what live collection would have.
     attack = s.attack()
     process(storage, attack, "attack.json")
-    process(storage, s.routine(), "routine.json")
+    process(storage, history(), "routine.json")
     assert stored_rows(storage) == []
     process(storage, attack, "attack.json")
-    expected = [d.row() for d in engine.detect(s.events(s.routine() + attack), SETTINGS.detection)]
+    expected = [d.row() for d in engine.detect(s.events(history() + attack), SETTINGS.detection)]
     assert stored_rows(storage) == expected
 
 
@@ -118,7 +125,7 @@ def test_an_older_blob_processed_later_does_not_make_a_later_context_look_old(st
     # attacker's context already read her mail: the raised alert stays (its context was new to
     # everything stored when it was judged), the backfilled read is itself judged new (nothing
     # before it had that context) and is one more detection, on its own day.
-    process(storage, s.routine(), "routine.json")
+    process(storage, history(), "routine.json")
     process(storage, s.attack(), "attack.json")
     earlier = s.graph_read(s.ATTACK_DAY - timedelta(hours=6), "evil-early")
     process(storage, [earlier], "backfill.json")
@@ -128,7 +135,7 @@ def test_an_older_blob_processed_later_does_not_make_a_later_context_look_old(st
         ("evil-0", "2026-11-20T10:00:00Z"),
     ]
     in_memory = [
-        d.row() for d in engine.detect(s.events([*s.routine(), earlier, *s.attack()]), SETTINGS.detection)
+        d.row() for d in engine.detect(s.events([*history(), earlier, *s.attack()]), SETTINGS.detection)
     ]
     assert [row["firstRecordId"] for row in in_memory] == ["evil-early"]  # live order: one detection
 
