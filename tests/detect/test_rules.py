@@ -12,6 +12,7 @@ import pytest
 from shared.detect import rules
 from shared.detect.rules import DetectionSettings, Sightings, detect_events
 from tests.detect import scenario as s
+from tests.helpers import mia_record
 
 pytestmark = pytest.mark.unit
 
@@ -60,7 +61,7 @@ def test_no_detection_while_the_mailbox_is_warming_up() -> None:
 
 
 def test_a_new_address_in_a_known_network_is_not_a_new_context() -> None:
-    neighbour = s.mia_record(
+    neighbour = mia_record(
         s.when(s.ATTACK_DAY + timedelta(hours=11)), "n-1", ClientIPAddress="203.0.113.77", SessionId="s-desk"
     )
     assert detect_events(s.events([*s.routine(), neighbour]), SETTINGS) == []
@@ -69,7 +70,7 @@ def test_a_new_address_in_a_known_network_is_not_a_new_context() -> None:
 def test_a_context_unseen_for_longer_than_the_baseline_window_is_new_again() -> None:
     old = s.routine(end=s.ATTACK_DAY - timedelta(days=40))
     imap_then = [
-        s.mia_record(
+        mia_record(
             s.when(s.ATTACK_DAY - timedelta(days=39, hours=-9)),
             "imap-old",
             ClientInfoString="Client=POP3/IMAP4;Protocol=IMAP4",
@@ -77,7 +78,7 @@ def test_a_context_unseen_for_longer_than_the_baseline_window_is_new_again() -> 
         )
     ]
     later = s.routine(end=s.ATTACK_DAY)
-    imap_now = s.mia_record(
+    imap_now = mia_record(
         s.when(s.ATTACK_DAY + timedelta(hours=9)),
         "imap-now",
         ClientInfoString="Client=POP3/IMAP4;Protocol=IMAP4",
@@ -99,7 +100,7 @@ def test_a_context_unseen_for_longer_than_the_baseline_window_is_new_again() -> 
 
 def test_a_user_of_another_domain_is_high_and_a_colleague_medium() -> None:
     def reader(user: str, record_id: str) -> dict[str, object]:
-        return s.mia_record(
+        return mia_record(
             s.when(s.ATTACK_DAY + timedelta(hours=12)),
             record_id,
             UserId=user,
@@ -143,7 +144,7 @@ def test_one_app_reading_many_mailboxes_is_one_mass_access_detection() -> None:
 
 def test_owners_reading_their_own_mailboxes_from_one_address_are_not_mass_access() -> None:
     owners = [
-        s.mia_record(s.when(s.ATTACK_DAY + timedelta(minutes=n)), f"o-{n}", f"user{n}@contoso.com")
+        mia_record(s.when(s.ATTACK_DAY + timedelta(minutes=n)), f"o-{n}", f"user{n}@contoso.com")
         for n in range(30)
     ]
     assert detect_events(s.events(owners), SETTINGS) == []
