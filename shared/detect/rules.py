@@ -113,7 +113,9 @@ class Sightings:
         so the window's first day comes before the moment's)."""
         start = moment - window
         first_day, last_day = day_key(start), day_key(moment)
-        for day, (first, last) in self.days.items():
+        # Newest first (days are mostly added in time order): a routine value was seen lately.
+        for day in reversed(self.days):
+            first, last = self.days[day]
             if first_day < day < last_day:
                 return True
             if day == last_day and first < moment.strftime("%H%M%S"):
