@@ -44,7 +44,7 @@ from shared.storage.detection_baseline import (
 log = logging.getLogger(__name__)
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
 FOLDERS_LISTED = 20
-LOAD_WORKERS = 8  # concurrent reads of the mailboxes' baselines and histories
+LOAD_WORKERS = 4  # concurrent reads and writes of one blob's baselines (drain runs 8 blobs at once)
 MAILBOXES_LISTED = 50
 
 
