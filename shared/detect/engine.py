@@ -206,9 +206,14 @@ def _stored_history(
     limit = max(settings.warmup_records, 1)
     wanted = sorted({(event.mailbox, rules.day_key(event.timestamp)) for event in events})
 
+    # One client for the threads: azure-core chains a new client's pipeline through policy
+    # objects the service client shares, so clients made in several threads at once can break
+    # each other's chain ('_SansIOHTTPPolicyRunner' object has no attribute 'next').
+    access = storage.mailbox_access
+
     def read(key: tuple[str, str]) -> History:
         day_start = datetime.strptime(key[1], "%Y%m%d").replace(tzinfo=UTC)
-        return History(*storage.mailbox_access.history_before(key[0], day_start, limit))
+        return History(*access.history_before(key[0], day_start, limit))
 
     with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
         answers = dict(zip(wanted, pool.map(read, wanted), strict=True))
