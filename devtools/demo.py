@@ -32,6 +32,7 @@ from simulator import FaultConfig, Simulator, SimulatorConfig
 OUT = ROOT / "out"
 MIA = Path(sys.executable).with_name("mia")
 SUMMARY = OUT / "demo-summary.json"
+DETECTION_TYPES = ("mailbox.new_context", "tenant.mass_access")
 
 
 def mia(*args: str, env: dict[str, str], check: bool = True) -> int:
@@ -137,6 +138,7 @@ def main() -> int:
         evidence = verify_evidence(env)
         delivered = sorted({r.json()["type"] for r in hook.accepted()})
         rejected = sum(1 for r in hook.received if r.signature_ok is False)
+        detected = [r.json() for r in hook.accepted() if r.json()["type"] in DETECTION_TYPES]
         summary = {
             "mailitemsaccessed_served": len(truth["served"]),
             "rows_stored": rows,
@@ -144,6 +146,14 @@ def main() -> int:
             "evidence": evidence,
             "alerts_delivered": delivered,
             "alert_signatures_rejected": rejected,
+            # The detection alerts delivered, by type and severity (README "Detection").
+            "detections": dict(
+                sorted(Counter(f"{d['type']} {d['details']['severity']}" for d in detected).items())
+            ),
+            "attacker_detected": any(
+                d["mailbox"] == mailbox and d["details"]["context"].get("ip") == sim.attacker_ip
+                for d in detected
+            ),
             "reports": reports,
             "attacker_mailbox": mailbox,
             "attacker_ip": sim.attacker_ip,

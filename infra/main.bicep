@@ -263,6 +263,7 @@ var tableNames = [
   'AlertOutbox'
   'ReportAccess'
   'RecordConflicts'
+  'DetectionBaseline'
 ]
 // The record of every report request: the app may only add rows to it (app/rbac.bicep).
 var reportAccessTableName = 'ReportAccess'

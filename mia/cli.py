@@ -18,6 +18,7 @@ from shared import logsetup
 from shared.alerts.checks import replay_poison
 from shared.clients.errors import ApiError
 from shared.collect import collector
+from shared.detect import engine as detection
 from shared.doctor import checks as doctor
 from shared.ingest import pipeline
 from shared.ingest.verify import verify
@@ -35,6 +36,7 @@ from shared.reports.assemble import (
     render_workbook,
     within_the_files,
 )
+from shared.reports.render import write_rows
 from shared.reports.request import (
     CLI_VIEWS,
     FORMATS,
@@ -51,6 +53,7 @@ from shared.runtime import build_resolver
 from shared.settings import (
     SettingsError,
     load_collection_settings,
+    load_detection_settings,
     load_report_settings,
     load_resolution_settings,
     load_settings,
@@ -67,6 +70,7 @@ examples:
   mia process                                     turn queued evidence into rows (and alerts)
   mia verify --mailbox alice@contoso.com          check her rows against the raw evidence
   mia replay-poison                               retry messages parked on the poison queue
+  mia detect --input export.csv --format json     the new-context and mass-access detections
   mia report alice@contoso.com --view sessions    who read Alice's mail, session by session
   mia report alice@contoso.com --from 2026-11-01 --to 2026-11-07 -o alice.csv
   mia report bob@contoso.com --by actor --format json   what Bob's account read, anywhere
@@ -336,6 +340,56 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+DETECTION_COLUMNS = (
+    "type",
+    "mailbox",
+    "SessionId",
+    "new",
+    "severity",
+    "reasons",
+    "firstSeen",
+    "firstRecordId",
+    "records",
+    "messages",
+    "folders",
+    "mailboxes",
+    "context",
+)
+
+
+def _csv_detection(row: dict[str, object]) -> dict[str, object]:
+    """Lists joined with "; " and the context as name=value pairs, one cell each."""
+    flat = dict(row)
+    for name, value in row.items():
+        if isinstance(value, list):
+            flat[name] = "; ".join(str(item) for item in value)
+        elif isinstance(value, dict):
+            flat[name] = "; ".join(f"{key}={item}" for key, item in value.items())
+    return flat
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    start = (
+        parse_time("from", args.from_, end_of_day=False) if args.from_ else datetime.min.replace(tzinfo=UTC)
+    )
+    end = parse_end(args.to) if args.to else datetime.max.replace(tzinfo=UTC)
+    stats = ParseStats()
+    if args.input:
+        found = detection.detect_files(args.input, load_detection_settings(), stats, start, end)
+    else:
+        found = detection.stored_detections(_storage(), start, end)
+    rows = [detected.row() for detected in found]
+    if args.format == "csv":
+        rows = [_csv_detection(row) for row in rows]
+    sink = terminal.for_stdout(sys.stdout, args.format)
+    write_rows(args.format, rows, DETECTION_COLUMNS, sink)
+    if args.format == "json":
+        sys.stdout.write("\n")
+    if stats.malformed:
+        print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
+    return 0
+
+
 def _write_workbook(
     query: ReportQuery, source: EventSource, output: Path, lookup: Lookup, ip_context: IpContext
 ) -> None:
@@ -436,6 +490,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--json", action="store_true", help="a JSON array of {check, ok, detail, fix}; ok null: skipped"
     )
     doc.set_defaults(handler=cmd_doctor)
+
+    det = commands.add_parser(
+        "detect",
+        help="list the new-context and mass-access detections, from storage or export files",
+        description='With --input, runs the detection rules (README "Detection") over the files\' '
+        "records in time order, as enrich_trace does as records are stored; without it, lists "
+        "the detections stored by processing. --from/--to select detections by their first "
+        "record (UTC; a date as --to includes that whole day); with --input the records before "
+        "--from still form the baseline.",
+    )
+    det.add_argument("--input", nargs="+", type=Path, metavar="FILE", help="read these export files")
+    det.add_argument("--from", dest="from_", metavar="WHEN", help="first record at or after (ISO, UTC)")
+    det.add_argument("--to", metavar="WHEN", help="first record before the end of (ISO, UTC)")
+    det.add_argument("--format", choices=("json", "csv"), default="json")
+    det.set_defaults(handler=cmd_detect)
 
     rep = commands.add_parser(
         "report",

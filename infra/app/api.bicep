@@ -296,6 +296,30 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
           value: '30'
         }
         {
+          name: 'DETECT_ENABLED'
+          value: 'true'
+        }
+        {
+          name: 'DETECT_BASELINE_DAYS'
+          value: '30'
+        }
+        {
+          name: 'DETECT_WARMUP_DAYS'
+          value: '3'
+        }
+        {
+          name: 'DETECT_WARMUP_RECORDS'
+          value: '30'
+        }
+        {
+          name: 'DETECT_MASS_MAILBOXES'
+          value: '10'
+        }
+        {
+          name: 'DETECT_MASS_WINDOW_MINUTES'
+          value: '60'
+        }
+        {
           name: 'RESOLVE_SUBJECTS'
           value: resolveSubjects
         }

@@ -76,6 +76,16 @@ def raise_alert(storage: Storage, alert: Alert, now: datetime | None = None) -> 
     return True
 
 
+def raise_or_refresh(storage: Storage, alert: Alert, now: datetime | None = None) -> bool:
+    """Raise the alert, or, when its id was raised already and is still pending, replace its
+    payload with this newer one (a detection that grew); True only when newly raised. A delivered
+    alert is not sent again: the receiver has the first account, `mia detect` the latest."""
+    if raise_alert(storage, alert, now):
+        return True
+    storage.alert_outbox.refresh_pending(alert.id, alert.payload())
+    return False
+
+
 @dataclass
 class DeliveryResult:
     delivered: list[str] = field(default_factory=list)

@@ -32,6 +32,8 @@ COLLECTION_UNPARSEABLE = "collection.unparseable"
 COLLECTION_MISCONFIGURED = "collection.misconfigured"
 PROCESSING_POISON = "processing.poison"
 SUBJECTS_LOOKUP_FAILED = "subjects.lookup_failed"
+MAILBOX_NEW_CONTEXT = "mailbox.new_context"
+TENANT_MASS_ACCESS = "tenant.mass_access"
 ALERT_TYPES = (
     MAILBOX_THROTTLED,
     MAILBOX_NEAR_THROTTLE,
@@ -42,6 +44,8 @@ ALERT_TYPES = (
     COLLECTION_MISCONFIGURED,
     PROCESSING_POISON,
     SUBJECTS_LOOKUP_FAILED,
+    MAILBOX_NEW_CONTEXT,
+    TENANT_MASS_ACCESS,
 )
 FORMATS = ("json", "teams", "slack")
 SIGNATURE_HEADER = "X-Signature-256"
@@ -61,6 +65,8 @@ TITLES = {
     COLLECTION_MISCONFIGURED: "Audit collection is misconfigured",
     PROCESSING_POISON: "Audit content could not be processed (poison queue)",
     SUBJECTS_LOOKUP_FAILED: "Message subjects cannot be looked up (Microsoft Graph refused)",
+    MAILBOX_NEW_CONTEXT: "Mailbox read in a new context",
+    TENANT_MASS_ACCESS: "Many mailboxes read by one source",
 }
 
 

@@ -18,6 +18,7 @@ from azure.storage.queue import QueueMessage
 
 from shared.alerts import checks, outbox
 from shared.alerts.rules import Alert
+from shared.detect import engine as detection
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
 from shared.model.progress import SILENT, Progress
@@ -170,11 +171,14 @@ def _process(
     contents: dict[str, str] = {}  # record Id -> content hash of its first occurrence in the blob
     contradicting: list[AccessEvent] = []  # a later occurrence that says something else
     observed = MessageObserver()
+    detected: list[Alert] = []
 
-    def write(events: list[AccessEvent]) -> None:
+    def write(events: list[AccessEvent], first_copies: bool = True) -> None:
         written = tables.store_events(storage, events, clock())
         result.inserted += written.inserted
         result.conflicts += written.conflicts
+        if first_copies:  # the rules judge each record of the blob once, as its first copy says
+            detected.extend(detection.detect_stored(storage, events, settings, clock()))
 
     for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats, pointer.sha256):
         content = event.content_sha256()
@@ -192,12 +196,13 @@ def _process(
     if pending:
         write(pending)
     for event in contradicting:
-        write([event])
+        write([event], first_copies=False)
     if result.conflicts:
         log.warning("%s: %d records conflict with stored rows (kept in %s)", pointer.blob,
                     result.conflicts, tables.RecordConflictsTable.NAME)  # fmt: skip
     result.rows = len(contents)
     result.alerts = checks.mailbox_alerts(storage, activity, settings, clock())
+    result.alerts += detected
     resolver = resolver or index_only_resolver(storage)
     result.subjects = ResolveStats()
     lookups = resolver.record_arrivals(observed.messages, result.subjects)

@@ -18,6 +18,7 @@ from shared.settings.collection import (
     CollectionSettings,
     load_collection_settings,
 )
+from shared.settings.detection import DetectionSettings, load_detection_settings
 from shared.settings.environment import CATALOGUE, Capability, Setting, SettingsError, UnresolvedReference
 from shared.settings.reports import ReportSettings, load_report_settings
 from shared.settings.storage import STORAGE_SETTING, StorageCredential, StorageSettings, load_storage_settings
@@ -41,6 +42,7 @@ __all__ = [
     "Cloud",
     "CloudEndpoints",
     "CollectionSettings",
+    "DetectionSettings",
     "GraphSettings",
     "ReportSettings",
     "ResolutionSettings",
@@ -54,6 +56,7 @@ __all__ = [
     "UnresolvedReference",
     "load_alert_settings",
     "load_collection_settings",
+    "load_detection_settings",
     "load_report_settings",
     "load_resolution_settings",
     "load_settings",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import urlsplit
 
+from shared.settings.detection import DetectionSettings, load_detection_settings
 from shared.settings.environment import Environment, SettingsError, UnresolvedReference
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -34,6 +35,7 @@ class AlertSettings:
     # Why nothing is sent although a webhook is configured (an unresolved Key Vault reference):
     # webhook_url and webhook_secret are then None, and alerts stay pending in the outbox.
     delivery_problem: str | None = None
+    detection: DetectionSettings = field(default_factory=DetectionSettings)
 
 
 def _webhook_url(env: Environment) -> str | None:
@@ -81,4 +83,5 @@ def load_alert_settings(env: Mapping[str, str] | None = None) -> AlertSettings:
         lag_hours=source.integer("ALERT_LAG_HOURS", 1, 24 * 7),
         timeout_seconds=source.integer("ALERT_WEBHOOK_TIMEOUT_SECONDS", 1, 120),
         retention_days=source.integer("ALERT_RETENTION_DAYS", 1, 3650),
+        detection=load_detection_settings(env),
     )

@@ -211,6 +211,17 @@ _SETTINGS = (
     Setting("ALERT_LAG_HOURS", Capability.ALERTS, "checkpoint age that raises collection.lagging", "6"),
     Setting("ALERT_WEBHOOK_TIMEOUT_SECONDS", Capability.ALERTS, "one delivery attempt's timeout", "10"),
     Setting("ALERT_RETENTION_DAYS", Capability.ALERTS, "days a delivered alert is kept", "30"),
+    Setting("DETECT_ENABLED", Capability.ALERTS, "new-context and mass-access detection on records", "true"),
+    Setting("DETECT_BASELINE_DAYS", Capability.ALERTS, "days a mailbox's baseline remembers a context", "30"),
+    Setting("DETECT_WARMUP_DAYS", Capability.ALERTS, "history a mailbox needs before new_context", "3"),
+    Setting("DETECT_WARMUP_RECORDS", Capability.ALERTS, "records on earlier days before new_context", "30"),
+    Setting(
+        "DETECT_MASS_MAILBOXES",
+        Capability.ALERTS,
+        "mailboxes one IP/app/session/actor reads for mass_access",
+        "10",
+    ),
+    Setting("DETECT_MASS_WINDOW_MINUTES", Capability.ALERTS, "the mass_access window", "60"),
     Setting(
         "RESOLVE_SUBJECTS",
         Capability.SUBJECTS,

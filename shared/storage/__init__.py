@@ -22,6 +22,7 @@ from shared.settings import StorageCredential, StorageSettings
 from shared.storage.alert_outbox import AlertOutboxTable
 from shared.storage.base import Table
 from shared.storage.collection_state import CollectionStateTable
+from shared.storage.detection_baseline import DetectionBaselineTable
 from shared.storage.message_index import MessageIndexTable
 from shared.storage.report_access import ReportAccessTable
 from shared.storage.tables import AccessTable, ActorAccessTable, MailboxAccessTable, RecordConflictsTable
@@ -37,6 +38,7 @@ TABLE_CLASSES: tuple[type[Table], ...] = (
     ReportAccessTable,
     MessageIndexTable,
     RecordConflictsTable,
+    DetectionBaselineTable,
 )
 TABLES = tuple(table.NAME for table in TABLE_CLASSES)
 LOOKUP_QUEUE = "subject-lookups"  # messages to resolve through Graph, gathered across blobs
@@ -116,6 +118,10 @@ class Storage:
     @property
     def alert_outbox(self) -> AlertOutboxTable:
         return AlertOutboxTable.of(self.tables)
+
+    @property
+    def detection_baseline(self) -> DetectionBaselineTable:
+        return DetectionBaselineTable.of(self.tables)
 
     @property
     def report_access(self) -> ReportAccessTable:

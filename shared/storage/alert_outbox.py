@@ -111,6 +111,19 @@ class AlertOutboxTable(Table):
             return False
         return True
 
+    def refresh_pending(self, alert_id: str, payload: Mapping[str, Any]) -> bool:
+        """Replace a pending row's payload (its delivery state untouched); False if none is pending."""
+        patch = {
+            "PartitionKey": PENDING_PARTITION,
+            "RowKey": alert_id,
+            "Payload": json.dumps(payload, ensure_ascii=False),
+        }
+        try:
+            self.client.update_entity(patch, mode=UpdateMode.MERGE)
+        except ResourceNotFoundError:
+            return False
+        return True
+
     def holds(self, partition: str, alert_id: str) -> bool:
         try:
             self.client.get_entity(partition, alert_id, select=["RowKey"])

@@ -510,6 +510,23 @@ class AccessTable(Table, ABC):
         for entity in self.client.query_entities(query, parameters=parameters, results_per_page=page_size):
             yield entity["RowKey"], self.from_entity(entity)
 
+    def history_before(self, subject: str, before: datetime, limit: int) -> tuple[datetime | None, int]:
+        """The time of the partition's first row, and how many of its rows lie before `before`
+        (counted up to `limit`); reads RowKeys only (the detection warm-up)."""
+        query, pk = "PartitionKey eq @pk", {"pk": encode_key(subject)}
+        first_rows = self.client.query_entities(query, parameters=pk, select=["RowKey"], results_per_page=1)
+        first_key = next((str(row["RowKey"]) for row in islice(first_rows, 1)), None)
+        if first_key is None:
+            return None, 0
+        first = datetime.strptime(first_key[:15], "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
+        earlier = self.client.query_entities(
+            query + " and RowKey lt @hi",
+            parameters={**pk, "hi": time_key(before)},
+            select=["RowKey"],
+            results_per_page=min(max(limit, 1), 1000),
+        )
+        return first, sum(1 for _ in islice(earlier, limit))
+
     def count_rows(self, subject: str, *, after: datetime, through: datetime) -> int:
         """Rows of one partition with after < time <= through, to the second; reads RowKeys only."""
         query = "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi"

@@ -517,3 +517,34 @@ def test_mia_report_writes_the_html_page_to_a_file(
     page = target.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
     assert page.count('<g class="lane') == len(parse_csv(_run(capsys, *args, "--view", "sessions")[1])) - 1
+
+
+def test_mia_detect_input_prints_the_attackers_new_context_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.detect import scenario
+
+    export = tmp_path / "export.json"
+    export.write_bytes(scenario.blob(scenario.routine() + scenario.attack()))
+    code, out, _ = _run(capsys, "detect", "--input", str(export), "--format", "json")
+    assert code == 0
+    [found] = json.loads(out)
+    assert found["type"] == "mailbox.new_context"
+    assert (found["mailbox"], found["SessionId"], found["severity"]) == (scenario.ALICE, "s-evil", "high")
+    assert found["new"][:4] == ["app", "client", "ip", "network"]
+    assert (found["firstSeen"], found["records"]) == ("2026-11-20T10:00:00Z", 5)
+    code, out, _ = _run(capsys, "detect", "--input", str(export), "--from", "2026-11-21")
+    assert (code, json.loads(out)) == (0, [])
+
+
+def test_mia_detect_csv_neutralises_attacker_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.detect import scenario
+
+    hostile = [{**record, "SessionId": '=HYPERLINK("http://x")'} for record in scenario.attack()]
+    export = tmp_path / "export.json"
+    export.write_bytes(scenario.blob(scenario.routine() + hostile))
+    code, out, _ = _run(capsys, "detect", "--input", str(export), "--format", "csv")
+    assert code == 0
+    header, row = parse_csv(out)
+    assert row[header.index("SessionId")] == '\'=HYPERLINK("http://x")'
+    assert row[header.index("new")].startswith("app; client; ip; network")
