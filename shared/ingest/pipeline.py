@@ -20,6 +20,7 @@ from shared.alerts import checks, outbox
 from shared.alerts.rules import Alert
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
+from shared.model.scope import Tallies
 from shared.model.times import utcnow
 from shared.parse import readers
 from shared.parse.events import events_from_bytes
@@ -119,11 +120,13 @@ def process_pointer(
     contents: dict[str, str] = {}  # record Id -> content hash of its first occurrence in the blob
     contradicting: list[AccessEvent] = []  # a later occurrence that says something else
     observed = MessageObserver()
+    scope = Tallies()  # the records whose stored row is this blob's: the context index's share
 
     def write(events: list[AccessEvent]) -> None:
         written = tables.store_events(storage, events, clock())
         result.inserted += written.inserted
         result.conflicts += written.conflicts
+        scope.add_all(written.kept)
 
     for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats, pointer.sha256):
         content = event.content_sha256()
@@ -142,6 +145,7 @@ def process_pointer(
         write(pending)
     for event in contradicting:
         write([event])
+    storage.context_index.write(pointer.blob, scope)  # after the rows: a retry repairs it
     if result.conflicts:
         log.warning("%s: %d records conflict with stored rows (kept in %s)", pointer.blob,
                     result.conflicts, tables.RecordConflictsTable.NAME)  # fmt: skip
