@@ -74,7 +74,9 @@ def stored_tallies(storage: Storage, query: ScopeQuery) -> Iterator[tuple[str, T
 
 def file_tallies(paths: Sequence[Path], query: ScopeQuery, stats: ParseStats) -> list[tuple[str, Tally]]:
     """The same tallies from export files: each record once, the first copy winning, as in storage."""
-    every = ReportQuery(subject=None, by="mailbox", view="events", fmt="json", start=WHOLE_START, end=WHOLE_END)
+    every = ReportQuery(
+        subject=None, by="mailbox", view="events", fmt="json", start=WHOLE_START, end=WHOLE_END
+    )
     tallies = Tallies()
     tallies.add_all(events_from_files(paths, every, stats))
     return list(tallies.of(query.kind, query.value, query.first_day, query.last_day))
@@ -110,7 +112,9 @@ def write_answer(
         "Messages is the sum of the records' MessageCount: a message read in two records counts twice. "
         "Each mailbox's own report lists the distinct messages."
     )
-    html.write_table_page(title, _days_text(query), ("scope", table_title, columns, iter(rows)), facts, sink, note)
+    html.write_table_page(
+        title, _days_text(query), ("scope", table_title, columns, iter(rows)), facts, sink, note
+    )
     return len(rows)
 
 
@@ -123,13 +127,19 @@ def scope_reply(
     except RequestError as problem:
         return http_api.error_reply(problem.status, problem.code, problem.message)
     try:
-        columns, rows = scope_table(query, stored_tallies(storage, query), open_context(settings.ip_databases))
+        columns, rows = scope_table(
+            query, stored_tallies(storage, query), open_context(settings.ip_databases)
+        )
     except AzureError:
         log.exception("scope storage query failed")
         return http_api.error_reply(503, "storage_unavailable", "storage did not answer; try again shortly")
     sink = io.StringIO()
     write_answer(query, columns, rows, sink, now)
-    headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", "X-Row-Count": str(len(rows))}
+    headers = {
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+        "X-Row-Count": str(len(rows)),
+    }
     if query.fmt == "html":
         headers["Content-Security-Policy"] = html.HEADER_CONTENT_SECURITY_POLICY
         headers["Referrer-Policy"] = "no-referrer"
@@ -147,4 +157,6 @@ def serve_scope(
 ) -> http_api.Reply:
     """scope_reply behind the same role check and ReportAccess record as a report (no mailbox:
     the context is in the recorded parameters)."""
-    return http_api.serve_guarded("", params, headers, storage, settings, lambda: scope_reply(params, storage, settings, now))
+    return http_api.serve_guarded(
+        "", params, headers, storage, settings, lambda: scope_reply(params, storage, settings, now)
+    )

@@ -71,12 +71,16 @@ def _network(raw: str) -> str:
     if "/" not in raw:
         address = scope.parse_address(raw)
         if address is None:
-            raise _invalid("network", "'network' must be a /24 or /48 network (198.51.100.0/24) or an address in it")
+            raise _invalid(
+                "network", "'network' must be a /24 or /48 network (198.51.100.0/24) or an address in it"
+            )
         return scope.network_value(raw)
     try:
         network = ipaddress.ip_network(raw.strip(), strict=False)
     except ValueError:
-        raise _invalid("network", "'network' must be a /24 or /48 network (198.51.100.0/24) or an address in it") from None
+        raise _invalid(
+            "network", "'network' must be a /24 or /48 network (198.51.100.0/24) or an address in it"
+        ) from None
     wanted = scope.NETWORK_PREFIX[network.version]
     if network.prefixlen != wanted:
         raise _invalid(
@@ -90,7 +94,9 @@ def _network(raw: str) -> str:
 
 def _app(raw: str) -> str:
     if not _APP.fullmatch(raw):
-        raise _invalid("app", "'app' must be an application id (a GUID: letters, digits, '-'; at most 128 characters)")
+        raise _invalid(
+            "app", "'app' must be an application id (a GUID: letters, digits, '-'; at most 128 characters)"
+        )
     return raw.lower()
 
 
@@ -105,22 +111,36 @@ def _actor(raw: str) -> str:
     try:
         return validate_subject(raw, "actor").lower()
     except RequestError:
-        raise _invalid("actor", "'actor' must be a user principal name (user@contoso.com) or a service account name") from None
+        raise _invalid(
+            "actor", "'actor' must be a user principal name (user@contoso.com) or a service account name"
+        ) from None
 
 
-_VALIDATORS = {scope.IP: _ip, scope.NETWORK: _network, scope.APP: _app, scope.SESSION: _session, scope.ACTOR: _actor}
+_VALIDATORS = {
+    scope.IP: _ip,
+    scope.NETWORK: _network,
+    scope.APP: _app,
+    scope.SESSION: _session,
+    scope.ACTOR: _actor,
+}
 
 
 def _context(params: Mapping[str, str], view: str) -> tuple[str, str]:
     given = [name for name in PARAMETERS if params.get(name, "")]
     if view == MAILBOXES_VIEW:
         if given:
-            raise RequestError(400, "invalid_view", f"view=mailboxes covers every mailbox: leave out '{given[0]}'")
+            raise RequestError(
+                400, "invalid_view", f"view=mailboxes covers every mailbox: leave out '{given[0]}'"
+            )
         return scope.ALL, ""
     if not given:
         raise RequestError(400, "missing_context", "give exactly one of ip, network, app, session, actor")
     if len(given) > 1:
-        raise RequestError(400, "too_many_contexts", f"give exactly one of ip, network, app, session, actor; got {', '.join(given)}")
+        raise RequestError(
+            400,
+            "too_many_contexts",
+            f"give exactly one of ip, network, app, session, actor; got {', '.join(given)}",
+        )
     name = given[0]
     raw = params[name]
     if len(raw) > MAX_VALUE_CHARS:
@@ -137,11 +157,15 @@ def _choice(params: Mapping[str, str], name: str, allowed: tuple[str, ...]) -> s
     return value
 
 
-def _days(params: Mapping[str, str], settings: ReportSettings, now: datetime, open_ended: bool) -> tuple[date, date]:
+def _days(
+    params: Mapping[str, str], settings: ReportSettings, now: datetime, open_ended: bool
+) -> tuple[date, date]:
     for name in ("from", "to"):
         raw = params.get(name, "")
         if raw and not _DATE.fullmatch(raw):
-            raise _invalid(name, f"'{name}' must be an ISO date (2026-11-20): the scope index is kept per UTC day")
+            raise _invalid(
+                name, f"'{name}' must be an ISO date (2026-11-20): the scope index is kept per UTC day"
+            )
     start, end = report_range(params, settings, now, open_ended=open_ended)
     first = date.min if start == WHOLE_START else start.date()
     last = date.max if end == WHOLE_END else days_of(start, end)[1]
@@ -149,7 +173,11 @@ def _days(params: Mapping[str, str], settings: ReportSettings, now: datetime, op
 
 
 def parse_scope_request(
-    params: Mapping[str, str], settings: ReportSettings, now: datetime | None = None, *, open_ended: bool = False
+    params: Mapping[str, str],
+    settings: ReportSettings,
+    now: datetime | None = None,
+    *,
+    open_ended: bool = False,
 ) -> ScopeQuery:
     """The scope request of `params`; `open_ended` (export files only) lets a missing bound be the
     files' own edge instead of REPORT_DEFAULT_DAYS."""
