@@ -21,6 +21,7 @@ from shared.model.times import iso_z
 from shared.parse.normalize import ParseStats
 from shared.reports import html, http_api, render
 from shared.reports.assemble import events_from_files
+from shared.reports.budget import SECONDS_SETTING, ReportTooLarge, WorkBudget
 from shared.reports.request import WHOLE_END, WHOLE_START, ReportQuery, RequestError
 from shared.reports.scope_request import MAILBOXES_VIEW, ScopeQuery, parse_scope_request
 from shared.reports.views import MAILBOX_COLUMNS, SOURCE_COLUMNS
@@ -66,6 +67,19 @@ def scope_table(
     if query.view == MAILBOXES_VIEW:
         return INDEX_MAILBOX_COLUMNS, [_mailbox_row(m, t, ip_context) for m, t in mailbox_totals(tallies)]
     return SCOPE_COLUMNS, scope_rows(tallies)
+
+
+def bounded(tallies: Iterable[tuple[str, Tally]], budget: WorkBudget) -> Iterator[tuple[str, Tally]]:
+    """`tallies` within the request's budget: each index row read counts as one entry and each
+    value of its sets as another (REPORT_MAX_AGGREGATE_ENTRIES), and reading stops at the deadline
+    (REPORT_MAX_SECONDS); past either, ReportTooLarge (422 report_too_large)."""
+    for mailbox, tally in tallies:
+        if budget.out_of_time():
+            raise ReportTooLarge(SECONDS_SETTING, budget.max_seconds, budget.records, budget.reached_at)
+        budget.records += tally.records
+        budget.reached_at = tally.last or budget.reached_at
+        budget.grow(1 + sum(len(values) for values in tally.value_sets().values()))
+        yield mailbox, tally
 
 
 def stored_tallies(storage: Storage, query: ScopeQuery) -> Iterator[tuple[str, Tally]]:
@@ -126,10 +140,12 @@ def scope_reply(
         query = parse_scope_request(params, settings, now)
     except RequestError as problem:
         return http_api.error_reply(problem.status, problem.code, problem.message)
+    budget = WorkBudget.starting_now(settings.max_aggregate_entries, settings.max_seconds)
     try:
-        columns, rows = scope_table(
-            query, stored_tallies(storage, query), open_context(settings.ip_databases)
-        )
+        tallies = bounded(stored_tallies(storage, query), budget)
+        columns, rows = scope_table(query, tallies, open_context(settings.ip_databases))
+    except ReportTooLarge as refused:
+        return http_api.error_reply(422, "report_too_large", str(refused))
     except AzureError:
         log.exception("scope storage query failed")
         return http_api.error_reply(503, "storage_unavailable", "storage did not answer; try again shortly")
