@@ -75,6 +75,9 @@ class Stats:
         "graph_batch_items",
         "graph_message_lookups",
         "trace_requests",
+        "log_analytics_requests",
+        "log_analytics_queries",
+        "log_analytics_rows",
     )
 
     def __init__(self) -> None:
