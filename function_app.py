@@ -8,6 +8,7 @@ from fetch_audit import bp as fetch_audit_bp
 from health_http import bp as health_http_bp
 from report_http import bp as report_http_bp
 from resolve_subjects import bp as resolve_subjects_bp
+from scope_http import bp as scope_http_bp
 from watch_poison import bp as watch_poison_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -18,3 +19,4 @@ app.register_functions(health_http_bp)
 app.register_functions(deliver_alerts_bp)
 app.register_functions(watch_poison_bp)
 app.register_functions(resolve_subjects_bp)
+app.register_functions(scope_http_bp)

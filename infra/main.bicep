@@ -264,6 +264,7 @@ var tableNames = [
   'ReportAccess'
   'RecordConflicts'
   'DetectionBaseline'
+  'ContextIndex'
 ]
 // The record of every report request: the app may only add rows to it (app/rbac.bicep).
 var reportAccessTableName = 'ReportAccess'

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from mia.output import EXIT_CODES_HELP, ExitCode, Run, add_json_flag
 from shared import logsetup
@@ -26,7 +27,7 @@ from shared.ipcontext.context import IpContext, open_context
 from shared.model.message_info import Lookup, MessageObserver
 from shared.parse import readers
 from shared.parse.normalize import ParseStats
-from shared.reports import terminal
+from shared.reports import scope, terminal
 from shared.reports.assemble import (
     EventSource,
     audit_lookup,
@@ -49,6 +50,8 @@ from shared.reports.request import (
     parse_time,
     validate_subject,
 )
+from shared.reports.scope_request import PARAMETERS as SCOPE_PARAMETERS
+from shared.reports.scope_request import parse_scope_request
 from shared.runtime import build_resolver
 from shared.settings import (
     SettingsError,
@@ -79,6 +82,8 @@ examples:
   mia report --input export.csv --view mailboxes    triage: every mailbox in the file, worst first
   mia report alice@contoso.com --view exposure --ip 185.220.101.45   what that address read
   mia report alice@contoso.com --format html -o alice.html   summary, timeline, tables: one page
+  mia scope --ip 185.220.101.45 --from 2026-11-01   who else? every mailbox that address touched
+  mia scope --app 00000003-0000-0000-c000-000000000000 --input export.csv   the same, from a file
 
 storage: set AzureWebJobsStorage (a connection string; Azurite locally). Reports with --input
 need no storage.
@@ -390,6 +395,28 @@ def cmd_detect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scope(args: argparse.Namespace) -> int:
+    params = {name: getattr(args, name) or "" for name in SCOPE_PARAMETERS}
+    params.update({"view": args.view, "format": args.format, "from": args.from_ or "", "to": args.to or ""})
+    settings = load_report_settings()
+    query = parse_scope_request(params, settings, datetime.now(UTC), open_ended=bool(args.input))
+    stats = ParseStats()
+    if args.input:
+        tallies = scope.file_tallies(args.input, query, stats)
+    else:
+        tallies = list(scope.stored_tallies(_storage(), query))
+    columns, rows = scope.scope_table(query, tallies, open_context(settings.ip_databases))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8", newline="") as out:
+            scope.write_answer(query, columns, rows, out)
+        print(f"{len(rows)} mailboxes written to {args.output}", file=sys.stderr)
+    else:
+        scope.write_answer(query, columns, rows, terminal.for_stdout(sys.stdout, query.fmt))
+    if stats.malformed:
+        print(f"warning: {stats.malformed} unreadable records skipped (see log)", file=sys.stderr)
+    return 0
+
+
 def _write_workbook(
     query: ReportQuery, source: EventSource, output: Path, lookup: Lookup, ip_context: IpContext
 ) -> None:
@@ -580,7 +607,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="read these export files directly instead of storage",
     )
     rep.set_defaults(handler=cmd_report)
+    _add_scope(commands)
     return parser
+
+
+def _add_scope(commands: Any) -> None:
+    sco = commands.add_parser(
+        "scope",
+        help="who else? every mailbox one IP, network, app, session or actor touched",
+        description="One row per mailbox: Mailbox, FirstAccess, LastAccess, Records, Messages (the sum "
+        "of the records' MessageCount: a message read in two records counts twice), SyncedFolders, "
+        "Sessions. From the ContextIndex in storage (one partition query), or with --input from export "
+        "files. --view mailboxes (no context) is the triage view of every mailbox. Days are UTC.",
+    )
+    context = sco.add_mutually_exclusive_group()
+    context.add_argument("--ip", metavar="IP", help="one client address")
+    context.add_argument("--network", metavar="NET", help="a /24 (IPv4) or /48 (IPv6), or an address in it")
+    context.add_argument("--app", metavar="ID", help="an application id (ClientAppId, else AppId)")
+    context.add_argument("--session", metavar="ID", help="a SessionId")
+    context.add_argument("--actor", metavar="UPN", help="the accessing user")
+    sco.add_argument("--view", choices=("scope", "mailboxes"), default="scope")
+    sco.add_argument("--from", dest="from_", metavar="DAY", help="first day (ISO date, UTC); default: 7 days "
+                     "before --to (with --input: the first record of the files)")  # fmt: skip
+    sco.add_argument(
+        "--to", metavar="DAY", help="last day, included; default: today (with --input: the last record)"
+    )
+    sco.add_argument("--format", choices=("csv", "json", "html"), default="csv")
+    sco.add_argument("-o", "--output", type=Path, help="write here instead of standard output")
+    sco.add_argument(
+        "--input", nargs="+", type=Path, metavar="FILE", help="read these export files instead of storage"
+    )
+    sco.set_defaults(handler=cmd_scope)
 
 
 def _stdout_as_a_file() -> None:

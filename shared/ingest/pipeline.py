@@ -22,6 +22,7 @@ from shared.detect import engine as detection
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
 from shared.model.progress import SILENT, Progress
+from shared.model.scope import Tallies
 from shared.model.times import utcnow
 from shared.parse import readers
 from shared.parse.events import events_from_bytes
@@ -172,6 +173,7 @@ def _process(
     contradicting: list[AccessEvent] = []  # a later occurrence that says something else
     observed = MessageObserver()
     detected: list[Alert] = []
+    scope = Tallies()  # the records whose stored row is this blob's: the context index's share
 
     def write(events: list[AccessEvent], first_copies: bool = True) -> None:
         written = tables.store_events(storage, events, clock())
@@ -179,6 +181,7 @@ def _process(
         result.conflicts += written.conflicts
         if first_copies:  # the rules judge each record of the blob once, as its first copy says
             detected.extend(detection.detect_stored(storage, events, settings, clock()))
+        scope.add_all(written.kept)
 
     for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats, pointer.sha256):
         content = event.content_sha256()
@@ -197,6 +200,7 @@ def _process(
         write(pending)
     for event in contradicting:
         write([event], first_copies=False)
+    storage.context_index.write(pointer.blob, scope)  # after the rows: a retry repairs it
     if result.conflicts:
         log.warning("%s: %d records conflict with stored rows (kept in %s)", pointer.blob,
                     result.conflicts, tables.RecordConflictsTable.NAME)  # fmt: skip

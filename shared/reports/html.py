@@ -675,3 +675,30 @@ def write_page(
         + f"<script>{SCRIPT}</script></body></html>"
     )  # fmt: skip
     return len(held)
+
+
+def write_table_page(
+    title: str,
+    subtitle: str,
+    table: tuple[str, str, tuple[str, ...], Iterator[dict[str, Any]]],
+    facts: Sequence[tuple[str, str]],
+    sink: TextSink,
+    note: str = "",
+) -> None:
+    """A self-contained page of one table (name, title, columns, rows) and the facts that say
+    what it covers, with the report page's style, script and Content-Security-Policy; every value
+    escaped as element text."""
+    name, table_title, columns, rows = table
+    listed = "".join(f"<dt>{_text(fact)}</dt><dd>{_text(value)}</dd>" for fact, value in facts)
+    sink.write(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_text(CONTENT_SECURITY_POLICY)}">'
+        '<meta name="referrer" content="no-referrer">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_text(title)}</title><style>{STYLE}</style></head><body>"
+        f'<header><h1>{_text(title)}</h1><p class="sub">{_text(subtitle)}</p></header>'
+        + (f'<p class="sub">{_text(note)}</p>' if note else "")
+        + render_table(name, table_title, columns, rows)
+        + f'<section id="evidence"><h2>Parameters</h2><dl>{listed}</dl></section>'
+        + f"<script>{SCRIPT}</script></body></html>"
+    )

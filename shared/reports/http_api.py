@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
@@ -163,7 +163,24 @@ def serve_report(
     now: datetime | None = None,
     resolver: SubjectResolver | None = None,
 ) -> Reply:
-    """report_reply behind the app-role check, with every request recorded in ReportAccess.
+    """report_reply behind the app-role check, with every request recorded in ReportAccess."""
+    return serve_guarded(
+        subject, params, headers, storage, settings,
+        lambda: report_reply(subject, params, storage, settings, now, resolver),
+    )  # fmt: skip
+
+
+def serve_guarded(
+    subject: str,
+    params: Mapping[str, str],
+    headers: Mapping[str, str],
+    storage: Storage,
+    settings: ReportSettings,
+    answer: Callable[[], Reply],
+) -> Reply:
+    """`answer()` behind the app-role check, with every request recorded in ReportAccess (under
+    `subject`, the mailbox asked for, or "" when the request names none): every endpoint that
+    serves audit data goes through here.
 
     Refused callers never reach the data. A report whose access cannot be recorded is not served.
     Any failure is answered as a JSON error carrying a correlation id, which the log line and the
@@ -177,7 +194,7 @@ def serve_report(
         if refusal is not None:
             reply = error_reply(refusal.status, refusal.code, refusal.message)
         else:
-            reply = report_reply(subject, params, storage, settings, now, resolver)
+            reply = answer()
     except Exception:
         log.exception("report request failed; correlation id %s", correlation_id)
         reply = internal_error(correlation_id)

@@ -293,6 +293,13 @@ def _range(
     return start, end
 
 
+def report_range(
+    params: Mapping[str, str], settings: ReportSettings, now: datetime, *, open_ended: bool
+) -> tuple[datetime, datetime]:
+    """[start, end) of `from` and `to`, checked as for a report (REPORT_MAX_DAYS bounds it)."""
+    return _range(params, settings, now, open_ended=open_ended)
+
+
 def _choices(params: Mapping[str, str], views: tuple[str, ...]) -> tuple[str, str, str]:
     """by, view and format, checked in that order."""
     return _choice(params, "by", BY), _view(params, views), _choice(params, "format", FORMATS)

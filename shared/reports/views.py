@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -12,6 +11,7 @@ from typing import Any
 from shared.ipcontext.context import IP_COLUMNS, IpContext, open_context
 from shared.model.event import EVENT_COLUMNS, PROVENANCE_COLUMNS, AccessEvent
 from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, Observed, observe
+from shared.model.scope import is_non_owner_access
 from shared.model.times import iso_z
 from shared.reports.budget import WorkBudget
 
@@ -479,26 +479,6 @@ def exposure_rows(
     unaudited = MessageInfo(subject=UNAUDITED_SUBJECT, source="")
     for event, window in ordered:
         yield window.row("Unaudited", event.mailbox, "", "; ".join(event.folders), unaudited, context)
-
-
-# A mailbox known only by its MailboxGuid (no MailboxOwnerUPN in the record): UserId is then a UPN,
-# SID or service name, never that GUID, so the two cannot be compared.
-_MAILBOX_GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-OWNER_LOGON = "Owner"
-
-
-def is_non_owner_access(event: AccessEvent) -> bool:
-    """A record of access by someone other than the mailbox's owner: its LogonType is given and
-    is not Owner (Admin, Delegated, Transport, SystemService, BestAccess, DelegatedAdmin or an
-    unknown code), or its UserId is given and is not the mailbox (compared case-insensitively; not
-    compared when the mailbox is known only by its MailboxGuid). A record with neither a LogonType
-    nor a comparable UserId is not counted. LogonType and MailboxOwnerUPN / MailboxGuid are the
-    Exchange mailbox audit fields of the schema:
-    https://learn.microsoft.com/office/office-365-management-api/office-365-management-activity-api-schema"""
-    if event.logon_type and event.logon_type != OWNER_LOGON:
-        return True
-    comparable = event.user and not _MAILBOX_GUID.fullmatch(event.mailbox)
-    return bool(comparable) and event.user.lower() != event.mailbox
 
 
 @dataclass

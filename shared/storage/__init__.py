@@ -22,6 +22,7 @@ from shared.settings import StorageCredential, StorageSettings
 from shared.storage.alert_outbox import AlertOutboxTable
 from shared.storage.base import Table
 from shared.storage.collection_state import CollectionStateTable
+from shared.storage.context_index import ContextIndexTable
 from shared.storage.detection_baseline import DetectionBaselineTable
 from shared.storage.message_index import MessageIndexTable
 from shared.storage.report_access import ReportAccessTable
@@ -39,6 +40,7 @@ TABLE_CLASSES: tuple[type[Table], ...] = (
     MessageIndexTable,
     RecordConflictsTable,
     DetectionBaselineTable,
+    ContextIndexTable,
 )
 TABLES = tuple(table.NAME for table in TABLE_CLASSES)
 LOOKUP_QUEUE = "subject-lookups"  # messages to resolve through Graph, gathered across blobs
@@ -106,6 +108,10 @@ class Storage:
     @property
     def record_conflicts(self) -> RecordConflictsTable:
         return RecordConflictsTable.of(self.tables)
+
+    @property
+    def context_index(self) -> ContextIndexTable:
+        return ContextIndexTable.of(self.tables)
 
     @property
     def message_index(self) -> MessageIndexTable:

@@ -299,6 +299,11 @@ def _batches(entities: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]
             yield batch
 
 
+def requests_to_write(entities: Iterable[dict[str, Any]]) -> int:
+    """The requests `upsert_entities` makes for `entities` when no transaction fails."""
+    return sum(1 for _ in _batches(entities))
+
+
 def upsert_entities(
     table: TableClient, entities: Iterable[dict[str, Any]], mode: UpdateMode = UpdateMode.REPLACE
 ) -> int:
@@ -342,6 +347,8 @@ class InsertResult:
     inserted: int = 0
     duplicates: int = 0  # the same record again (same content): nothing written
     conflicts: list[tuple[dict[str, Any], Existing]] = field(default_factory=list)
+    inserted_keys: list[tuple[str, str]] = field(default_factory=list)  # (PartitionKey, RowKey)
+    found: list[Existing] = field(default_factory=list)  # the stored rows of the duplicates
 
 
 _UNREAD = Existing("", "", "", "", "", None)
@@ -374,12 +381,15 @@ def _insert_one(table: TableClient, entity: dict[str, Any], result: InsertResult
         if existing is None:  # removed in between: nothing should delete rows, so try once more
             table.create_entity(entity)
             result.inserted += 1
+            result.inserted_keys.append((entity["PartitionKey"], entity["RowKey"]))
         elif existing.content_sha256 == entity["ContentSha256"]:
             result.duplicates += 1
+            result.found.append(existing)
         else:
             result.conflicts.append((entity, existing))
         return
     result.inserted += 1
+    result.inserted_keys.append((entity["PartitionKey"], entity["RowKey"]))
 
 
 def insert_rows(table: TableClient, rows: Iterable[dict[str, Any]], compare: bool = True) -> InsertResult:
@@ -396,6 +406,7 @@ def insert_rows(table: TableClient, rows: Iterable[dict[str, Any]], compare: boo
                 pass  # one of them exists (a redelivery, a repeated record): sort them out one by one
             else:
                 result.inserted += len(batch)
+                result.inserted_keys.extend((entity["PartitionKey"], entity["RowKey"]) for entity in batch)
                 continue
         for entity in batch:
             _insert_one(table, entity, result, compare)
@@ -635,6 +646,25 @@ class WriteResult:
     inserted: int = 0
     duplicates: int = 0
     conflicts: int = 0
+    # The events whose stored MailboxAccess row is this very copy: inserted now, or found stored
+    # from the same source blob and position (a redelivery, a retry after a crash). A copy from
+    # another source, or a contradicting one, is not among them. What the context index counts.
+    kept: list[AccessEvent] = field(default_factory=list)
+
+
+def _kept(events: list[AccessEvent], result: InsertResult) -> list[AccessEvent]:
+    """The events whose MailboxAccess row `result` says is theirs (see WriteResult.kept), each once."""
+    inserted = set(result.inserted_keys)
+    found = {(e.partition_key, e.row_key): (e.source_blob, e.source_index) for e in result.found}
+    kept, seen = [], set()
+    for event in events:
+        key = (encode_key(MailboxAccessTable.partition_of(event)), AccessTable.row_key(event))
+        if key in seen:
+            continue
+        if key in inserted or found.get(key) == (event.source_blob, event.source_index):
+            seen.add(key)
+            kept.append(event)
+    return kept
 
 
 def _saying_less(table: AccessTable, events: list[AccessEvent], result: InsertResult) -> InsertResult:
@@ -656,6 +686,7 @@ def _saying_less(table: AccessTable, events: list[AccessEvent], result: InsertRe
             and table.from_entity(stored_row).agrees_with(incoming)
         ):
             result.duplicates += 1
+            result.found.append(existing)
         else:
             kept.append((entity, existing))
     result.conflicts = kept
@@ -680,4 +711,5 @@ def store_events(
         inserted=by_mailbox.inserted,
         duplicates=by_mailbox.duplicates,
         conflicts=len(by_mailbox.conflicts),
+        kept=_kept(events, by_mailbox),
     )

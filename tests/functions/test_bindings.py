@@ -38,6 +38,7 @@ def test_the_design_function_names_are_registered_under_exactly_those_names() ->
         "deliver_alerts",
         "watch_poison",
         "resolve_subjects",
+        "scope_http",
     }
     assert functions.keys() == names
     for name in names:
@@ -77,6 +78,21 @@ def test_enrich_trace_is_a_queue_trigger_on_audit_content_through_azure_web_jobs
     assert POISON_QUEUE == CONTENT_QUEUE + "-poison"  # what the host names the poison queue
     user_function = _function("enrich_trace").get_user_function()
     assert list(inspect.signature(user_function).parameters) == ["message"]
+
+
+def test_scope_http_is_a_get_only_function_level_http_trigger_on_scope() -> None:
+    bindings = _bindings("scope_http")
+    trigger = next(b for b in bindings if b["type"] == "httpTrigger")
+
+    assert trigger == {
+        "direction": "IN",
+        "type": "httpTrigger",
+        "name": "req",
+        "methods": ["GET"],
+        "authLevel": "FUNCTION",
+        "route": "scope",
+    }
+    assert len(bindings) == 2
 
 
 def test_report_http_is_a_get_only_function_level_http_trigger_on_reports_mailbox() -> None:

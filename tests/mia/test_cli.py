@@ -548,3 +548,37 @@ def test_mia_detect_csv_neutralises_attacker_text(tmp_path: Path, capsys: pytest
     header, row = parse_csv(out)
     assert row[header.index("SessionId")] == '\'=HYPERLINK("http://x")'
     assert row[header.index("new")].startswith("app; client; ip; network")
+
+
+def _without_source_blob(body: str) -> list[dict[str, object]]:
+    return [{k: v for k, v in row.items() if k != "SourceBlob"} for row in json.loads(body)]
+
+
+def test_mia_scope_answers_the_same_from_storage_and_from_the_export_file(
+    function_env: Storage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run(capsys, "import", str(SAMPLE))[0] == 0
+    assert _run(capsys, "process")[0] == 0
+    days = ("--from", "2026-11-01", "--to", "2026-11-30", "--format", "json")
+
+    for context in (("--ip", "185.220.101.45"), ("--network", "185.220.101.0/24"), ("--view", "mailboxes")):
+        code, stored, _ = _run(capsys, "scope", *context, *days)
+        assert code == 0
+        code, from_file, _ = _run(capsys, "scope", *context, *days, "--input", str(SAMPLE))
+        assert code == 0
+        # The same rows; only SourceBlob names where each copy was read (raw blob, or the file).
+        assert _without_source_blob(stored) == _without_source_blob(from_file)
+        assert json.loads(stored)  # the sample's attacker address touched mailboxes
+    rows = json.loads(_run(capsys, "scope", "--ip", "185.220.101.45", *days)[1])
+    assert sum(row["Records"] for row in rows) == sum(
+        1 for row in full_scan(function_env.mailbox_access) if row.get("ClientIP") == "185.220.101.45"
+    )
+
+
+def test_mia_scope_with_two_contexts_or_a_bad_day_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(
+        capsys, "scope", "--ip", "203.0.113.1", "--from", "2026-11-01T08:00", "--input", str(SAMPLE)
+    )
+    assert code == 2
+    assert "'from' must be an ISO date" in err
+    assert _run(capsys, "scope", "--ip", "203.0.113.1", "--app", "x", "--input", str(SAMPLE))[0] == 2

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from shared.model.event import AccessEvent
+from shared.model.scope import is_non_owner_access
 from shared.reports.budget import ENTRIES_SETTING, ReportTooLarge, WorkBudget
-from shared.reports.views import MAILBOX_COLUMNS, SOURCE_COLUMNS, VIEWS, is_non_owner_access, mailbox_rows
+from shared.reports.views import MAILBOX_COLUMNS, SOURCE_COLUMNS, VIEWS, mailbox_rows
 from tests.records_factory import (
     ABSENT,
     GRAPH,

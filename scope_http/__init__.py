@@ -1,0 +1,33 @@
+"""scope_http: GET /api/scope?ip=|network=|app=|session=|actor=&from=&to= -> the mailboxes that one
+context touched, or (view=mailboxes) every mailbox for triage, from the ContextIndex (CSV, JSON or
+an HTML page)."""
+
+import logging
+
+import azure.functions as func
+
+from shared import runtime
+from shared.reports import http_api, scope
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def _reply(req: func.HttpRequest) -> http_api.Reply:
+    try:
+        storage, settings = runtime.storage(), runtime.settings().report
+    except Exception:
+        # Without settings or storage there is no ReportAccess to write to: the log line is the trace.
+        correlation_id = http_api.new_correlation_id()
+        log.exception("scope endpoint cannot start; correlation id %s", correlation_id)
+        return http_api.internal_error(correlation_id)
+    return scope.serve_scope(dict(req.params), dict(req.headers), storage, settings)
+
+
+@bp.function_name("scope_http")
+@bp.route(route="scope", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def scope_http(req: func.HttpRequest) -> func.HttpResponse:
+    reply = _reply(req)
+    return func.HttpResponse(
+        reply.body, status_code=reply.status, headers=reply.headers, mimetype=reply.mimetype
+    )
