@@ -75,6 +75,8 @@ class Stats:
         "graph_batch_items",
         "graph_message_lookups",
         "trace_requests",
+        "audit_query_requests",
+        "audit_query_pages_served",
     )
 
     def __init__(self) -> None:
