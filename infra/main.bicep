@@ -220,6 +220,7 @@ var tableNames = [
   'AlertOutbox'
   'ReportAccess'
   'RecordConflicts'
+  'BackfillJobs'
 ]
 // The record of every report request: the app may only add rows to it (app/rbac.bicep).
 var reportAccessTableName = 'ReportAccess'

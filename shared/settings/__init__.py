@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.settings.alerts import AlertFormat, AlertSettings, load_alert_settings
+from shared.settings.backfill import BackfillSettings, load_backfill_settings
 from shared.settings.collection import (
     CLOUDS,
     AuthMode,
@@ -36,6 +37,7 @@ __all__ = [
     "AlertSettings",
     "AuthMode",
     "AuthSettings",
+    "BackfillSettings",
     "Capability",
     "Cloud",
     "CloudEndpoints",
@@ -51,6 +53,7 @@ __all__ = [
     "StorageSettings",
     "UnresolvedReference",
     "load_alert_settings",
+    "load_backfill_settings",
     "load_collection_settings",
     "load_report_settings",
     "load_resolution_settings",
