@@ -47,6 +47,7 @@ INITIAL_WINDOW = timedelta(days=1)
 MIN_WINDOW = timedelta(minutes=2)  # a window this short is not split further
 MAX_IN_FLIGHT = 4
 MAX_QUERY_ATTEMPTS = 3
+FIRST_POLL_SECONDS = 0.5  # the first wait for a query; doubled up to poll_seconds while none moves
 MAX_SERVICE_ERRORS = 20  # transient failures one run tolerates before it stops (and resumes later)
 
 Notify = Callable[[str], None]
@@ -189,6 +190,7 @@ class _Run:
         self.deadline = None if budget_seconds is None else owner.monotonic() + budget_seconds
         self.max_pages = max_pages
         self.mailboxes = frozenset(job.mailboxes)
+        self.wait_s = min(FIRST_POLL_SECONDS, owner.poll)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -207,7 +209,9 @@ class _Run:
                 elif window.state == "querying":
                     moved = self._check(window) or moved
             moved = self._create_queries() or moved
-            if not moved:
+            if moved:
+                self.wait_s = min(FIRST_POLL_SECONDS, self.o.poll)
+            else:
                 self._wait()
 
     def _time_left(self) -> float | None:
@@ -223,7 +227,8 @@ class _Run:
     def _wait(self) -> None:
         self._check_budget()
         left = self._time_left()
-        self.o.sleep(self.o.poll if left is None else max(0.0, min(self.o.poll, left)))
+        self.o.sleep(self.wait_s if left is None else max(0.0, min(self.wait_s, left)))
+        self.wait_s = min(self.wait_s * 2, self.o.poll)
 
     def _save(self, window: BackfillWindow) -> BackfillWindow:
         self.o.table.save_window(window)

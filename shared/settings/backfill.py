@@ -33,8 +33,8 @@ def load_backfill_settings(env: Mapping[str, str] | None = None) -> BackfillSett
     if cloud in NO_AUDIT_QUERY:
         raise SettingsError(
             f"M365_CLOUD={cloud}: the Graph audit-log query API exists only in the worldwide service "
-            "(not GCC High or DoD); backfill there from Microsoft Sentinel (`mia backfill --source "
-            "sentinel`) or import a Purview audit export (`mia import`)"
+            "(not GCC High or DoD); there, export Microsoft Sentinel's OfficeActivity table or a "
+            "Purview audit search and store it with `mia import`"
         )
     graph = GraphSettings(
         auth=read_auth(source, cloud),

@@ -156,7 +156,7 @@ def test_backfill_and_collection_over_the_same_days_give_no_duplicates(
 
 def test_gcc_high_and_dod_have_no_audit_query_api_and_the_error_names_the_other_sources() -> None:
     for cloud in ("gcchigh", "dod"):
-        with pytest.raises(SettingsError, match="sentinel"):
+        with pytest.raises(SettingsError, match="Sentinel"):
             load_backfill_settings(
                 {"M365_CLOUD": cloud, "TENANT_ID": "0" * 8 + "-0000-0000-0000-" + "0" * 12}
             )
