@@ -1,6 +1,6 @@
 """The Microsoft Graph audit-log query API (`/{v1.0|beta}/security/auditLog/queries`) over the
 tenant's whole audit log: its history (older than the Management API's 7 days) and every record
-collection can see (/work/shared/reference/api-contracts.md section 2; published shapes in
+collection can see (docs/mailitemsaccessed.md#graph-audit-log-query; published shapes in
 `simulator/fixtures/graph_audit_query_published.json`).
 
 - `POST queries` -> 201 auditLogQuery, `status: notStarted`; it is `running` after

@@ -11,9 +11,10 @@ and record a differing one as a conflict).
 Every step is saved in BackfillJobs before the next: a run stopped at any point (time budget, a
 kill) resumes from the saved state. A page stored but not yet marked is fetched and stored again:
 the same bytes are the same blob; other bytes (the service pages a query differently the second
-time: api-contracts.md section 2.4) are kept beside it, and processing keeps one row per record.
+time: docs/mailitemsaccessed.md#graph-audit-log-query) are kept beside it, and processing keeps
+one row per record.
 
-Limits (api-contracts.md section 2.7, changes-2026.md section 3): at most MAX_IN_FLIGHT queries of
+Limits (docs/mailitemsaccessed.md#graph-audit-log-query): at most MAX_IN_FLIGHT queries of
 a job run at once, far below the tenant's 50 and leaving room for the customer's other tools; a
 429 is waited out (Retry-After) by the transport; a query that `succeeded` with
 isRecordCountLimitExceeded is not used: its window is split in halves and queried again; a

@@ -2,9 +2,9 @@
 
 - Create a query (201 auditLogQuery), poll it (`GET queries/{id}`; the docs' sample wraps the
   object in `value`, clients read it at the top level: both are read), page its records following
-  `@odata.nextLink` verbatim (/work/shared/reference/api-contracts.md section 2).
+  `@odata.nextLink` verbatim (docs/mailitemsaccessed.md#graph-audit-log-query).
 - v1.0 first; a 404, or a 400 "Resource not found for the segment", switches to beta, where some
-  tenants answer while v1.0 does not (changes-2026.md section 3).
+  tenants answer while v1.0 does not (docs/mailitemsaccessed.md#graph-audit-log-query).
 - `failed` and `cancelled` are terminal (a gap other tools have: they poll until `succeeded`);
   `isRecordCountLimitExceeded` is authoritative: a query can succeed truncated
   (https://learn.microsoft.com/en-us/graph/api/resources/security-auditlogquery?view=graph-rest-1.0).

@@ -1,6 +1,6 @@
 """The simulator's Graph audit-log query API over real HTTPS: life cycle, filters, paging, the
 record-count limit, concurrency and throttling, failed queries, and the tenant's history older than
-the Management API's 7 days (/work/shared/reference/api-contracts.md section 2)."""
+the Management API's 7 days (docs/mailitemsaccessed.md#graph-audit-log-query)."""
 
 from __future__ import annotations
 
