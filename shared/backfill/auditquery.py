@@ -406,6 +406,35 @@ def _span(window: BackfillWindow) -> str:
     return f"{iso_z(window.start)}..{iso_z(window.end)}"
 
 
+#: One advance_backfills run: shorter than its 5-minute schedule, so runs never queue up.
+TIMER_BUDGET_SECONDS = 240.0
+
+
+def advance_jobs(
+    storage: Storage, settings: BackfillSettings, budget_seconds: float = TIMER_BUDGET_SECONDS
+) -> dict[str, Progress]:
+    """advance_backfills: start the BACKFILL_INITIAL_DAYS job if no job was ever created, then
+    advance the unfinished jobs, oldest first, within the budget. A job not finished resumes on
+    the next tick."""
+    table = storage.backfill_jobs
+    monotonic = time.monotonic
+    deadline = monotonic() + budget_seconds
+    if settings.initial_days > 0 and not table.job_ids(("pending", "running", "done", "failed")):
+        now = utcnow().replace(microsecond=0)
+        job, _ = start_job(table, now - timedelta(days=settings.initial_days), now, now=now)
+        log.info("backfill: started %s for the first %d days", job.id, settings.initial_days)
+    client = AuditQueryClient(settings.graph, token_provider(settings.graph.auth))
+    runner = AuditQueryBackfill(storage, client, poll_seconds=settings.poll_seconds)
+    done: dict[str, Progress] = {}
+    for job_id in table.job_ids():
+        left = deadline - monotonic()
+        if left <= 0:
+            break
+        done[job_id] = runner.advance(job_id, left)
+        log.info("backfill %s: %s", job_id, done[job_id].as_dict())
+    return done
+
+
 def run_backfill(
     storage: Storage,
     settings: BackfillSettings,

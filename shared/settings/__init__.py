@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.settings.alerts import AlertFormat, AlertSettings, load_alert_settings
-from shared.settings.backfill import BackfillSettings, load_backfill_settings
+from shared.settings.backfill import BackfillSettings, load_backfill_settings, read_initial_days
 from shared.settings.collection import (
     CLOUDS,
     AuthMode,
@@ -19,7 +19,14 @@ from shared.settings.collection import (
     CollectionSettings,
     load_collection_settings,
 )
-from shared.settings.environment import CATALOGUE, Capability, Setting, SettingsError, UnresolvedReference
+from shared.settings.environment import (
+    CATALOGUE,
+    Capability,
+    Environment,
+    Setting,
+    SettingsError,
+    UnresolvedReference,
+)
 from shared.settings.reports import ReportSettings, load_report_settings
 from shared.settings.storage import STORAGE_SETTING, StorageCredential, StorageSettings, load_storage_settings
 from shared.settings.subjects import (
@@ -76,6 +83,8 @@ class Settings:
     resolution: ResolutionSettings = field(default_factory=ResolutionSettings)
     collection: CollectionSettings | None = None
     collection_problem: str | None = None
+    #: BACKFILL_INITIAL_DAYS, validated with the rest (backfill itself loads load_backfill_settings).
+    backfill_initial_days: int = 0
 
     def require_collection(self) -> CollectionSettings:
         """Collection's settings, or the SettingsError that kept them from loading."""
@@ -100,8 +109,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     report = load_report_settings(env)
     alerts = load_alert_settings(env)
     resolution = load_resolution_settings(env)
+    initial_days = read_initial_days(Environment(env))
     try:
         collection = load_collection_settings(env)
     except SettingsError as problem:
-        return Settings(storage, report, alerts, resolution, collection_problem=str(problem))
-    return Settings(storage, report, alerts, resolution, collection=collection)
+        return Settings(
+            storage,
+            report,
+            alerts,
+            resolution,
+            collection_problem=str(problem),
+            backfill_initial_days=initial_days,
+        )
+    return Settings(
+        storage, report, alerts, resolution, collection=collection, backfill_initial_days=initial_days
+    )

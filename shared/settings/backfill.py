@@ -24,12 +24,19 @@ class BackfillSettings:
     time_budget_seconds: float | None = None
     #: Seconds between status polls of a query that is not done.
     poll_seconds: float = 5.0
+    #: Days of history the first advance_backfills run starts a job for (0: none).
+    initial_days: int = 0
+
+
+def read_initial_days(env: Environment) -> int:
+    return env.integer("BACKFILL_INITIAL_DAYS", 0, 3650)
 
 
 def load_backfill_settings(env: Mapping[str, str] | None = None) -> BackfillSettings:
     """Graph's settings for the audit-log query API; SettingsError in a cloud without it."""
     source = Environment(env)
     cloud = read_cloud(source)
+    initial_days = read_initial_days(source)
     if cloud in NO_AUDIT_QUERY:
         raise SettingsError(
             f"M365_CLOUD={cloud}: the Graph audit-log query API exists only in the worldwide service "
@@ -42,4 +49,4 @@ def load_backfill_settings(env: Mapping[str, str] | None = None) -> BackfillSett
         scope=source.text("GRAPH_SCOPE", f"{CLOUDS[cloud].graph}/.default"),
         message_trace=False,
     )
-    return BackfillSettings(graph=graph)
+    return BackfillSettings(graph=graph, initial_days=initial_days)

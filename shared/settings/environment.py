@@ -81,6 +81,7 @@ class Capability(StrEnum):
     ALERTS = "alerts"
     SUBJECTS = "subjects"  # Microsoft Graph and subject resolution
     SCHEDULES = "schedules"  # the timers, read by the Functions host
+    BACKFILL = "backfill"  # history from the Graph audit-log query API
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ _SETTINGS = (
             ("RESOLVE", "resolve_subjects", "15 */5 * * * *"),
             ("POISON", "watch_poison", "30 */5 * * * *"),
             ("DELIVER", "deliver_alerts", "50 */5 * * * *"),
+            ("BACKFILL", "advance_backfills", "40 */5 * * * *"),
         )
     ),
     Setting(
@@ -233,6 +235,12 @@ _SETTINGS = (
     ),
     Setting("GRAPH_API_BASE", Capability.SUBJECTS, "override of the Graph host", derived="M365_CLOUD"),
     Setting("GRAPH_SCOPE", Capability.SUBJECTS, "token scope for Graph", derived="M365_CLOUD"),
+    Setting(
+        "BACKFILL_INITIAL_DAYS",
+        Capability.BACKFILL,
+        "days of history the first advance_backfills run asks for (0: none)",
+        "0",
+    ),
 )
 CATALOGUE: Mapping[str, Setting] = {setting.name: setting for setting in _SETTINGS}
 
