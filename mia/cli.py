@@ -214,6 +214,8 @@ def _progress(line: str) -> None:
 def cmd_backfill(args: argparse.Namespace) -> int:
     start = parse_time("from", args.start, end_of_day=False)
     end = parse_end(args.end)
+    if end <= start:
+        raise RequestError(400, "invalid_range", "--to must be after --from")
     settings = load_backfill_settings()
     try:
         job, progress = backfill.run_backfill(_storage(), settings, start, end, args.mailbox or (), _progress)

@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 
 from shared.clients.audit_query import AuditQueryClient, QueryStatus, RecordsPage
 from shared.clients.auth import token_provider
-from shared.clients.errors import ApiAuthError, PermanentError, Throttled, TransientError
+from shared.clients.errors import ApiAuthError, DeadlineReached, PermanentError, Throttled, TransientError
 from shared.model.times import iso_z, utcnow
 from shared.parse.readers import GRAPH_AUDIT_QUERY
 from shared.settings import BackfillSettings
@@ -245,6 +245,8 @@ class _Run:
         self.o.table.save_job(replace(self.job, windows=()))
 
     def _service_error(self, window: BackfillWindow, problem: TransientError) -> None:
+        if isinstance(problem, DeadlineReached):  # the run's budget, not the service
+            raise _Stop("time budget spent")
         self.progress.service_errors += 1
         self._error(f"window {_span(window)}: {problem} (retried next pass)")
         if self.progress.service_errors >= MAX_SERVICE_ERRORS:
@@ -268,6 +270,8 @@ class _Run:
                 status = self.o.client.create(
                     window.start, window.end, f"mia backfill {self.job.id} {window.key}", self.deadline
                 )
+            except DeadlineReached:
+                raise _Stop("time budget spent") from None
             except Throttled as problem:  # the tenant's query budget: try again after the wait
                 self.o.notify(f"query creation throttled ({problem}); waiting")
                 return created

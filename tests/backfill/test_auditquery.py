@@ -160,3 +160,17 @@ def test_gcc_high_and_dod_have_no_audit_query_api_and_the_error_names_the_other_
             load_backfill_settings(
                 {"M365_CLOUD": cloud, "TENANT_ID": "0" * 8 + "-0000-0000-0000-" + "0" * 12}
             )
+
+
+def test_a_tenant_whose_v1_endpoint_is_missing_is_backfilled_through_beta(storage: Storage) -> None:
+    with Simulator(sim_config(audit_query_v1_missing=True)) as sim:
+        job_id, progress = run(sim, storage, NOW - timedelta(days=4), NOW - timedelta(days=3))
+        assert progress.finished
+        job = storage.backfill_jobs.job(job_id)
+        assert job is not None
+        assert job.state == "done"
+        assert {w.version for w in job.windows} == {"beta"}
+        pipeline.drain(storage)
+        assert sorted(stored_record_ids(storage)) == sim.audit_log_ids(
+            NOW - timedelta(days=4), NOW - timedelta(days=3)
+        )
