@@ -250,11 +250,11 @@ class AuditQueries:
             return refused
         if not rest:
             if request.method == "POST":
-                return self._create(request, version)
+                return self._create(request)
             if request.method == "GET":
-                return self._list(version)
+                return self._list()
         elif len(rest) == 1 and request.method == "GET":
-            return self._get(rest[0], version)
+            return self._get(rest[0])
         elif len(rest) == 2 and rest[1].lower() == "records" and request.method == "GET":
             return self._records(request, rest[0], version)
         return self._error(405, "MethodNotAllowed", f"The HTTP method '{request.method}' is not allowed.")
@@ -277,7 +277,7 @@ class AuditQueries:
 
     # -- operations ---------------------------------------------------------------------------
 
-    def _create(self, request: Request, version: str) -> Reply:
+    def _create(self, request: Request) -> Reply:
         self._stats.route("audit_query_create")
         try:
             body = json.loads(request.body or b"{}")
@@ -322,7 +322,7 @@ class AuditQueries:
             self._queries[query.id] = query
         return json_reply(201, query.as_json(now, config))
 
-    def _list(self, version: str) -> Reply:
+    def _list(self) -> Reply:
         self._stats.route("audit_query_list")
         now = self._monotonic()
         with self._lock:
@@ -333,7 +333,7 @@ class AuditQueries:
         with self._lock:
             return self._queries.get(query_id)
 
-    def _get(self, query_id: str, version: str) -> Reply:
+    def _get(self, query_id: str) -> Reply:
         self._stats.route("audit_query_get")
         query = self._find(query_id)
         if query is None:
