@@ -203,6 +203,49 @@ param reportMaxAggregateEntries int = 200000
 @maxValue(200)
 param reportMaxSeconds int = 120
 
+// Platform alerts (app/alerts.bicep, README "Platform alerts"): the rules are always deployed; the
+// action group only when a receiver is given. The webhook gets Azure Monitor's common alert schema.
+@secure()
+@description('HTTPS URL Azure Monitor posts platform alerts to (common alert schema, unsigned); empty: no webhook.')
+param platformAlertWebhookUrl string = ''
+@description('E-mail address Azure Monitor notifies of platform alerts; empty: no e-mail.')
+param platformAlertEmail string = ''
+// Rules are evaluated every 5 minutes, the fetchSchedule default; the silence window spans several
+// runs, as a run can take up to collectTimeBudgetSeconds (25 minutes) and then ends partial.
+@description('Minutes without a successful collection run before the no-collection rule fires.')
+@allowed([
+  15
+  30
+  45
+  60
+  120
+  180
+  240
+  360
+  720
+  1440
+])
+param platformAlertSilenceMinutes int = 30
+@description('Minutes of telemetry the failure, poison and lag rules read each time they run.')
+@allowed([
+  5
+  10
+  15
+  30
+  45
+  60
+])
+param platformAlertWindowMinutes int = 15
+@description('Failed invocations of one function within the window above which the failure rule fires (0: any).')
+@minValue(0)
+param platformAlertFailureThreshold int = 0
+@description('Messages on a poison queue above which the poison rule fires (0: any).')
+@minValue(0)
+param platformAlertPoisonThreshold int = 0
+@description('Collection lag in minutes above which the lag rule fires; alertLagHours by default.')
+@minValue(5)
+param platformAlertLagMinutes int = alertLagHours * 60
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -372,6 +415,24 @@ module api 'app/api.bicep' = {
   dependsOn: [
     rbac
   ]
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    appInsightsName: monitoring.outputs.appInsightsName
+    webhookUrl: platformAlertWebhookUrl
+    email: platformAlertEmail
+    silenceMinutes: platformAlertSilenceMinutes
+    windowMinutes: platformAlertWindowMinutes
+    failureThreshold: platformAlertFailureThreshold
+    poisonThreshold: platformAlertPoisonThreshold
+    lagMinutes: platformAlertLagMinutes
+  }
 }
 
 output AZURE_LOCATION string = location

@@ -102,6 +102,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(
             f"{path}: {result.format}, {result.records} records, {state} as audit-raw/{result.blob}, queued"
         )
+        if result.warning:
+            print(f"{path}: warning: {result.warning}")
     return 1 if failures else 0
 
 
@@ -123,6 +125,8 @@ def cmd_process(args: argparse.Namespace) -> int:
         f"conflicting copies kept aside (see mia verify), {totals.other_operations} other "
         f"operations skipped, {totals.malformed} unreadable (logged)"
     )
+    if totals.truncated:
+        print(f"warning: {totals.truncated} records: {readers.WARNINGS[readers.POWERSHELL_SHALLOW]}")
     queued = sum(result.lookups_queued for result in results)
     lookups = lookup_queue.drain(storage, resolver, settings.alerts.tenant)
     found = lookups.stats

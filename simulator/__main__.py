@@ -1,8 +1,10 @@
 """`python -m simulator`: run the simulated tenant until SIGINT/SIGTERM.
 
-Prints one JSON line: base_url, ca_bundle, tenant_id and the secret-mode settings_env. Serves Entra
-tokens, the Management Activity API (/api/v1.0/...) and Microsoft Graph (/v1.0/users/{upn}/messages,
-/v1.0/$batch, /v1.0/admin/exchange/tracing/messageTraces). Admin routes (loopback, unauthenticated):
+Prints one JSON line: base_url, ca_bundle, tenant_id, log_analytics_workspace_id and the
+secret-mode settings_env. Serves Entra tokens, the Management Activity API (/api/v1.0/...),
+Microsoft Graph (/v1.0/users/{upn}/messages, /v1.0/$batch,
+/v1.0/admin/exchange/tracing/messageTraces) and the Log Analytics query API
+(POST /v1/workspaces/{id}/query, OfficeActivity window queries). Admin routes (loopback, unauthenticated):
 GET /_sim/ground-truth, GET /_sim/stats, POST /_sim/release-late.
 """
 
@@ -93,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "attacker_mailbox": sim.attacker_mailbox,
             "attacker_ip": sim.attacker_ip,
             "throttled_mailbox": sim.throttled_mailbox,
+            "log_analytics_workspace_id": sim.log_analytics_workspace_id,
             "settings_env": sim.settings_env("secret"),
         }
         print(json.dumps(line), flush=True)

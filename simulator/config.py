@@ -168,6 +168,14 @@ class SimulatorConfig:
     audit_query_failures: int = 0
     audit_query_throttle_burst: int = 0
     audit_query_v1_missing: bool = False
+    #: The Log Analytics workspace (its Workspace ID, a GUID) whose OfficeActivity table holds the
+    #: tenant's history; queries to any other answer 404 WorkspaceNotFoundError.
+    log_analytics_workspace_id: str = "5d2c8a1e-6f3b-4c7d-9e0a-1b2c3d4e5f60"
+    #: Rows in one query result before it is cut with a PartialError (500,000 on the service).
+    log_analytics_max_rows: int = 500_000
+    #: Query requests per client per rolling window before 429 (200 per 30 s on the service).
+    log_analytics_requests_per_window: int = 200
+    log_analytics_window_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not 1 <= self.days <= 7:
@@ -184,6 +192,8 @@ class SimulatorConfig:
             raise ValueError("SimulatorConfig.graph_latency_s must be >= 0 and graph_retry_after_s >= 1")
         if min(self.graph_requests_per_window, self.trace_requests_per_window) < 1:
             raise ValueError("SimulatorConfig: graph/trace requests per window must be at least 1")
+        if min(self.log_analytics_max_rows, self.log_analytics_requests_per_window) < 1:
+            raise ValueError("SimulatorConfig: log_analytics_max_rows and requests per window must be >= 1")
         if min(self.graph_window_s, self.trace_window_s) <= 0:
             raise ValueError("SimulatorConfig: graph_window_s and trace_window_s must be positive")
         if not 0 <= self.history_days <= 365:

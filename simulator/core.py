@@ -1,6 +1,7 @@
 """`Simulator`: a local Microsoft 365 tenant (Entra token endpoint, Management Activity API, the
-Microsoft Graph message lookup, $batch and message trace) over real HTTPS on 127.0.0.1, for tests,
-the demo and benchmarks. Never deployed."""
+Microsoft Graph message lookup, $batch and message trace, and a Log Analytics workspace's
+OfficeActivity query API) over real HTTPS on 127.0.0.1, for tests, the demo and benchmarks. Never
+deployed."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from simulator.entra import GRAPH_ROLES, AppRegistration, Entra
 from simulator.faults import FaultInjector, Stats
 from simulator.feed import ActivityFeed, ContentStore
 from simulator.graph import Graph
+from simulator.log_analytics import LogAnalytics
 from simulator.pki import Credentials, create_credentials, rsa_key
 from simulator.records import MessageMeta, guid
 from simulator.tenant import Tenant, TenantSpec, build_tenant, tenant_id_for
@@ -54,6 +56,7 @@ class Simulator:
         self._feed: ActivityFeed | None = None
         self._graph: Graph | None = None
         self._audit: AuditQueries | None = None
+        self._log_analytics: LogAnalytics | None = None
         self._base_url = ""
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -135,6 +138,7 @@ class Simulator:
         self._audit = AuditQueries(
             config=config, tenant=tenant, entra=entra, stats=self._stats, base_url=base_url
         )
+        self._log_analytics = LogAnalytics(config=config, tenant=tenant, entra=entra, stats=self._stats)
         self._tenant, self._store, self._entra = tenant, store, entra
         self._base_url = base_url
 
@@ -192,6 +196,10 @@ class Simulator:
     def tenant(self) -> Tenant:
         """The generated tenant (records, blobs, story)."""
         return self._running()[1]
+
+    @property
+    def log_analytics_workspace_id(self) -> str:
+        return self.config.log_analytics_workspace_id
 
     @property
     def attacker_mailbox(self) -> str:
@@ -281,6 +289,9 @@ class Simulator:
         if parts[:1] == ["v1.0"]:
             assert self._graph is not None
             return self._graph.handle(request, parts[1:])
+        if len(parts) >= 3 and parts[:2] == ["v1", "workspaces"]:
+            assert self._log_analytics is not None
+            return self._log_analytics.handle(request, parts[2], parts[3:])
         if len(parts) >= 5 and parts[:2] == ["api", "v1.0"] and parts[3:5] == ["activity", "feed"]:
             assert self._feed is not None
             return self._feed.handle(request, parts[2], parts[5:])

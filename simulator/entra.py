@@ -29,6 +29,8 @@ from simulator.web import Reply, Request, json_reply
 
 ROLE = "ActivityFeed.Read"
 GRAPH_RESOURCE = "https://graph.microsoft.com"
+#: The Log Analytics query API; access is Azure RBAC on the workspace, so its tokens carry no roles.
+LOG_ANALYTICS_RESOURCE = "https://api.loganalytics.io"
 #: Application roles our app holds on Microsoft Graph: message lookup's (docs/mailitemsaccessed.md#permission)
 #: and message trace's (docs/mailitemsaccessed.md#graph-message-trace).
 GRAPH_ROLES = ("Mail.ReadBasic.All", "ExchangeMessageTrace.Read.All", "AuditLogsQuery-Exchange.Read.All")
@@ -324,7 +326,12 @@ class Entra:
                     "(application ID URI).",
                 )
             resource = scopes[0][: -len("/.default")].rstrip("/")
-        if resource not in (self.base_url, "https://manage.office.com", GRAPH_RESOURCE):
+        if resource not in (
+            self.base_url,
+            "https://manage.office.com",
+            GRAPH_RESOURCE,
+            LOG_ANALYTICS_RESOURCE,
+        ):
             raise EntraError(
                 400,
                 "invalid_resource",

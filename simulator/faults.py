@@ -77,6 +77,9 @@ class Stats:
         "trace_requests",
         "audit_query_requests",
         "audit_query_pages_served",
+        "log_analytics_requests",
+        "log_analytics_queries",
+        "log_analytics_rows",
     )
 
     def __init__(self) -> None:

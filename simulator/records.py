@@ -25,6 +25,13 @@ OWA = "Client=OWA;Action=ViaProxy"
 OUTLOOK_IOS = "Client=OutlookService;Outlook-iOS/2.0;"
 GRAPH_REST = "Client=REST;Client=RESTSystem;;"
 EWS = "Client=WebServices;Microsoft Office/16.0;ExchangeServicesClient/15.0"
+# Shapes with a public copy in simulator/fixtures/client_info_strings.json (their sources there).
+IMAP = "Client=POP3/IMAP4;Protocol=IMAP4"
+OUTLOOK_ANDROID = "Client=Rest;Client=OutlookService;Outlook-Android"
+OWA_BROWSER = (
+    "Client=OWA;Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/98.0.4758.82 Safari/537.36+Preload+Preload;"
+)
 
 OWNER, ADMIN, DELEGATED = 0, 1, 2
 MAIL_ITEMS_ACCESSED_TYPE = 50  # ExchangeItemAggregated

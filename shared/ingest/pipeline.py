@@ -8,7 +8,7 @@ exactly as collection does with Management API content. process: a pointer is tu
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +50,7 @@ class ImportResult:
     sha256: str
     stored: bool
     records: int
+    warning: str = ""  # what the responder must know about this file (readers.WARNINGS)
 
 
 @dataclass
@@ -67,6 +68,7 @@ class ProcessResult:
         subjects: dict[str, object] = {"lookups_queued": self.lookups_queued}
         if self.subjects is not None:
             subjects["subjects"] = self.subjects.as_dict()
+        warning = {"warning": readers.WARNINGS[readers.POWERSHELL_SHALLOW]} if self.stats.truncated else {}
         return {
             "blob": self.blob,
             "rows": self.rows,
@@ -74,23 +76,31 @@ class ProcessResult:
             "conflicts": self.conflicts,
             **self.stats.as_dict(),
             **subjects,
+            **warning,
         }
 
 
-def import_bytes(storage: Storage, data: bytes, source_name: str) -> ImportResult:
-    """Store one export as raw evidence and enqueue it for processing. Raises UnknownFormat."""
+def import_bytes(
+    storage: Storage, data: bytes, source_name: str, provenance: Mapping[str, str] | None = None
+) -> ImportResult:
+    """Store one export as raw evidence and enqueue it for processing. `provenance` is kept in
+    the blob's metadata beside what is always there (a query result's `query` text, say; values
+    are percent-encoded to ASCII). Raises UnknownFormat."""
     fmt = readers.detect_format(data)
     _, records = readers.read_records(data, fmt)
     count = sum(1 for _ in records)
     digest = raw_store.sha256_hex(data)
     name = raw_store.import_blob_name(digest)
-    metadata = {"format": fmt, "source": source_name, "recordCount": str(count)}
+    metadata = {**(provenance or {}), "format": fmt, "source": source_name, "recordCount": str(count)}
+    warning = readers.WARNINGS.get(fmt, "")
+    if warning:
+        metadata["warning"] = warning
     digest, stored = raw_store.store_raw(storage.blobs, name, data, metadata)
     # Enqueued even when the blob already existed: a crash between the two writes must not leave
     # evidence that is never processed, and processing twice changes nothing.
     pointer = raw_store.RawPointer(blob=name, sha256=digest, format=fmt)
     raw_store.enqueue_pointer(raw_store.content_queue(storage.queues), pointer)
-    return ImportResult(source_name, fmt, name, digest, stored, count)
+    return ImportResult(source_name, fmt, name, digest, stored, count, warning)
 
 
 def import_file(storage: Storage, path: Path) -> ImportResult:

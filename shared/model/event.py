@@ -4,6 +4,7 @@ where it was read from (docs/architecture.md#the-normalized-event). Pure: no I/O
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,9 @@ from shared.model.times import iso_z
 # column (https://learn.microsoft.com/azure/azure-monitor/reference/tables/officeactivity), so its
 # copy of a record carries None there, while the Management API's carries the count.
 SPARSE_FIELDS: tuple[str, ...] = ("operation_count",)
+# `Repaired` paths saying the source had already cut the record's messages off (a depth-truncated
+# PowerShell export, shared/parse/powershell.py): that copy has no messages to compare.
+CUT_MESSAGES = re.compile(r"^(?:Folders\[\d+\]\.FolderItems|Item\.InternetMessageId)$", re.IGNORECASE)
 
 # Column order shared by CSV headers, JSON keys and the HTML report.
 EVENT_COLUMNS: tuple[str, ...] = (
@@ -125,15 +129,24 @@ class AccessEvent:
         return hashlib.sha256(orjson.dumps(facts)).hexdigest()
 
     def agrees_with(self, other: AccessEvent) -> bool:
-        """The same content, or the same once a field that one copy's source has no room for
-        (SPARSE_FIELDS) is taken from the other: such a copy says less, not something else."""
+        """The same content, or the same once what one copy's source has no room for is taken
+        from the other: a field (SPARSE_FIELDS), or the messages a depth-truncated PowerShell
+        export cut off (CUT_MESSAGES in `repaired`). Such a copy says less, not something else."""
         if self.content_sha256() == other.content_sha256():
             return True
-        mine = {name: getattr(other, name) for name in SPARSE_FIELDS if getattr(self, name) is None}
-        theirs = {name: getattr(self, name) for name in SPARSE_FIELDS if getattr(other, name) is None}
-        if not mine and not theirs:
+        mine, theirs = self._filled_from(other), other._filled_from(self)
+        if mine is self and theirs is other:
             return False
-        return replace(self, **mine).content_sha256() == replace(other, **theirs).content_sha256()
+        return mine.content_sha256() == theirs.content_sha256()
+
+    def _filled_from(self, other: AccessEvent) -> AccessEvent:
+        fill: dict[str, Any] = {
+            name: getattr(other, name) for name in SPARSE_FIELDS if getattr(self, name) is None
+        }
+        cut = {path for path in self.repaired if CUT_MESSAGES.match(path)}
+        if cut and not self.items and set(self.repaired) - cut <= set(other.repaired):
+            fill["items"], fill["repaired"] = other.items, other.repaired
+        return replace(self, **fill) if fill else self
 
     def provenance(self) -> dict[str, Any]:
         """The provenance columns: where the record was read from."""

@@ -44,14 +44,19 @@ class ParseStats:
     other_operations: int = 0
     malformed: int = 0
     malformed_positions: list[str] = field(default_factory=list)
+    # Events whose record lost nested values to ConvertTo-Json's depth (shared/parse/powershell.py)
+    truncated: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {
+        counts = {
             "records": self.records,
             "events": self.events,
             "other_operations": self.other_operations,
             "malformed": self.malformed,
         }
+        if self.truncated:  # only depth-truncated PowerShell exports have any
+            counts["truncated"] = self.truncated
+        return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,7 @@ class RawRecord:
     value: object = None
     error: str = ""
     repaired: tuple[str, ...] = ()  # JSON paths whose text the reader repaired (shared/parse/text.py)
+    lost: tuple[str, ...] = ()  # JSON paths the source had already cut off (shared/parse/powershell.py)
 
 
 # key -> key.strip().lower(): exports repeat a few dozen distinct keys millions of times, and a
@@ -280,7 +286,7 @@ def normalize_records(
         try:
             if raw.error:
                 raise MalformedRecord(raw.error)
-            event = normalize_record(raw.value, raw.repaired, source, sha256, index)
+            event = normalize_record(raw.value, raw.repaired + raw.lost, source, sha256, index)
         except RecursionError:  # nesting deeper than the normalizer (or the Id fallback) can walk
             stats.malformed += 1
             stats.malformed_positions.append(raw.position)
@@ -295,4 +301,6 @@ def normalize_records(
             stats.other_operations += 1
             continue
         stats.events += 1
+        if raw.lost:
+            stats.truncated += 1
         yield event

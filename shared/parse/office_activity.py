@@ -34,15 +34,20 @@ from shared.parse.text import repair_value
 # The portal's CSV header marks the time zone of its datetime columns: `TimeGenerated [UTC]`.
 _ZONE_SUFFIX = re.compile(r"\s*\[UTC\]\s*$", re.IGNORECASE)
 
-# Columns renamed when the table flattened the record, lower-cased: AuditData name.
-_RENAMED = {
-    "officeid": "Id",
-    "timegenerated": "CreationTime",
-    "client_ipaddress": "ClientIPAddress",
-    "logon_type": "LogonType",
+# Columns renamed when the table flattened the record: column -> AuditData name.
+RENAMED_COLUMNS = {
+    "OfficeId": "Id",
+    "TimeGenerated": "CreationTime",
+    "Client_IPAddress": "ClientIPAddress",
+    "Logon_Type": "LogonType",
 }
-# Columns holding a nested AuditData value, as JSON text in a CSV (and sometimes in JSON exports).
-_NESTED = ("folders", "item", "operationproperties", "appaccesscontext")
+# Columns holding a nested AuditData value, as JSON text in a CSV (and sometimes in JSON exports);
+# the last two are `dynamic`, the others `string`.
+NESTED_COLUMNS = ("Folders", "Item", "OperationProperties", "AppAccessContext")
+# AuditData fields the table has no column for.
+ABSENT_FIELDS = ("OperationCount",)
+_RENAMED = {column.lower(): name for column, name in RENAMED_COLUMNS.items()}
+_NESTED = tuple(column.lower() for column in NESTED_COLUMNS)
 
 # The portal's English (United States) display format: "11/18/2026, 2:14:00.000 PM". Other display
 # languages order day and month differently, and a date such as 3/4 cannot tell which was meant.

@@ -10,7 +10,10 @@ Formats, detected from the bytes:
   UTF-16 from Windows PowerShell's `-Encoding Unicode`);
 - `sentinel-csv` / `sentinel-json`: Microsoft Sentinel / Log Analytics `OfficeActivity` rows, as the
   portal's Export writes them (CSV), or as JSON (an array of row objects, or the Log Analytics
-  query API's `{"tables": [{"columns", "rows"}]}` response); see shared/parse/office_activity.py.
+  query API's `{"tables": [{"columns", "rows"}]}` response); see shared/parse/office_activity.py;
+- `powershell-shallow`: records parsed from AuditData and written back by `ConvertTo-Json` at its
+  default depth, nested values as `@{...}` / `System.Object[]` text: read back as far as they go,
+  the lost paths named (shared/parse/powershell.py).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from shared.parse import office_activity
+from shared.parse import office_activity, powershell
 from shared.parse.normalize import RawRecord
 from shared.parse.text import repair_value
 
@@ -35,7 +38,18 @@ JSON_LINES = "jsonl"
 CSV_AUDITDATA = "csv-auditdata"
 SENTINEL_CSV = "sentinel-csv"
 SENTINEL_JSON = "sentinel-json"
-FORMATS = (MANAGEMENT_API, GRAPH_AUDIT_QUERY, JSON_LINES, CSV_AUDITDATA, SENTINEL_CSV, SENTINEL_JSON)
+POWERSHELL_SHALLOW = "powershell-shallow"
+FORMATS = (
+    MANAGEMENT_API,
+    GRAPH_AUDIT_QUERY,
+    JSON_LINES,
+    CSV_AUDITDATA,
+    SENTINEL_CSV,
+    SENTINEL_JSON,
+    POWERSHELL_SHALLOW,
+)
+# What an import of each format must tell the responder, per file.
+WARNINGS = {POWERSHELL_SHALLOW: powershell.REEXPORT_ADVICE}
 
 _EXPECTED = (
     "expected a Management Activity API content blob (JSON array), JSON Lines of records, "
@@ -153,6 +167,8 @@ def detect_format(data: bytes) -> str:
     """Name the format of an export, or raise UnknownFormat saying what was expected."""
     text = _detect_text(data[:65536])
     stripped = text.lstrip()
+    if stripped[:1] in ("[", "{") and powershell.is_depth_truncated(stripped):
+        return POWERSHELL_SHALLOW
     if stripped.startswith("["):
         if _OFFICE_ID_KEY.search(stripped):
             return SENTINEL_JSON
@@ -370,6 +386,16 @@ def _office_activity_json(text: str) -> Iterator[RawRecord]:
             yield RawRecord(position=position, error=f"expected a row object, got {type(row).__name__}")
 
 
+def _shallow_records(text: str) -> Iterator[RawRecord]:
+    """A depth-truncated PowerShell export: its JSON records, nested string forms read back."""
+    for raw in _json_records(text):
+        if isinstance(raw.value, Mapping):
+            recovered = powershell.recover_record(raw.value)
+            yield RawRecord(raw.position, recovered.record, raw.error, raw.repaired, recovered.lost)
+        else:
+            yield raw
+
+
 def read_records(data: bytes, fmt: str | None = None) -> tuple[str, Iterator[RawRecord]]:
     """Detect (or take) the format and return it with an iterator of the source's records."""
     fmt = fmt or detect_format(data)
@@ -384,4 +410,6 @@ def read_records(data: bytes, fmt: str | None = None) -> tuple[str, Iterator[Raw
         return fmt, _office_activity_csv(text)
     if fmt == SENTINEL_JSON:
         return fmt, _office_activity_json(text)
+    if fmt == POWERSHELL_SHALLOW:
+        return fmt, _shallow_records(text)
     raise UnknownFormat(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")

@@ -686,6 +686,7 @@ class _Instance:
             "empty": _empty,
             "union": _union,
             "string": _arm_string,
+            "loadTextContent": self._load_text_content,
             "subscription": lambda: {
                 "id": subscription_id,
                 "subscriptionId": self.inputs.subscription_id,
@@ -701,6 +702,18 @@ class _Instance:
                 f"{subscription_id}/providers/{_typed_segments(type_, '/'.join(names))}"
             ),
         }
+
+    def _load_text_content(self, path: Any) -> str:
+        # Bicep reads the file beside the template at build time and inlines its text
+        # (https://learn.microsoft.com/azure/azure-resource-manager/bicep/bicep-functions-files#loadtextcontent).
+        if not isinstance(path, str):
+            raise DeploymentError(f"{self.relative}: loadTextContent() of {path!r}")
+        source = (self.path.parent / PurePosixPath(path)).resolve()
+        if not source.is_relative_to(INFRA) or not source.is_file():
+            raise DeploymentError(
+                f"{self.relative}: loadTextContent() of {path!r}: no such file under infra/"
+            )
+        return source.read_text(encoding="utf-8")
 
     def _resource_group(self) -> dict[str, str]:
         if self.resource_group is None:

@@ -175,3 +175,11 @@ def test_what_arm_refuses_or_the_model_does_not_know_fails(
 def test_a_syntax_error_fails_the_parse() -> None:
     with pytest.raises(AssertionError, match="syntax error at line 2"):
         parse_sources({"broken.bicep": "param a string\nvar b = {\n"})
+
+
+def test_load_text_content_reads_only_files_under_infra() -> None:
+    # Bicep inlines the file at build time; a path outside infra/ (or a missing file) would build
+    # from something the templates do not hold, so the model refuses it.
+    inner = "param cloud string\noutput text string = loadTextContent('../README.md')\n"
+    with pytest.raises(DeploymentError, match=re.escape("loadTextContent() of '../README.md': no such file")):
+        inner_outputs(inner)

@@ -154,6 +154,42 @@ def test_mia_import_then_process_of_sentinel_exports_adds_no_row_for_a_record_al
     assert code == 0, out + err  # each row re-read from its Sentinel export says what the row says
 
 
+POWERSHELL = ROOT / "tests" / "parse" / "fixtures" / "powershell"
+
+
+def test_mia_import_of_a_depth_truncated_powershell_export_warns_and_keeps_rows_without_messages(
+    function_env: Storage, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shallow = POWERSHELL / "auditdata-depth2.json"
+    code, out, err = _run(capsys, "import", str(shallow))
+    assert code == 0, err
+    assert out.startswith(f"{shallow}: powershell-shallow, 4 records, stored as ")
+    assert f"{shallow}: warning: message identifiers were lost" in out
+    assert "ConvertTo-Json -Depth 10" in out
+    [blob] = blob_names(function_env)
+    metadata = function_env.blobs.get_blob_client("audit-raw", blob).get_blob_properties().metadata
+    assert metadata["format"] == "powershell-shallow"
+    assert "-Depth 10" in metadata["warning"]
+
+    code, out, _ = _run(capsys, "process")
+
+    assert code == 0
+    assert out.startswith("processed 1 blobs: 4 records, 3 MailItemsAccessed (3 new rows;")
+    assert "warning: 2 records: message identifiers were lost" in out
+    rows = {row["RecordId"]: row for row in full_scan(function_env.mailbox_access)}
+    bind = rows["7d3c1e0a-5b1f-4a8e-9c2d-3e4f5a6b7c81"]
+    assert (bind["Access"], json.loads(bind["Folders"])) == ("Bind", ["Inbox"])
+    assert json.loads(bind["Repaired"]) == ["Folders[0].FolderItems"]
+    assert function_env.mailbox_access.from_entity(bind).items == ()
+    assert list(function_env.message_index.client.list_entities()) == []  # no message id invented
+
+    assert _run(capsys, "import", str(POWERSHELL / "auditdata-full-depth.json"))[0] == 0
+    code, out, _ = _run(capsys, "process")  # the same records whole: they say more, not otherwise
+    assert code == 0
+    assert out.startswith("processed 1 blobs: 4 records, 3 MailItemsAccessed (0 new rows;")
+    assert list(function_env.record_conflicts.client.list_entities()) == []
+
+
 def test_mia_report_from_an_audit_data_export_and_a_sentinel_export_lists_each_record_once(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

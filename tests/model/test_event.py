@@ -38,3 +38,24 @@ def test_a_sparse_copy_that_also_says_something_else_does_not_agree() -> None:
 def test_only_the_fields_a_source_may_lack_are_filled_in() -> None:
     # An IP missing from one copy is not a field any source lacks: that copy says something else.
     assert not COLLECTED.agrees_with(replace(COLLECTED, client_ip=""))
+
+
+WITH_MESSAGES = make_event(record_id="r2", operation_count=2, folders=("Inbox",), repaired=())
+
+
+@pytest.mark.parametrize("direction", ["cut later", "cut first"])
+def test_a_copy_whose_messages_powershell_cut_off_agrees_with_the_whole_copy(direction: str) -> None:
+    cut = replace(WITH_MESSAGES, items=(), repaired=("Folders[0].FolderItems",))
+    first, later = (WITH_MESSAGES, cut) if direction == "cut later" else (cut, WITH_MESSAGES)
+    assert WITH_MESSAGES.items  # the whole copy has messages to lose
+    assert first.agrees_with(later)
+
+
+def test_a_cut_copy_that_also_says_something_else_does_not_agree() -> None:
+    cut = replace(WITH_MESSAGES, items=(), repaired=("Folders[0].FolderItems",), access="Sync")
+    assert not WITH_MESSAGES.agrees_with(cut)
+    assert not cut.agrees_with(WITH_MESSAGES)
+
+
+def test_a_copy_without_messages_that_names_no_cut_does_not_agree() -> None:
+    assert not WITH_MESSAGES.agrees_with(replace(WITH_MESSAGES, items=()))
