@@ -3,7 +3,11 @@
 #   - Office 365 Management APIs: ActivityFeed.Read (always: collection);
 #   - Microsoft Graph, each only when asked for: Mail.ReadBasic.All (subjects by message lookup) and
 #     ExchangeMessageTrace.Read.All (subjects by message trace; the tenant also needs a service
-#     principal for Microsoft's "Transport Data Platform" app, created here).
+#     principal for Microsoft's "Transport Data Platform" app, created here), and
+#     AuditLogsQuery-Exchange.Read.All (backfill from the audit-log query API: the least privilege
+#     for Exchange records; worldwide and GCC only, refused for gcchigh and dod, where --all-graph
+#     leaves it out).
+#   https://learn.microsoft.com/graph/api/security-auditcoreroot-post-auditlogqueries
 # Role IDs are looked up at run time by value from the resource's service principal; a missing
 # resource service principal is created; assignments that exist are left alone (idempotent).
 #
@@ -41,7 +45,7 @@
 # Usage:
 #   infra/grant-permissions.sh --principal-id <object id of the managed identity> [--graph ROLE]...
 #   infra/grant-permissions.sh --identity-name <name> --resource-group <rg> [--graph ROLE]...
-#   infra/grant-permissions.sh ... --all-graph      # Mail.ReadBasic.All and ExchangeMessageTrace.Read.All
+#   infra/grant-permissions.sh ... --all-graph      # every Graph role above the cloud has
 #   infra/grant-permissions.sh ... --mail-scope rbac --scope-group <group> [--test-mailbox <upn>]
 #   infra/grant-permissions.sh ... --mail-scope rbac --scope-filter "CustomAttribute1 -eq 'audit'"
 #       [--scope-name NAME] [--run-exchange] [--remove-entra-mail]
@@ -53,7 +57,8 @@ readonly O365_MANAGEMENT_APP_ID="c5393580-f805-4401-95e8-94b7a6ef2fc2"
 readonly GRAPH_APP_ID="00000003-0000-0000-c000-000000000000"
 readonly MAIL_ROLE="Mail.ReadBasic.All"
 readonly TRACE_ROLE="ExchangeMessageTrace.Read.All"
-readonly GRAPH_ROLES_KNOWN="$MAIL_ROLE $TRACE_ROLE"
+readonly AUDIT_QUERY_ROLE="AuditLogsQuery-Exchange.Read.All"
+readonly GRAPH_ROLES_KNOWN="$MAIL_ROLE $TRACE_ROLE $AUDIT_QUERY_ROLE"
 # Graph application permissions that reach every mailbox's messages: any one of them makes a
 # management scope meaningless.
 readonly GRAPH_MAIL_ROLES_TENANT_WIDE="Mail.ReadBasic.All Mail.ReadBasic Mail.Read Mail.ReadWrite"
@@ -75,6 +80,7 @@ scope_name=""
 test_mailbox=""
 run_exchange=0
 remove_entra_mail=0
+all_graph=0
 status=0
 
 usage() {
@@ -111,7 +117,7 @@ while (($# > 0)); do
     --identity-name) identity_name="${2:?--identity-name needs a value}"; shift 2 ;;
     --resource-group) resource_group="${2:?--resource-group needs a value}"; shift 2 ;;
     --graph) known_graph_role "${2:?--graph needs a role value}"; graph_roles="$graph_roles $2"; shift 2 ;;
-    --all-graph) graph_roles="$GRAPH_ROLES_KNOWN"; shift ;;
+    --all-graph) graph_roles="$GRAPH_ROLES_KNOWN"; all_graph=1; shift ;;
     --cloud) m365_cloud="${2:?--cloud needs commercial, gcc, gcchigh or dod}"; shift 2 ;;
     --graph-endpoint) graph_endpoint="${2:?--graph-endpoint needs a value}"; shift 2 ;;
     --mail-scope) mail_scope="${2:?--mail-scope needs tenant or rbac}"; shift 2 ;;
@@ -156,6 +162,19 @@ case "$m365_cloud" in
   dod) az_cloud="AzureUSGovernment" graph_root="https://dod-graph.microsoft.us" ;;
   *) die "--cloud is commercial, gcc, gcchigh or dod, not $m365_cloud" ;;
 esac
+if [[ "$m365_cloud" == "gcchigh" || "$m365_cloud" == "dod" ]]; then
+  case " $graph_roles " in
+    *" $AUDIT_QUERY_ROLE "*)
+      ((all_graph)) || die "$AUDIT_QUERY_ROLE: the Graph audit-log query API is worldwide only," \
+        "not in $m365_cloud (backfill there by importing a Sentinel or Purview export: mia import)"
+      kept=""
+      for role in $graph_roles; do
+        [[ "$role" == "$AUDIT_QUERY_ROLE" ]] || kept="$kept $role"
+      done
+      graph_roles="$kept"
+      ;;
+  esac
+fi
 readonly GRAPH="${graph_endpoint:-$graph_root/v1.0}"
 [[ "$GRAPH" =~ ^https://[^/]+ ]] || die "--graph-endpoint must be an https URL, not $GRAPH"
 readonly GRAPH_RESOURCE="${BASH_REMATCH[0]}"
@@ -392,6 +411,9 @@ for role in $graph_roles; do
     if [[ "$mail_scope" == "rbac" ]]; then
       warn "$TRACE_ROLE is tenant-wide: message trace returns subjects of any mailbox, outside the scope"
     fi
+  fi
+  if [[ "$role" == "$AUDIT_QUERY_ROLE" && "$mail_scope" == "rbac" ]]; then
+    warn "$AUDIT_QUERY_ROLE is tenant-wide: backfill reads every mailbox's audit records, outside the scope"
   fi
 done
 if [[ "$mail_scope" == "rbac" ]]; then

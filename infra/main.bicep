@@ -72,6 +72,12 @@ param deliverSchedule string = '50 */5 * * * *'
 param poisonSchedule string = '30 */5 * * * *'
 @description('resolve_subjects timer: resolves the queued message ids through Graph (when resolveSubjects is not off).')
 param resolveSchedule string = '15 */5 * * * *'
+@description('advance_backfills timer: advances backfill jobs from the Graph audit-log query API.')
+param backfillSchedule string = '40 */5 * * * *'
+@description('Days of history the first advance_backfills run asks the Graph audit-log query API for (0: none; needs AuditLogsQuery-Exchange.Read.All; worldwide and GCC only).')
+@minValue(0)
+@maxValue(3650)
+param backfillInitialDays int = 0
 
 // A time-based retention policy lasts 1 to 146,000 days
 // (https://learn.microsoft.com/azure/storage/blobs/immutable-time-based-retention-policy-overview).
@@ -265,6 +271,7 @@ var tableNames = [
   'RecordConflicts'
   'DetectionBaseline'
   'ContextIndex'
+  'BackfillJobs'
 ]
 // The record of every report request: the app may only add rows to it (app/rbac.bicep).
 var reportAccessTableName = 'ReportAccess'
@@ -374,6 +381,8 @@ module api 'app/api.bicep' = {
     deliverSchedule: deliverSchedule
     poisonSchedule: poisonSchedule
     resolveSchedule: resolveSchedule
+    backfillSchedule: backfillSchedule
+    backfillInitialDays: backfillInitialDays
     collectOverlapMinutes: collectOverlapMinutes
     collectWindowHours: collectWindowHours
     collectInitialLookbackHours: collectInitialLookbackHours

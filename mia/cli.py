@@ -17,6 +17,7 @@ from typing import Any
 from mia.output import EXIT_CODES_HELP, ExitCode, Run, add_json_flag
 from shared import logsetup
 from shared.alerts.checks import replay_poison
+from shared.backfill import auditquery as backfill
 from shared.clients.errors import ApiError
 from shared.collect import collector
 from shared.detect import engine as detection
@@ -55,6 +56,7 @@ from shared.reports.scope_request import parse_scope_request
 from shared.runtime import build_resolver
 from shared.settings import (
     SettingsError,
+    load_backfill_settings,
     load_collection_settings,
     load_detection_settings,
     load_report_settings,
@@ -69,6 +71,7 @@ EXAMPLES = (
 examples:
   mia doctor                                      pre-flight: is every part configured and reachable?
   mia collect                                     pull new audit content from the tenant
+  mia backfill --from 2026-06-01 --to 2026-11-30  history the Management API no longer has
   mia import purview-export.csv audit-*.json      store exports as evidence and queue them
   mia process                                     turn queued evidence into rows (and alerts)
   mia verify --mailbox alice@contoso.com          check her rows against the raw evidence
@@ -270,6 +273,40 @@ def cmd_collect(args: argparse.Namespace) -> int:
         + ("" if result.caught_up else " (not caught up: run again to resume)")
     )
     return run.finish(ExitCode.OK if result.caught_up else ExitCode.NOT_CAUGHT_UP, line, summary)
+
+
+def _progress(line: str) -> None:
+    print(f"backfill: {_shown(line)}", file=sys.stderr, flush=True)
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    start = parse_time("from", args.start, end_of_day=False)
+    end = parse_end(args.end)
+    if end <= start:
+        raise RequestError(400, "invalid_range", "--to must be after --from")
+    settings = load_backfill_settings()
+    try:
+        job, progress = backfill.run_backfill(_storage(), settings, start, end, args.mailbox or (), _progress)
+    except ApiError as problem:  # a refused token or a missing AuditLogsQuery-Exchange.Read.All
+        print(f"mia backfill: {problem}", file=sys.stderr)
+        return 1
+    summary = job.as_dict()
+    print(
+        f"backfill {_shown(job.id)} {summary['state']}: {summary['pagesStored']} pages stored "
+        f"({summary['records']} records, {summary['mailboxRecords']} of the mailboxes asked for) under "
+        f"audit-raw/{backfill.RAW_PREFIX}/{_shown(job.id)}/ and queued; {len(summary['queryIds'])} queries, "
+        f"{summary['windowsSplit']} windows split at the record-count limit, {summary['errorCount']} errors"
+    )
+    for error in job.errors[-10:]:
+        print(f"  error: {_shown(error)}")
+    if progress.stopped:
+        print(f"stopped: {progress.stopped} (run the same command again to resume)")
+        return 3
+    if job.state == "failed":
+        print("some windows failed (see the errors); `mia process` turns what was stored into rows")
+        return 4
+    print("next: `mia process` turns the stored pages into rows, alerts and subjects")
+    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -499,6 +536,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_json_flag(col)
     col.set_defaults(handler=cmd_collect)
+
+    back = commands.add_parser(
+        "backfill",
+        help="store audit history from the Microsoft Graph audit-log query API (180 days and more)",
+        description="Creates Graph audit-log queries for MailItemsAccessed over the range (a day "
+        "each, split when a query hits its record-count limit), stores every records page untouched "
+        "in audit-raw under backfill/auditquery/ and queues it like collected content. The same "
+        "command resumes a stopped or killed backfill. Needs the Graph application permission "
+        "AuditLogsQuery-Exchange.Read.All; worldwide (and GCC) only, not GCC High or DoD. Exit code 3: "
+        "stopped before the end (run again); 4: some windows failed.",
+    )
+    back.add_argument("--from", dest="start", required=True, help="start, ISO date or date-time (UTC)")
+    back.add_argument("--to", dest="end", required=True, help="end, ISO date (that whole day) or date-time")
+    back.add_argument(
+        "--mailbox",
+        action="append",
+        help="count these mailboxes' records (repeatable); the query itself is not narrowed: its user "
+        "filter matches who acted, not the mailbox, and would miss delegates, admins and apps",
+    )
+    back.add_argument(
+        "--source", choices=[backfill.SOURCE], default=backfill.SOURCE, help="where history comes from"
+    )
+    back.set_defaults(handler=cmd_backfill)
 
     doc = commands.add_parser(
         "doctor",

@@ -31,6 +31,9 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
     parser.add_argument("--faults", choices=sorted(PRESETS), default="none")
     parser.add_argument("--mailboxes", type=int, default=30)
     parser.add_argument("--days", type=int, default=5, help="1..7")
+    parser.add_argument(
+        "--history-days", type=int, default=0, help="days of history before --days (audit-log query API only)"
+    )
     parser.add_argument("--page-size", type=int, default=20)
     parser.add_argument(
         "--late-delay", type=float, default=20.0, help="seconds until late blobs are listable"
@@ -61,6 +64,7 @@ def parse_args(argv: Sequence[str] | None = None) -> SimulatorConfig:
             seed=args.seed,
             mailboxes=args.mailboxes,
             days=args.days,
+            history_days=args.history_days,
             faults=faults,
             port=args.port,
             page_size=args.page_size,

@@ -153,6 +153,21 @@ class SimulatorConfig:
     #: The app's credential (its client secret or certificate) has expired: the token endpoint
     #: refuses every token with 401 invalid_client, AADSTS7000222.
     credential_expired: bool = False
+    #: Days of audit history before the Management API's `days` (audit-log query API only).
+    history_days: int = 0
+    #: The Graph audit-log query API (`/security/auditLog/queries`): seconds a query stays
+    #: notStarted, then running; the records one query returns before isRecordCountLimitExceeded;
+    #: queued or running queries per tenant before a create answers 429; records per page.
+    audit_query_start_s: float = 0.05
+    audit_query_run_s: float = 0.1
+    audit_query_record_limit: int = 1_000_000
+    audit_query_concurrency: int = 50
+    audit_query_page_size: int = 150
+    #: Faults of that API: the first N queries created end `failed`; the first N creates answer
+    #: 429 with Retry-After (a burst, as rapid submissions get); v1.0 answers 404 (beta works).
+    audit_query_failures: int = 0
+    audit_query_throttle_burst: int = 0
+    audit_query_v1_missing: bool = False
     #: The Log Analytics workspace (its Workspace ID, a GUID) whose OfficeActivity table holds the
     #: tenant's history; queries to any other answer 404 WorkspaceNotFoundError.
     log_analytics_workspace_id: str = "5d2c8a1e-6f3b-4c7d-9e0a-1b2c3d4e5f60"
@@ -181,3 +196,9 @@ class SimulatorConfig:
             raise ValueError("SimulatorConfig: log_analytics_max_rows and requests per window must be >= 1")
         if min(self.graph_window_s, self.trace_window_s) <= 0:
             raise ValueError("SimulatorConfig: graph_window_s and trace_window_s must be positive")
+        if not 0 <= self.history_days <= 365:
+            raise ValueError("SimulatorConfig.history_days must be 0..365")
+        if min(self.audit_query_record_limit, self.audit_query_concurrency, self.audit_query_page_size) < 1:
+            raise ValueError("SimulatorConfig: audit query limits and page size must be at least 1")
+        if min(self.audit_query_start_s, self.audit_query_run_s) < 0:
+            raise ValueError("SimulatorConfig: audit query durations must not be negative")

@@ -11,11 +11,12 @@ import shutil
 import string
 import tempfile
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from simulator.auditquery import VERSIONS, AuditQueries
 from simulator.clock import Clock
 from simulator.config import SimulatorConfig
 from simulator.entra import GRAPH_ROLES, AppRegistration, Entra
@@ -30,6 +31,7 @@ from simulator.web import Reply, Request, SimulatorHTTPServer, json_reply, tls_c
 
 #: Our own (publisher) tenant GUID, sent as PublisherIdentifier; fixed, distinct from any tenant.
 PUBLISHER_ID = "6f1c9a52-3b7e-4d0a-9e25-8c4b1f7d2a63"
+AUDIT_PATH = ["security", "auditlog", "queries"]
 
 
 class Simulator:
@@ -53,6 +55,7 @@ class Simulator:
         self._entra: Entra | None = None
         self._feed: ActivityFeed | None = None
         self._graph: Graph | None = None
+        self._audit: AuditQueries | None = None
         self._log_analytics: LogAnalytics | None = None
         self._base_url = ""
 
@@ -73,6 +76,7 @@ class Simulator:
                 late_blobs=config.faults.late_blobs,
                 duplicate_rate=config.faults.duplicate_rate,
                 max_blob_records=config.max_blob_records,
+                history_days=config.history_days,
             )
         )
         directory = Path(tempfile.mkdtemp(prefix="m365-simulator-"))
@@ -130,6 +134,9 @@ class Simulator:
             faults=faults,
             stats=self._stats,
             base_url=base_url,
+        )
+        self._audit = AuditQueries(
+            config=config, tenant=tenant, entra=entra, stats=self._stats, base_url=base_url
         )
         self._log_analytics = LogAnalytics(config=config, tenant=tenant, entra=entra, stats=self._stats)
         self._tenant, self._store, self._entra = tenant, store, entra
@@ -232,10 +239,25 @@ class Simulator:
         return env
 
     def ground_truth(self) -> dict[str, list[str]]:
-        return self._running()[2].ground_truth()
+        """The Management API's served/available/expired_lost MailItemsAccessed ids, and the audit-log
+        query API's: `history` (older than the window, only that API has them) and
+        `audit_query_served` (sent in whole records pages)."""
+        truth = self._running()[2].ground_truth()
+        assert self._audit is not None
+        truth["history"] = self._audit.history_ids()
+        truth["audit_query_served"] = self._audit.served()
+        return truth
+
+    def audit_log_ids(self, start: datetime, end: datetime) -> list[str]:
+        """The MailItemsAccessed ids an audit-log query for [start, end) finds (no record limit)."""
+        self._running()
+        assert self._audit is not None
+        return self._audit.matching_ids(start, end)
 
     def stats(self) -> dict[str, Any]:
         report = self._stats.snapshot()
+        if self._audit is not None:
+            report["audit_query_mailitemsaccessed_served"] = len(self._audit.served())
         if self._store is not None:
             report["late_content_visible"] = self._store.late_visible()
         return report
@@ -261,6 +283,9 @@ class Simulator:
         parts = [part for part in request.path.split("/") if part]
         if parts[:1] == ["_sim"]:
             return self._admin(request, parts[1:])
+        if len(parts) >= 4 and parts[0] in VERSIONS and [p.lower() for p in parts[1:4]] == AUDIT_PATH:
+            assert self._audit is not None
+            return self._audit.handle(request, parts[0], parts[4:])
         if parts[:1] == ["v1.0"]:
             assert self._graph is not None
             return self._graph.handle(request, parts[1:])

@@ -33,7 +33,7 @@ GRAPH_RESOURCE = "https://graph.microsoft.com"
 LOG_ANALYTICS_RESOURCE = "https://api.loganalytics.io"
 #: Application roles our app holds on Microsoft Graph: message lookup's (docs/mailitemsaccessed.md#permission)
 #: and message trace's (docs/mailitemsaccessed.md#graph-message-trace).
-GRAPH_ROLES = ("Mail.ReadBasic.All", "ExchangeMessageTrace.Read.All")
+GRAPH_ROLES = ("Mail.ReadBasic.All", "ExchangeMessageTrace.Read.All", "AuditLogsQuery-Exchange.Read.All")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_LEEWAY_S = 300  # Entra tolerates five minutes of clock skew on client assertions
 

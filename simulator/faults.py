@@ -75,6 +75,8 @@ class Stats:
         "graph_batch_items",
         "graph_message_lookups",
         "trace_requests",
+        "audit_query_requests",
+        "audit_query_pages_served",
         "log_analytics_requests",
         "log_analytics_queries",
         "log_analytics_rows",

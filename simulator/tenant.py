@@ -85,6 +85,9 @@ class TenantSpec:
     late_blobs: int = 3
     duplicate_rate: float = 0.02
     max_blob_records: int = 300
+    #: Days of audit history before the Management API window (only the audit-log query API serves
+    #: them); 0 = none. Generated after everything else, so the window's records do not change.
+    history_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,9 @@ class Story:
     admin_target: str
     throttled_mailbox: str
     throttled_at: datetime | None  # CreationTime of the IsThrottled=True record, if in the window
+    #: The attacker's first read of the mailbox: in the history (older than the Management API's
+    #: window) when the tenant has history, else the attack in the window.
+    attacker_first_access: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,9 @@ class Tenant:
     story: Story
     records: tuple[Record, ...] = field(repr=False)  # every record placed in a blob, once, by time
     blobs: tuple[Blob, ...] = field(repr=False)  # ordered by contentCreated
+    #: Records older than the Management API window (TenantSpec.history_days), by time: only the
+    #: audit-log query API serves them.
+    history: tuple[Record, ...] = field(default=(), repr=False)
     #: lower-case mailbox UPN -> InternetMessageId -> what Graph and message trace know of it.
     messages: Mapping[str, Mapping[str, MessageMeta]] = field(
         default_factory=dict, repr=False, hash=False, compare=False
@@ -176,17 +185,53 @@ def build_tenant(spec: TenantSpec) -> Tenant:
     drafts.sort(key=lambda d: d.created)
     _duplicate(drafts, blob_rng, spec.duplicate_rate, spec.max_blob_records)
     records = _unique_records(drafts)
+    blobs = _finish(drafts, blob_rng, now)
+    messages = _catalogue(world.mailboxes, records, now, plan.window_start)
+    story = plan.story(world, throttled_at)
+    # Drawn last from the tenant's RNG: everything above is the same with or without history.
+    history, first_access = _history(world, rng, plan, spec.history_days)
     return Tenant(
         tenant_id=tenant_id,
         domain=DOMAIN,
         organization=ORGANIZATION,
         now=now,
         mailboxes=tuple(m.upn for m in world.mailboxes),
-        story=plan.story(world, throttled_at),
+        story=replace(story, attacker_first_access=first_access or plan.attack_start),
         records=records,
-        blobs=_finish(drafts, blob_rng, now),
-        messages=_catalogue(world.mailboxes, records, now, plan.window_start),
+        blobs=blobs,
+        messages=messages,
+        history=history,
     )
+
+
+def _history(
+    world: _World, rng: random.Random, plan: _Plan, days: int
+) -> tuple[tuple[Record, ...], datetime | None]:
+    """Routine days before the window, and the attacker's first, smaller visit to alice's mailbox
+    halfway through them (Graph reads from the same IP and app as the later attack)."""
+    if days <= 0:
+        return (), None
+    clients = {m.upn: _owner_clients(world, m) for m in world.owners}
+    first_day = plan.window_start.replace(hour=0, minute=0, second=0) - timedelta(days=days)
+    events: list[_Event] = []
+    for day in range(days):
+        day_start = first_day + timedelta(days=day)
+        for mailbox in world.owners:
+            events += _owner_day(world, rng, mailbox, clients[mailbox.upn], day_start)
+    first_access = first_day + timedelta(days=days // 2, hours=22, minutes=rng.randint(0, 50))
+    alice = world.alice
+    inbox = alice.folders["\\Inbox"]
+    graph = replace(
+        world.access(alice.owner, alice, OWNER, f"{plan.attacker_ip}:50077", GRAPH_REST),
+        session_id=plan.attacker_session_id,
+        app_id=GRAPH_APP_ID,
+        client_app_id=plan.attacker_app_id,
+    )
+    for burst in range(3):
+        when = first_access + timedelta(minutes=3 * burst, seconds=burst * 7)
+        events.append(world.bind(when, graph, [(inbox, world.pick(inbox, 4, 8))]))
+    kept = sorted((e for e in events if e.when < plan.window_start), key=lambda e: (e.when, e.record["Id"]))
+    return tuple(e.record for e in kept), first_access
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,8 @@ param fetchSchedule string
 param deliverSchedule string
 param poisonSchedule string
 param resolveSchedule string
+param backfillSchedule string
+param backfillInitialDays int
 param collectOverlapMinutes int
 param collectWindowHours int
 param collectInitialLookbackHours int
@@ -178,6 +180,14 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'RESOLVE_SCHEDULE'
           value: resolveSchedule
+        }
+        {
+          name: 'BACKFILL_SCHEDULE'
+          value: backfillSchedule
+        }
+        {
+          name: 'BACKFILL_INITIAL_DAYS'
+          value: string(backfillInitialDays)
         }
         {
           name: 'TENANT_ID'

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from shared.settings.alerts import AlertFormat, AlertSettings, load_alert_settings
+from shared.settings.backfill import BackfillSettings, load_backfill_settings, read_initial_days
 from shared.settings.collection import (
     CLOUDS,
     AuthMode,
@@ -19,7 +20,14 @@ from shared.settings.collection import (
     load_collection_settings,
 )
 from shared.settings.detection import DetectionSettings, load_detection_settings
-from shared.settings.environment import CATALOGUE, Capability, Setting, SettingsError, UnresolvedReference
+from shared.settings.environment import (
+    CATALOGUE,
+    Capability,
+    Environment,
+    Setting,
+    SettingsError,
+    UnresolvedReference,
+)
 from shared.settings.reports import ReportSettings, load_report_settings
 from shared.settings.storage import STORAGE_SETTING, StorageCredential, StorageSettings, load_storage_settings
 from shared.settings.subjects import (
@@ -38,6 +46,7 @@ __all__ = [
     "AlertSettings",
     "AuthMode",
     "AuthSettings",
+    "BackfillSettings",
     "Capability",
     "Cloud",
     "CloudEndpoints",
@@ -55,6 +64,7 @@ __all__ = [
     "TelemetrySettings",
     "UnresolvedReference",
     "load_alert_settings",
+    "load_backfill_settings",
     "load_collection_settings",
     "load_detection_settings",
     "load_report_settings",
@@ -81,6 +91,8 @@ class Settings:
     collection_problem: str | None = None
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     telemetry_problem: str | None = None  # a malformed telemetry setting: no telemetry, the rest runs
+    #: BACKFILL_INITIAL_DAYS, validated with the rest (backfill itself loads load_backfill_settings).
+    backfill_initial_days: int = 0
 
     def require_collection(self) -> CollectionSettings:
         """Collection's settings, or the SettingsError that kept them from loading."""
@@ -107,12 +119,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     alerts = load_alert_settings(env)
     resolution = load_resolution_settings(env)
     telemetry, telemetry_problem = TelemetrySettings(), None
+    initial_days = read_initial_days(Environment(env))
     try:
         telemetry = load_telemetry_settings(env)
     except SettingsError as problem:
         telemetry_problem = str(problem)
     loaded = Settings(
-        storage, report, alerts, resolution, telemetry=telemetry, telemetry_problem=telemetry_problem
+        storage,
+        report,
+        alerts,
+        resolution,
+        telemetry=telemetry,
+        telemetry_problem=telemetry_problem,
+        backfill_initial_days=initial_days,
     )
     try:
         return replace(loaded, collection=load_collection_settings(env))

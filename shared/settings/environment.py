@@ -82,6 +82,7 @@ class Capability(StrEnum):
     SUBJECTS = "subjects"  # Microsoft Graph and subject resolution
     SCHEDULES = "schedules"  # the timers, read by the Functions host
     TELEMETRY = "telemetry"  # OpenTelemetry to Application Insights (function host only)
+    BACKFILL = "backfill"  # history from the Graph audit-log query API
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,7 @@ _SETTINGS = (
             ("RESOLVE", "resolve_subjects", "15 */5 * * * *"),
             ("POISON", "watch_poison", "30 */5 * * * *"),
             ("DELIVER", "deliver_alerts", "50 */5 * * * *"),
+            ("BACKFILL", "advance_backfills", "40 */5 * * * *"),
         )
     ),
     Setting(
@@ -261,6 +263,12 @@ _SETTINGS = (
         Capability.TELEMETRY,
         "the Python worker configures Azure Monitor itself (and exports the logs); the app then does not",
         "false",
+    ),
+    Setting(
+        "BACKFILL_INITIAL_DAYS",
+        Capability.BACKFILL,
+        "days of history the first advance_backfills run asks for (0: none)",
+        "0",
     ),
 )
 CATALOGUE: Mapping[str, Setting] = {setting.name: setting for setting in _SETTINGS}

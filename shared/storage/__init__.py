@@ -20,6 +20,7 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.settings import StorageCredential, StorageSettings
 from shared.storage.alert_outbox import AlertOutboxTable
+from shared.storage.backfill_jobs import BackfillJobsTable
 from shared.storage.base import Table
 from shared.storage.collection_state import CollectionStateTable
 from shared.storage.context_index import ContextIndexTable
@@ -41,6 +42,7 @@ TABLE_CLASSES: tuple[type[Table], ...] = (
     RecordConflictsTable,
     DetectionBaselineTable,
     ContextIndexTable,
+    BackfillJobsTable,
 )
 TABLES = tuple(table.NAME for table in TABLE_CLASSES)
 LOOKUP_QUEUE = "subject-lookups"  # messages to resolve through Graph, gathered across blobs
@@ -120,6 +122,10 @@ class Storage:
     @property
     def collection_state(self) -> CollectionStateTable:
         return CollectionStateTable.of(self.tables)
+
+    @property
+    def backfill_jobs(self) -> BackfillJobsTable:
+        return BackfillJobsTable.of(self.tables)
 
     @property
     def alert_outbox(self) -> AlertOutboxTable:

@@ -39,6 +39,7 @@ def test_the_design_function_names_are_registered_under_exactly_those_names() ->
         "watch_poison",
         "resolve_subjects",
         "scope_http",
+        "advance_backfills",
     }
     assert functions.keys() == names
     for name in names:
@@ -134,6 +135,7 @@ def test_host_json_queue_settings_match_what_producers_and_drain_queue_assume() 
         ("deliver_alerts", "DELIVER_SCHEDULE"),
         ("watch_poison", "POISON_SCHEDULE"),
         ("resolve_subjects", "RESOLVE_SCHEDULE"),
+        ("advance_backfills", "BACKFILL_SCHEDULE"),
     ],
 )
 def test_every_other_timer_runs_on_its_schedule_setting_not_run_on_startup(name: str, setting: str) -> None:

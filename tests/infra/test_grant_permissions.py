@@ -33,6 +33,8 @@ GRAPH_ROLE_IDS = {
     "Mail.ReadWrite": "e2a3a72e-5f79-4c64-b1b1-878b674786c9",
     "ExchangeMessageTrace.Read.All": "9c55aefd-6a5a-4a7c-8a9e-2a0d4b3c1e11",
     "AuditLogsQuery.Read.All": "5e1e9171-754d-478c-812c-f1755a9a4c2d",
+    # Illustrative: the script looks every role up by its value.
+    "AuditLogsQuery-Exchange.Read.All": "6b0d2622-d34e-4470-935b-b96550e5ca8d",
     "User.Read.All": "df021288-bdef-4463-88db-98f22de89214",
 }
 ACTIVITY_FEED_READ = "594c1fb6-4f81-4475-ae41-0c394909246c"
@@ -181,6 +183,7 @@ def test_all_graph_grants_exactly_what_the_code_uses(tmp_path: Path) -> None:
         (O365_APP, "ActivityFeed.Read"),
         (GRAPH_APP, "Mail.ReadBasic.All"),
         (GRAPH_APP, "ExchangeMessageTrace.Read.All"),
+        (GRAPH_APP, "AuditLogsQuery-Exchange.Read.All"),
     }
     # Message trace also needs the Transport Data Platform service principal in the tenant.
     assert TDP_APP in result.app_ids()
@@ -218,7 +221,12 @@ def test_rbac_mode_makes_no_entra_mail_grant_and_prints_the_exchange_commands(tm
         "--test-mailbox", "alice@contoso.com",
     )  # fmt: skip
     assert result.completed.returncode == 0, result.completed.stderr
-    assert result.granted() == {(O365_APP, "ActivityFeed.Read"), (GRAPH_APP, "ExchangeMessageTrace.Read.All")}
+    assert result.granted() == {
+        (O365_APP, "ActivityFeed.Read"),
+        (GRAPH_APP, "ExchangeMessageTrace.Read.All"),
+        (GRAPH_APP, "AuditLogsQuery-Exchange.Read.All"),
+    }
+    assert "AuditLogsQuery-Exchange.Read.All is tenant-wide" in result.completed.stderr
     bodies = [c["argv"] for c in result.calls if c.get("method") == "POST"]
     assert not any(GRAPH_ROLE_IDS["Mail.ReadBasic.All"] in " ".join(argv) for argv in bodies)
     out = result.completed.stdout
@@ -487,4 +495,14 @@ def test_a_bad_cloud_is_refused_before_calling_azure(tmp_path: Path, args: list[
     result = run_script(tmp_path, "--principal-id", PRINCIPAL, *args)
     assert result.completed.returncode == 1
     assert message in result.completed.stderr
+    assert result.calls == []
+
+
+@pytest.mark.parametrize("cloud", ["gcchigh", "dod"])
+def test_the_audit_log_query_role_is_refused_where_the_api_does_not_exist(tmp_path: Path, cloud: str) -> None:
+    result = run_script(
+        tmp_path, "--principal-id", PRINCIPAL, "--cloud", cloud, "--graph", "AuditLogsQuery-Exchange.Read.All"
+    )
+    assert result.completed.returncode == 1
+    assert "worldwide only" in result.completed.stderr
     assert result.calls == []

@@ -22,6 +22,7 @@ TIMERS = {
     "resolve_subjects": "RESOLVE_SCHEDULE",
     "watch_poison": "POISON_SCHEDULE",
     "deliver_alerts": "DELIVER_SCHEDULE",
+    "advance_backfills": "BACKFILL_SCHEDULE",
 }
 # NCRONTAB for the Functions timer: six fields, {second} {minute} {hour} {day} {month} {day-of-week}
 # (https://learn.microsoft.com/azure/azure-functions/functions-bindings-timer#ncrontab-expressions).

@@ -9,16 +9,19 @@ import re
 import shlex
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
 
 from mia import cli
+from shared.ingest import pipeline
 from shared.model.event import PROVENANCE_COLUMNS
 from shared.reports.assemble import WORKBOOK_VIEWS
 from shared.reports.views import VIEWS
 from shared.storage import Storage
+from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.helpers import ROOT, SAMPLE, blob_names, full_scan, parse_csv, records_for
 from tests.ipcontext.mmdb_files import write_mmdb
 from tests.reports.xlsx import assert_sheet_matches, assert_workbook_is_safe
@@ -582,3 +585,47 @@ def test_mia_scope_with_two_contexts_or_a_bad_day_exits_2(capsys: pytest.Capture
     assert code == 2
     assert "'from' must be an ISO date" in err
     assert _run(capsys, "scope", "--ip", "203.0.113.1", "--app", "x", "--input", str(SAMPLE))[0] == 2
+
+
+# -- mia backfill ------------------------------------------------------------------------------
+
+
+def test_mia_backfill_killed_part_way_and_run_again_stores_every_record_once(
+    azurite: str, storage: Storage, tmp_path: Path
+) -> None:
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    config = SimulatorConfig(
+        seed=3,
+        mailboxes=1,
+        days=2,
+        history_days=3,
+        now=now,
+        faults=FaultConfig.none(),
+        audit_query_page_size=50,
+    )
+    with Simulator(config) as sim:
+        env = {**os.environ, **sim.settings_env(), "AzureWebJobsStorage": azurite}
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            env.pop(name, None)
+        # The history only (older than the Management API window), a few pages of it.
+        command = [str(MIA), "backfill", "--from", "2026-11-14", "--to", "2026-11-17"]
+        killed = subprocess.Popen(
+            command, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        assert killed.stderr is not None
+        for line in killed.stderr:
+            if "page 1 stored" in line:
+                killed.kill()
+                break
+        killed.wait(timeout=60)
+        assert killed.returncode != 0
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == 0, done.stderr
+        assert " done: " in done.stdout
+
+        pipeline.drain(storage)
+        ids = [row["RecordId"] for row in storage.mailbox_access.client.list_entities(select=["RecordId"])]
+        assert len(ids) == len(set(ids))
+        assert sorted(ids) == sim.audit_log_ids(
+            datetime(2026, 11, 14, tzinfo=UTC), datetime(2026, 11, 18, tzinfo=UTC)
+        )

@@ -130,7 +130,11 @@ def graph(sim: Simulator) -> Graph:
 def test_a_graph_token_carries_the_graph_roles_and_the_management_token_does_not(sim: Simulator) -> None:
     claims = jwt.decode(token_for(sim), options={"verify_signature": False})
     assert claims["aud"] == GRAPH
-    assert sorted(claims["roles"]) == ["ExchangeMessageTrace.Read.All", "Mail.ReadBasic.All"]
+    assert sorted(claims["roles"]) == [
+        "AuditLogsQuery-Exchange.Read.All",
+        "ExchangeMessageTrace.Read.All",
+        "Mail.ReadBasic.All",
+    ]
     management = jwt.decode(token_for(sim, f"{sim.base_url}/.default"), options={"verify_signature": False})
     assert management["roles"] == ["ActivityFeed.Read"]
     assert sim.settings_env()["GRAPH_API_BASE"] == sim.base_url

@@ -1,0 +1,1 @@
+"""Backfill: audit history as evidence, from the Graph audit-log query API."""
