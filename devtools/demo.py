@@ -131,6 +131,17 @@ def main() -> int:
         mia("report", mailbox, "--from", since, "--view", "exposure", "--ip", sim.attacker_ip,
             "-o", str(attacker_only), env=env)  # fmt: skip
         reports.append(str(attacker_only.relative_to(ROOT)))
+        # Who else did the attacker's address read? From the context index, beside the truth.
+        scope_path = OUT / "scope-attacker-ip.json"
+        mia("scope", "--ip", sim.attacker_ip, "--from", since, "--format", "json",
+            "-o", str(scope_path), env=env)  # fmt: skip
+        reports.append(str(scope_path.relative_to(ROOT)))
+        scope_rows = json.loads(scope_path.read_text(encoding="utf-8"))
+        scope = {
+            "ip": sim.attacker_ip,
+            "mailboxes": {row["Mailbox"]: row["Records"] for row in scope_rows},
+            "ground_truth": sim.mailboxes_read_from(sim.attacker_ip),
+        }
         exposure = json.loads((OUT / f"{mailbox}-exposure.json").read_text(encoding="utf-8"))
         sources = Counter(row["SubjectSource"] for row in exposure if row["Kind"] == "Message")
         truth = sim.ground_truth()
@@ -154,6 +165,7 @@ def main() -> int:
                 d["mailbox"] == mailbox and d["details"]["context"].get("ip") == sim.attacker_ip
                 for d in detected
             ),
+            "scope": scope,
             "reports": reports,
             "attacker_mailbox": mailbox,
             "attacker_ip": sim.attacker_ip,
@@ -170,13 +182,18 @@ def main() -> int:
     print(f"\nWhat the attacker's IP read in {mailbox} (exposure, --ip {summary['attacker_ip']}):")
     print_exposure(attacker_only)
     print(f"subjects of the exposed messages by source: {summary['exposure_subject_sources']}")
+    print(
+        f"mailboxes the attacker's IP read (mia scope): {scope['mailboxes']}; "
+        f"ground truth: {scope['ground_truth']}"
+    )
     print("written:\n  " + "\n  ".join([*reports, str(SUMMARY.relative_to(ROOT))]))
     alerts_ok = "mailbox.throttled" in delivered and not rejected
     # Every exposed message has an answer: a subject (audit, graph, trace) or a final reason.
     subjects_ok = not {"unresolved:not-looked-up", "unresolved:deferred"} & set(sources)
     collected_ok = rows == summary["mailitemsaccessed_served"] and duplicates == 0
     evidence_ok = evidence["mismatches"] == 0 and evidence["rows_checked"] > 0
-    return 0 if collected_ok and alerts_ok and subjects_ok and evidence_ok else 1
+    scope_ok = scope["mailboxes"] == scope["ground_truth"] and bool(scope["mailboxes"])
+    return 0 if collected_ok and alerts_ok and subjects_ok and evidence_ok and scope_ok else 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import shutil
 import string
 import tempfile
 import threading
+from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -247,6 +248,21 @@ class Simulator:
         truth["history"] = self._audit.history_ids()
         truth["audit_query_served"] = self._audit.served()
         return truth
+
+    def mailboxes_read_from(self, ip: str) -> dict[str, int]:
+        """Ground truth for scoping: per mailbox (lower-case UPN), the distinct MailItemsAccessed
+        records from `ip` that any of the simulated APIs has served so far."""
+        truth = self.ground_truth()
+        served = set(truth["served"]) | set(truth["audit_query_served"])
+        tenant = self.tenant
+        counts: Counter[str] = Counter(
+            str(record["MailboxOwnerUPN"]).lower()
+            for record in {r["Id"]: r for r in (*tenant.history, *tenant.records)}.values()
+            if record["Id"] in served
+            and record.get("Operation") == "MailItemsAccessed"
+            and record.get("ClientIPAddress") == ip
+        )
+        return dict(sorted(counts.items()))
 
     def audit_log_ids(self, start: datetime, end: datetime) -> list[str]:
         """The MailItemsAccessed ids an audit-log query for [start, end) finds (no record limit)."""

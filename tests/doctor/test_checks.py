@@ -92,7 +92,7 @@ def test_a_configured_deployment_passes_every_check_and_the_webhook_gets_a_signe
 
     assert code == 0
     assert all(line.startswith("ok ") for line in lines.values()), lines
-    assert lines["storage"] == "ok container, 3 queues and 8 tables present"
+    assert lines["storage"] == "ok container, 3 queues and 10 tables present"
     assert lines["subscription"].startswith("ok Audit.Exchange enabled; ")
     assert lines["webhook"] == "ok test delivery (signed) answered HTTP 200"
     [delivery] = receiver.accepted()

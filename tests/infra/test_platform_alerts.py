@@ -22,22 +22,13 @@ COMPONENT = "Microsoft.Insights/components"
 REQUIRED = {"environmentName": "mia-test", "location": "westeurope"}
 WEBHOOK = "https://hooks.example.test/azure-monitor?code=abc"
 
-# The OpenTelemetry instruments of the issue-16 telemetry contract (meter `mia`), as they appear in
-# customMetrics.name. Kept here until the telemetry package lands; then this list is its names.
-INSTRUMENTS = [
-    "mia.collection.runs",
-    "mia.collection.lag",
-    "mia.content.fetched",
-    "mia.records.collected",
-    "mia.records.processed",
-    "mia.queue.depth",
-    "mia.subjects.lookups",
-    "mia.api.requests",
-    "mia.api.throttled",
-    "mia.mailboxes.throttled",
-    "mia.detections",
-    "mia.alerts",
-]
+# The OpenTelemetry instruments the app creates (meter `mia`), as they appear in customMetrics.name:
+# read from the calls that create them in shared/telemetry/metrics.py, so a renamed instrument fails
+# the rule and workbook checks below.
+INSTRUMENTS = re.findall(
+    r'create_\w+\(\s*"(mia\.[a-z_.]+)"',
+    (ROOT / "shared" / "telemetry" / "metrics.py").read_text(encoding="utf-8"),
+)
 # The Application Insights tables a query may read: the app's metrics and the Functions host's own
 # invocation and exception telemetry.
 TABLES = {"customMetrics", "requests", "exceptions"}

@@ -118,7 +118,7 @@ def names_the_loaders_read() -> dict[str, set[str]]:
 def test_every_loader_is_checked() -> None:
     names = {loader.__name__ for loader in LOADERS}
     assert {"load_settings", "load_storage_settings", "load_collection_settings"} <= names
-    assert len(names) == 7
+    assert len(names) == 9
 
 
 def host_settings() -> set[str]:
