@@ -20,6 +20,7 @@ from azure.data.tables import TableClient
 
 from shared.model.event import AccessEvent, MessageRef
 from shared.reports.render import BOM
+from shared.settings import AlertSettings, DetectionSettings
 from shared.storage import Storage, raw_store
 from shared.storage.base import Table
 
@@ -211,3 +212,10 @@ def stored_pointer(storage: Storage, blob: Any) -> str:
     name = f"Audit.Exchange/test/{blob.content_id}.json.gz"
     digest, _ = raw_store.store_raw(storage.blobs, name, blob.body, {})
     return raw_store.RawPointer(name, digest, "management-api").encode()
+
+
+# The collection tests prove exactly-once storage of what the simulator served; they process with
+# detection off. Detection (tested in tests/detect) makes their processing about 3 times slower:
+# every blob reads and conditionally rewrites the baselines of the mailboxes it touches, and 8
+# concurrent blobs of one small tenant keep meeting each other's ETags.
+WITHOUT_DETECTION = AlertSettings(detection=DetectionSettings(enabled=False))

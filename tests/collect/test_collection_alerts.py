@@ -8,6 +8,7 @@ import json
 import logging
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from shared.settings import AlertSettings, load_alert_settings
 from shared.storage import RAW_CONTAINER, Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.collect.test_collector import client_for, settings_for
+from tests.helpers import WITHOUT_DETECTION
 
 pytestmark = pytest.mark.integration
 
@@ -185,7 +187,9 @@ def test_collection_then_processing_of_the_simulated_tenant_reports_the_throttle
     alerts_settings = alert_settings(sim, receiver)
     Collector(storage, client_for(settings), settings, alert_settings=alerts_settings).run()
 
-    pipeline.drain_queue(storage, alert_settings=alerts_settings)
+    pipeline.drain_queue(
+        storage, alert_settings=replace(alerts_settings, detection=WITHOUT_DETECTION.detection)
+    )
 
     throttled = [a for a in delivered(receiver) if a["type"] == "mailbox.throttled"]
     assert throttled
@@ -275,7 +279,9 @@ def test_a_blob_served_whole_but_not_valid_json_is_stored_as_served_alerted_and_
     assert again.stored == 0
     assert len([a for a in delivered(receiver) if a["type"] == "collection.unparseable"]) == 1
 
-    [salvaged] = [r for r in pipeline.drain_queue(storage) if r.blob == row["Blob"]]
+    [salvaged] = [
+        r for r in pipeline.drain_queue(storage, alert_settings=WITHOUT_DETECTION) if r.blob == row["Blob"]
+    ]
     assert salvaged.stats.malformed == 1  # the damaged record, counted, never silently dropped
     assert salvaged.stats.records == len(blob.record_ids) + 1  # every record before it is kept
 
@@ -296,6 +302,10 @@ def test_a_whole_blob_with_a_lone_surrogate_is_collected_as_parseable_and_read_e
 
     assert result.unparseable == []
     assert [a for a in delivered(receiver) if a["type"] == "collection.unparseable"] == []
-    [processed] = [r for r in pipeline.drain_queue(storage) if blob.content_id in r.blob]
+    [processed] = [
+        r
+        for r in pipeline.drain_queue(storage, alert_settings=WITHOUT_DETECTION)
+        if blob.content_id in r.blob
+    ]
     assert processed.stats.records == len(blob.record_ids) + 1
     assert processed.stats.malformed == 1  # the odd record has no CreationTime: counted, not lost

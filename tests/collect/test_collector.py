@@ -21,7 +21,7 @@ from shared.ingest import pipeline
 from shared.settings import CollectionSettings, load_collection_settings
 from shared.storage import Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
-from tests.helpers import blob_names
+from tests.helpers import WITHOUT_DETECTION, blob_names
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,7 @@ def test_collection_stores_every_served_mailitemsaccessed_record_exactly_once(
     collect_until_caught_up(storage, settings)
     quiet_sim.release_late_content()
     collect_until_caught_up(storage, settings)
-    pipeline.drain_queue(storage)
+    pipeline.drain_queue(storage, alert_settings=WITHOUT_DETECTION)
 
     ids = stored_record_ids(storage)
     truth = quiet_sim.ground_truth()
@@ -145,7 +145,7 @@ def test_a_run_that_spends_its_time_budget_keeps_its_checkpoint_and_the_next_run
     collect_until_caught_up(storage, settings)
     quiet_sim.release_late_content()
     collect_until_caught_up(storage, settings)
-    pipeline.drain_queue(storage)
+    pipeline.drain_queue(storage, alert_settings=WITHOUT_DETECTION)
     assert sorted(stored_record_ids(storage)) == quiet_sim.ground_truth()["available"]
 
 
@@ -179,7 +179,7 @@ def test_chaos_every_fault_and_a_killed_collector_still_store_the_ground_truth_e
             pytest.fail("collection never caught up after the kill")
         sim.release_late_content()
         assert subprocess.run(mia, env=env, cwd=ROOT, check=False).returncode == 0
-        pipeline.drain_queue(storage)
+        pipeline.drain_queue(storage, alert_settings=WITHOUT_DETECTION)
 
         ids = stored_record_ids(storage)
         truth = sim.ground_truth()

@@ -11,6 +11,7 @@ from shared.ingest import pipeline
 from shared.storage import Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.functions.helpers import user_function
+from tests.helpers import WITHOUT_DETECTION
 
 pytestmark = pytest.mark.functions
 
@@ -31,7 +32,7 @@ def test_a_timer_tick_collects_new_content_and_the_queue_it_fills_gives_the_serv
 
     fetch_audit(TimerRequest(past_due=False))
     fetch_audit(TimerRequest(past_due=True))  # a second tick finds nothing new
-    pipeline.drain_queue(function_env)
+    pipeline.drain_queue(function_env, alert_settings=WITHOUT_DETECTION)
 
     table = function_env.mailbox_access.client
     ids = [row["RecordId"] for row in table.list_entities(select=["RecordId"])]
