@@ -260,7 +260,7 @@ class Simulator:
             for record in {r["Id"]: r for r in (*tenant.history, *tenant.records)}.values()
             if record["Id"] in served
             and record.get("Operation") == "MailItemsAccessed"
-            and record.get("ClientIPAddress") == ip
+            and _address(str(record.get("ClientIPAddress", ""))) == ip
         )
         return dict(sorted(counts.items()))
 
@@ -345,6 +345,14 @@ class Simulator:
             self.release_late_content()
             return json_reply(200, {"released": True})
         return json_reply(404, {"Message": "unknown admin route"})
+
+
+def _address(client_ip: str) -> str:
+    """The address of a ClientIPAddress as records write it: `a.b.c.d`, `a.b.c.d:port`, `[v6]:port`."""
+    if client_ip.startswith("["):
+        return client_ip[1:].split("]", 1)[0]
+    host, _, port = client_ip.rpartition(":")
+    return host if host and port.isdigit() and host.count(".") == 3 else client_ip
 
 
 def _secret(rng: random.Random) -> str:
