@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from shared.ipcontext.microsoft import RANGES_AS_OF, RANGES_SOURCE
-from shared.ipcontext.networks import MICROSOFT, PUBLIC, network_label, parse_address
+from shared.ipcontext.networks import MICROSOFT, PUBLIC, network_label
 from shared.ipcontext.sources import MmdbSource, Source, embedded_source
+from shared.model.scope import parse_address
 
 IP_COLUMNS: tuple[str, ...] = ("ClientCountry", "ClientASN", "ClientOrg", "ClientNetwork")
 _LOOKED_UP = frozenset({PUBLIC, MICROSOFT})  # private, reserved ... addresses are in no database

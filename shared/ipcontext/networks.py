@@ -20,8 +20,7 @@ import ipaddress
 from functools import lru_cache
 
 from shared.ipcontext.microsoft import MICROSOFT_365_RANGES
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+from shared.model.scope import Address, parse_address
 
 LOOPBACK = "loopback"
 LINK_LOCAL = "link-local"
@@ -43,17 +42,6 @@ _MICROSOFT: dict[int, tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]
 }
 _RFC1918 = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
 _UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
-
-
-def parse_address(text: str) -> Address | None:
-    """The address `text` names, IPv4-mapped IPv6 unwrapped; None when it names none."""
-    try:
-        address = ipaddress.ip_address(text.strip())
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def is_microsoft(address: Address) -> bool:

