@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.core.exceptions import HttpResponseError
+from azure.data.tables import UpdateMode
 
 from shared.model.keys import encode_key
 from shared.model.message_info import NOT_LOOKED_UP, UNRESOLVED, MessageInfo
@@ -24,9 +23,6 @@ from shared.model.times import as_utc
 from shared.storage import tables
 from shared.storage.base import Table
 
-# Table service: at most 15 discrete comparisons in one filter (PartitionKey + 14 RowKeys).
-KEYS_PER_QUERY = 14
-READ_WORKERS = 4
 # What a record tells about a message: merged over a row without touching what Graph found.
 _RECORD_FIELDS = {
     "PartitionKey",
@@ -101,15 +97,6 @@ def is_answer(source: str) -> bool:
     return bool(source) and not source.startswith(UNRESOLVED)
 
 
-def _query_chunk(table: TableClient, partition: str, keys: list[str]) -> list[dict[str, Any]]:
-    # Parameterised: the SDK quotes the values (they are hex digests and an encoded key anyway).
-    parameters = {"pk": partition, **{f"r{n}": key for n, key in enumerate(keys)}}
-    rows = " or ".join(f"RowKey eq @r{n}" for n in range(len(keys)))
-    # Spaces around the parameters: the SDK takes "@r1)" for a parameter named "r1)".
-    found = table.query_entities(f"PartitionKey eq @pk and ( {rows} )", parameters=parameters)
-    return [dict(entity) for entity in found]
-
-
 class MessageIndexTable(Table):
     """MessageIndex: one row per message of a mailbox, keyed by what it describes."""
 
@@ -120,18 +107,8 @@ class MessageIndexTable(Table):
         wanted = {_row_key(mid): mid for mid in internet_message_ids}
         if not wanted:
             return {}
-        partition = encode_key(mailbox)
-        keys = sorted(wanted)
-        chunks = [keys[start : start + KEYS_PER_QUERY] for start in range(0, len(keys), KEYS_PER_QUERY)]
-        with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(chunks))) as pool:
-            pages = list(pool.map(lambda keys: _query_chunk(self.client, partition, keys), chunks))
-        found: dict[str, MessageInfo] = {}
-        for page in pages:
-            for entity in page:
-                message_id = wanted.get(str(entity.get("RowKey")))
-                if message_id is not None:
-                    found[message_id] = _from_entity(entity)
-        return found
+        rows = tables.read_rows(self.client, encode_key(mailbox), wanted)
+        return {wanted[key]: _from_entity(row) for key, row in rows.items() if key in wanted}
 
     def write(self, mailbox: str, infos: Mapping[str, MessageInfo]) -> int:
         """Upsert rows for one mailbox (idempotent: a row is keyed by what it describes)."""
@@ -148,28 +125,31 @@ class MessageIndexTable(Table):
             for mid, info in infos.items()
         ]
         result = tables.insert_rows(self.client, entities, compare=False)
-        written = result.inserted
-        for entity, _ in result.conflicts:
-            written += self._answer_unresolved(entity)
+        conflicting = [entity for entity, _ in result.conflicts]
+        return result.inserted + self._answer_unresolved(encode_key(mailbox), conflicting)
+
+    def _answer_unresolved(self, partition: str, entities: list[dict[str, Any]]) -> int:
+        """Merge each record's subject over a row that has no answer yet; returns the rows merged.
+        A row with an answer, or one gone or changed since it was read, is left as it is."""
+        current = tables.read_rows(self.client, partition, (str(e["RowKey"]) for e in entities), ["Source"])
+        written = 0
+        for entity in entities:
+            row = current.get(str(entity["RowKey"]))
+            if row is None or is_answer(str(row.get("Source") or "")):
+                continue
+            etag = row.metadata["etag"]
+            if etag is not None:  # a row read from the service always carries one
+                written += self._merge_if_unchanged(entity, etag)
         return written
 
-    def _answer_unresolved(self, entity: dict[str, Any]) -> int:
-        """Merge a record's subject over a row that has no answer; 0 if it has one (or changed)."""
-        try:
-            current = self.client.get_entity(entity["PartitionKey"], entity["RowKey"], select=["Source"])
-        except ResourceNotFoundError:
-            return 0
-        if is_answer(str(current.get("Source") or "")):
-            return 0
+    def _merge_if_unchanged(self, entity: dict[str, Any], etag: str) -> int:
         try:
             self.client.update_entity(
-                entity,
-                mode=UpdateMode.MERGE,
-                etag=current.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
+                entity, mode=UpdateMode.MERGE, etag=etag, match_condition=MatchConditions.IfNotModified
             )
         except HttpResponseError as problem:
-            if problem.status_code == 412:  # answered in between: that answer came first
+            # 412: answered in between, and that answer came first; 404: the row is gone.
+            if problem.status_code in (404, 412):
                 return 0
             raise
         return 1

@@ -13,6 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -20,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import EdmType, EntityProperty, TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableClient,
+    TableEntity,
+    TableTransactionError,
+    UpdateMode,
+)
 
 from shared.model.event import AccessEvent, MessageRef
 from shared.model.keys import encode_key, time_key
@@ -355,11 +363,7 @@ _UNREAD = Existing("", "", "", "", "", None)
 _EXISTING_SELECT = ["PartitionKey", "RowKey", "ContentSha256", "SourceBlob", "SourceSha256", "SourceIndex"]
 
 
-def _existing(table: TableClient, entity: Mapping[str, Any]) -> Existing | None:
-    try:
-        found = table.get_entity(entity["PartitionKey"], entity["RowKey"], select=_EXISTING_SELECT)
-    except ResourceNotFoundError:
-        return None
+def _as_existing(entity: Mapping[str, Any], found: Mapping[str, Any]) -> Existing:
     return Existing(
         partition_key=str(entity["PartitionKey"]),
         row_key=str(entity["RowKey"]),
@@ -368,6 +372,23 @@ def _existing(table: TableClient, entity: Mapping[str, Any]) -> Existing | None:
         source_sha256=str(found.get("SourceSha256", "")),
         source_index=int_or_none(found.get("SourceIndex")),
     )
+
+
+def _existing(table: TableClient, entity: Mapping[str, Any]) -> Existing | None:
+    try:
+        found = table.get_entity(entity["PartitionKey"], entity["RowKey"], select=_EXISTING_SELECT)
+    except ResourceNotFoundError:
+        return None
+    return _as_existing(entity, found)
+
+
+def _settle_existing(entity: dict[str, Any], existing: Existing, result: InsertResult) -> None:
+    """A stored row under the new copy's key: the same content is a duplicate, other content a conflict."""
+    if existing.content_sha256 == entity["ContentSha256"]:
+        result.duplicates += 1
+        result.found.append(existing)
+    else:
+        result.conflicts.append((entity, existing))
 
 
 def _insert_one(table: TableClient, entity: dict[str, Any], result: InsertResult, compare: bool) -> None:
@@ -382,14 +403,47 @@ def _insert_one(table: TableClient, entity: dict[str, Any], result: InsertResult
             table.create_entity(entity)
             result.inserted += 1
             result.inserted_keys.append((entity["PartitionKey"], entity["RowKey"]))
-        elif existing.content_sha256 == entity["ContentSha256"]:
-            result.duplicates += 1
-            result.found.append(existing)
         else:
-            result.conflicts.append((entity, existing))
+            _settle_existing(entity, existing, result)
         return
     result.inserted += 1
     result.inserted_keys.append((entity["PartitionKey"], entity["RowKey"]))
+
+
+# Table service: at most 15 discrete comparisons in one filter (PartitionKey + 14 RowKeys).
+KEYS_PER_QUERY = 14
+READ_WORKERS = 4
+# A failed entity-group transaction names the operation at fault ("<index>:<message>", Azure
+# Table service, "Performing entity group transactions"): a row stored since the batch's rows were
+# read is settled alone and the rest sent again, a few times; then the rest go one by one.
+TRANSACTION_RETRIES = 3
+
+
+def _query_rows(
+    table: TableClient, partition: str, keys: list[str], select: list[str] | None
+) -> list[TableEntity]:
+    # Parameterised: the SDK quotes the values (callers' keys are encoded or digests anyway).
+    parameters = {"pk": partition, **{f"r{n}": key for n, key in enumerate(keys)}}
+    rows = " or ".join(f"RowKey eq @r{n}" for n in range(len(keys)))
+    # Spaces around the parameters: the SDK takes "@r1)" for a parameter named "r1)".
+    found = table.query_entities(f"PartitionKey eq @pk and ( {rows} )", parameters=parameters, select=select)
+    return list(found)  # TableEntity: a dict that keeps each row's ETag in .metadata
+
+
+def read_rows(
+    table: TableClient, partition: str, row_keys: Iterable[str], select: list[str] | None = None
+) -> dict[str, TableEntity]:
+    """The stored rows of these keys of one partition, by RowKey (absent ones left out): 14 keys
+    to a query, a few queries at a time, rather than one request per row."""
+    keys = sorted(set(row_keys))
+    chunks = [keys[start : start + KEYS_PER_QUERY] for start in range(0, len(keys), KEYS_PER_QUERY)]
+    if not chunks:
+        return {}
+    if select is not None and "RowKey" not in select:
+        select = [*select, "RowKey"]
+    with ThreadPoolExecutor(max_workers=min(READ_WORKERS, len(chunks))) as pool:
+        pages = list(pool.map(lambda chunk: _query_rows(table, partition, chunk, select), chunks))
+    return {str(row["RowKey"]): row for page in pages for row in page}
 
 
 def insert_rows(table: TableClient, rows: Iterable[dict[str, Any]], compare: bool = True) -> InsertResult:
@@ -399,18 +453,55 @@ def insert_rows(table: TableClient, rows: Iterable[dict[str, Any]], compare: boo
     a conflict, unread, for the caller to decide."""
     result = InsertResult()
     for batch in _batches(rows):
-        if len(batch) > 1:
-            try:
-                table.submit_transaction([("create", entity) for entity in batch])
-            except TableTransactionError:
-                pass  # one of them exists (a redelivery, a repeated record): sort them out one by one
-            else:
-                result.inserted += len(batch)
-                result.inserted_keys.extend((entity["PartitionKey"], entity["RowKey"]) for entity in batch)
-                continue
-        for entity in batch:
+        for entity in _insert_batch(table, batch, result, compare):
             _insert_one(table, entity, result, compare)
     return result
+
+
+def _insert_batch(
+    table: TableClient, batch: list[dict[str, Any]], result: InsertResult, compare: bool
+) -> list[dict[str, Any]]:
+    """Insert one partition's batch in one transaction; when some of its rows are stored already
+    (a redelivery, records repeating), read which in a few queries, settle those, and insert the
+    others in a transaction again. Returns the rows left to insert one by one."""
+    pending = batch
+    for attempt in range(TRANSACTION_RETRIES + 1):
+        if len(pending) < 2:
+            break
+        try:
+            table.submit_transaction([("create", entity) for entity in pending])
+        except TableTransactionError as failed:
+            at_fault = failed.index
+            code = getattr(failed, "error_code", None)  # set by the SDK's error decoding
+            if code != "EntityAlreadyExists" or not 0 <= at_fault < len(pending):
+                break  # not a stored row, or no index: one by one names the problem
+            if attempt == 0:
+                pending = _settle_stored(table, pending, result, compare)
+            else:  # stored in between by another writer
+                _insert_one(table, pending[at_fault], result, compare)
+                pending = pending[:at_fault] + pending[at_fault + 1 :]
+        else:
+            result.inserted += len(pending)
+            result.inserted_keys.extend((entity["PartitionKey"], entity["RowKey"]) for entity in pending)
+            return []
+    return pending
+
+
+def _settle_stored(
+    table: TableClient, batch: list[dict[str, Any]], result: InsertResult, compare: bool
+) -> list[dict[str, Any]]:
+    """Record the batch's rows already stored as duplicates or conflicts; returns the others."""
+    stored = read_rows(table, batch[0]["PartitionKey"], (e["RowKey"] for e in batch), _EXISTING_SELECT)
+    absent = []
+    for entity in batch:
+        found = stored.get(entity["RowKey"])
+        if found is None:
+            absent.append(entity)
+        elif not compare:
+            result.conflicts.append((entity, _UNREAD))
+        else:
+            _settle_existing(entity, _as_existing(entity, found), result)
+    return absent
 
 
 def _range_filter(

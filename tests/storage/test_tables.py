@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 from urllib.parse import unquote
 
 import pytest
@@ -492,3 +493,56 @@ def test_a_conflict_row_is_keyed_by_the_access_row_and_the_new_copys_hash_and_na
     assert len(conflicts.listed(None, None, None)) == 2
     assert conflicts.detection_times(limit=5) == ["2026-11-20T08:00:00Z"] * 2
     assert len(conflicts.detection_times(limit=1)) == 1
+
+
+class CountingTable:
+    """Forwards every call to a real TableClient, counting the calls by name (Azurite answers all)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return getattr(self.table, name)
+
+
+def _row(n: int, content: str, blob: str) -> dict[str, Any]:
+    return {
+        "PartitionKey": "p",
+        "RowKey": f"{n:03d}",
+        "ContentSha256": content,
+        "SourceBlob": blob,
+        "SourceSha256": "0" * 64,
+        "SourceIndex": n,
+    }
+
+
+def test_a_batch_partly_stored_is_settled_from_batched_reads_and_the_rest_inserted_in_one_transaction(
+    storage: Storage,
+) -> None:
+    table = storage.mailbox_access.client
+    tables.insert_rows(table, [_row(n, "same", "first.json") for n in range(60)])
+    again = [_row(n, "same" if n < 50 else "other", "second.json") for n in range(100)]
+    counting = CountingTable(table)
+
+    result = tables.insert_rows(cast(Any, counting), again)
+
+    assert (result.inserted, result.duplicates, len(result.conflicts)) == (40, 50, 10)
+    assert sorted(key for _, key in result.inserted_keys) == [f"{n:03d}" for n in range(60, 100)]
+    assert {existing.source_blob for _, existing in result.conflicts} == {"first.json"}
+    assert "create_entity" not in counting.calls  # no row went one by one
+    assert counting.calls["submit_transaction"] == 2  # the batch, then the rows not stored
+    stored = {row["RowKey"]: row for row in table.list_entities()}
+    assert len(stored) == 100
+    assert all(stored[f"{n:03d}"]["SourceBlob"] == "first.json" for n in range(60))  # first copy wins
+
+
+def test_compare_off_returns_every_stored_row_as_a_conflict_and_inserts_the_others(storage: Storage) -> None:
+    table = storage.mailbox_access.client
+    tables.insert_rows(table, [_row(n, "same", "first.json") for n in range(0, 30, 3)])
+
+    result = tables.insert_rows(table, [_row(n, "same", "second.json") for n in range(30)], compare=False)
+
+    assert result.inserted == 20
+    assert sorted(entity["RowKey"] for entity, _ in result.conflicts) == [f"{n:03d}" for n in range(0, 30, 3)]
