@@ -57,7 +57,7 @@ def collect_until_caught_up(storage: Storage, settings: CollectionSettings, runs
 
 @pytest.fixture
 def quiet_sim() -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(seed=11, mailboxes=8, days=3, faults=FaultConfig.none())) as sim:
+    with Simulator(SimulatorConfig(seed=11, mailboxes=2, days=3, faults=FaultConfig.none())) as sim:
         yield sim
 
 
@@ -161,7 +161,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
 def test_chaos_every_fault_and_a_killed_collector_still_store_the_ground_truth_exactly_once(
     storage: Storage, azurite: str
 ) -> None:
-    config = SimulatorConfig(seed=23, mailboxes=10, days=3, faults=FaultConfig.all())
+    config = SimulatorConfig(seed=23, mailboxes=3, days=3, faults=FaultConfig.all())
     with Simulator(config) as sim:
         env = {**os.environ, **sim.settings_env("secret"), **FAST_RETRIES, "AzureWebJobsStorage": azurite}
         env["COLLECT_CONCURRENCY"] = "4"

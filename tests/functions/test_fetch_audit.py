@@ -18,14 +18,14 @@ pytestmark = pytest.mark.functions
 
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
-    with Simulator(SimulatorConfig(seed=5, mailboxes=4, days=2, faults=FaultConfig.none())) as running:
+    with Simulator(SimulatorConfig(seed=5, mailboxes=1, days=1, faults=FaultConfig.none())) as running:
         yield running
 
 
 def test_a_timer_tick_collects_new_content_and_the_queue_it_fills_gives_the_served_rows(
     function_env: Storage, sim: Simulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {**sim.settings_env("certificate"), "COLLECT_INITIAL_LOOKBACK_HOURS": "72"}.items():
+    for name, value in {**sim.settings_env("certificate"), "COLLECT_INITIAL_LOOKBACK_HOURS": "48"}.items():
         monkeypatch.setenv(name, value)
     fetch_audit = user_function("fetch_audit")
     sim.release_late_content()
