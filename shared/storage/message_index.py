@@ -108,7 +108,7 @@ class MessageIndexTable(Table):
         if not wanted:
             return {}
         rows = tables.read_rows(self.client, encode_key(mailbox), wanted)
-        return {wanted[key]: _from_entity(row) for key, row in rows.items() if key in wanted}
+        return {wanted[key]: _from_entity(row) for key, row in rows.items()}  # only keys asked for
 
     def write(self, mailbox: str, infos: Mapping[str, MessageInfo]) -> int:
         """Upsert rows for one mailbox (idempotent: a row is keyed by what it describes)."""
