@@ -116,3 +116,20 @@ def test_a_row_without_a_source_reads_as_not_looked_up(storage: Storage) -> None
     index.client.update_entity({"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"], "Source": ""})
 
     assert index.read("alice@contoso.com", ["<a@x>"])["<a@x>"].source == NOT_LOOKED_UP
+
+
+def test_record_subjects_answers_every_unresolved_row_across_query_chunks_and_keeps_every_answer(
+    storage: Storage,
+) -> None:
+    index = storage.message_index
+    unresolved = {f"<u{n}@x>": MessageInfo("", source="unresolved:not-found") for n in range(20)}
+    answered = {f"<a{n}@x>": MessageInfo("From Graph", source="graph") for n in range(20)}
+    index.write("alice@contoso.com", {**unresolved, **answered})
+    told = {mid: MessageInfo("From audit", source="audit") for mid in [*unresolved, *answered, "<new@x>"]}
+
+    assert index.record_subjects("alice@contoso.com", told) == 21  # 20 unresolved rows and one new
+
+    known = index.read("alice@contoso.com", told)
+    assert all((known[mid].subject, known[mid].source) == ("From audit", "audit") for mid in unresolved)
+    assert all((known[mid].subject, known[mid].source) == ("From Graph", "graph") for mid in answered)
+    assert known["<new@x>"].subject == "From audit"
