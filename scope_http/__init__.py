@@ -7,20 +7,21 @@ import logging
 import azure.functions as func
 
 from shared import runtime
-from shared.reports import http_api, scope
+from shared.access import guard
+from shared.reports import scope
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-def _reply(req: func.HttpRequest) -> http_api.Reply:
+def _reply(req: func.HttpRequest) -> guard.Reply:
     try:
         storage, settings = runtime.storage(), runtime.settings().report
     except Exception:
         # Without settings or storage there is no ReportAccess to write to: the log line is the trace.
-        correlation_id = http_api.new_correlation_id()
+        correlation_id = guard.new_correlation_id()
         log.exception("scope endpoint cannot start; correlation id %s", correlation_id)
-        return http_api.internal_error(correlation_id)
+        return guard.internal_error(correlation_id)
     return scope.serve_scope(dict(req.params), dict(req.headers), storage, settings)
 
 

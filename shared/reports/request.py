@@ -14,7 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
-from shared.model.times import as_utc
+from shared.access.params import EARLIEST as EARLIEST
+from shared.access.params import MAX_PARAM_CHARS as MAX_PARAM_CHARS
+from shared.access.params import RequestError as RequestError
+from shared.access.params import parse_end as parse_end
+from shared.access.params import parse_time as parse_time
 from shared.settings import ReportSettings
 
 VIEWS = ("events", "messages", "sessions", "exposure")  # what the HTTP endpoint serves
@@ -26,7 +30,6 @@ CLI_VIEWS = (*VIEWS, *CLI_ONLY_VIEWS)
 # not apply to them.
 FORMATS = ("csv", "json", "xlsx", "html")
 BY = ("mailbox", "actor")
-EARLIEST = datetime(2015, 1, 1, tzinfo=UTC)  # before any unified audit log existed
 
 _UPN = re.compile(r"^[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -43,11 +46,6 @@ MAX_ROW_KEY_CHARS = 1024
 _AFTER_TOKEN = re.compile(r"^v1\.[A-Za-z0-9_-]{23,5500}$")
 # What shared.storage.tables writes: a time key, "_", then characters a Table key may hold.
 _ROW_KEY = re.compile(r"^\d{8}T\d{6}_[^/\\#?\x00-\x1f\x7f-\x9f]+$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# What an ISO 8601 date or date-time may contain: fromisoformat alone also takes any character
-# between date and time ("2026-11-20%00", a NUL).
-_ISO_TEXT = re.compile(r"[0-9:.,+\-TZtz ]+")
-MAX_PARAM_CHARS = 64
 # SessionId is a GUID in practice; allow what identifiers look like, nothing that could escape.
 _SESSION = re.compile(r"^[A-Za-z0-9._:{}\-]{1,128}$")
 MAX_FILTER_VALUES = 50
@@ -64,14 +62,6 @@ STORAGE_NEEDS_SUBJECT = (
     "give the mailbox (or, with --by actor, the user): a report from storage is of one mailbox; "
     "only a report of --input files may leave it out, to cover every mailbox in them"
 )
-
-
-class RequestError(ValueError):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -195,28 +185,6 @@ def validate_file_subject(subject: str, by: str) -> str:
     return validate_subject(subject, by)
 
 
-def parse_time(name: str, raw: str, *, end_of_day: bool) -> datetime:
-    """ISO date or date-time, UTC when no zone is given. A date as `to` means the whole day."""
-    if len(raw) > MAX_PARAM_CHARS:
-        raise RequestError(400, f"invalid_{name}", f"'{name}' is longer than {MAX_PARAM_CHARS} characters")
-    try:
-        if not _ISO_TEXT.fullmatch(raw):
-            raise ValueError(raw)
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        shown = raw.encode("unicode_escape").decode()
-        raise RequestError(
-            400,
-            f"invalid_{name}",
-            f"'{name}' must be an ISO 8601 date or date-time in UTC (2026-11-20 or "
-            f"2026-11-20T08:00:00Z); got '{shown}'",
-        ) from None
-    moment = as_utc(moment)
-    if end_of_day and _DATE.match(raw):
-        moment += timedelta(days=1)
-    return moment
-
-
 def encode_after(row_key: str) -> str:
     """The opaque continuation token of a RowKey (the inverse of decode_after)."""
     return AFTER_PREFIX + base64.urlsafe_b64encode(row_key.encode("utf-8")).rstrip(b"=").decode("ascii")
@@ -237,13 +205,6 @@ def decode_after(token: str) -> str:
     if len(row_key) > MAX_ROW_KEY_CHARS or not _ROW_KEY.fullmatch(row_key) or encode_after(row_key) != token:
         raise invalid
     return row_key
-
-
-def parse_end(raw: str) -> datetime:
-    """The exclusive end a `to` value means: a date includes that whole day, a date-time that
-    second."""
-    end = parse_time("to", raw, end_of_day=True)
-    return end if _DATE.match(raw) else end + timedelta(seconds=1)
 
 
 def _whole_second(moment: datetime) -> datetime:

@@ -15,6 +15,7 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 
+from shared.access import guard
 from shared.ipcontext.context import IpContext, open_context
 from shared.model.scope import SCOPE_COLUMNS, Tallies, Tally, mailbox_totals, scope_rows, source_columns
 from shared.model.times import iso_z
@@ -133,21 +134,21 @@ def write_answer(
 
 def scope_reply(
     params: Mapping[str, str], storage: Storage, settings: ReportSettings, now: datetime | None = None
-) -> http_api.Reply:
+) -> guard.Reply:
     """GET /api/scope: the answer, or a 4xx JSON error naming the parameter."""
     try:
         query = parse_scope_request(params, settings, now)
     except RequestError as problem:
-        return http_api.error_reply(problem.status, problem.code, problem.message)
+        return guard.error_reply(problem.status, problem.code, problem.message)
     budget = WorkBudget.starting_now(settings.max_aggregate_entries, settings.max_seconds)
     try:
         tallies = bounded(stored_tallies(storage, query), budget)
         columns, rows = scope_table(query, tallies, open_context(settings.ip_databases))
     except ReportTooLarge as refused:
-        return http_api.error_reply(422, "report_too_large", str(refused))
+        return guard.error_reply(422, "report_too_large", str(refused))
     except AzureError:
         log.exception("scope storage query failed")
-        return http_api.error_reply(503, "storage_unavailable", "storage did not answer; try again shortly")
+        return guard.error_reply(503, "storage_unavailable", "storage did not answer; try again shortly")
     sink = io.StringIO()
     write_answer(query, columns, rows, sink, now)
     headers = {
@@ -160,7 +161,7 @@ def scope_reply(
         headers["Referrer-Policy"] = "no-referrer"
     if query.fmt == "csv":
         headers["Content-Disposition"] = f'attachment; filename="scope-{query.kind}.csv"'
-    return http_api.Reply(200, sink.getvalue(), headers, http_api.CONTENT_TYPES[query.fmt].split(";")[0])
+    return guard.Reply(200, sink.getvalue(), headers, http_api.CONTENT_TYPES[query.fmt].split(";")[0])
 
 
 def serve_scope(
@@ -169,9 +170,9 @@ def serve_scope(
     storage: Storage,
     settings: ReportSettings,
     now: datetime | None = None,
-) -> http_api.Reply:
+) -> guard.Reply:
     """scope_reply behind the same role check and ReportAccess record as a report (no mailbox:
     the context is in the recorded parameters)."""
-    return http_api.serve_guarded(
+    return guard.serve_guarded(
         "", params, headers, storage, settings, lambda: scope_reply(params, storage, settings, now)
     )

@@ -2,7 +2,7 @@
 
 PartitionKey = the UTC day (yyyy-mm-dd), RowKey = the time to the microsecond and a random part, so
 rows sort by time and two requests never share one. Who may read a report, and what is recorded of
-a request, are shared/reports/access.py's.
+a request, are shared/access/principal.py's.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 
 from shared import runtime
-from shared.reports.access import parse_principal
+from shared.access.principal import parse_principal
 from shared.storage import Storage
 from tests.helpers import SAMPLE_FROM, SAMPLE_TO
 
