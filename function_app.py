@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from advance_backfills import bp as advance_backfills_bp
+from backfills_http import bp as backfills_http_bp
 from deliver_alerts import bp as deliver_alerts_bp
 from enrich_trace import bp as enrich_trace_bp
 from fetch_audit import bp as fetch_audit_bp
@@ -22,3 +23,4 @@ app.register_functions(watch_poison_bp)
 app.register_functions(resolve_subjects_bp)
 app.register_functions(scope_http_bp)
 app.register_functions(advance_backfills_bp)
+app.register_functions(backfills_http_bp)

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = (
     "shared", "mia", "fetch_audit", "enrich_trace", "report_http", "health_http", "deliver_alerts",
-    "watch_poison", "resolve_subjects", "scope_http", "advance_backfills", "simulator", "devtools", "bench",
+    "watch_poison", "resolve_subjects", "scope_http", "advance_backfills", "backfills_http",
+    "simulator", "devtools", "bench",
 )  # fmt: skip
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 

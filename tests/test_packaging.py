@@ -111,7 +111,7 @@ def test_the_wheel_holds_the_library_the_functions_and_the_cli_and_no_developmen
     names = set(zipfile.ZipFile(wheel).namelist())
     top_level = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(".dist-info")}
     folders = function_folders()
-    assert len(folders) == 9, folders
+    assert len(folders) == 10, folders
     assert top_level == {*LIBRARY, *folders, "function_app.py"}
     assert not [name for name in names if name.split("/", 1)[0] in DEVELOPMENT_ONLY]
     # Every file of those packages, every subpackage with it, and nothing they do not hold.
@@ -302,7 +302,7 @@ def test_the_deployment_package_holds_the_function_app_and_nothing_of_developmen
     names = deployment_package.namelist()
     top_level = {name.split("/", 1)[0] for name in names}
     folders = function_folders()
-    assert len(folders) == 9, folders
+    assert len(folders) == 10, folders
     assert top_level == {"shared", *folders, *DEPLOYED_FILES}
     assert not top_level & set(NEVER_DEPLOYED)
     assert not [name for name in names if "__pycache__" in name or name.endswith((".pyc", ".egg-info"))]

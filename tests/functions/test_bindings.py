@@ -40,6 +40,8 @@ def test_the_design_function_names_are_registered_under_exactly_those_names() ->
         "resolve_subjects",
         "scope_http",
         "advance_backfills",
+        "backfills_http",
+        "backfill_state_http",
     }
     assert functions.keys() == names
     for name in names:
@@ -92,6 +94,27 @@ def test_scope_http_is_a_get_only_function_level_http_trigger_on_scope() -> None
         "methods": ["GET"],
         "authLevel": "FUNCTION",
         "route": "scope",
+    }
+    assert len(bindings) == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "method", "route"),
+    [("backfills_http", "POST", "backfills"), ("backfill_state_http", "GET", "backfills/{id}")],
+)
+def test_the_backfill_endpoints_are_function_level_http_triggers_one_method_each(
+    name: str, method: str, route: str
+) -> None:
+    bindings = _bindings(name)
+    trigger = next(b for b in bindings if b["type"] == "httpTrigger")
+
+    assert trigger == {
+        "direction": "IN",
+        "type": "httpTrigger",
+        "name": "req",
+        "methods": [method],
+        "authLevel": "FUNCTION",
+        "route": route,
     }
     assert len(bindings) == 2
 

@@ -20,7 +20,8 @@ BASE = {
 }
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOYED = ["shared", "mia", "fetch_audit", "enrich_trace", "report_http", "health_http", "deliver_alerts",
-            "watch_poison", "resolve_subjects", "scope_http"]  # fmt: skip
+            "watch_poison", "resolve_subjects", "scope_http", "advance_backfills",
+            "backfills_http"]  # fmt: skip
 LITERAL_DEFAULTS = sorted(name for name, setting in CATALOGUE.items() if setting.default)
 
 

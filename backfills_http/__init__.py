@@ -1,0 +1,56 @@
+"""backfills_http: POST /api/backfills starts a backfill job (advance_backfills runs it);
+GET /api/backfills/{id} answers its state. Same role check and ReportAccess record as reports."""
+
+import logging
+
+import azure.functions as func
+
+from shared import runtime
+from shared.access import guard
+from shared.backfill import endpoint
+from shared.settings import SettingsError, load_backfill_settings
+
+bp = func.Blueprint()
+log = logging.getLogger(__name__)
+
+
+def _unavailable() -> str | None:
+    """Why jobs cannot run here (GCC High, DoD, settings), or None."""
+    try:
+        load_backfill_settings()
+    except SettingsError as problem:
+        return str(problem)
+    return None
+
+
+def _reply(req: func.HttpRequest) -> guard.Reply:
+    try:
+        storage, settings = runtime.storage(), runtime.settings().report
+    except Exception:
+        # Without settings or storage there is no ReportAccess to write to: the log line is the trace.
+        correlation_id = guard.new_correlation_id()
+        log.exception("backfills endpoint cannot start; correlation id %s", correlation_id)
+        return guard.internal_error(correlation_id)
+    params, headers = dict(req.params), dict(req.headers)
+    job_id = req.route_params.get("id")
+    if job_id is None:
+        return endpoint.serve_start(req.get_body(), params, headers, storage, settings, _unavailable())
+    return endpoint.serve_state(job_id, params, headers, storage, settings)
+
+
+def _response(reply: guard.Reply) -> func.HttpResponse:
+    return func.HttpResponse(
+        reply.body, status_code=reply.status, headers=reply.headers, mimetype=reply.mimetype
+    )
+
+
+@bp.function_name("backfills_http")
+@bp.route(route="backfills", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def backfills_http(req: func.HttpRequest) -> func.HttpResponse:
+    return _response(_reply(req))
+
+
+@bp.function_name("backfill_state_http")
+@bp.route(route="backfills/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def backfill_state_http(req: func.HttpRequest) -> func.HttpResponse:
+    return _response(_reply(req))
