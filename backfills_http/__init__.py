@@ -7,20 +7,26 @@ import azure.functions as func
 
 from shared import runtime
 from shared.access import guard
-from shared.backfill import endpoint
-from shared.settings import SettingsError, load_backfill_settings
+from shared.backfill import auditquery, endpoint, sentinel
+from shared.settings import SettingsError, load_backfill_settings, load_sentinel_settings
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-def _unavailable() -> str | None:
-    """Why jobs cannot run here (GCC High, DoD, settings), or None."""
-    try:
-        load_backfill_settings()
-    except SettingsError as problem:
-        return str(problem)
-    return None
+def _unavailable() -> dict[str, str]:
+    """Why jobs of a source cannot run here (the audit-log query API in GCC High and DoD, or
+    settings that do not load), by source."""
+    reasons = {}
+    for source, load in (
+        (auditquery.SOURCE, load_backfill_settings),
+        (sentinel.SOURCE, load_sentinel_settings),
+    ):
+        try:
+            load()
+        except SettingsError as problem:
+            reasons[source] = str(problem)
+    return reasons
 
 
 def _reply(req: func.HttpRequest) -> guard.Reply:

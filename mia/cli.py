@@ -18,6 +18,7 @@ from mia.output import EXIT_CODES_HELP, ExitCode, Run, add_json_flag
 from shared import logsetup
 from shared.alerts.checks import replay_poison
 from shared.backfill import auditquery as backfill
+from shared.backfill import sentinel
 from shared.clients.errors import ApiError
 from shared.collect import collector
 from shared.detect import engine as detection
@@ -61,6 +62,7 @@ from shared.settings import (
     load_detection_settings,
     load_report_settings,
     load_resolution_settings,
+    load_sentinel_settings,
     load_settings,
 )
 from shared.storage import Storage
@@ -284,17 +286,31 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     end = parse_end(args.end)
     if end <= start:
         raise RequestError(400, "invalid_range", "--to must be after --from")
-    settings = load_backfill_settings()
-    try:
-        job, progress = backfill.run_backfill(_storage(), settings, start, end, args.mailbox or (), _progress)
-    except ApiError as problem:  # a refused token or a missing AuditLogsQuery-Exchange.Read.All
-        print(f"mia backfill: {problem}", file=sys.stderr)
-        return 1
+    if args.source == sentinel.SOURCE:
+        if not args.workspace:
+            raise RequestError(
+                400, "missing_workspace", "--source sentinel needs --workspace (its Workspace ID)"
+            )
+        settings_la = load_sentinel_settings()
+        job, progress = sentinel.run_backfill(
+            _storage(), settings_la, args.workspace, start, end, args.mailbox or (), _progress
+        )
+        prefix = sentinel.RAW_PREFIX
+    else:
+        settings = load_backfill_settings()
+        try:
+            job, progress = backfill.run_backfill(
+                _storage(), settings, start, end, args.mailbox or (), _progress
+            )
+        except ApiError as problem:  # a refused token or a missing AuditLogsQuery-Exchange.Read.All
+            print(f"mia backfill: {problem}", file=sys.stderr)
+            return 1
+        prefix = backfill.RAW_PREFIX
     summary = job.as_dict()
     print(
         f"backfill {_shown(job.id)} {summary['state']}: {summary['pagesStored']} pages stored "
         f"({summary['records']} records, {summary['mailboxRecords']} of the mailboxes asked for) under "
-        f"audit-raw/{backfill.RAW_PREFIX}/{_shown(job.id)}/ and queued; {len(summary['queryIds'])} queries, "
+        f"audit-raw/{prefix}/{_shown(job.id)}/ and queued; {len(summary['queryIds'])} queries, "
         f"{summary['windowsSplit']} windows split at the record-count limit, {summary['errorCount']} errors"
     )
     for error in job.errors[-10:]:
@@ -556,8 +572,13 @@ def build_parser() -> argparse.ArgumentParser:
         "filter matches who acted, not the mailbox, and would miss delegates, admins and apps",
     )
     back.add_argument(
-        "--source", choices=[backfill.SOURCE], default=backfill.SOURCE, help="where history comes from"
+        "--source",
+        choices=[backfill.SOURCE, sentinel.SOURCE],
+        default=backfill.SOURCE,
+        help="where history comes from: the Graph audit-log query API, or a Log Analytics workspace's "
+        "OfficeActivity table (Microsoft Sentinel; every cloud; needs Log Analytics Reader on it)",
     )
+    back.add_argument("--workspace", help="with --source sentinel: the workspace's Workspace ID (a GUID)")
     back.set_defaults(handler=cmd_backfill)
 
     doc = commands.add_parser(

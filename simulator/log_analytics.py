@@ -3,7 +3,8 @@
 `POST /v1/workspaces/{workspaceId}/query` with `{"query": ..., "timespan": "start/end"}` and a
 bearer token for `https://api.loganalytics.io` answers `{"tables": [{"name": "PrimaryResult",
 "columns": [...], "rows": [...]}]}` (https://learn.microsoft.com/azure/azure-monitor/logs/api/response-format).
-The rows are the tenant's MailItemsAccessed records flattened as the table does
+The rows are the tenant's MailItemsAccessed records, its history older than the Management API's
+window included, flattened as the table does
 (https://learn.microsoft.com/azure/azure-monitor/reference/tables/officeactivity), using the column
 names shared/parse/office_activity.py reads back; `dynamic` values are JSON text, as the API writes
 them. Only the KQL our client sends is understood (shared/clients/log_analytics.py: one time
@@ -156,7 +157,13 @@ class LogAnalytics:
             config.log_analytics_requests_per_window, config.log_analytics_window_s, monotonic
         )
         self._records = sorted(
-            (record for record in tenant.records if record.get("Operation") == "MailItemsAccessed"),
+            # The workspace keeps what the tenant logged before the Management API's window too:
+            # that history is why a team keeps OfficeActivity for months.
+            (
+                record
+                for record in (*tenant.history, *tenant.records)
+                if record.get("Operation") == "MailItemsAccessed"
+            ),
             key=lambda record: (_time_generated(str(record["CreationTime"])), str(record["Id"])),
         )
 

@@ -430,7 +430,7 @@ def advance_jobs(
     client = AuditQueryClient(settings.graph, token_provider(settings.graph.auth))
     runner = AuditQueryBackfill(storage, client, poll_seconds=settings.poll_seconds)
     done: dict[str, Progress] = {}
-    for job_id in table.job_ids():
+    for job_id in table.job_ids(source=SOURCE):
         left = deadline - monotonic()
         if left <= 0:
             break

@@ -3,14 +3,16 @@ behind the same role check and ReportAccess record as reports. The job itself ru
 advance_backfills (a timer), so a request never waits for Graph.
 
 POST takes a JSON object: `from` and `to` (ISO 8601 dates or date-times, UTC; a date as `to`
-means that whole day), optional `mailboxes` (UPNs) and `source` ("auditquery", the only source a
-job runs: Sentinel exports and PowerShell exports are stored with `mia import`). It answers 202
-with the new job (and its Location), or 200 with the job the same request already started."""
+means that whole day), optional `mailboxes` (UPNs) and `source`: "auditquery" (the Graph audit-log
+query API, the default) or "sentinel" with `workspace` (a Log Analytics Workspace ID). Exported
+files (Sentinel or PowerShell exports) are stored with `mia import`. It answers 202 with the new
+job (and its Location), or 200 with the job the same request already started."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,7 +21,7 @@ from azure.core.exceptions import AzureError
 
 from shared.access import guard
 from shared.access.params import EARLIEST, RequestError, parse_end, parse_time
-from shared.backfill import auditquery
+from shared.backfill import auditquery, sentinel
 from shared.model.times import utcnow
 from shared.settings import ReportSettings
 from shared.storage import Storage
@@ -27,7 +29,9 @@ from shared.storage import Storage
 ROUTE = "/api/backfills"
 MAX_BODY_BYTES = 64 * 1024
 MAX_MAILBOXES = 100
-FIELDS = frozenset({"from", "to", "mailboxes", "source"})
+FIELDS = frozenset({"from", "to", "mailboxes", "source", "workspace"})
+SOURCES = (auditquery.SOURCE, sentinel.SOURCE)
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # What job_id_for makes: the source, then 20 hex digits.
 _JOB_ID = re.compile(r"^[a-z]{1,32}-[0-9a-f]{20}$")
 _UPN = re.compile(r"^[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}$")
@@ -69,8 +73,38 @@ def _mailboxes(document: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
-def parse_job_request(body: bytes, now: datetime) -> tuple[datetime, datetime, tuple[str, ...]]:
-    """(start, end, mailboxes) of a POST body, or RequestError naming what is wrong."""
+@dataclass(frozen=True)
+class JobRequest:
+    source: str
+    start: datetime
+    end: datetime
+    mailboxes: tuple[str, ...]
+    workspace: str = ""
+
+
+def _source(document: Mapping[str, Any]) -> tuple[str, str]:
+    source = document.get("source", auditquery.SOURCE)
+    if source not in SOURCES:
+        raise RequestError(
+            400,
+            "unsupported_source",
+            f"'source' is one of {', '.join(SOURCES)}; got '{_shown(source)}'. Exported files "
+            "(Sentinel or PowerShell exports) are stored with `mia import`",
+        )
+    workspace = document.get("workspace")
+    if source == sentinel.SOURCE:
+        if not isinstance(workspace, str) or not _GUID.match(workspace):
+            raise RequestError(
+                400, "invalid_workspace", "'workspace' must be the Log Analytics Workspace ID (a GUID)"
+            )
+        return source, workspace
+    if workspace is not None:
+        raise RequestError(400, "invalid_workspace", "'workspace' is for source 'sentinel' only")
+    return source, ""
+
+
+def parse_job_request(body: bytes, now: datetime) -> JobRequest:
+    """The job a POST body asks for, or RequestError naming what is wrong."""
     if len(body) > MAX_BODY_BYTES:
         raise RequestError(413, "body_too_large", f"the request body is larger than {MAX_BODY_BYTES} bytes")
     try:
@@ -86,14 +120,7 @@ def parse_job_request(body: bytes, now: datetime) -> tuple[datetime, datetime, t
             "unknown_field",
             f"unknown field '{_shown(unknown[0])}'; the fields are {', '.join(sorted(FIELDS))}",
         )
-    source = document.get("source", auditquery.SOURCE)
-    if source != auditquery.SOURCE:
-        raise RequestError(
-            400,
-            "unsupported_source",
-            f"a backfill job runs source '{auditquery.SOURCE}' (the Graph audit-log query API); got "
-            f"'{_shown(source)}'. Sentinel and PowerShell exports are stored with `mia import`",
-        )
+    source, workspace = _source(document)
     for name in ("from", "to"):
         if name not in document:
             raise RequestError(400, f"missing_{name}", f"'{name}' is required")
@@ -109,18 +136,33 @@ def parse_job_request(body: bytes, now: datetime) -> tuple[datetime, datetime, t
         )
     if end <= start:
         raise RequestError(400, "invalid_range", "'to' must be after 'from'")
-    return start, end, _mailboxes(document)
+    return JobRequest(source, start, end, _mailboxes(document), workspace)
 
 
-def start_reply(body: bytes, storage: Storage, now: datetime | None = None) -> guard.Reply:
-    """POST /api/backfills: 202 and the job created, or 200 and the job the same request made."""
+def start_reply(
+    body: bytes,
+    storage: Storage,
+    unavailable: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> guard.Reply:
+    """POST /api/backfills: 202 and the job created, or 200 and the job the same request made.
+    `unavailable` says, by source, why jobs of that source cannot run here."""
     moment = now or utcnow()
     try:
-        start, end, mailboxes = parse_job_request(body, moment)
+        asked = parse_job_request(body, moment)
     except RequestError as problem:
         return guard.error_reply(problem.status, problem.code, problem.message)
+    reason = (unavailable or {}).get(asked.source)
+    if reason:
+        return unavailable_reply(reason)
+    table = storage.backfill_jobs
     try:
-        job, created = auditquery.start_job(storage.backfill_jobs, start, end, mailboxes, now=moment)
+        if asked.source == sentinel.SOURCE:
+            job, created = sentinel.start_job(
+                table, asked.workspace, asked.start, asked.end, asked.mailboxes, now=moment
+            )
+        else:
+            job, created = auditquery.start_job(table, asked.start, asked.end, asked.mailboxes, now=moment)
     except AzureError:
         return guard.error_reply(503, "storage_unavailable", "storage did not answer; try again shortly")
     location = f"{ROUTE}/{job.id}"
@@ -167,16 +209,14 @@ def serve_start(
     headers: Mapping[str, str],
     storage: Storage,
     settings: ReportSettings,
-    unavailable: str | None = None,
+    unavailable: Mapping[str, str] | None = None,
     now: datetime | None = None,
 ) -> guard.Reply:
     """start_reply behind the role check, recorded in ReportAccess with the body asked for."""
     recorded = {**params, **_recorded_body(body), "endpoint": "backfills:start"}
-
-    def answer() -> guard.Reply:
-        return unavailable_reply(unavailable) if unavailable else start_reply(body, storage, now)
-
-    return guard.serve_guarded("", recorded, headers, storage, settings, answer)
+    return guard.serve_guarded(
+        "", recorded, headers, storage, settings, lambda: start_reply(body, storage, unavailable, now)
+    )
 
 
 def serve_state(

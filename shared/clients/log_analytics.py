@@ -102,11 +102,12 @@ class LogAnalyticsClient:
         ca_bundle: str | None = None,
         min_window: timedelta = MIN_WINDOW,
         retry_total: int = 5,
+        audience: str = AUDIENCE,
     ) -> None:
         options: dict[str, Any] = {"retry_total": retry_total}
         if ca_bundle:
             options["connection_verify"] = ca_bundle
-        self._client = LogsQueryClient(credential, endpoint=endpoint, audience=AUDIENCE, **options)
+        self._client = LogsQueryClient(credential, endpoint=endpoint, audience=audience, **options)
         self._min_window = min_window
 
     def close(self) -> None:

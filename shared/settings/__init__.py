@@ -9,7 +9,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from shared.settings.alerts import AlertFormat, AlertSettings, load_alert_settings
-from shared.settings.backfill import BackfillSettings, load_backfill_settings, read_initial_days
+from shared.settings.backfill import (
+    BackfillSettings,
+    SentinelSettings,
+    load_backfill_settings,
+    load_sentinel_settings,
+    read_initial_days,
+)
 from shared.settings.collection import (
     CLOUDS,
     AuthMode,
@@ -56,6 +62,7 @@ __all__ = [
     "ReportSettings",
     "ResolutionSettings",
     "ResolvePolicy",
+    "SentinelSettings",
     "Setting",
     "Settings",
     "SettingsError",
@@ -69,6 +76,7 @@ __all__ = [
     "load_detection_settings",
     "load_report_settings",
     "load_resolution_settings",
+    "load_sentinel_settings",
     "load_settings",
     "load_storage_settings",
     "load_telemetry_settings",

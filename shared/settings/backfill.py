@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.settings.collection import CLOUDS, Cloud, read_auth, read_cloud
+from shared.settings.collection import CLOUDS, AuthSettings, Cloud, read_auth, read_cloud
 from shared.settings.environment import Environment, SettingsError
 from shared.settings.subjects import GraphSettings
 
@@ -26,6 +26,39 @@ class BackfillSettings:
     poll_seconds: float = 5.0
     #: Days of history the first advance_backfills run starts a job for (0: none).
     initial_days: int = 0
+
+
+#: The Log Analytics query API host and token audience by cloud
+#: (https://learn.microsoft.com/azure/azure-monitor/logs/api/access-api).
+LOG_ANALYTICS_HOSTS = {
+    Cloud.COMMERCIAL: "https://api.loganalytics.io",
+    Cloud.GCC: "https://api.loganalytics.io",
+    Cloud.GCC_HIGH: "https://api.loganalytics.us",
+    Cloud.DOD: "https://api.loganalytics.us",
+}
+
+
+@dataclass(frozen=True)
+class SentinelSettings:
+    """Backfill from a Log Analytics workspace's OfficeActivity table (Microsoft Sentinel)."""
+
+    auth: AuthSettings
+    endpoint: str
+    audience: str
+    #: Seconds one run may spend (None: to completion, as `mia backfill`).
+    time_budget_seconds: float | None = None
+
+
+def load_sentinel_settings(env: Mapping[str, str] | None = None) -> SentinelSettings:
+    """Where the workspace's query API is, and the credential for it; every cloud has it."""
+    source = Environment(env)
+    cloud = read_cloud(source)
+    audience = LOG_ANALYTICS_HOSTS[cloud]
+    return SentinelSettings(
+        auth=read_auth(source, cloud),
+        endpoint=source.https_url("LOG_ANALYTICS_ENDPOINT", audience),
+        audience=audience,
+    )
 
 
 def read_initial_days(env: Environment) -> int:

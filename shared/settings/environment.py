@@ -270,6 +270,12 @@ _SETTINGS = (
         "days of history the first advance_backfills run asks for (0: none)",
         "0",
     ),
+    Setting(
+        "LOG_ANALYTICS_ENDPOINT",
+        Capability.BACKFILL,
+        "override of the Log Analytics query API host (Sentinel backfill)",
+        derived="M365_CLOUD",
+    ),
 )
 CATALOGUE: Mapping[str, Setting] = {setting.name: setting for setting in _SETTINGS}
 

@@ -82,6 +82,7 @@ class BackfillJob:
     mailboxes: tuple[str, ...]
     created_at: datetime
     state: JobState = "pending"
+    workspace: str = ""  # the Log Analytics workspace of a sentinel job
     errors: tuple[str, ...] = ()
     error_count: int = 0
     windows: tuple[BackfillWindow, ...] = field(default=(), compare=False)
@@ -91,6 +92,7 @@ class BackfillJob:
         return {
             "id": self.id,
             "source": self.source,
+            "workspace": self.workspace,
             "from": iso_z(self.start),
             "to": iso_z(self.end),
             "mailboxes": list(self.mailboxes),
@@ -130,6 +132,7 @@ class BackfillJobsTable(Table):
                 "RowKey": keys.encode_key(job.id),
                 "JobId": job.id,
                 "Source": job.source,
+                "Workspace": job.workspace,
                 "From": iso_z(job.start),
                 "To": iso_z(job.end),
                 "Mailboxes": json.dumps(list(job.mailboxes)),
@@ -174,10 +177,17 @@ class BackfillJobsTable(Table):
         rows = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": _window_partition(job_id)})
         return sorted((_window(job_id, row) for row in rows), key=lambda w: (w.start, w.end))
 
-    def job_ids(self, states: tuple[JobState, ...] = ("pending", "running")) -> list[str]:
-        """Ids of the jobs in these states, oldest first."""
+    def job_ids(
+        self, states: tuple[JobState, ...] = ("pending", "running"), source: str | None = None
+    ) -> list[str]:
+        """Ids of the jobs in these states (of this source, if given), oldest first."""
         rows = self.client.query_entities("PartitionKey eq @pk", parameters={"pk": JOB_PARTITION})
-        jobs = sorted((_job(row) for row in rows if row.get("State") in states), key=lambda j: j.created_at)
+        wanted = (
+            _job(row)
+            for row in rows
+            if row.get("State") in states and (source is None or row.get("Source") == source)
+        )
+        jobs = sorted(wanted, key=lambda j: j.created_at)
         return [job.id for job in jobs]
 
 
@@ -190,6 +200,7 @@ def _job(row: dict[str, Any]) -> BackfillJob:
         mailboxes=tuple(json.loads(row.get("Mailboxes") or "[]")),
         created_at=parse_iso_z(row["CreatedAt"]),
         state=row.get("State", "pending"),
+        workspace=str(row.get("Workspace", "")),
         errors=tuple(json.loads(row.get("Errors") or "[]")),
         error_count=int(row.get("ErrorCount", 0)),
     )

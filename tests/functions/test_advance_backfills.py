@@ -78,3 +78,28 @@ def test_a_posted_job_is_run_by_the_timer_and_get_then_answers_it_done_with_its_
     assert final["pagesStored"] > 0
     assert final["records"] > 0
     assert final["queryIds"], "the state names the Graph queries that covered the windows"
+
+
+def test_a_posted_workspace_job_is_run_by_the_timer_from_log_analytics(
+    function_env: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = SimulatorConfig(seed=3, mailboxes=1, days=1, history_days=2, faults=FaultConfig.none())
+    with Simulator(config) as sim:
+        for name, value in {**sim.settings_env(), "LOG_ANALYTICS_ENDPOINT": sim.base_url}.items():
+            monkeypatch.setenv(name, value)
+        runtime.reset()
+        now = datetime.now(UTC).replace(microsecond=0)
+        window_start = now - timedelta(days=1)
+        asked = {
+            "from": (window_start - timedelta(days=3)).isoformat(),
+            "to": window_start.isoformat(),
+            "source": "sentinel",
+            "workspace": sim.log_analytics_workspace_id,
+        }
+        job = answer(post(asked))
+        user_function("advance_backfills")(timer_tick())
+        state = answer(get(job["id"]))
+
+    assert state["state"] == "done"
+    assert state["records"] == len(sim.ground_truth()["history"]) > 0
+    assert function_env.backfill_jobs.job_ids(("pending", "running", "done", "failed")) == [job["id"]]

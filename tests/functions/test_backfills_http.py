@@ -21,6 +21,7 @@ from tests.functions.test_report_access import ROLE, access_rows, principal_head
 pytestmark = pytest.mark.functions
 
 TENANT = "4c0e6b1a-9d2f-4e37-8a15-2b7f0c9d3e61"
+WORKSPACE = "5d2c8a1e-6f3b-4c7d-9e0a-1b2c3d4e5f60"
 ASKED = {"from": "2026-10-01", "to": "2026-10-31", "mailboxes": ["alice@contoso.com"]}
 
 
@@ -138,7 +139,10 @@ def test_get_of_an_unknown_or_malformed_id_answers_a_json_error_and_is_recorded(
         ({"from": "2026-10-31", "to": "2026-10-01"}, "invalid_range"),
         ({"from": "2014-01-01", "to": "2014-02-01"}, "date_out_of_range"),
         ({"from": "2999-01-01", "to": "2999-02-01"}, "date_out_of_range"),
-        ({**ASKED, "source": "sentinel"}, "unsupported_source"),
+        ({**ASKED, "source": "splunk"}, "unsupported_source"),
+        ({**ASKED, "source": "sentinel"}, "invalid_workspace"),
+        ({**ASKED, "source": "sentinel", "workspace": "' or 1 eq 1"}, "invalid_workspace"),
+        ({**ASKED, "workspace": WORKSPACE}, "invalid_workspace"),
         ({**ASKED, "mailboxes": "alice@contoso.com"}, "invalid_mailboxes"),
         ({**ASKED, "mailboxes": ['=cmd|"/c calc"!A1']}, "invalid_mailboxes"),
         ({**ASKED, "mailboxes": [f"user{n}@contoso.com" for n in range(101)]}, "invalid_mailboxes"),
@@ -184,7 +188,7 @@ def test_with_a_role_required_a_caller_without_it_starts_nothing(
     ]
 
 
-def test_in_a_cloud_without_the_audit_query_api_a_post_answers_501_naming_the_other_sources(
+def test_in_a_cloud_without_the_audit_query_api_only_its_jobs_answer_501_naming_the_other_sources(
     backfills: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("M365_CLOUD", "gcchigh")
@@ -196,3 +200,15 @@ def test_in_a_cloud_without_the_audit_query_api_a_post_answers_501_naming_the_ot
     assert error["code"] == "backfill_unavailable"
     assert "mia import" in error["message"]
     assert all_jobs(backfills) == []
+    from_workspace = post({**ASKED, "source": "sentinel", "workspace": WORKSPACE})
+    assert from_workspace.status_code == 202, "Log Analytics answers in every cloud"
+
+
+def test_a_post_for_a_workspace_starts_a_sentinel_job_of_that_workspace(backfills: Storage) -> None:
+    response = post({**ASKED, "source": "sentinel", "workspace": WORKSPACE})
+
+    assert response.status_code == 202
+    job = answer(response)
+    assert (job["source"], job["workspace"]) == ("sentinel", WORKSPACE)
+    assert job["id"].startswith("sentinel-")
+    assert answer(post(ASKED))["id"] != job["id"], "the audit-log query job of the same range is another"

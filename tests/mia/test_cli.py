@@ -629,3 +629,41 @@ def test_mia_backfill_killed_part_way_and_run_again_stores_every_record_once(
         assert sorted(ids) == sim.audit_log_ids(
             datetime(2026, 11, 14, tzinfo=UTC), datetime(2026, 11, 18, tzinfo=UTC)
         )
+
+
+def test_mia_backfill_from_a_workspace_stores_its_history_and_without_one_says_what_is_missing(
+    azurite: str, storage: Storage
+) -> None:
+    now = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+    config = SimulatorConfig(seed=3, mailboxes=1, days=2, history_days=3, now=now, faults=FaultConfig.none())
+    with Simulator(config) as sim:
+        env = {
+            **os.environ,
+            **sim.settings_env(),
+            "AzureWebJobsStorage": azurite,
+            "LOG_ANALYTICS_ENDPOINT": sim.base_url,
+        }
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+            env.pop(name, None)
+        command = [str(MIA), "backfill", "--from", "2026-11-14", "--to", "2026-11-17", "--source", "sentinel"]
+        missing = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [*command, "--workspace", sim.log_analytics_workspace_id],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert missing.returncode != 0
+    assert "--workspace" in missing.stderr
+    assert done.returncode == 0, done.stderr
+    assert " done: " in done.stdout
+    assert "audit-raw/backfill/sentinel/" in done.stdout
+    pipeline.drain(storage)
+    ids = [row["RecordId"] for row in storage.mailbox_access.client.list_entities(select=["RecordId"])]
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sim.audit_log_ids(
+        datetime(2026, 11, 14, tzinfo=UTC), datetime(2026, 11, 18, tzinfo=UTC)
+    )
