@@ -15,6 +15,7 @@ from shared.settings.backfill import (
     load_backfill_settings,
     load_sentinel_settings,
     read_initial_days,
+    read_log_analytics_endpoint,
 )
 from shared.settings.collection import (
     CLOUDS,
@@ -101,6 +102,8 @@ class Settings:
     telemetry_problem: str | None = None  # a malformed telemetry setting: no telemetry, the rest runs
     #: BACKFILL_INITIAL_DAYS, validated with the rest (backfill itself loads load_backfill_settings).
     backfill_initial_days: int = 0
+    #: A malformed LOG_ANALYTICS_ENDPOINT (or cloud): no backfill from a workspace, the rest runs.
+    sentinel_problem: str | None = None
 
     def require_collection(self) -> CollectionSettings:
         """Collection's settings, or the SettingsError that kept them from loading."""
@@ -115,6 +118,7 @@ class Settings:
             "alerts": self.alerts.delivery_problem,
             "subjects": self.resolution.graph_problem,
             "telemetry": self.telemetry_problem,
+            "backfill from Log Analytics": self.sentinel_problem,
         }
         return {feature: problem for feature, problem in problems.items() if problem is not None}
 
@@ -128,6 +132,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     resolution = load_resolution_settings(env)
     telemetry, telemetry_problem = TelemetrySettings(), None
     initial_days = read_initial_days(Environment(env))
+    sentinel_problem = None
+    try:
+        read_log_analytics_endpoint(Environment(env))
+    except SettingsError as problem:
+        sentinel_problem = str(problem)
     try:
         telemetry = load_telemetry_settings(env)
     except SettingsError as problem:
@@ -140,6 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         telemetry=telemetry,
         telemetry_problem=telemetry_problem,
         backfill_initial_days=initial_days,
+        sentinel_problem=sentinel_problem,
     )
     try:
         return replace(loaded, collection=load_collection_settings(env))

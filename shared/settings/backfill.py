@@ -49,16 +49,17 @@ class SentinelSettings:
     time_budget_seconds: float | None = None
 
 
+def read_log_analytics_endpoint(env: Environment) -> tuple[str, str]:
+    """(the query API host, the token audience) of the cloud, or LOG_ANALYTICS_ENDPOINT's host."""
+    audience = LOG_ANALYTICS_HOSTS[read_cloud(env)]
+    return env.https_url("LOG_ANALYTICS_ENDPOINT", audience), audience
+
+
 def load_sentinel_settings(env: Mapping[str, str] | None = None) -> SentinelSettings:
     """Where the workspace's query API is, and the credential for it; every cloud has it."""
     source = Environment(env)
-    cloud = read_cloud(source)
-    audience = LOG_ANALYTICS_HOSTS[cloud]
-    return SentinelSettings(
-        auth=read_auth(source, cloud),
-        endpoint=source.https_url("LOG_ANALYTICS_ENDPOINT", audience),
-        audience=audience,
-    )
+    endpoint, audience = read_log_analytics_endpoint(source)
+    return SentinelSettings(auth=read_auth(source, read_cloud(source)), endpoint=endpoint, audience=audience)
 
 
 def read_initial_days(env: Environment) -> int:

@@ -34,6 +34,7 @@ DOCUMENTED_OPTIONAL = {
     "CA_BUNDLE": "extra CAs for the simulator or a TLS-inspecting proxy",
     "GRAPH_API_BASE": "derived from M365_CLOUD; an override for the simulator",
     "GRAPH_SCOPE": "derived from M365_CLOUD",
+    "LOG_ANALYTICS_ENDPOINT": "derived from M365_CLOUD; an override for the simulator",
     "WEBSITE_AUTH_ENABLED": "injected by App Service while its authentication is on; never set",
     "IP_DATABASE_PATH": "a user-provided .mmdb file; the embedded IP data needs no setting",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "off in Azure: shared/runtime.py configures Azure Monitor",
@@ -118,7 +119,7 @@ def names_the_loaders_read() -> dict[str, set[str]]:
 def test_every_loader_is_checked() -> None:
     names = {loader.__name__ for loader in LOADERS}
     assert {"load_settings", "load_storage_settings", "load_collection_settings"} <= names
-    assert len(names) == 9
+    assert len(names) == 10
 
 
 def host_settings() -> set[str]:
