@@ -224,7 +224,7 @@ class JsonValues:
 
     def __iter__(self) -> Iterator[Element]:
         source = self._source
-        first = not self._resumed
+        first = True
         while True:
             byte = source.next_byte()
             if byte == b"]":
