@@ -7,6 +7,7 @@ exactly as collection does with Management API content. process: a pointer is tu
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -19,13 +20,14 @@ from azure.storage.queue import QueueMessage
 from shared.alerts import checks, outbox
 from shared.alerts.rules import Alert
 from shared.detect import engine as detection
+from shared.ingest import pieces
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
 from shared.model.progress import SILENT, Progress
 from shared.model.scope import Tallies
 from shared.model.times import utcnow
 from shared.parse import readers
-from shared.parse.events import events_from_bytes
+from shared.parse.events import events_from_stream
 from shared.parse.normalize import ParseStats
 from shared.settings import AlertSettings, ResolutionSettings
 from shared.storage import (
@@ -62,6 +64,7 @@ class ImportResult:
     stored: bool
     records: int
     warning: str = ""  # what the responder must know about this file (readers.WARNINGS)
+    pieces: int = 1  # the queue messages it was announced as
 
 
 @dataclass
@@ -106,31 +109,48 @@ class ProcessResult:
 def import_bytes(
     storage: Storage, data: bytes, source_name: str, provenance: Mapping[str, str] | None = None
 ) -> ImportResult:
-    """Store one export as raw evidence and enqueue it for processing. `provenance` is kept in
-    the blob's metadata beside what is always there (a query result's `query` text, say; values
-    are percent-encoded to ASCII). Raises UnknownFormat."""
-    fmt = readers.detect_format(data)
-    _, records = readers.read_records(data, fmt)
-    count = sum(1 for _ in records)
-    digest = raw_store.sha256_hex(data)
-    name = raw_store.import_blob_name(digest)
-    metadata = {**(provenance or {}), "format": fmt, "source": source_name, "recordCount": str(count)}
-    warning = readers.WARNINGS.get(fmt, "")
+    """`import_file` of bytes in memory (a query result, a test's export)."""
+    return _import(storage, lambda: io.BytesIO(data), source_name, provenance)
+
+
+def import_file(storage: Storage, path: Path, provenance: Mapping[str, str] | None = None) -> ImportResult:
+    """Store one export file as raw evidence, as it is, and enqueue it for processing: streamed,
+    in memory bounded by its largest record whatever its size, and announced as pieces of at most
+    pieces.PIECE_RECORDS records, each verified and processed on its own. `provenance` is kept in
+    the blob's metadata beside what is always there (a query result's `query` text, say; values are
+    percent-encoded to ASCII). Raises UnknownFormat."""
+    return _import(storage, lambda: path.open("rb"), path.name, provenance)
+
+
+def _import(
+    storage: Storage, open_file: pieces.Opener, source_name: str, provenance: Mapping[str, str] | None
+) -> ImportResult:
+    layout = pieces.plan(open_file)
+    name = raw_store.import_blob_name(layout.sha256)
+    metadata = {**(provenance or {}), "format": layout.format, "source": source_name}
+    metadata |= {"recordCount": str(layout.records), "pieces": str(max(len(layout.pieces), 1))}
+    warning = readers.WARNINGS.get(layout.format, "")
     if warning:
         metadata["warning"] = warning
-    digest, stored = raw_store.store_raw(storage.blobs, name, data, metadata)
+    stored = raw_store.store_stream(storage.blobs, name, open_file, layout.size, layout.sha256, metadata)
     # Enqueued even when the blob already existed: a crash between the two writes must not leave
     # evidence that is never processed, and processing twice changes nothing.
     trace = current_carrier()
-    pointer = raw_store.RawPointer(
-        blob=name, sha256=digest, format=fmt, traceparent=trace.traceparent, tracestate=trace.tracestate
-    )
-    raw_store.enqueue_pointer(raw_store.content_queue(storage.queues), pointer)
-    return ImportResult(source_name, fmt, name, digest, stored, count, warning)
-
-
-def import_file(storage: Storage, path: Path) -> ImportResult:
-    return import_bytes(storage, path.read_bytes(), path.name)
+    queue = raw_store.content_queue(storage.queues)
+    announced: list[raw_store.Piece | None] = [*layout.pieces] or [None]
+    for piece in announced:
+        pointer = raw_store.RawPointer(
+            blob=name,
+            sha256=layout.sha256,
+            format=layout.format,
+            traceparent=trace.traceparent,
+            tracestate=trace.tracestate,
+            piece=piece,
+        )
+        raw_store.enqueue_pointer(queue, pointer)
+    count = len(layout.pieces) or 1
+    digest = layout.sha256
+    return ImportResult(source_name, layout.format, name, digest, stored, layout.records, warning, count)
 
 
 def process_pointer(
@@ -166,8 +186,10 @@ def _process(
     resolver: SubjectResolver | None,
 ) -> ProcessResult:
     activity = checks.MailboxActivity()
-    data = raw_store.load_raw(storage.blobs, pointer)
-    result = ProcessResult(blob=pointer.blob)
+    stream = raw_store.open_verified(storage.blobs, pointer)
+    piece = pointer.piece
+    resume = readers.Resume(piece.start, piece.lines, piece.index) if piece else None
+    result = ProcessResult(blob=pointer.unit)
     pending: list[AccessEvent] = []
     contents: dict[str, str] = {}  # record Id -> content hash of its first occurrence in the blob
     contradicting: list[AccessEvent] = []  # a later occurrence that says something else
@@ -183,7 +205,8 @@ def _process(
             detected.extend(detection.detect_stored(storage, events, settings, clock()))
         scope.add_all(written.kept)
 
-    for event in events_from_bytes(data, pointer.blob, pointer.format, result.stats, pointer.sha256):
+    events = events_from_stream(stream, pointer.blob, pointer.sha256, pointer.format, result.stats, resume)
+    for event in events:
         content = event.content_sha256()
         first = contents.setdefault(event.record_id, content)
         if first is not content:  # repeated within the blob: its first occurrence is the source
@@ -200,7 +223,11 @@ def _process(
         write(pending)
     for event in contradicting:
         write([event], first_copies=False)
-    storage.context_index.write(pointer.blob, scope)  # after the rows: a retry repairs it
+    storage.context_index.write(pointer.unit, scope)  # after the rows: a retry repairs it
+    if piece is not None and result.stats.records != piece.records:
+        raise raw_store.IntegrityError(
+            f"{pointer.unit}: {result.stats.records} records read where the import found {piece.records}"
+        )
     if result.conflicts:
         log.warning("%s: %d records conflict with stored rows (kept in %s)", pointer.blob,
                     result.conflicts, tables.RecordConflictsTable.NAME)  # fmt: skip

@@ -10,7 +10,7 @@ aside in RecordConflicts) are listed too: they are not mismatches, but a reviewe
 
 from __future__ import annotations
 
-import gzip
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
 
+from shared.ingest.pieces import Hashing
 from shared.model.event import AccessEvent
 from shared.model.progress import SILENT, Progress
 from shared.parse import readers
@@ -137,41 +138,38 @@ def _rows(
         yield row
 
 
-def _load_blob(storage: Storage, name: str) -> tuple[bytes, str, str] | str:
-    """(uncompressed bytes, their SHA-256, the blob's format) or the reason it cannot be read."""
-    blob = storage.blobs.get_blob_client(RAW_CONTAINER, name)
-    try:
-        downloader = blob.download_blob()
-    except ResourceNotFoundError:
-        return f"the source blob {RAW_CONTAINER}/{name} does not exist"
-    metadata = downloader.properties.metadata or {}
-    try:
-        data = gzip.decompress(downloader.readall())
-    except (OSError, EOFError) as problem:
-        return f"the source blob is not gzip: {problem}"
-    digest = raw_store.sha256_hex(data)
-    if digest != metadata.get("sha256", ""):
-        return f"the source blob's content hashes to {digest}, its metadata says {metadata.get('sha256')}"
-    return data, digest, metadata.get("format", "")
-
-
 def _check_blob(storage: Storage, name: str, rows: list[_Row], result: VerifyResult) -> None:
-    loaded = _load_blob(storage, name)
-    if isinstance(loaded, str):
-        result.mismatches.extend(row.mismatch(loaded) for row in rows)
+    """Read the blob forward (memory bounded by its largest record), hashing what is read; the
+    rows are judged once the whole content is hashed."""
+    try:
+        content, metadata = raw_store.blob_content(storage.blobs, name)
+    except ResourceNotFoundError:
+        result.mismatches.extend(
+            row.mismatch(f"the source blob {RAW_CONTAINER}/{name} does not exist") for row in rows
+        )
         return
-    data, digest, fmt = loaded
-    result.blobs_verified += 1
+    hashing = Hashing(content)
     wanted = {row.source_index for row in rows}
     found: dict[int, tuple[str, str]] = {}
+    recorded = metadata.get("sha256", "")
     try:
-        _, records = readers.read_records(data, fmt or None)
-        for event in normalize_records(records, name, sha256=digest):
+        records = readers.read_stream(hashing, metadata.get("format") or None)
+        for event in normalize_records(records, name, sha256=recorded):
             if event.source_index in wanted and event.source_index is not None:
                 found[event.source_index] = (event.record_id, event.content_sha256())
+        hashing.drain()
     except readers.UnknownFormat as problem:
         result.mismatches.extend(row.mismatch(f"the source blob cannot be read: {problem}") for row in rows)
         return
+    except (OSError, EOFError, zlib.error, raw_store.BlobTooLarge) as problem:
+        result.mismatches.extend(row.mismatch(f"the source blob cannot be read: {problem}") for row in rows)
+        return
+    digest = hashing.hexdigest()
+    if digest != recorded:
+        wrong = f"the source blob's content hashes to {digest}, its metadata says {recorded}"
+        result.mismatches.extend(row.mismatch(wrong) for row in rows)
+        return
+    result.blobs_verified += 1
     for row in rows:
         if row.source_sha256 != digest:
             wrong = f"the row names SHA-256 {row.source_sha256}, the blob's content is {digest}"

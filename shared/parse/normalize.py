@@ -276,12 +276,17 @@ def normalize_record(
 
 
 def normalize_records(
-    records: Iterable[RawRecord], source: str, stats: ParseStats | None = None, sha256: str = ""
+    records: Iterable[RawRecord],
+    source: str,
+    stats: ParseStats | None = None,
+    sha256: str = "",
+    first_index: int = 0,
 ) -> Iterator[AccessEvent]:
     """Normalize a source's records, counting and logging the unreadable ones and going on. Each
-    event's provenance is `source`, `sha256` (of its bytes) and the record's 0-based position."""
+    event's provenance is `source`, `sha256` (of its bytes) and the record's 0-based position in
+    the source (`first_index` is the position of the first record given: a piece's records)."""
     stats = stats if stats is not None else ParseStats()
-    for index, raw in enumerate(records):
+    for index, raw in enumerate(records, start=first_index):
         stats.records += 1
         try:
             if raw.error:

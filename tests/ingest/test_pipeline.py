@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from shared.ingest import pipeline
+from shared.ingest import pieces, pipeline
+from shared.ingest.verify import verify
 from shared.parse import readers
+from shared.parse.events import events_from_path
 from shared.storage import (
     CONTENT_QUEUE,
     POISON_QUEUE,
@@ -376,3 +379,47 @@ def test_a_sentinel_row_saying_something_else_about_a_stored_record_is_a_conflic
     assert after[bind]["Conflict"] is True
     [conflict] = storage.record_conflicts.client.list_entities()
     assert bind in str(dict(conflict))
+
+
+def _first_copies() -> dict[str, int]:
+    """Record Id -> position of its first copy in the sample, as the whole file gives them."""
+    first: dict[str, int] = {}
+    for event in events_from_path(SAMPLE, SAMPLE.name):
+        assert event.source_index is not None
+        first.setdefault(event.record_id, event.source_index)
+    return first
+
+
+def test_a_file_imported_in_pieces_gives_the_whole_files_rows_and_verifies(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pieces, "PIECE_RECORDS", 5)
+    imported = pipeline.import_file(storage, SAMPLE)
+    results = pipeline.drain_queue(storage)
+
+    assert imported.pieces == len(results) == 14  # 67 records, 5 a piece
+    assert sum(result.stats.records for result in results) == 67
+    assert {result.blob.partition("#")[0] for result in results} == {imported.blob}
+    rows = full_scan(storage.mailbox_access)
+    assert keys_of(rows) == expected_keys("mailbox")
+    assert {row["SourceBlob"] for row in rows} == {imported.blob}
+    assert {row["RecordId"]: row["SourceIndex"].value for row in rows} == _first_copies()
+    checked = verify(storage)
+    assert checked.mismatches == []
+    assert (checked.rows_checked, checked.blobs_verified) == (112, 1)  # both tables, one source blob
+
+
+def test_a_piece_whose_bytes_are_not_what_its_pointer_says_is_refused_and_writes_nothing(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pieces, "PIECE_RECORDS", 20)
+    pipeline.import_file(storage, SAMPLE)
+    body = _plain_messages(storage, CONTENT_QUEUE)[1]
+    pointer = RawPointer.decode(body)
+    assert pointer.piece is not None
+    shifted = replace(pointer, piece=replace(pointer.piece, start=pointer.piece.start + 1))
+
+    with pytest.raises(IntegrityError, match="the piece's bytes hash to"):
+        pipeline.process_pointer(storage, shifted.encode())
+
+    assert scan_all(storage) == {"mailbox": [], "actor": []}

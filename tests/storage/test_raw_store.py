@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import io
 import json
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -24,22 +26,21 @@ def _blob(storage: Storage, name: str):
     return storage.blobs.get_blob_client(RAW_CONTAINER, name)
 
 
-def test_imported_blob_is_gzip_of_exactly_the_input_bytes_with_its_metadata(storage: Storage) -> None:
+def test_imported_blob_is_exactly_the_input_bytes_with_its_metadata(storage: Storage) -> None:
     data = SAMPLE.read_bytes()
     result = pipeline.import_bytes(storage, data, "contoso purview export (ü).csv")
 
     digest = hashlib.sha256(data).hexdigest()
     assert result.sha256 == digest
-    assert result.blob == f"import/{digest}.gz"
+    assert result.blob == f"import/{digest}"
     assert result.stored is True
     blob = _blob(storage, result.blob)
-    stored = blob.download_blob().readall()
-    assert stored[:2] == b"\x1f\x8b"  # gzip magic
-    assert gzip.decompress(stored) == data
+    assert blob.download_blob().readall() == data  # as received: a piece is read by its byte range
     metadata = blob.get_blob_properties().metadata
     assert metadata["sha256"] == digest
     assert metadata["format"] == "csv-auditdata"
     assert metadata["recordCount"] == str(len(sample_records())) == "67"
+    assert metadata["pieces"] == "1"
     # Blob metadata is ASCII: the file name is kept percent-encoded.
     assert metadata["source"] == "contoso purview export %28%C3%BC%29.csv"
     assert "fetchedAt" in metadata
@@ -179,3 +180,45 @@ def test_a_pointer_written_before_the_trace_context_or_with_a_bad_one_still_deco
 
     assert RawPointer.decode(old) == RawPointer("import/abc.gz", "a" * 64, "jsonl")
     assert RawPointer.decode(odd).traceparent == ""
+
+
+def _store_gzip(storage: Storage, name: str, data: bytes) -> RawPointer:
+    digest = hashlib.sha256(data).hexdigest()
+    _blob(storage, name).upload_blob(gzip.compress(data, mtime=0), metadata={"sha256": digest})
+    return RawPointer(blob=name, sha256=digest, format="management-api")
+
+
+def test_a_blob_too_large_to_hold_is_hashed_in_one_pass_and_read_in_another(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raw_store, "HELD_BYTES", 1024)
+    data = orjson.dumps(sample_records())
+    pointer = _store_gzip(storage, "test/large.json.gz", data)
+
+    stream = raw_store.open_verified(storage.blobs, pointer)
+
+    assert not isinstance(stream, io.BytesIO)  # streamed, not held
+    assert b"".join(iter(lambda: stream.read(4096), b"")) == data
+
+
+def test_a_large_blob_that_does_not_hash_to_its_pointer_is_refused_before_any_byte_is_read(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raw_store, "HELD_BYTES", 1024)
+    pointer = _store_gzip(storage, "test/large.json.gz", orjson.dumps(sample_records()))
+
+    with pytest.raises(IntegrityError, match="does not match"):
+        raw_store.open_verified(storage.blobs, replace(pointer, sha256="0" * 64))
+
+
+def test_a_gzip_blob_inflating_past_the_bound_is_kept_and_refused_not_read(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(raw_store, "HELD_BYTES", 1024)
+    monkeypatch.setattr(raw_store, "MAX_INFLATED_BYTES", 4 * 1024 * 1024)
+    pointer = _store_gzip(storage, "test/bomb.json.gz", b"[" + b" " * (8 * 1024 * 1024) + b"]")
+
+    with pytest.raises(raw_store.BlobTooLarge, match="inflates past"):
+        raw_store.open_verified(storage.blobs, pointer)
+
+    assert "test/bomb.json.gz" in blob_names(storage)  # the evidence stays
