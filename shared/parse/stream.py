@@ -139,16 +139,16 @@ class ByteSource:
         """The next line with its LF (none at the end of the stream); b"" at the end. Only LF ends a
         line (JSON writers leave U+2028 and friends unescaped inside strings). Raises
         RecordTooLarge past `limit`, having consumed nothing."""
-        searched = self._pos
+        searched = 0  # relative to the line's start: reading more may move the buffer
         while True:
-            end = self._buf.find(b"\n", searched)
+            end = self._buf.find(b"\n", self._pos + searched)
             if end >= 0:
                 line = bytes(self._buf[self._pos : end + 1])
                 self._pos = end + 1
                 return line
             if len(self._buf) - self._pos > self.limit:
                 raise RecordTooLarge(f"a line longer than {self.limit} bytes")
-            searched = len(self._buf)
+            searched = len(self._buf) - self._pos
             if not self.more():
                 line = bytes(self._buf[self._pos :])
                 self._pos = len(self._buf)

@@ -186,3 +186,23 @@ def test_a_large_log_analytics_response_is_read_row_by_row(monkeypatch: pytest.M
 def test_management_api_bytes_and_a_stream_of_them_read_alike() -> None:
     data = orjson.dumps([record(n) for n in range(50)])
     assert list(read_records(data, MANAGEMENT_API)[1]) == streamed(data, step=333)
+
+
+@settings(max_examples=40, deadline=None)
+@given(step=st.integers(min_value=1, max_value=3000), count=st.integers(min_value=1, max_value=30))
+def test_csv_and_json_lines_read_the_same_however_the_lines_fall_across_reads(step: int, count: int) -> None:
+    values = [record(n, subject=f's{n}\r\n,"x"') for n in range(count)]
+    csv_data = purview([orjson.dumps(v).decode() for v in values])
+    lines = b"".join(orjson.dumps(v) + b"\r\n" for v in values)
+    for data in (csv_data, lines):
+        found = streamed(data, step)
+        assert found == list(read_records(data)[1])
+        assert [r.value for r in found] == values
+
+
+def test_a_line_across_two_reads_after_many_lines_in_one_read_is_one_line() -> None:
+    values = [record(n) for n in range(400)]  # about 0.8 MB: lines straddle many 64 KiB reads
+    lines = b"".join(orjson.dumps(v) + b"\n" for v in values)
+    assert [r.value for r in streamed(lines, step=65_536)] == values
+    csv_data = purview([orjson.dumps(v).decode() for v in values])
+    assert [r.value for r in streamed(csv_data, step=65_536)] == values
