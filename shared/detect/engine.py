@@ -28,7 +28,7 @@ from shared.detect.rules import Detection, Detector, Draft, History, MassWindow,
 from shared.ipcontext.context import open_context
 from shared.model.event import AccessEvent
 from shared.model.times import iso_z
-from shared.parse.events import events_from_bytes
+from shared.parse.events import events_from_path
 from shared.parse.normalize import ParseStats
 from shared.settings import AlertSettings, DetectionSettings
 from shared.storage import Storage
@@ -70,9 +70,7 @@ def detect_files(
 ) -> list[Detection]:
     """`mia detect --input`: the files' records (each record Id once, its first copy) through the
     rules; the detections whose first record lies in [start, end)."""
-    events = (
-        event for path in paths for event in events_from_bytes(path.read_bytes(), str(path), stats=stats)
-    )
+    events = (event for path in paths for event in events_from_path(path, str(path), stats=stats))
     return [found for found in detect(events, settings) if start <= found.first_seen < end]
 
 

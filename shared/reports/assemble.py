@@ -19,7 +19,7 @@ from shared.ipcontext.context import IpContext
 from shared.model.event import AccessEvent
 from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, MessageObserver, Observed
 from shared.model.times import iso_z
-from shared.parse.events import events_from_bytes
+from shared.parse.events import events_from_path
 from shared.parse.normalize import ParseStats
 from shared.reports import html, render, views, workbook
 from shared.reports.budget import WorkBudget
@@ -64,7 +64,7 @@ def events_from_files(
     chosen: dict[str, AccessEvent] = {}
     contents: dict[str, str] = {}
     for path in paths:
-        for event in events_from_bytes(path.read_bytes(), str(path), stats=stats):
+        for event in events_from_path(path, str(path), stats=stats):
             if observer is not None:
                 observer.add(event)
             if not (_matches(event, query) and passes_filters(event, query)):
