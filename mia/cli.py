@@ -128,6 +128,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             run.detail(
                 f"{_shown(path)}: {result.format}, {result.records} records, {state} as "
                 f"audit-raw/{_shown(result.blob)}, queued"
+                + (f" as {result.pieces} pieces" if result.pieces > 1 else "")
             )
             if result.warning:
                 run.detail(f"{_shown(path)}: warning: {result.warning}")
@@ -138,6 +139,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                     "records": result.records,
                     "stored": result.stored,
                     "blob": result.blob,
+                    "pieces": result.pieces,
                     "warning": result.warning,
                 },
             )
