@@ -5,7 +5,9 @@ Run as `python -m bench.duckdb_sessions EXPORT OUT.csv`, a process of its own as
 so both wall times include starting the interpreter. DuckDB reads the same CSV (AuditData as text),
 takes the fields `shared.reports.views.session_rows` needs from the JSON with one parse per record
 (`json_extract_string` with a list of paths, https://duckdb.org/docs/data/json/json_functions),
-keeps MailItemsAccessed, one row per record Id, and aggregates per SessionId what SQL can compute
+keeps MailItemsAccessed, one row per record Id (DISTINCT ON: DuckDB's CSV scan gives no row number
+to pick the first copy by, and the bench's repeats are exact copies, so any copy is the first),
+and aggregates per SessionId what SQL can compute
 of the view's columns. Bench only: duckdb is in requirements-bench.txt, never a dependency.
 """
 
