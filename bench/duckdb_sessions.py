@@ -7,8 +7,8 @@ takes the fields `shared.reports.views.session_rows` needs from the JSON with on
 (`json_extract_string` with a list of paths, https://duckdb.org/docs/data/json/json_functions),
 keeps MailItemsAccessed, one row per record Id (DISTINCT ON: DuckDB's CSV scan gives no row number
 to pick the first copy by, and the bench's repeats are exact copies, so any copy is the first),
-and aggregates per SessionId what SQL can compute
-of the view's columns. Bench only: duckdb is in requirements-bench.txt, never a dependency.
+and aggregates per SessionId what SQL can compute of the view's columns. Bench only: duckdb is in
+requirements-bench.txt, never a dependency.
 """
 
 from __future__ import annotations
