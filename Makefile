@@ -7,6 +7,8 @@ NODE_STAMP := node_modules/.installed
 # checkov pins packaging<24 and pytest needs >=24: infrastructure checks get their own venv.
 INFRA_VENV := .venv-infra
 INFRA_STAMP := $(INFRA_VENV)/.installed
+# make bench's own tools (DuckDB), in .venv beside the rest; the tests never need them.
+BENCH_STAMP := $(VENV)/.bench-installed
 
 # The browser tests use Debian's Chromium and its driver (never a browser a tool downloads).
 CHROMIUM := /usr/bin/chromium
@@ -39,6 +41,10 @@ $(INFRA_STAMP): requirements-infra.txt
 	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-infra.txt
 	touch $@
 
+$(BENCH_STAMP): requirements-bench.txt $(PY_STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -63,7 +69,7 @@ demo: setup
 docs-screenshot: setup
 	MIA_DOCS_SCREENSHOT=1 $(PY) -m pytest -p no:cacheprovider tests/browser -k sample
 
-bench: setup
+bench: setup $(BENCH_STAMP)
 	$(PY) -m bench.run
 
 clean:

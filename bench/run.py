@@ -1,26 +1,38 @@
-"""`make bench`: nine figures measured in one run, written to bench/results.json.
+"""`make bench`: twelve figures measured in one run, written to bench/results.json.
 
 1. parse_ratio_to_raw_decode: our parse + normalize of a Management API content blob
-   (`shared.parse.events.events_from_bytes`, fully consumed) over plain `orjson.loads` of the same bytes.
-2. ingest_batch_speedup: one `create_entity` per row over `shared.storage.tables.insert_rows` (what
+   (`shared.parse.events.events_from_bytes`, fully consumed) over plain `orjson.loads` of the same
+   bytes, the median of the ratios of interleaved pairs.
+2. report_overhead_ratio: the exposure view (CSV) of a 30,000-row mailbox over just paging those
+   rows (`MailboxAccessTable.query_events`), served by bench/table_replay.py; median of pair
+   ratios (bench/report_overhead.py).
+3. files_report_vs_duckdb: wall time of `mia report --input EXPORT --view sessions` over DuckDB's
+   computing the same sessions from the same Purview CSV on all cores (bench/duckdb_sessions.py);
+   median of pair ratios, the answers compared session by session (bench/files.py).
+4. ingest_batch_speedup: one `create_entity` per row over `shared.storage.tables.insert_rows` (what
    ingestion does: entity-group transactions of 100 inserts, first copy wins), same rows, fresh
    Azurite tables for each side.
-3. report_rss_growth_mb_100k: peak RSS growth of a child process writing the CSV events report of
+5. report_rss_growth_mb_100k: peak RSS growth of a child process writing the CSV events report of
    one mailbox with 100,000 stored rows (`events_from_table` + `render_report`, as `mia report -o`).
    The same child also runs against real Azurite holding as many rows of one mailbox as Azurite
    can take in the time budget (see bench/table_replay.py for why not 100,000).
-4. collect_records_per_s: MailItemsAccessed rows per second from the simulator's API to
+6. import_peak_rss_mb: the larger peak RSS of `mia import` (to Azurite) and `mia report --input`
+   on a generated Purview export of at least 500 MiB (bench/export.py), each measured by the
+   bench/peak_rss.py launcher; the import's blob and the report's sessions checked (bench/files.py).
+7. collect_records_per_s: MailItemsAccessed rows per second from the simulator's API to
    MailboxAccess/ActorAccess on Azurite, collection and processing together (bench/collect.py).
-5. collect_concurrency_speedup: collection time fetching one blob at a time over the time with 8
+8. collect_concurrency_speedup: collection time fetching one blob at a time over the time with 8
    at once, the simulator adding 50 ms to every API call.
-6. graph_requests_per_1000_messages: requests to Microsoft Graph (the simulator's) to resolve 1,000
+9. graph_requests_per_1000_messages: requests to Microsoft Graph (the simulator's) to resolve 1,000
    distinct messages of many mailboxes, cold cache, beside one request per message (bench/graph.py).
-7-9. detection_recall, false_alerts_per_100_mailbox_days, detection_latency_records: the detection
+10-12. detection_recall, false_alerts_per_100_mailbox_days, detection_latency_records: the detection
    rules (`shared.detect.engine.detect`, default settings) over the labelled tenants of
    `simulator/behaviour.py` for the held-out `bench.detection.BENCH_SEEDS` (bench/detection.py).
 
 Figures are ratios or growths within one run on one machine; no absolute timing is asserted
 anywhere. Storage is a private in-memory Azurite (devtools.azurite.running_azurite).
+`python -m bench.run --only NAME[,NAME]` measures only those figures (or the section
+`detection_quality`) and merges them into the existing results.json.
 """
 
 from __future__ import annotations
@@ -37,9 +49,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import psutil  # type: ignore[import-untyped]  # no stubs in requirements-dev
@@ -48,7 +61,10 @@ from azure.data.tables import TableClient, TableServiceClient
 from bench.collect import bench_collect_concurrency, bench_collect_throughput
 from bench.data import START, RecordFactory, mailbox_events
 from bench.detection import DETECTION_FIGURES, bench_detection_quality
+from bench.files import bench_files_vs_duckdb, bench_import_peak
 from bench.graph import bench_graph_requests
+from bench.measure import MIB, goal_at_least, goal_at_most, paired_ratios, require, rounded, timed
+from bench.report_overhead import bench_report_overhead
 from bench.table_replay import TableReplay, serving
 from devtools import azurite
 from shared.detect.engine import detect
@@ -68,7 +84,7 @@ REPORT_MAILBOX = "alice@contoso.com"
 # Sizes and goals.
 PARSE_RECORDS = 20_000
 PARSE_REPEATS = 7
-PARSE_GOAL_MAX = 3.0
+PARSE_GOAL_MAX = 2.0
 INGEST_ROWS = 2_000
 INGEST_MAILBOXES = 5
 INGEST_REPEATS = 3
@@ -79,38 +95,9 @@ AZURITE_LOAD_CHUNK = 1_000
 REPORT_PAGE_ROWS = 1_000  # AccessTable.query_events' page size
 REPORT_GOAL_MAX_MB = 100.0
 RSS_SAMPLE_SECONDS = 0.02
-MIB = 1024 * 1024
-
-T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------
 # Measurement helpers
-
-
-def timed(action: Callable[..., T], *args: Any) -> tuple[float, T]:
-    """Seconds taken by action(*args), starting from a collected heap, and its result."""
-    gc.collect()
-    started = time.perf_counter()
-    result = action(*args)
-    return time.perf_counter() - started, result
-
-
-def require(condition: bool, what: str) -> None:
-    """A check on the benchmark's own data (kept under python -O, unlike assert)."""
-    if not condition:
-        raise RuntimeError(f"benchmark check failed: {what}")
-
-
-def rounded(values: list[float]) -> list[float]:
-    return [round(value, 4) for value in values]
-
-
-def goal_at_most(value: float, limit: float) -> dict[str, Any]:
-    return {"value": round(value, 3), "goal": {"at_most": limit}, "met": value <= limit}
-
-
-def goal_at_least(value: float, limit: float) -> dict[str, Any]:
-    return {"value": round(value, 3), "goal": {"at_least": limit}, "met": value >= limit}
 
 
 def fresh_table(service: TableServiceClient, name: str) -> TableClient:
@@ -135,25 +122,25 @@ def consume_events(data: bytes) -> ParseStats:
 
 def bench_parse() -> dict[str, Any]:
     data = orjson.dumps(RecordFactory(seed=1).records(PARSE_RECORDS))
-    raw_times: list[float] = []
-    ours_times: list[float] = []
-    stats = ParseStats()
-    for _ in range(PARSE_REPEATS):  # interleaved, so drift affects both sides alike
-        raw_times.append(timed(orjson.loads, data)[0])
-        elapsed, stats = timed(consume_events, data)
-        ours_times.append(elapsed)
-    require(stats.malformed == 0 and stats.records == PARSE_RECORDS, f"parse stats {stats.as_dict()}")
-    figure = goal_at_most(min(ours_times) / min(raw_times), PARSE_GOAL_MAX)
+    stats: list[ParseStats] = []
+
+    def parse() -> float:
+        elapsed, parsed = timed(consume_events, data)
+        stats.append(parsed)
+        return elapsed
+
+    pairs = paired_ratios(parse, lambda: timed(orjson.loads, data)[0], PARSE_REPEATS)
+    for parsed in stats:
+        require(parsed.malformed == 0 and parsed.records == PARSE_RECORDS, f"parse stats {parsed.as_dict()}")
+    figure = goal_at_most(pairs["median_ratio"], PARSE_GOAL_MAX)
     figure["measurements"] = {
         "records": PARSE_RECORDS,
         "bytes": len(data),
         "bytes_per_record": round(len(data) / PARSE_RECORDS),
-        "repeats": PARSE_REPEATS,
-        "orjson_loads_seconds": rounded(raw_times),
-        "parse_normalize_seconds": rounded(ours_times),
-        "best_orjson_loads_seconds": round(min(raw_times), 4),
-        "best_parse_normalize_seconds": round(min(ours_times), 4),
-        "parse_stats": stats.as_dict(),
+        "numerator": "events_from_bytes (parse + normalize), every event consumed, seconds",
+        "denominator": "orjson.loads of the same bytes, seconds",
+        **pairs,
+        "parse_stats": stats[-1].as_dict(),
     }
     return figure
 
@@ -421,21 +408,53 @@ def machine() -> dict[str, Any]:
     }
 
 
-FIGURES = (
-    "parse_ratio_to_raw_decode",
-    "ingest_batch_speedup",
-    "report_rss_growth_mb_100k",
-    "collect_records_per_s",
-    "collect_concurrency_speedup",
-    "graph_requests_per_1000_messages",
-    *DETECTION_FIGURES,
+@dataclass(frozen=True)
+class Section:
+    """One part of the run: the figures it writes, whether it needs the bench's Azurite, and how
+    (given Azurite's connection string, or "" when it needs none) it measures them."""
+
+    name: str
+    figures: tuple[str, ...]
+    needs_azurite: bool
+    measure: Callable[[str], dict[str, Any]]
+
+
+def _one(name: str, action: Callable[[str], dict[str, Any]], needs_azurite: bool = True) -> Section:
+    return Section(name, (name,), needs_azurite, lambda connection: {name: action(connection)})
+
+
+def _detection(_: str) -> dict[str, Any]:
+    # The held-out BENCH_SEEDS, never used by the tests, through the rules as enrich_trace runs them.
+    return bench_detection_quality(lambda events: detect(events, DetectionSettings()))
+
+
+def _ingest(connection_string: str) -> dict[str, Any]:
+    return bench_ingest(TableServiceClient.from_connection_string(connection_string))
+
+
+# In the order they run. storage_requests_per_1000_records (bench/requests.py) is to be added here.
+SECTIONS = (
+    _one("parse_ratio_to_raw_decode", lambda _: bench_parse(), needs_azurite=False),
+    _one("report_overhead_ratio", lambda _: bench_report_overhead(), needs_azurite=False),
+    _one("files_report_vs_duckdb", lambda _: bench_files_vs_duckdb(), needs_azurite=False),
+    _one("ingest_batch_speedup", _ingest),
+    _one("report_rss_growth_mb_100k", bench_report),
+    _one("import_peak_rss_mb", bench_import_peak),
+    _one("collect_records_per_s", bench_collect_throughput),
+    _one("collect_concurrency_speedup", bench_collect_concurrency),
+    _one("graph_requests_per_1000_messages", bench_graph_requests),
+    Section("detection_quality", DETECTION_FIGURES, False, _detection),
 )
+FIGURES = tuple(figure for section in SECTIONS for figure in section.figures)
 
 
-def print_table(results: dict[str, Any]) -> None:
+def print_table(results: dict[str, Any], seconds: dict[str, float], elapsed: float) -> None:
+    """The figures in the file, then how long this run's sections took."""
     print(f"{'figure':<34} {'value':>9}  {'goal':<8} met")
     for name in FIGURES:
-        figure = results[name]
+        figure = results.get(name)
+        if figure is None:  # not measured yet: a run with --only before any full run
+            continue
         value = "-" if figure["value"] is None else f"{figure['value']:.3f}"  # latency: nothing flagged
         if figure["goal"] is None:
             print(f"{name:<34} {value:>9}  {'-':<8} -")
@@ -443,44 +462,77 @@ def print_table(results: dict[str, Any]) -> None:
         ((kind, limit),) = figure["goal"].items()
         goal = f"{'<=' if kind == 'at_most' else '>='} {limit:g}"
         print(f"{name:<34} {value:>9}  {goal:<8} {'yes' if figure['met'] else 'NO'}")
-    sections = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in results["section_seconds"].items())
-    print(f"total {results['total_seconds']:.0f} s ({sections}); written to {RESULTS.relative_to(ROOT)}")
+    sections = ", ".join(f"{name} {took:.0f} s" for name, took in seconds.items())
+    print(f"total {elapsed:.0f} s ({sections}); written to {RESULTS.relative_to(ROOT)}")
 
 
-def main() -> None:
-    started = time.perf_counter()
-    results: dict[str, Any] = {
+def chosen_sections(only: list[str] | None) -> tuple[Section, ...]:
+    """Every section, or those naming (or writing a figure named) in `only`."""
+    if only is None:
+        return SECTIONS
+    known = {section.name for section in SECTIONS} | set(FIGURES)
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise SystemExit(f"bench: unknown figure {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return tuple(s for s in SECTIONS if s.name in only or any(figure in only for figure in s.figures))
+
+
+def run_sections(sections: tuple[Section, ...]) -> tuple[dict[str, Any], dict[str, float]]:
+    figures: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+
+    def run(section: Section, connection_string: str) -> None:
+        begun = time.perf_counter()
+        figures.update(section.measure(connection_string))
+        seconds[section.name] = round(time.perf_counter() - begun, 1)
+
+    if not any(section.needs_azurite for section in sections):
+        for section in sections:
+            run(section, "")
+        return figures, seconds
+    with azurite.running_azurite() as connection_string:
+        for section in sections:
+            run(section, connection_string if section.needs_azurite else "")
+    return figures, seconds
+
+
+def run_header() -> dict[str, Any]:
+    return {
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": machine(),
         **commit(),
     }
-    sections: dict[str, float] = {}
 
-    def measure(name: str, action: Callable[[], dict[str, Any]]) -> None:
-        begun = time.perf_counter()
-        results[name] = action()
-        sections[name] = round(time.perf_counter() - begun, 1)
 
-    measure("parse_ratio_to_raw_decode", bench_parse)
-    with azurite.running_azurite() as connection_string:
-        service = TableServiceClient.from_connection_string(connection_string)
-        measure("ingest_batch_speedup", lambda: bench_ingest(service))
-        measure("report_rss_growth_mb_100k", lambda: bench_report(connection_string))
-        measure("collect_records_per_s", lambda: bench_collect_throughput(connection_string))
-        measure("collect_concurrency_speedup", lambda: bench_collect_concurrency(connection_string))
-        measure("graph_requests_per_1000_messages", lambda: bench_graph_requests(connection_string))
-    begun = time.perf_counter()
-    # The held-out BENCH_SEEDS, never used by the tests, through the rules as enrich_trace runs them.
-    results.update(bench_detection_quality(lambda events: detect(events, DetectionSettings())))
-    sections["detection_quality"] = round(time.perf_counter() - begun, 1)
-    results["section_seconds"] = sections
-    results["total_seconds"] = round(time.perf_counter() - started, 1)
+def main(only: list[str] | None = None) -> None:
+    """Measure the chosen figures and write bench/results.json: all of them afresh, or (with
+    `only`) those merged into the file's earlier results, the run that measured them named."""
+    started = time.perf_counter()
+    sections = chosen_sections(only)
+    figures, seconds = run_sections(sections)
+    elapsed = round(time.perf_counter() - started, 1)
+    if only is None:
+        results = {**run_header(), **figures, "section_seconds": seconds, "total_seconds": elapsed}
+    else:
+        results = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+        results.setdefault("section_seconds", {}).update(seconds)
+        results.setdefault("total_seconds", None)
+        results.update(figures)
+        partial = {**run_header(), "sections": [s.name for s in sections], "seconds": elapsed}
+        results.setdefault("partial_runs", []).append(partial)
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    print_table(results)
+    print_table(results, seconds, elapsed)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description="Write bench/results.json.")
+    parser.add_argument(
+        "--only",
+        type=lambda text: [name.strip() for name in text.split(",") if name.strip()],
+        metavar="NAME[,NAME]",
+        help="measure only these figures (or sections, e.g. detection_quality) and merge them into "
+        "the existing bench/results.json",
+    )
     parser.add_argument("--rss-child", nargs=2, metavar=("MAILBOX", "OUT"), help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -490,4 +542,4 @@ if __name__ == "__main__":
     if args.rss_child:
         print(json.dumps(rss_child(*args.rss_child)))
     else:
-        main()
+        main(args.only)
