@@ -32,8 +32,8 @@ from shared.parse.normalize import ParseStats
 from shared.reports import scope, terminal
 from shared.reports.assemble import (
     EventSource,
+    FileEvents,
     audit_lookup,
-    events_from_files,
     events_from_table,
     render_report,
     render_workbook,
@@ -341,6 +341,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return ExitCode.CHECK_FAILED if any(result.ok is False for result in results) else ExitCode.OK
 
 
+SUBJECT_VIEWS = frozenset({"messages", "exposure"})  # the views that show what a message's subject is
+
+
 def _report_query(args: argparse.Namespace, params: dict[str, str]) -> ReportQuery:
     """The report's query: of the --input files (any mailbox, their whole range by default), or
     of one mailbox (or actor) in storage."""
@@ -375,11 +378,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     stats = ParseStats()
     source: EventSource
     if args.input:
-        observer = MessageObserver()
-        chosen = events_from_files(args.input, query, stats, observer)
+        # Only these name messages' subjects; the others need not remember every message.
+        observer = MessageObserver() if query.fmt in ("html", "xlsx") or query.view in SUBJECT_VIEWS else None
+        chosen = FileEvents(args.input, query, stats, observer)
         query = within_the_files(query, chosen)
-        source = lambda: chosen  # noqa: E731
-        lookup = audit_lookup(observer)
+        source = lambda: iter(chosen)  # noqa: E731
+        lookup = audit_lookup(observer) if observer is not None else None
     else:
         storage = _storage()
         table = storage.access_table(query.by)
@@ -473,7 +477,7 @@ def cmd_scope(args: argparse.Namespace) -> int:
 
 
 def _write_workbook(
-    query: ReportQuery, source: EventSource, output: Path, lookup: Lookup, ip_context: IpContext
+    query: ReportQuery, source: EventSource, output: Path, lookup: Lookup | None, ip_context: IpContext
 ) -> None:
     """The workbook of every view, written to `output`; no file is left behind when it fails."""
     try:

@@ -7,11 +7,14 @@ export files with no storage at all (`mia report --input`).
 from __future__ import annotations
 
 import functools
+import heapq
 import io
 import ipaddress
+import pickle
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -54,39 +57,121 @@ def passes_filters(event: AccessEvent, query: ReportQuery) -> bool:
     return not (query.exclude_ips and _in_any(event.client_ip, query.exclude_ips))
 
 
+SPILL_EVENTS = 20_000  # events of the files held before a sorted run of them is written to disk
+
+
+def _order(event: AccessEvent) -> tuple[datetime, str]:
+    return event.timestamp, event.record_id
+
+
+class FileEvents:
+    """The query's events from export files, each record once (by record Id), in time order, in
+    memory bounded by SPILL_EVENTS events rather than by the files.
+
+    The first copy wins, as in storage; a later copy that says something else (not only less:
+    AccessEvent.agrees_with) marks it `Conflict`. The files are read once: the kept events are
+    written in sorted runs to a temporary directory and merged each time the events are iterated.
+    What is held meanwhile is a 128-bit content digest per record Id (to tell a repeat from a
+    copy that differs) and the differing later copies, which are rare. `observer` is shown every
+    record of the files, in the query or not (see `audit_lookup`)."""
+
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        query: ReportQuery,
+        stats: ParseStats,
+        observer: MessageObserver | None = None,
+    ) -> None:
+        self._directory = tempfile.TemporaryDirectory(prefix="mia-report-")
+        self._runs: list[Path] = []
+        self._held: list[AccessEvent] = []
+        self._later: dict[str, list[AccessEvent]] = {}
+        self.count = 0
+        self.first: AccessEvent | None = None
+        self.last: AccessEvent | None = None
+        contents: dict[str, int] = {}
+        for path in paths:
+            for event in events_from_path(path, str(path), stats=stats):
+                if observer is not None:
+                    observer.add(event)
+                if not (_matches(event, query) and passes_filters(event, query)):
+                    continue
+                content = int(event.content_sha256()[:32], 16)
+                first = contents.get(event.record_id)
+                if first is None:
+                    contents[event.record_id] = content
+                    self._keep(event)
+                elif first != content:
+                    self._later.setdefault(event.record_id, []).append(event)
+        if self._runs and self._held:
+            self._spill()
+
+    def _keep(self, event: AccessEvent) -> None:
+        self.count += 1
+        if self.first is None or _order(event) < _order(self.first):
+            self.first = event
+        if self.last is None or _order(event) > _order(self.last):
+            self.last = event
+        self._held.append(event)
+        if len(self._held) >= SPILL_EVENTS:
+            self._spill()
+
+    def _spill(self) -> None:
+        run = Path(self._directory.name) / f"run-{len(self._runs):05d}.pickle"
+        with run.open("wb") as out:
+            for event in sorted(self._held, key=_order):  # one pickle each: none keeps the others
+                pickle.dump(event, out, protocol=pickle.HIGHEST_PROTOCOL)
+        self._runs.append(run)
+        self._held = []
+
+    @staticmethod
+    def _read(run: Path) -> Iterator[AccessEvent]:
+        # Only ever a run _spill wrote in this process, in a directory mkdtemp made for this user
+        # alone (mode 0700): never a file from outside.
+        with run.open("rb") as handle:
+            while True:
+                try:
+                    yield pickle.load(handle)  # noqa: S301
+                except EOFError:
+                    return
+
+    def __iter__(self) -> Iterator[AccessEvent]:
+        runs = [self._read(run) for run in self._runs] or [iter(sorted(self._held, key=_order))]
+        for event in heapq.merge(*runs, key=_order):
+            copies = self._later.get(event.record_id)
+            if copies and not all(event.agrees_with(copy) for copy in copies):
+                event = replace(event, conflict=True)
+            yield event
+
+    def __len__(self) -> int:
+        return self.count
+
+    def close(self) -> None:
+        self._directory.cleanup()
+
+
 def events_from_files(
     paths: Sequence[Path], query: ReportQuery, stats: ParseStats, observer: MessageObserver | None = None
 ) -> list[AccessEvent]:
-    """The query's events from export files, each record once (by record Id), in time order.
-    The first copy wins, as in storage; a later copy that says something else (not only less:
-    AccessEvent.agrees_with) marks it `Conflict`.
-    `observer` is shown every record of the files, in the query or not (see `audit_lookup`)."""
-    chosen: dict[str, AccessEvent] = {}
-    contents: dict[str, str] = {}
-    for path in paths:
-        for event in events_from_path(path, str(path), stats=stats):
-            if observer is not None:
-                observer.add(event)
-            if not (_matches(event, query) and passes_filters(event, query)):
-                continue
-            content = event.content_sha256()
-            first = contents.setdefault(event.record_id, content)
-            if first is content:
-                chosen[event.record_id] = event
-            elif first != content and not chosen[event.record_id].conflict:
-                stored = chosen[event.record_id]
-                if not stored.agrees_with(event):
-                    chosen[event.record_id] = replace(stored, conflict=True)
-    return sorted(chosen.values(), key=lambda event: (event.timestamp, event.record_id))
+    """`FileEvents`, as a list."""
+    events = FileEvents(paths, query, stats, observer)
+    try:
+        return list(events)
+    finally:
+        events.close()
 
 
-def within_the_files(query: ReportQuery, events: Sequence[AccessEvent]) -> ReportQuery:
+def within_the_files(query: ReportQuery, events: Sequence[AccessEvent] | FileEvents) -> ReportQuery:
     """`query` with an open bound (no `from`, or no `to`, of a report from files) closed at the
     files' own edge: the second of their first record, the second after their last; so the report
     names the range it covers. `events` are the query's, in time order; with none, unchanged."""
-    if not events:
+    if isinstance(events, FileEvents):
+        edges = None if events.first is None or events.last is None else (events.first, events.last)
+    else:
+        edges = (events[0], events[-1]) if events else None
+    if edges is None:
         return query
-    first, last = (event.timestamp.replace(microsecond=0) for event in (events[0], events[-1]))
+    first, last = (event.timestamp.replace(microsecond=0) for event in edges)
     start = first if query.start == WHOLE_START else query.start
     end = last + timedelta(seconds=1) if query.end == WHOLE_END else query.end
     return replace(query, start=start, end=end)

@@ -21,7 +21,7 @@ from shared.model.scope import SCOPE_COLUMNS, Tallies, Tally, mailbox_totals, sc
 from shared.model.times import iso_z
 from shared.parse.normalize import ParseStats
 from shared.reports import html, http_api, render
-from shared.reports.assemble import events_from_files
+from shared.reports.assemble import FileEvents
 from shared.reports.budget import SECONDS_SETTING, ReportTooLarge, WorkBudget
 from shared.reports.request import WHOLE_END, WHOLE_START, ReportQuery, RequestError
 from shared.reports.scope_request import MAILBOXES_VIEW, ScopeQuery, parse_scope_request
@@ -92,7 +92,11 @@ def file_tallies(paths: Sequence[Path], query: ScopeQuery, stats: ParseStats) ->
         subject=None, by="mailbox", view="events", fmt="json", start=WHOLE_START, end=WHOLE_END
     )
     tallies = Tallies()
-    tallies.add_all(events_from_files(paths, every, stats))
+    events = FileEvents(paths, every, stats)
+    try:
+        tallies.add_all(events)
+    finally:
+        events.close()
     return list(tallies.of(query.kind, query.value, query.first_day, query.last_day))
 
 

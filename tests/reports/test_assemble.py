@@ -497,3 +497,25 @@ def test_mia_report_mailboxes_by_actor_from_storage_is_one_row_per_mailbox_the_u
     read = {r["MailboxOwnerUPN"].lower() for r in records_for("bob@contoso.com", "actor")}
     assert {c["Mailbox"] for c in cells} == read
     assert sum(int(c["Records"]) for c in cells) == len(records_for("bob@contoso.com", "actor"))
+
+
+def test_file_events_spilled_in_sorted_runs_are_the_events_held_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = sample_mia_records()
+    changed = {**records[5], "ClientIPAddress": "198.51.100.77"}  # a later copy saying something else
+    again = tmp_path / "again.jsonl"
+    again.write_text("".join(json.dumps(r) + "\n" for r in (records[3], changed)), encoding="utf-8")
+    query = parse_file_report_request(None, {}, ReportSettings(), datetime(2026, 12, 2, tzinfo=UTC))
+    paths = [SAMPLE, again]
+    held = assemble.FileEvents(paths, query, ParseStats())
+    monkeypatch.setattr(assemble, "SPILL_EVENTS", 4)
+    spilled = assemble.FileEvents(paths, query, ParseStats())
+
+    assert len(spilled._runs) == 14  # 56 first copies, 4 a run
+    assert list(spilled) == list(held) == sorted(list(held), key=lambda e: (e.timestamp, e.record_id))
+    assert [e.record_id for e in spilled if e.conflict] == [records[5]["Id"]]
+    assert list(spilled) == list(spilled)  # iterable again (a workbook reads it once a sheet)
+    assert assemble.within_the_files(query, spilled) == assemble.within_the_files(query, list(held))
+    spilled.close()
+    assert not Path(spilled._directory.name).exists()
