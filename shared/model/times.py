@@ -11,6 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 ISO_Z = "%Y-%m-%dT%H:%M:%SZ"
 
+# The form nearly every audit record writes CreationTime in: zone-less, to the second, ASCII digits,
+# the time of day in range. (`_TIMESTAMP`'s \d also takes other scripts' digits, and its hours go
+# to 99; those take the general path, so the fast one never meets hour 24, which newer Pythons'
+# fromisoformat read as the next day's midnight: https://github.com/python/cpython/pull/105856.)
+_PLAIN_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
 _TIMESTAMP = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d+))?(Z|[+-]\d{2}:?\d{2})?$"
 )
@@ -44,6 +49,14 @@ def day_of(moment: datetime) -> str:
 def utc_timestamp(value: str) -> datetime | None:
     """Parse an audit time such as CreationTime: zone-less means UTC; fractions and offsets accepted.
     None if unreadable (a record is never rejected by an exception from here)."""
+    if _PLAIN_TIMESTAMP.fullmatch(value):
+        # The general path's result, several times faster: datetime.fromisoformat reads this form
+        # (https://docs.python.org/3/library/datetime.html#datetime.datetime.fromisoformat), and
+        # "+00:00" makes its tzinfo the UTC singleton itself.
+        try:
+            return datetime.fromisoformat(value + "+00:00")
+        except ValueError:  # a day that does not exist (February 30): the general path says None
+            pass
     match = _TIMESTAMP.match(value.strip())
     if match is None:
         return None

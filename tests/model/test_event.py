@@ -1,11 +1,13 @@
-"""shared/model/event.py: when two copies of a record say the same."""
+"""shared/model/event.py: when two copies of a record say the same, and events built from drafts."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import copy
+from dataclasses import FrozenInstanceError, asdict, fields, replace
 
 import pytest
 
+from shared.model.event import AccessEvent, AccessEventDraft, MessageRef, MessageRefDraft, sealed
 from tests.helpers import make_event
 
 pytestmark = pytest.mark.unit
@@ -59,3 +61,56 @@ def test_a_cut_copy_that_also_says_something_else_does_not_agree() -> None:
 
 def test_a_copy_without_messages_that_names_no_cut_does_not_agree() -> None:
     assert not WITH_MESSAGES.agrees_with(replace(WITH_MESSAGES, items=()))
+
+
+# --- Drafts: the fast way to build many events ----------------------------------------------------
+
+MESSAGE = MessageRef("<m1@contoso.com>", "Inbox", "Hi", 1234)
+FULL = make_event(record_id="r3", items=(MESSAGE,), repaired=("Item.Subject",), source_index=4)
+
+
+def _draft_of(event: AccessEvent) -> AccessEvent:
+    return AccessEventDraft(**{f.name: getattr(event, f.name) for f in fields(AccessEvent)})
+
+
+def test_a_sealed_draft_is_an_access_event_equal_to_one_built_directly() -> None:
+    event = sealed(_draft_of(FULL))
+    assert type(event) is AccessEvent
+    assert event == FULL
+    assert hash(event) == hash(FULL)
+    assert repr(event) == repr(FULL)
+    assert asdict(event) == asdict(FULL)
+
+
+def test_a_sealed_draft_is_as_immutable_as_any_event() -> None:
+    event = sealed(_draft_of(FULL))
+    with pytest.raises(FrozenInstanceError):
+        event.mailbox = "mallory@evil.example"  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        del event.client_ip
+    with pytest.raises((FrozenInstanceError, TypeError)):
+        event.__class__ = AccessEventDraft  # a sealed event cannot be turned back into a draft
+
+
+def test_a_sealed_draft_copies_and_replaces_like_any_event() -> None:
+    event = sealed(_draft_of(FULL))
+    assert type(copy.deepcopy(event)) is AccessEvent
+    assert copy.deepcopy(event) == copy.copy(event) == FULL
+    assert replace(event, mailbox="bob@contoso.com") == replace(FULL, mailbox="bob@contoso.com")
+
+
+def test_a_draft_takes_the_same_defaults_as_its_frozen_class() -> None:
+    assert sealed(MessageRefDraft("<m2@contoso.com>", "Inbox")) == MessageRef("<m2@contoso.com>", "Inbox")
+    required = {f.name: getattr(FULL, f.name) for f in fields(AccessEvent) if f.name not in DEFAULTED}
+    assert sealed(AccessEventDraft(**required)) == AccessEvent(**required)
+
+
+DEFAULTED = ("items", "repaired", "conflict", "source_blob", "source_sha256", "source_index")
+
+
+def test_only_a_draft_can_be_sealed() -> None:
+    with pytest.raises(TypeError, match="not a draft"):
+        sealed(MESSAGE)
+    once = sealed(MessageRefDraft("<m3@contoso.com>", "Inbox"))
+    with pytest.raises(TypeError, match="not a draft"):
+        sealed(once)

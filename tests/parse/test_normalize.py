@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.data import RecordFactory
 from shared.model.event import EVENT_COLUMNS, AccessEvent
+from shared.parse import normalize
 from shared.parse.normalize import MalformedRecord, ParseStats, RawRecord, normalize_record, normalize_records
+from shared.parse.readers import read_records
+from tests import strategies
+from tests.parse.reference_normalize import normalize_record as reference_normalize_record
 from tests.records_factory import (
     AAD_SESSION_ID,
     ABSENT,
@@ -805,3 +813,258 @@ def test_normalize_records_never_raises_and_accounts_for_every_record(entries: l
     assert stats.events == len(events)
     assert stats.events + stats.other_operations + stats.malformed == stats.records
     assert len(stats.malformed_positions) == stats.malformed
+
+
+# --- The same events as the reference normalizer --------------------------------------------------
+# tests/parse/reference_normalize.py is the normalizer before its per-record path was made cheap;
+# the fast one must say exactly what it said, for every input.
+
+WHITESPACE = " \t\r\n\x0b\x0c\x1c\x1f\x85\xa0\u1680\u2003\u2028\u3000"  # all of them str.strip()s
+
+
+def _outcome(normalize: Any, value: object, repaired: tuple[str, ...] = ("Pre[0].Repaired",)) -> object:
+    try:
+        return normalize(value, repaired, "blob", "sha", 7)
+    except Exception as problem:  # whatever one raises, the other must raise alike
+        return (type(problem), str(problem))
+
+
+def assert_as_the_reference_says(value: object, repaired: tuple[str, ...] = ("Pre[0].Repaired",)) -> None:
+    ours, reference = (
+        _outcome(normalize_record, value, repaired),
+        _outcome(reference_normalize_record, value, repaired),
+    )
+    # repr tells apart what == does not: True from 1, 1.0 from 1, a draft from an AccessEvent.
+    assert repr(ours) == repr(reference)
+    assert ours == reference
+
+
+def _key_spellings(name: str) -> st.SearchStrategy[str]:
+    """The key as the API spells it, other spellings that fold to it (any letter case, stray
+    whitespace of any kind), and ones that only look alike (which must not be read as it)."""
+    cased = st.lists(st.booleans(), min_size=len(name), max_size=len(name)).map(
+        lambda upper: "".join(c.upper() if u else c.lower() for c, u in zip(name, upper, strict=True))
+    )
+    padding = st.text(WHITESPACE, max_size=2)
+    folds_alike = st.tuples(padding, cased, padding).map("".join)
+    lookalikes = st.sampled_from([f"{name[0]} {name[1:]}", f"{name}_", name[:-1], "\u0130" + name[1:], ""])
+    return strategies.weighted(
+        (2, st.just(name)), (1, st.just(name.lower())), (4, folds_alike), (1, lookalikes)
+    )
+
+
+@st.composite
+def spelled(
+    draw: st.DrawFn, fields: dict[str, st.SearchStrategy[Any]], required: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """An object holding some of `fields`, with a few unrelated keys, in any order: either as the
+    API writes it (each key in its own spelling) or with each field absent, once or twice under
+    different spellings (so which one wins matters)."""
+    as_the_api_writes = draw(st.booleans())
+    entries: list[tuple[str, Any]] = []
+    for name, values in fields.items():
+        low = 1 if name in required else 0
+        for _ in range(draw(st.integers(low, 1 if as_the_api_writes else 2))):
+            key = name if as_the_api_writes else draw(_key_spellings(name))
+            entries.append((key, draw(values)))
+    entries += draw(st.lists(st.tuples(st.text(max_size=8), ODD_VALUES), max_size=2))
+    return dict(draw(st.permutations(entries)))
+
+
+# Values of the wrong type, cheaper to draw than JSON_VALUES (these records nest many of them).
+ODD_VALUES = (
+    JSON_SCALARS
+    | st.lists(JSON_SCALARS, max_size=2)
+    | st.dictionaries(st.text(max_size=4), JSON_SCALARS, max_size=2)
+)
+
+
+def _or_odd(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return strategies.weighted((5, strategy), (1, ODD_VALUES))
+
+
+SIZES = st.integers() | st.sampled_from(
+    [2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**80, "7", " 12 ", 3.0, True]
+)
+CREATION_TIMES = st.one_of(
+    st.datetimes(datetime(1000, 1, 1), datetime(9999, 12, 31)).map(lambda moment: moment.isoformat()),
+    st.datetimes(datetime(1000, 1, 1), datetime(9999, 12, 31)).map(lambda m: m.strftime("%Y-%m-%dT%H:%M:%S")),
+    st.sampled_from(
+        [
+            "2026-11-18T09:15:42",
+            "2026-11-18 09:15:42",
+            " 2026-11-18T09:15:42\r\n",
+            "2026-11-18T09:15:42.1234567Z",
+            "2026-11-18T09:15:42+05:30",
+            "2026-11-18T24:00:00",
+            "2026-11-18T23:59:60",
+            "2026-02-29T00:00:00",
+            "2024-02-29T00:00:00",
+            "0000-01-01T00:00:00",
+            "\u0662\u0660\u0662\u0666-11-18T09:15:42",
+        ]
+    ),
+)
+ITEM_FIELDS = {
+    "InternetMessageId": _or_odd(st.sampled_from([MID_1, f" {MID_2} ", ""])),
+    "Subject": _or_odd(st.text(max_size=8)),
+    "SizeInBytes": _or_odd(SIZES),
+}
+FOLDER_FIELDS = {
+    "Id": _or_odd(st.sampled_from([INBOX_ID, SENT_ID, " "])),
+    "Path": _or_odd(st.sampled_from(["\\Inbox", "\\\\Sent Items ", ""])),
+    "Name": _or_odd(st.sampled_from(["Inbox", "Archive"])),
+    "FolderItems": _or_odd(st.lists(spelled(ITEM_FIELDS, required=("InternetMessageId",)), max_size=3)),
+}
+FOLDERS_SPELLED = st.lists(spelled(FOLDER_FIELDS, required=("FolderItems",)), min_size=1, max_size=3)
+PARENT_FIELDS = {k: FOLDER_FIELDS[k] for k in ("Id", "Path", "Name")}
+EXCHANGE_ITEM_FIELDS = {**ITEM_FIELDS, "Id": ODD_VALUES, "ParentFolder": _or_odd(spelled(PARENT_FIELDS))}
+PAIR_FIELDS = {
+    "Name": _or_odd(st.sampled_from(["MailAccessType", "IsThrottled", " isthrottled ", "MAILACCESSTYPE"])),
+    "Value": _or_odd(st.sampled_from(["Bind", "Sync", " sync ", "True", "False", "TRUE"])),
+}
+CONTEXT_FIELDS = {
+    "AADSessionId": _or_odd(st.sampled_from([AAD_SESSION_ID, " x "])),
+    "ClientAppId": _or_odd(st.sampled_from([UNKNOWN_APP, OUTLOOK_MOBILE, ""])),
+    "ClientAppName": _or_odd(st.sampled_from(["Evil Reader", " "])),
+}
+SPELLED_RECORD_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "MailboxGuid": _or_odd(st.sampled_from([MAILBOX_GUID, " "])),
+    "UserId": _or_odd(st.sampled_from(["Alice@Contoso.com", "S-1-5-21-545102221", " "])),
+    "ClientIPAddress": _or_odd(st.sampled_from(strategies.CLIENT_IPS)),
+    "ClientIP": _or_odd(st.sampled_from(strategies.CLIENT_IPS)),
+    "ClientInfoString": _or_odd(st.sampled_from(strategies.CLIENT_STRINGS) | st.text(max_size=12)),
+    "AppId": _or_odd(st.sampled_from([GRAPH, OUTLOOK_MOBILE, " "])),
+    "ClientAppId": _or_odd(st.sampled_from([UNKNOWN_APP, OUTLOOK_MOBILE, ""])),
+    "SessionId": _or_odd(st.sampled_from([SESSION_ID, " x "])),
+    "ExternalAccess": _or_odd(st.sampled_from([True, False, "True", " true ", "false"])),
+    "OriginatingServer": _or_odd(st.just("PH0PR11MB6049 (15.20.8158.017)\r\n")),
+    "Operation": strategies.weighted(
+        (8, st.sampled_from(["MailItemsAccessed", " mailitemsaccessed "])),
+        (1, st.just("Send")),
+        (1, ODD_VALUES),
+    ),
+    "CreationTime": _or_odd(CREATION_TIMES),
+    "MailboxOwnerUPN": _or_odd(MAILBOXES),
+    "LogonType": _or_odd(
+        st.sampled_from([0, 1, 2, 6, 99, -1, "2", " 1 ", "Owner", "delegate", True, False, 2.0, 2**70])
+    ),
+    "OperationProperties": _or_odd(st.lists(spelled(PAIR_FIELDS), max_size=3)),
+    "Folders": _or_odd(FOLDERS_SPELLED),
+    "Item": _or_odd(spelled(EXCHANGE_ITEM_FIELDS)),
+    "OperationCount": _or_odd(SIZES),
+    "AppAccessContext": _or_odd(spelled(CONTEXT_FIELDS)),
+    "Id": _or_odd(st.sampled_from([RECORD_ID, " ", ""])),
+}
+SPELLED_RECORDS = spelled(
+    SPELLED_RECORD_FIELDS, required=("Operation", "CreationTime", "MailboxOwnerUPN", "Folders")
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SPELLED_RECORDS)
+def test_records_with_keys_spelled_any_way_and_repeated_give_what_the_reference_gives(record: Any) -> None:
+    assert_as_the_reference_says(record)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ANY_INPUT)
+def test_any_json_value_gives_what_the_reference_gives(value: object) -> None:
+    assert_as_the_reference_says(value)
+
+
+class _ReadOnlyRecord(Mapping[Any, Any]):
+    """A mapping that is not a dict (as a caller other than a JSON reader may hand over)."""
+
+    def __init__(self, entries: dict[Any, Any]) -> None:
+        self._entries = entries
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._entries[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(SPELLED_RECORDS, st.dictionaries(st.integers() | st.none(), JSON_SCALARS, max_size=2))
+def test_mappings_other_than_dicts_and_keys_other_than_text_give_what_the_reference_gives(
+    record: dict[str, Any], odd_keys: dict[Any, Any]
+) -> None:
+    assert_as_the_reference_says(_ReadOnlyRecord(record))
+    with_odd_keys = {**odd_keys, **record}
+    assert_as_the_reference_says(with_odd_keys)
+    assert_as_the_reference_says(
+        {**record, "Folders": [_ReadOnlyRecord(f) for f in _list_of(record, "Folders")]}
+    )
+
+
+def _list_of(record: dict[str, Any], key: str) -> list[Any]:
+    value = record.get(key)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(strategies.fuzz_inputs(max_records=4))
+def test_records_of_every_export_format_give_what_the_reference_gives(fuzz: strategies.FuzzInput) -> None:
+    for export in fuzz.files:
+        _, records = read_records(export.to_bytes())
+        for raw in records:
+            assert_as_the_reference_says(raw.value, raw.repaired + raw.lost)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests/parse/fixtures"
+EXPORT_FILES = [
+    *sorted([*FIXTURES.glob("*/*.json"), *FIXTURES.glob("*/*.csv")]),
+    ROOT / "samples/contoso-purview-export.csv",
+    ROOT / "simulator/fixtures/graph_audit_query_published.json",
+]
+
+
+@pytest.mark.parametrize("path", EXPORT_FILES, ids=lambda path: path.name)
+def test_records_of_the_real_shaped_export_files_give_what_the_reference_gives(path: Path) -> None:
+    _, records = read_records(path.read_bytes())
+    read = list(records)
+    assert read
+    for raw in read:
+        assert_as_the_reference_says(raw.value, raw.repaired + raw.lost)
+
+
+def test_the_benchmark_blob_gives_what_the_reference_gives() -> None:
+    for record in RecordFactory(seed=1).records(2_000):
+        assert_as_the_reference_says(record, ())
+
+
+def test_keys_folded_differently_once_the_plain_key_set_is_full_still_give_what_the_reference_gives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(normalize, "_PLAIN_KEYS", set(normalize.KEYS))
+    monkeypatch.setattr(normalize, "_PLAIN_KEYS_MAX", len(normalize.KEYS))
+    record = mail_items_accessed(NeverSeenBefore=1, **{" clientipaddress ": "192.0.2.1"})
+    assert_as_the_reference_says(record)
+    assert_as_the_reference_says(mail_items_accessed(NeverSeenBefore=2))
+    assert set(normalize.KEYS) == normalize._PLAIN_KEYS  # nothing learnt beyond the bound
+
+
+def test_the_last_of_two_spellings_of_a_key_wins_as_folding_says() -> None:
+    later = mail_items_accessed(ClientIPAddress="198.51.100.1", **{" clientipaddress ": "198.51.100.2"})
+    earlier = {" clientipaddress ": "198.51.100.2", **mail_items_accessed(ClientIPAddress="198.51.100.1")}
+    events = normalize_record(later), normalize_record(earlier)
+    assert [event.client_ip if event else None for event in events] == ["198.51.100.2", "198.51.100.1"]
+    assert_as_the_reference_says(later)
+    assert_as_the_reference_says(earlier)
+
+
+def test_no_folded_key_can_be_mistaken_for_a_spelling_the_normalizer_reads_by() -> None:
+    # `_respelled` maps folded names back to KEYS; that is one to one only if no folded key is
+    # itself one of KEYS. Each of KEYS has an ASCII capital; str.lower maps code points one by
+    # one (final sigma aside, which lowers to a lower-case sigma), and none to an ASCII capital.
+    assert all(re.search("[A-Z]", key) for key in normalize.KEYS)
+    assert all(key == key.strip() for key in normalize.KEYS)
+    assert len({key.lower() for key in normalize.KEYS}) == len(normalize.KEYS)
+    capitals = re.compile("[A-Z]")
+    assert not [c for c in range(0x110000) if capitals.search(chr(c).lower())]
