@@ -9,10 +9,12 @@ queues; each table class names its table."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
+from azure.core.pipeline.transport import HttpTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
@@ -47,6 +49,10 @@ TABLE_CLASSES: tuple[type[Table], ...] = (
 TABLES = tuple(table.NAME for table in TABLE_CLASSES)
 LOOKUP_QUEUE = "subject-lookups"  # messages to resolve through Graph, gathered across blobs
 QUEUES = (CONTENT_QUEUE, POISON_QUEUE, LOOKUP_QUEUE)
+BLOB_SERVICE, QUEUE_SERVICE, TABLE_SERVICE = "blob", "queue", "table"
+# The HTTP transport one service's clients send through (given the service's name): the SDKs'
+# default RequestsTransport when absent. Tools use it to see every request on the wire.
+TransportFor = Callable[[str], HttpTransport[Any, Any]]
 
 
 def _credential(settings: StorageSettings) -> Any:
@@ -72,27 +78,39 @@ class Storage:
     tables: TableServiceClient
 
     @classmethod
-    def from_settings(cls, settings: StorageSettings, retry_total: int | None = None) -> Storage:
+    def from_settings(
+        cls,
+        settings: StorageSettings,
+        retry_total: int | None = None,
+        *,
+        transports: TransportFor | None = None,
+    ) -> Storage:
         """The clients of the configured account; `retry_total` caps the SDKs' retries of one
         request (their default, 10 with backoff, keeps an unreachable account busy for minutes)
         and shortens the blob and queue SDKs' wait between tries to about a second (theirs starts
-        at 15 s: `ExponentialRetry(initial_backoff=15, increment_base=3)`)."""
+        at 15 s: `ExponentialRetry(initial_backoff=15, increment_base=3)`). `transports` gives each
+        service's clients their HTTP transport (every try of every request goes through it)."""
         options: dict[str, Any] = {} if retry_total is None else _quick_retries(retry_total)
+
+        def service_options(service: str) -> dict[str, Any]:
+            return options if transports is None else {**options, "transport": transports(service)}
+
+        blob, queue, table = (service_options(name) for name in (BLOB_SERVICE, QUEUE_SERVICE, TABLE_SERVICE))
         if settings.connection_string is not None:
             conn = settings.connection_string
             return cls(
-                blobs=BlobServiceClient.from_connection_string(conn, **options),
-                queues=QueueServiceClient.from_connection_string(conn, **options),
-                tables=TableServiceClient.from_connection_string(conn, **options),
+                blobs=BlobServiceClient.from_connection_string(conn, **blob),
+                queues=QueueServiceClient.from_connection_string(conn, **queue),
+                tables=TableServiceClient.from_connection_string(conn, **table),
             )
         credential = _credential(settings)
         assert settings.blob_url
         assert settings.queue_url
         assert settings.table_url
         return cls(
-            blobs=BlobServiceClient(settings.blob_url, credential=credential, **options),
-            queues=QueueServiceClient(settings.queue_url, credential=credential, **options),
-            tables=TableServiceClient(settings.table_url, credential=credential, **options),
+            blobs=BlobServiceClient(settings.blob_url, credential=credential, **blob),
+            queues=QueueServiceClient(settings.queue_url, credential=credential, **queue),
+            tables=TableServiceClient(settings.table_url, credential=credential, **table),
         )
 
     @property
