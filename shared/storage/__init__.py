@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from azure.core.exceptions import ResourceExistsError
 from azure.core.pipeline.transport import HttpTransport
@@ -49,6 +49,7 @@ TABLE_CLASSES: tuple[type[Table], ...] = (
 TABLES = tuple(table.NAME for table in TABLE_CLASSES)
 LOOKUP_QUEUE = "subject-lookups"  # messages to resolve through Graph, gathered across blobs
 QUEUES = (CONTENT_QUEUE, POISON_QUEUE, LOOKUP_QUEUE)
+TableType = TypeVar("TableType", bound=Table)
 BLOB_SERVICE, QUEUE_SERVICE, TABLE_SERVICE = "blob", "queue", "table"
 # The HTTP transport one service's clients send through (given the service's name): the SDKs'
 # default RequestsTransport when absent. Tools use it to see every request on the wire.
@@ -71,11 +72,22 @@ def _quick_retries(retry_total: int) -> dict[str, Any]:
 
 @dataclass
 class Storage:
-    """The three storage services of one account."""
+    """The three storage services of one account, and one client per table.
+
+    The table clients are made once, here: azure-core links every new client's pipeline through
+    policy objects the service client shares, so a client made while another thread sends a
+    request can break that request ('_SansIOHTTPPolicyRunner' object has no attribute 'next')."""
 
     blobs: BlobServiceClient
     queues: QueueServiceClient
     tables: TableServiceClient
+    _table_clients: dict[type[Table], Table] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._table_clients = {table: table.of(self.tables) for table in TABLE_CLASSES}
+
+    def _table(self, table: type[TableType]) -> TableType:
+        return cast(TableType, self._table_clients[table])
 
     @classmethod
     def from_settings(
@@ -115,11 +127,11 @@ class Storage:
 
     @property
     def mailbox_access(self) -> MailboxAccessTable:
-        return MailboxAccessTable.of(self.tables)
+        return self._table(MailboxAccessTable)
 
     @property
     def actor_access(self) -> ActorAccessTable:
-        return ActorAccessTable.of(self.tables)
+        return self._table(ActorAccessTable)
 
     def access_table(self, by: str) -> AccessTable:
         """The access rows a report `by` "mailbox" or "actor" reads."""
@@ -127,35 +139,35 @@ class Storage:
 
     @property
     def record_conflicts(self) -> RecordConflictsTable:
-        return RecordConflictsTable.of(self.tables)
+        return self._table(RecordConflictsTable)
 
     @property
     def context_index(self) -> ContextIndexTable:
-        return ContextIndexTable.of(self.tables)
+        return self._table(ContextIndexTable)
 
     @property
     def message_index(self) -> MessageIndexTable:
-        return MessageIndexTable.of(self.tables)
+        return self._table(MessageIndexTable)
 
     @property
     def collection_state(self) -> CollectionStateTable:
-        return CollectionStateTable.of(self.tables)
+        return self._table(CollectionStateTable)
 
     @property
     def backfill_jobs(self) -> BackfillJobsTable:
-        return BackfillJobsTable.of(self.tables)
+        return self._table(BackfillJobsTable)
 
     @property
     def alert_outbox(self) -> AlertOutboxTable:
-        return AlertOutboxTable.of(self.tables)
+        return self._table(AlertOutboxTable)
 
     @property
     def detection_baseline(self) -> DetectionBaselineTable:
-        return DetectionBaselineTable.of(self.tables)
+        return self._table(DetectionBaselineTable)
 
     @property
     def report_access(self) -> ReportAccessTable:
-        return ReportAccessTable.of(self.tables)
+        return self._table(ReportAccessTable)
 
     def ensure_resources(self) -> None:
         """Create the container, queues and tables if absent (Bicep creates them in Azure)."""
