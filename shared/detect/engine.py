@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
 FOLDERS_LISTED = 20
 LOAD_WORKERS = 4  # concurrent reads and writes of one blob's baselines (drain runs 8 blobs at once)
-REWRITES = 3  # rounds of reading again and merging in transactions before merging row by row
+REWRITES = 8  # rounds of reading again and merging in transactions (one per blob drain processes at once)
 MAILBOXES_LISTED = 50
 
 
