@@ -21,6 +21,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from azure.data.tables import TableEntity
+
 from shared.alerts import outbox
 from shared.alerts.rules import Alert, make_alert
 from shared.detect import rules
@@ -45,6 +47,7 @@ log = logging.getLogger(__name__)
 _TIME = "%Y-%m-%dT%H:%M:%SZ"
 FOLDERS_LISTED = 20
 LOAD_WORKERS = 4  # concurrent reads and writes of one blob's baselines (drain runs 8 blobs at once)
+REWRITES = 8  # rounds of reading again and merging in transactions (one per blob drain processes at once)
 MAILBOXES_LISTED = 50
 
 
@@ -160,40 +163,64 @@ def _mass_alert_keys(events: Sequence[AccessEvent]) -> set[str]:
     }
 
 
-Etags = dict[tuple[str, str], str]  # (PartitionKey, RowKey) -> the ETag it was read with
+class Loaded:
+    """The stored rows a blob's state was loaded from (each with the ETag it was read with), by
+    (PartitionKey, RowKey)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], TableEntity] = {}
+
+    def add(self, row: TableEntity) -> None:
+        self.rows[(str(row["PartitionKey"]), str(row["RowKey"]))] = row
+
+    def etag(self, partition: str, row: str) -> str | None:
+        stored = self.rows.get((partition, row))
+        return None if stored is None else str(stored.metadata["etag"])
+
+    def holds(self, partition: str, row: str, entity: Mapping[str, Any]) -> bool:
+        """The row was loaded with exactly these values: writing them would change nothing."""
+        return _holds(self.rows.get((partition, row)), entity)
+
+
+def _holds(stored: Mapping[str, Any] | None, entity: Mapping[str, Any]) -> bool:
+    return stored is not None and all(stored.get(name) == value for name, value in entity.items())
 
 
 def load_state(
     storage: Storage, events: Sequence[AccessEvent], settings: DetectionSettings
-) -> tuple[State, Etags]:
+) -> tuple[State, Loaded]:
     """What the rules need to judge these records: their mailboxes' contexts and detections, the
-    mass-access windows and detections they touch, and each mailbox's history; with the ETags the
-    stored rows were read with."""
+    mass-access windows and detections they touch, and each mailbox's history; with the stored
+    rows they were loaded from."""
     table = storage.detection_baseline
     state = State(history=_stored_history(storage, events, settings))
-    etags: Etags = {}
+    loaded = Loaded()
     mailboxes = sorted({event.mailbox.lower() for event in events})
     with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
         partitions = list(pool.map(lambda mailbox: list(table.partition(mailbox)), mailboxes))
     for mailbox, rows_of_mailbox in zip(mailboxes, partitions, strict=True):
         for row in rows_of_mailbox:
-            etags[(str(row["PartitionKey"]), str(row["RowKey"]))] = str(row.metadata["etag"])
+            loaded.add(row)
             if "Days" in row:
                 state.sightings[(mailbox, str(row["Name"]), str(row["Value"]))] = _sightings(row)
             elif "Draft" in row:
                 draft = _draft(row)
                 state.drafts[f"{draft.day}|{draft.key}"] = draft
-    for kind, value, start in sorted(_window_ids(events, settings.mass_window_minutes)):
-        found = table.get(TENANT_PARTITION, window_key(kind, value, start))
-        if found is not None:
-            etags[(TENANT_PARTITION, window_key(kind, value, start))] = str(found.metadata["etag"])
-            state.windows[(kind, value, start)] = _window(found)
-    for alert_key in sorted(_mass_alert_keys(events)):
-        found = table.get(TENANT_PARTITION, draft_key(alert_key))
-        if found is not None:
-            etags[(TENANT_PARTITION, draft_key(alert_key))] = str(found.metadata["etag"])
-            state.drafts[alert_key] = _draft(found)
-    return state, etags
+    windows = {
+        window_key(*window): window for window in sorted(_window_ids(events, settings.mass_window_minutes))
+    }
+    alert_keys = {draft_key(alert_key): alert_key for alert_key in sorted(_mass_alert_keys(events))}
+    # One read for the tenant rows the records touch: most windows are new, so most are absent.
+    found = table.read(TENANT_PARTITION, [*windows, *alert_keys])
+    for key, window in windows.items():
+        if key in found:
+            loaded.add(found[key])
+            state.windows[window] = _window(found[key])
+    for key, alert_key in alert_keys.items():
+        if key in found:
+            loaded.add(found[key])
+            state.drafts[alert_key] = _draft(found[key])
+    return state, loaded
 
 
 def _stored_history(
@@ -262,23 +289,46 @@ def _changes(state: State) -> list[tuple[str, str, dict[str, Any], Merger]]:
     return changed
 
 
-def save_state(table: DetectionBaselineTable, state: State, etags: Etags) -> None:
-    """Write what the records changed: per partition in transactions, each row conditional on the
-    ETag it was loaded with (or created); a partition where another writer came first is merged
-    row by row (unions and min/max), so nothing either wrote is lost."""
-    by_partition: dict[str, list[tuple[str, str, dict[str, Any], Merger]]] = {}
-    for change in _changes(state):
-        by_partition.setdefault(change[0], []).append(change)
+def save_state(table: DetectionBaselineTable, state: State, loaded: Loaded) -> None:
+    """Write what the records changed (a row loaded with the very values it would get is left
+    alone): per partition in transactions, each row conditional on the ETag it was loaded with (or
+    created). Where another writer came first, its rows are read again and merged into (unions and
+    min/max) in transactions again; after REWRITES such rounds, row by row. Nothing either wrote is
+    lost."""
+    by_partition: dict[str, dict[str, tuple[dict[str, Any], Merger]]] = {}
+    for partition, row, entity, merger in _changes(state):
+        if not loaded.holds(partition, row, entity):
+            by_partition.setdefault(partition, {})[row] = (entity, merger)
 
     def write(partition: str) -> None:
         changes = by_partition[partition]
-        rows = [(row, entity, etags.get((partition, row))) for _, row, entity, _ in changes]
-        if not table.write_batch(partition, rows):
-            for _, row, entity, merger in changes:
-                table.merge(partition, row, entity, merger)
+        rows = [(row, entity, loaded.etag(partition, row)) for row, (entity, _) in changes.items()]
+        failed = table.write_batch(partition, rows)
+        for _ in range(REWRITES):
+            if not failed:
+                return
+            stored = table.read(partition, failed)
+            merged = (_merged(key, changes[key][1], stored.get(key)) for key in failed)
+            rows = [again for again in merged if again is not None]
+            failed = table.write_batch(partition, rows)
+        for key in failed:
+            table.merge(partition, key, *changes[key])
 
     with ThreadPoolExecutor(max_workers=LOAD_WORKERS) as pool:
         list(pool.map(write, sorted(by_partition)))
+
+
+def _merged(
+    row: str, merger: Merger, stored: TableEntity | None
+) -> tuple[str, dict[str, Any], str | None] | None:
+    """The row to write over what is stored now (created when absent); None when what is stored
+    already holds it."""
+    entity = merger(stored)
+    if stored is None:
+        return row, entity, None
+    if _holds(stored, entity):
+        return None
+    return row, entity, str(stored.metadata["etag"])
 
 
 # --- alerts --------------------------------------------------------------------------------------
@@ -336,11 +386,11 @@ def detect_stored(
     if not settings.detection.enabled or not events:
         return []
     ordered = rules.ordered(events)
-    state, etags = load_state(storage, ordered, settings.detection)
+    state, loaded = load_state(storage, ordered, settings.detection)
     detector = Detector(settings.detection, state, ip_lookup(settings.detection.ip_databases))
     for event in ordered:
         detector.observe(event)
-    save_state(storage.detection_baseline, state, etags)
+    save_state(storage.detection_baseline, state, loaded)
     raised = []
     for alert_key in sorted(state.touched_drafts):
         alert = detection_alert(settings.tenant, state.drafts[alert_key].detection(), now)

@@ -9,10 +9,12 @@ queues; each table class names its table."""
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 from azure.core.exceptions import ResourceExistsError
+from azure.core.pipeline.transport import HttpTransport
 from azure.data.tables import TableServiceClient
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
@@ -47,6 +49,11 @@ TABLE_CLASSES: tuple[type[Table], ...] = (
 TABLES = tuple(table.NAME for table in TABLE_CLASSES)
 LOOKUP_QUEUE = "subject-lookups"  # messages to resolve through Graph, gathered across blobs
 QUEUES = (CONTENT_QUEUE, POISON_QUEUE, LOOKUP_QUEUE)
+TableType = TypeVar("TableType", bound=Table)
+BLOB_SERVICE, QUEUE_SERVICE, TABLE_SERVICE = "blob", "queue", "table"
+# The HTTP transport one service's clients send through (given the service's name): the SDKs'
+# default RequestsTransport when absent. Tools use it to see every request on the wire.
+TransportFor = Callable[[str], HttpTransport[Any, Any]]
 
 
 def _credential(settings: StorageSettings) -> Any:
@@ -65,43 +72,66 @@ def _quick_retries(retry_total: int) -> dict[str, Any]:
 
 @dataclass
 class Storage:
-    """The three storage services of one account."""
+    """The three storage services of one account, and one client per table.
+
+    The table clients are made once, here: azure-core links every new client's pipeline through
+    policy objects the service client shares, so a client made while another thread sends a
+    request can break that request ('_SansIOHTTPPolicyRunner' object has no attribute 'next')."""
 
     blobs: BlobServiceClient
     queues: QueueServiceClient
     tables: TableServiceClient
+    _table_clients: dict[type[Table], Table] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._table_clients = {table: table.of(self.tables) for table in TABLE_CLASSES}
+
+    def _table(self, table: type[TableType]) -> TableType:
+        return cast(TableType, self._table_clients[table])
 
     @classmethod
-    def from_settings(cls, settings: StorageSettings, retry_total: int | None = None) -> Storage:
+    def from_settings(
+        cls,
+        settings: StorageSettings,
+        retry_total: int | None = None,
+        *,
+        transports: TransportFor | None = None,
+    ) -> Storage:
         """The clients of the configured account; `retry_total` caps the SDKs' retries of one
         request (their default, 10 with backoff, keeps an unreachable account busy for minutes)
         and shortens the blob and queue SDKs' wait between tries to about a second (theirs starts
-        at 15 s: `ExponentialRetry(initial_backoff=15, increment_base=3)`)."""
+        at 15 s: `ExponentialRetry(initial_backoff=15, increment_base=3)`). `transports` gives each
+        service's clients their HTTP transport (every try of every request goes through it)."""
         options: dict[str, Any] = {} if retry_total is None else _quick_retries(retry_total)
+
+        def service_options(service: str) -> dict[str, Any]:
+            return options if transports is None else {**options, "transport": transports(service)}
+
+        blob, queue, table = (service_options(name) for name in (BLOB_SERVICE, QUEUE_SERVICE, TABLE_SERVICE))
         if settings.connection_string is not None:
             conn = settings.connection_string
             return cls(
-                blobs=BlobServiceClient.from_connection_string(conn, **options),
-                queues=QueueServiceClient.from_connection_string(conn, **options),
-                tables=TableServiceClient.from_connection_string(conn, **options),
+                blobs=BlobServiceClient.from_connection_string(conn, **blob),
+                queues=QueueServiceClient.from_connection_string(conn, **queue),
+                tables=TableServiceClient.from_connection_string(conn, **table),
             )
         credential = _credential(settings)
         assert settings.blob_url
         assert settings.queue_url
         assert settings.table_url
         return cls(
-            blobs=BlobServiceClient(settings.blob_url, credential=credential, **options),
-            queues=QueueServiceClient(settings.queue_url, credential=credential, **options),
-            tables=TableServiceClient(settings.table_url, credential=credential, **options),
+            blobs=BlobServiceClient(settings.blob_url, credential=credential, **blob),
+            queues=QueueServiceClient(settings.queue_url, credential=credential, **queue),
+            tables=TableServiceClient(settings.table_url, credential=credential, **table),
         )
 
     @property
     def mailbox_access(self) -> MailboxAccessTable:
-        return MailboxAccessTable.of(self.tables)
+        return self._table(MailboxAccessTable)
 
     @property
     def actor_access(self) -> ActorAccessTable:
-        return ActorAccessTable.of(self.tables)
+        return self._table(ActorAccessTable)
 
     def access_table(self, by: str) -> AccessTable:
         """The access rows a report `by` "mailbox" or "actor" reads."""
@@ -109,35 +139,35 @@ class Storage:
 
     @property
     def record_conflicts(self) -> RecordConflictsTable:
-        return RecordConflictsTable.of(self.tables)
+        return self._table(RecordConflictsTable)
 
     @property
     def context_index(self) -> ContextIndexTable:
-        return ContextIndexTable.of(self.tables)
+        return self._table(ContextIndexTable)
 
     @property
     def message_index(self) -> MessageIndexTable:
-        return MessageIndexTable.of(self.tables)
+        return self._table(MessageIndexTable)
 
     @property
     def collection_state(self) -> CollectionStateTable:
-        return CollectionStateTable.of(self.tables)
+        return self._table(CollectionStateTable)
 
     @property
     def backfill_jobs(self) -> BackfillJobsTable:
-        return BackfillJobsTable.of(self.tables)
+        return self._table(BackfillJobsTable)
 
     @property
     def alert_outbox(self) -> AlertOutboxTable:
-        return AlertOutboxTable.of(self.tables)
+        return self._table(AlertOutboxTable)
 
     @property
     def detection_baseline(self) -> DetectionBaselineTable:
-        return DetectionBaselineTable.of(self.tables)
+        return self._table(DetectionBaselineTable)
 
     @property
     def report_access(self) -> ReportAccessTable:
-        return ReportAccessTable.of(self.tables)
+        return self._table(ReportAccessTable)
 
     def ensure_resources(self) -> None:
         """Create the container, queues and tables if absent (Bicep creates them in Azure)."""

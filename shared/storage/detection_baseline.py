@@ -12,7 +12,7 @@ redelivered blob, or two blobs at once, change nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from azure.core import MatchConditions
@@ -21,6 +21,7 @@ from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from shared.model.keys import encode_key
 from shared.storage.base import Table
+from shared.storage.tables import read_rows
 
 TENANT_PARTITION = "~tenant"
 _ATTEMPTS = 8
@@ -58,11 +59,17 @@ class DetectionBaselineTable(Table):
         except ResourceNotFoundError:
             return None
 
-    def write_batch(self, partition: str, rows: list[tuple[str, dict[str, Any], str | None]]) -> bool:
+    def read(self, partition: str, rows: Iterable[str]) -> dict[str, TableEntity]:
+        """The stored rows of these keys of one partition, by RowKey (with `metadata["etag"]`),
+        absent ones left out: a few keys to a query rather than one request per row."""
+        return read_rows(self.client, partition, rows)
+
+    def write_batch(self, partition: str, rows: list[tuple[str, dict[str, Any], str | None]]) -> list[str]:
         """Write rows of one partition in transactions of BATCH: each row created (etag None) or
-        updated only if unchanged since it was read with that etag. False if any transaction
-        failed (a row was changed or created meanwhile): the caller merges those rows one by one."""
-        whole = True
+        updated only if unchanged since it was read with that etag. Returns the RowKeys of the
+        transactions that failed (a row of theirs was changed or created meanwhile; none of them
+        was written): the caller reads those rows again and merges."""
+        failed: list[str] = []
         for start in range(0, len(rows), BATCH):
             operations: list[Any] = []
             for row, entity, etag in rows[start : start + BATCH]:
@@ -79,8 +86,8 @@ class DetectionBaselineTable(Table):
             try:
                 self.client.submit_transaction(operations)
             except TableTransactionError:
-                whole = False
-        return whole
+                failed.extend(row for row, _, _ in rows[start : start + BATCH])
+        return failed
 
     def merge(
         self,

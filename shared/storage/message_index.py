@@ -15,7 +15,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError
-from azure.data.tables import UpdateMode
+from azure.data.tables import TableEntity, UpdateMode
 
 from shared.model.keys import encode_key
 from shared.model.message_info import NOT_LOOKED_UP, UNRESOLVED, MessageInfo
@@ -124,14 +124,19 @@ class MessageIndexTable(Table):
             {name: value for name, value in _to_entity(mailbox, mid, info).items() if name in _RECORD_FIELDS}
             for mid, info in infos.items()
         ]
-        result = tables.insert_rows(self.client, entities, compare=False)
+        result = tables.insert_rows(self.client, entities, compare=False, select=["Source"])
         conflicting = [entity for entity, _ in result.conflicts]
-        return result.inserted + self._answer_unresolved(encode_key(mailbox), conflicting)
+        return result.inserted + self._answer_unresolved(encode_key(mailbox), conflicting, result.stored)
 
-    def _answer_unresolved(self, partition: str, entities: list[dict[str, Any]]) -> int:
+    def _answer_unresolved(
+        self, partition: str, entities: list[dict[str, Any]], stored: Mapping[tuple[str, str], TableEntity]
+    ) -> int:
         """Merge each record's subject over a row that has no answer yet; returns the rows merged.
-        A row with an answer, or one gone or changed since it was read, is left as it is."""
-        current = tables.read_rows(self.client, partition, (str(e["RowKey"]) for e in entities), ["Source"])
+        A row with an answer, or one gone or changed since it was read, is left as it is. `stored`
+        holds rows read already (the rest are read here)."""
+        unread = [str(e["RowKey"]) for e in entities if (partition, str(e["RowKey"])) not in stored]
+        current = {row: found for (_, row), found in stored.items()}
+        current.update(tables.read_rows(self.client, partition, unread, ["Source"]))
         written = 0
         for entity in entities:
             row = current.get(str(entity["RowKey"]))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -357,6 +357,9 @@ class InsertResult:
     conflicts: list[tuple[dict[str, Any], Existing]] = field(default_factory=list)
     inserted_keys: list[tuple[str, str]] = field(default_factory=list)  # (PartitionKey, RowKey)
     found: list[Existing] = field(default_factory=list)  # the stored rows of the duplicates
+    # With compare=False: the conflicts' stored rows, by (PartitionKey, RowKey), as read to settle
+    # a transaction (with their ETags); a conflict met inserting one row alone is not read.
+    stored: dict[tuple[str, str], TableEntity] = field(default_factory=dict)
 
 
 _UNREAD = Existing("", "", "", "", "", None)
@@ -446,20 +449,27 @@ def read_rows(
     return {str(row["RowKey"]): row for page in pages for row in page}
 
 
-def insert_rows(table: TableClient, rows: Iterable[dict[str, Any]], compare: bool = True) -> InsertResult:
+def insert_rows(
+    table: TableClient, rows: Iterable[dict[str, Any]], compare: bool = True, select: Sequence[str] = ()
+) -> InsertResult:
     """Insert rows, first copy wins: a row already stored with the same ContentSha256 is a
     duplicate (nothing written); one with different content is returned as a conflict, and the
     stored row is left exactly as it was. With compare=False every row found stored is returned as
-    a conflict, unread, for the caller to decide."""
+    a conflict, for the caller to decide, with the `select` columns of the stored rows read to
+    settle a transaction in `InsertResult.stored` (so the caller need not read them again)."""
     result = InsertResult()
     for batch in _batches(rows):
-        for entity in _insert_batch(table, batch, result, compare):
+        for entity in _insert_batch(table, batch, result, compare, select):
             _insert_one(table, entity, result, compare)
     return result
 
 
 def _insert_batch(
-    table: TableClient, batch: list[dict[str, Any]], result: InsertResult, compare: bool
+    table: TableClient,
+    batch: list[dict[str, Any]],
+    result: InsertResult,
+    compare: bool,
+    select: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Insert one partition's batch in one transaction; when some of its rows are stored already
     (a redelivery, records repeating), read which in a few queries, settle those, and insert the
@@ -476,7 +486,7 @@ def _insert_batch(
             if code != "EntityAlreadyExists" or not 0 <= at_fault < len(pending):
                 break  # not a stored row, or no index: one by one names the problem
             if attempt == 0:
-                pending = _settle_stored(table, pending, result, compare)
+                pending = _settle_stored(table, pending, result, compare, select)
             else:  # stored in between by another writer
                 _insert_one(table, pending[at_fault], result, compare)
                 pending = pending[:at_fault] + pending[at_fault + 1 :]
@@ -488,10 +498,15 @@ def _insert_batch(
 
 
 def _settle_stored(
-    table: TableClient, batch: list[dict[str, Any]], result: InsertResult, compare: bool
+    table: TableClient,
+    batch: list[dict[str, Any]],
+    result: InsertResult,
+    compare: bool,
+    select: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Record the batch's rows already stored as duplicates or conflicts; returns the others."""
-    stored = read_rows(table, batch[0]["PartitionKey"], (e["RowKey"] for e in batch), _EXISTING_SELECT)
+    columns = [*_EXISTING_SELECT, *(name for name in select if name not in _EXISTING_SELECT)]
+    stored = read_rows(table, batch[0]["PartitionKey"], (e["RowKey"] for e in batch), columns)
     absent = []
     for entity in batch:
         found = stored.get(entity["RowKey"])
@@ -499,6 +514,7 @@ def _settle_stored(
             absent.append(entity)
         elif not compare:
             result.conflicts.append((entity, _UNREAD))
+            result.stored[(str(entity["PartitionKey"]), str(entity["RowKey"]))] = found
         else:
             _settle_existing(entity, _as_existing(entity, found), result)
     return absent

@@ -4,19 +4,24 @@ alerts in the outbox, nothing new on redelivery, and what a backfill processed l
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from bench.requests import RequestTally, counted_storage
 from shared.alerts import outbox
 from shared.alerts import rules as alert_rules
 from shared.detect import engine, rules
 from shared.ingest import pipeline
 from shared.settings import AlertSettings, DetectionSettings
 from shared.storage import Storage
+from shared.storage.detection_baseline import DetectionBaselineTable, mailbox_partition, sighting_key
 from shared.storage.raw_store import RawPointer
+from shared.storage.tables import KEYS_PER_QUERY
 from tests.detect import scenario as s
+from tests.helpers import mia_record
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +168,66 @@ def test_mass_access_across_blobs_is_one_alert(storage: Storage) -> None:
     assert app["details"]["firstRecordId"] == "h-9"
     expected = [d.row() for d in engine.detect(s.events(harvest), SETTINGS.detection)]
     assert stored_rows(storage) == expected
+
+
+# --- what the baseline costs in requests (counted at the SDK's transport) ----------------------
+
+
+def test_a_redelivered_blob_writes_no_baseline_row(azurite: str, storage: Storage) -> None:
+    process(storage, history(), "routine.json")
+    attack = s.attack()
+    process(storage, attack, "attack.json")
+    tally = RequestTally()
+    process(counted_storage(azurite, tally), attack, "attack.json")
+    assert DetectionBaselineTable.NAME not in tally.entities_written
+    assert DetectionBaselineTable.NAME not in tally.entity_writes_failed
+    assert stored_rows(storage) == [
+        d.row() for d in engine.detect(s.events(history() + attack), SETTINGS.detection)
+    ]
+
+
+def test_the_tenant_rows_a_blob_touches_are_read_a_few_keys_to_a_query(
+    azurite: str, storage: Storage
+) -> None:
+    start = s.ATTACK_DAY + timedelta(hours=3)
+    harvest = [
+        s.graph_read(
+            start + timedelta(minutes=7 * n),
+            f"h-{n}",
+            f"user{n}@contoso.com",
+            UserId="harvester-sp",
+            SessionId=f"s-{n}",
+        )
+        for n in range(30)
+    ]
+    events = rules.ordered(s.events(harvest))
+    tenant_keys = len(engine._window_ids(events, SETTINGS.detection.mass_window_minutes)) + len(
+        engine._mass_alert_keys(events)
+    )
+    assert tenant_keys > 3 * KEYS_PER_QUERY  # each record names its own session
+    tally = RequestTally()
+    engine.load_state(counted_storage(azurite, tally), events, SETTINGS.detection)
+    queries = tally.breakdown()["table"][DetectionBaselineTable.NAME]
+    mailboxes = len({event.mailbox for event in events})  # one partition query each
+    assert queries == {"GET": mailboxes + math.ceil(tenant_keys / KEYS_PER_QUERY)}
+
+
+def test_a_blob_saving_after_another_changed_its_rows_merges_them_in_transactions_and_loses_nothing(
+    azurite: str, storage: Storage
+) -> None:
+    morning = [mia_record(f"2026-11-18T09:{10 * n:02d}:00", f"m-{n}", s.ALICE) for n in range(3)]
+    afternoon = [mia_record(f"2026-11-18T15:{10 * n:02d}:00", f"a-{n}", s.ALICE) for n in range(3)]
+    events = rules.ordered(s.events(morning))
+    state, loaded = engine.load_state(storage, events, SETTINGS.detection)
+    process(storage, afternoon, "afternoon.json")  # another blob, meanwhile: the same rows, changed
+    detector = rules.Detector(SETTINGS.detection, state, engine.ip_lookup(SETTINGS.detection.ip_databases))
+    for event in events:
+        detector.observe(event)
+    tally = RequestTally()
+    engine.save_state(counted_storage(azurite, tally).detection_baseline, state, loaded)
+
+    table = tally.breakdown()["table"][DetectionBaselineTable.NAME]
+    assert set(table) == {"POST $batch", "GET"}  # read again and merged in a transaction, not row by row
+    stored = storage.detection_baseline.get(mailbox_partition(s.ALICE), sighting_key("ip", "203.0.113.10"))
+    assert stored is not None
+    assert json.loads(stored["Days"]) == {"20261118": ["090000", "152000"]}  # both blobs' reads

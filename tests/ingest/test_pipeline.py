@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
+from bench.requests import RequestTally, counted_storage
 from shared.ingest import pieces, pipeline
 from shared.ingest.verify import verify
 from shared.parse import readers
@@ -21,6 +22,7 @@ from shared.storage import (
     Storage,
     raw_store,
 )
+from shared.storage.context_index import ContextIndexTable
 from shared.storage.raw_store import IntegrityError, RawPointer
 from tests.helpers import (
     SAMPLE,
@@ -423,3 +425,22 @@ def test_a_piece_whose_bytes_are_not_what_its_pointer_says_is_refused_and_writes
         pipeline.process_pointer(storage, shifted.encode())
 
     assert scan_all(storage) == {"mailbox": [], "actor": []}
+
+
+def test_processing_the_same_pointer_again_writes_nothing_but_the_blobs_own_context_index_rows(
+    azurite: str, storage: Storage
+) -> None:
+    result = pipeline.import_file(storage, SAMPLE)
+    body = RawPointer(blob=result.blob, sha256=result.sha256, format=result.format).encode()
+    first = pipeline.process_pointer(storage, body)
+    index_rows = full_scan(storage.context_index)
+    tally = RequestTally()
+
+    pipeline.process_pointer(counted_storage(azurite, tally), body)
+
+    # Counted at the transport: every access row, subject and baseline row is found stored and
+    # left as it is; the context index upserts the rows this blob owns again, with the same values
+    # (how a retry repairs an index a crash left partial), and nothing else is written.
+    assert first.alerts  # raised the first time, found raised this time
+    assert tally.entities_written == {ContextIndexTable.NAME: len(index_rows)}
+    assert full_scan(storage.context_index) == index_rows

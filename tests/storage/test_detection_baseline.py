@@ -24,12 +24,12 @@ def union(mine: set[str]) -> Any:
 def test_a_batch_write_refuses_a_row_changed_since_read_and_the_merge_keeps_both(storage: Storage) -> None:
     table = storage.detection_baseline
     partition, row = mailbox_partition("Alice@Contoso.com"), sighting_key("ip", "203.0.113.10")
-    assert table.write_batch(partition, [(row, {"Values": "a"}, None)])
-    assert not table.write_batch(partition, [(row, {"Values": "b"}, None)])  # exists: not overwritten
+    assert table.write_batch(partition, [(row, {"Values": "a"}, None)]) == []
+    assert table.write_batch(partition, [(row, {"Values": "b"}, None)]) == [row]  # exists: not overwritten
     stale = table.get(partition, row)
     assert stale is not None
     table.merge(partition, row, {"Values": "c"}, union({"c"}))  # another writer, meanwhile
-    assert not table.write_batch(partition, [(row, {"Values": "d"}, stale.metadata["etag"])])
+    assert table.write_batch(partition, [(row, {"Values": "d"}, stale.metadata["etag"])]) == [row]
     table.merge(partition, row, {"Values": "d"}, union({"d"}))
     stored = table.get(partition, row)
     assert stored is not None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from azure.data.tables import EdmType, EntityProperty
 
+from bench.requests import RequestTally, counted_storage
 from shared.model.message_info import NOT_LOOKED_UP, MessageInfo
 from shared.storage import Storage
+from shared.storage.tables import KEYS_PER_QUERY
 from tests.helpers import full_scan
 
 pytestmark = pytest.mark.integration
@@ -133,3 +136,19 @@ def test_record_subjects_answers_every_unresolved_row_across_query_chunks_and_ke
     assert all((known[mid].subject, known[mid].source) == ("From audit", "audit") for mid in unresolved)
     assert all((known[mid].subject, known[mid].source) == ("From Graph", "graph") for mid in answered)
     assert known["<new@x>"].subject == "From audit"
+
+
+def test_record_subjects_reads_each_stored_row_once_to_settle_and_answer_it(
+    azurite: str, storage: Storage
+) -> None:
+    unresolved = {f"<u{n}@x>": MessageInfo("", source="unresolved:not-found") for n in range(20)}
+    answered = {f"<a{n}@x>": MessageInfo("From Graph", source="graph") for n in range(8)}
+    storage.message_index.write("alice@contoso.com", {**unresolved, **answered})
+    told = {mid: MessageInfo("From audit", source="audit") for mid in [*unresolved, *answered]}
+    tally = RequestTally()
+
+    assert counted_storage(azurite, tally).message_index.record_subjects("alice@contoso.com", told) == 20
+
+    # One transaction refused, the 28 stored rows read 14 to a query, the 20 unresolved ones merged.
+    methods = tally.breakdown()["table"]["MessageIndex"]
+    assert methods == {"POST $batch": 1, "GET": math.ceil(28 / KEYS_PER_QUERY), "PATCH": 20}

@@ -546,3 +546,18 @@ def test_compare_off_returns_every_stored_row_as_a_conflict_and_inserts_the_othe
 
     assert result.inserted == 20
     assert sorted(entity["RowKey"] for entity, _ in result.conflicts) == [f"{n:03d}" for n in range(0, 30, 3)]
+
+
+def test_compare_off_gives_back_the_asked_columns_of_the_stored_rows_it_read_to_settle_a_batch(
+    storage: Storage,
+) -> None:
+    table = storage.mailbox_access.client
+    tables.insert_rows(table, [_row(n, "same", "first.json") for n in range(0, 30, 3)])
+
+    result = tables.insert_rows(
+        table, [_row(n, "other", "second.json") for n in range(30)], compare=False, select=["SourceBlob"]
+    )
+
+    assert sorted(key for _, key in result.stored) == [f"{n:03d}" for n in range(0, 30, 3)]
+    assert {row["SourceBlob"] for row in result.stored.values()} == {"first.json"}
+    assert all(row.metadata["etag"] for row in result.stored.values())  # for a conditional write
