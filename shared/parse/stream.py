@@ -339,7 +339,7 @@ def decode_next(source: ByteSource, repair: bool = True) -> tuple[int, object, t
         except RecursionError:
             return "invalid JSON from here on: nested too deeply"
         except ValueError as problem:  # JSONDecodeError, or a window ending inside a character
-            if whole:
+            if whole or _damaged(problem, text):
                 return f"invalid JSON from here on: {str(problem)[:200]}"
             if window >= source.limit:
                 return f"a record larger than {source.limit} bytes: not read"
@@ -350,3 +350,13 @@ def decode_next(source: ByteSource, repair: bool = True) -> tuple[int, object, t
             return size, value, ()
         repaired: list[str] = []
         return size, repair_value(value, repaired), tuple(repaired)
+
+
+def _damaged(problem: ValueError, text: str) -> bool:
+    """An error a larger window cannot mend: cutting JSON short makes the scanner fail at the cut,
+    except inside a string, which it reports at the string's start."""
+    return (
+        isinstance(problem, json.JSONDecodeError)
+        and not problem.msg.startswith("Unterminated string")
+        and problem.pos < len(text) - 16
+    )

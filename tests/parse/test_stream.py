@@ -206,3 +206,12 @@ def test_a_line_across_two_reads_after_many_lines_in_one_read_is_one_line() -> N
     assert [r.value for r in streamed(lines, step=65_536)] == values
     csv_data = purview([orjson.dumps(v).decode() for v in values])
     assert [r.value for r in streamed(csv_data, step=65_536)] == values
+
+
+def test_damage_deep_in_a_large_array_is_named_as_damage_not_as_a_large_record() -> None:
+    values = [record(n) for n in range(2000)]  # about 4 MB
+    damaged = orjson.dumps(values).replace(b'"rec-1000"', b'"rec-1000', 1)
+    found = streamed(damaged, step=1 << 20, limit=200_000)  # the rest is far larger than the bound
+    assert [r.value for r in found[:1000]] == values[:1000]
+    assert found[1000].error.startswith("invalid JSON from here on: Expecting")
+    assert len(found) == 1001
