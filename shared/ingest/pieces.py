@@ -96,27 +96,19 @@ def _hashed_pieces(open_file: Opener, prefix: int, cuts: list[readers.Resume], w
         head = raw.read(prefix)
         position = prefix
         for cut, end, count in zip(cuts, ends, counts, strict=True):
-            _skip(raw, cut.offset - position)
+            _read_range(raw, cut.offset - position, lambda _: None)  # whitespace or blank lines
             hasher = hashlib.sha256(head)
-            _hash_range(raw, end - cut.offset, hasher)
+            _read_range(raw, end - cut.offset, hasher.update)
             position = end
             pieces.append(Piece(prefix, cut.offset, end, cut.lines, cut.index, count, hasher.hexdigest()))
     return pieces
 
 
-def _skip(raw: BinaryIO, size: int) -> None:
-    """Read past `size` bytes (what lies between pieces is whitespace or blank lines)."""
+def _read_range(raw: BinaryIO, size: int, into: Callable[[bytes], object]) -> None:
+    """Read the next `size` bytes, a chunk at a time, handing each to `into`."""
     while size > 0:
         data = raw.read(min(size, _CHUNK))
         if not data:
             raise OSError("the file got shorter while it was imported")
-        size -= len(data)
-
-
-def _hash_range(raw: BinaryIO, size: int, hasher: hashlib._Hash) -> None:
-    while size > 0:
-        data = raw.read(min(size, _CHUNK))
-        if not data:
-            raise OSError("the file got shorter while it was imported")
-        hasher.update(data)
+        into(data)
         size -= len(data)
