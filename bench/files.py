@@ -69,8 +69,9 @@ def tail(path: Path, limit: int = 2000) -> str:
 def peak_of(
     command: Sequence[str], work: Path, name: str, env: dict[str, str] | None = None
 ) -> dict[str, Any]:
-    """The peak memory of `command`, measured by the bench.peak_rss launcher; the larger of the
-    sampled RSS, the sampled VmHWM and the kernel's ru_maxrss is its `peak_bytes`."""
+    """The peak memory of `command`, measured by the bench.peak_rss launcher: the largest of the
+    sampled RSS, the sampled VmHWM, the kernel's ru_maxrss and the sampled PSS of the command and
+    its children together."""
     stdout, stderr = work / f"{name}.stdout", work / f"{name}.stderr"
     launcher = [sys.executable, "-m", "bench.peak_rss", "--stdout", str(stdout), "--stderr", str(stderr)]
     done = subprocess.run(
@@ -84,8 +85,12 @@ def peak_of(
     require(done.returncode == 0, f"peak_rss launcher for {name}: {done.stderr[-2000:]}")
     measured: dict[str, Any] = json.loads(done.stdout)
     require(measured["returncode"] == 0, f"{name} exited {measured['returncode']}: {tail(stderr)}")
+    # The tree's PSS counts the pool's processes of `mia report --input` (their shared pages once).
     peak = max(
-        measured["peak_rss_sampled_bytes"], measured["vmhwm_sampled_bytes"], measured["ru_maxrss_bytes"]
+        measured["peak_rss_sampled_bytes"],
+        measured["vmhwm_sampled_bytes"],
+        measured["ru_maxrss_bytes"],
+        measured["tree_peak_pss_sampled_bytes"],
     )
     return {
         "command": " ".join(["python", *command[1:]]),

@@ -3,7 +3,11 @@
 `python -m bench.peak_rss --stdout F --stderr F -- COMMAND...` starts COMMAND, samples its RSS
 every SAMPLE_SECONDS with psutil (and its VmHWM, the kernel's high-water mark of the command's own
 address space, from /proc/PID/status), reaps it with os.wait4 for the kernel's `ru_maxrss`, and
-prints one JSON object.
+prints one JSON object. The command's children (the processes of `mia report --input`'s pool) are
+sampled too: `tree_peak_pss_sampled_bytes` is the peak of the whole tree's summed PSS (pages
+shared between processes, as a forked child shares its parent's, counted once in all), and
+`tree_peak_rss_sampled_bytes` the peak of its summed RSS (each process's shared pages counted in
+each: an upper bound).
 
 Why a launcher: on Linux a child's `ru_maxrss` includes the high-water mark of the image it was
 forked (or vforked) from, carried across exec (see getrusage(2)), so started straight from the
@@ -40,14 +44,31 @@ def vmhwm_bytes(pid: int | str) -> int:
     return 0
 
 
+def tree_memory(process: psutil.Process) -> tuple[int, int]:
+    """The summed RSS and PSS of `process` and its descendants (a process that exits meanwhile
+    counts nothing)."""
+    rss = pss = 0
+    for member in [process, *process.children(recursive=True)]:
+        try:
+            memory = member.memory_full_info()
+        except psutil.Error:
+            continue
+        rss += memory.rss
+        pss += memory.pss
+    return rss, pss
+
+
 class ChildSampler(threading.Thread):
-    """The peak RSS and the last VmHWM of one running process, sampled until it exits."""
+    """The peak RSS and the last VmHWM of one running process, and the peak summed RSS and PSS of
+    it and its descendants, sampled until it exits."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.process = psutil.Process(pid)
         self.pid = pid
         self.peak_rss = 0
+        self.tree_rss = 0
+        self.tree_pss = 0
         self.vmhwm = 0
         self.samples = 0
         self.done = threading.Event()
@@ -60,6 +81,9 @@ class ChildSampler(threading.Thread):
                 return
             self.vmhwm = max(self.vmhwm, vmhwm_bytes(self.pid))
             self.peak_rss = max(self.peak_rss, rss)
+            tree_rss, tree_pss = tree_memory(self.process)
+            self.tree_rss = max(self.tree_rss, tree_rss)
+            self.tree_pss = max(self.tree_pss, tree_pss)
             self.samples += 1
             self.done.wait(SAMPLE_SECONDS)
 
@@ -81,6 +105,8 @@ def measure(command: list[str], stdout: Path, stderr: Path) -> dict[str, Any]:
         "wall_seconds": round(wall, 3),
         "peak_rss_sampled_bytes": sampler.peak_rss,
         "vmhwm_sampled_bytes": sampler.vmhwm,
+        "tree_peak_rss_sampled_bytes": sampler.tree_rss,
+        "tree_peak_pss_sampled_bytes": sampler.tree_pss,
         "ru_maxrss_bytes": usage.ru_maxrss * KIB,  # KiB on Linux (getrusage(2))
         "rss_samples": sampler.samples,
         "sample_seconds": SAMPLE_SECONDS,

@@ -12,33 +12,25 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mia.output import EXIT_CODES_HELP, ExitCode, Run, add_json_flag
 from shared import logsetup
-from shared.alerts.checks import replay_poison
-from shared.backfill import auditquery as backfill
-from shared.backfill import sentinel
-from shared.clients.errors import ApiError
-from shared.collect import collector
-from shared.detect import engine as detection
-from shared.doctor import checks as doctor
-from shared.ingest import pipeline
-from shared.ingest.verify import verify
+from shared.backfill import AUDIT_QUERY_SOURCE, SENTINEL_SOURCE
 from shared.ipcontext.context import IpContext, open_context
 from shared.model.message_info import Lookup, MessageObserver
 from shared.parse import readers
 from shared.parse.normalize import ParseStats
-from shared.reports import scope, terminal
+from shared.reports import terminal
 from shared.reports.assemble import (
     EventSource,
-    FileEvents,
     audit_lookup,
     events_from_table,
     render_report,
     render_workbook,
     within_the_files,
 )
+from shared.reports.file_events import FileEvents
 from shared.reports.render import write_rows
 from shared.reports.request import (
     CLI_VIEWS,
@@ -54,7 +46,6 @@ from shared.reports.request import (
 )
 from shared.reports.scope_request import PARAMETERS as SCOPE_PARAMETERS
 from shared.reports.scope_request import parse_scope_request
-from shared.runtime import build_resolver
 from shared.settings import (
     SettingsError,
     load_backfill_settings,
@@ -65,8 +56,9 @@ from shared.settings import (
     load_sentinel_settings,
     load_settings,
 )
-from shared.storage import Storage
-from shared.subjects import lookup_queue
+
+if TYPE_CHECKING:
+    from shared.storage import Storage
 
 EXAMPLES = (
     """\
@@ -103,12 +95,16 @@ of API calls are counted and summarised on standard error.
 
 
 def _storage() -> Storage:
+    from shared.storage import Storage
+
     storage = Storage.from_settings(load_settings().storage)
     storage.ensure_resources()
     return storage
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from shared.ingest import pipeline
+
     run = Run.start("import", args)
     storage = _storage()
     files: list[dict[str, object]] = []
@@ -155,6 +151,10 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    from shared.ingest import pipeline
+    from shared.runtime import build_resolver
+    from shared.subjects import lookup_queue
+
     run = Run.start("process", args)
     settings = load_settings()
     storage = _storage()
@@ -224,6 +224,8 @@ def _shown(text: object) -> str:
 
 def cmd_verify(args: argparse.Namespace) -> int:
 
+    from shared.ingest.verify import verify
+
     start = parse_time("from", args.from_, end_of_day=False) if args.from_ else None
     end = parse_end(args.to) if args.to else None
     mailbox = validate_subject(args.mailbox, "mailbox") if args.mailbox else None
@@ -251,6 +253,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_replay_poison(args: argparse.Namespace) -> int:
+    from shared.alerts.checks import replay_poison
+
     run = Run.start("replay-poison", args)
     moved = replay_poison(_storage(), args.max)
     line = f"moved {moved} messages from audit-content-poison back to audit-content; run `mia process`"
@@ -258,6 +262,9 @@ def cmd_replay_poison(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
+    from shared.clients.errors import ApiError
+    from shared.collect import collector
+
     run = Run.start("collect", args)
     settings = load_collection_settings()
     storage, alerts = _storage(), load_settings().alerts
@@ -284,6 +291,10 @@ def _progress(line: str) -> None:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
+    from shared.backfill import auditquery as backfill
+    from shared.backfill import sentinel
+    from shared.clients.errors import ApiError
+
     start = parse_time("from", args.start, end_of_day=False)
     end = parse_end(args.end)
     if end <= start:
@@ -328,6 +339,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from shared.doctor import checks as doctor
+
     results = doctor.run(mailbox=args.mailbox)
     if args.json:
         print(json.dumps([result.as_dict() for result in results], indent=2))
@@ -356,6 +369,8 @@ def _report_query(args: argparse.Namespace, params: dict[str, str]) -> ReportQue
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from shared.runtime import build_resolver
+
     params = {
         "view": args.view,
         "format": args.format,
@@ -380,7 +395,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.input:
         # Only these name messages' subjects; the others need not remember every message.
         observer = MessageObserver() if query.fmt in ("html", "xlsx") or query.view in SUBJECT_VIEWS else None
-        chosen = FileEvents(args.input, query, stats, observer)
+        chosen = FileEvents(args.input, query, stats, observer, workers=args.workers)
         query = within_the_files(query, chosen)
         source = lambda: iter(chosen)  # noqa: E731
         lookup = audit_lookup(observer) if observer is not None else None
@@ -433,6 +448,8 @@ def _csv_detection(row: dict[str, object]) -> dict[str, object]:
 
 
 def cmd_detect(args: argparse.Namespace) -> int:
+    from shared.detect import engine as detection
+
     start = (
         parse_time("from", args.from_, end_of_day=False) if args.from_ else datetime.min.replace(tzinfo=UTC)
     )
@@ -455,13 +472,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_scope(args: argparse.Namespace) -> int:
+    from shared.reports import scope
+
     params = {name: getattr(args, name) or "" for name in SCOPE_PARAMETERS}
     params.update({"view": args.view, "format": args.format, "from": args.from_ or "", "to": args.to or ""})
     settings = load_report_settings()
     query = parse_scope_request(params, settings, datetime.now(UTC), open_ended=bool(args.input))
     stats = ParseStats()
     if args.input:
-        tallies = scope.file_tallies(args.input, query, stats)
+        tallies = scope.file_tallies(args.input, query, stats, workers=args.workers)
     else:
         tallies = list(scope.stored_tallies(_storage(), query))
     columns, rows = scope.scope_table(query, tallies, open_context(settings.ip_databases))
@@ -579,8 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     back.add_argument(
         "--source",
-        choices=[backfill.SOURCE, sentinel.SOURCE],
-        default=backfill.SOURCE,
+        choices=[AUDIT_QUERY_SOURCE, SENTINEL_SOURCE],
+        default=AUDIT_QUERY_SOURCE,
         help="where history comes from: the Graph audit-log query API, or a Log Analytics workspace's "
         "OfficeActivity table (Microsoft Sentinel; every cloud; needs Log Analytics Reader on it)",
     )
@@ -693,6 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="read these export files directly instead of storage",
     )
+    _add_workers(rep)
     rep.set_defaults(handler=cmd_report)
     _add_scope(commands)
     return parser
@@ -724,7 +744,24 @@ def _add_scope(commands: Any) -> None:
     sco.add_argument(
         "--input", nargs="+", type=Path, metavar="FILE", help="read these export files instead of storage"
     )
+    _add_workers(sco)
     sco.set_defaults(handler=cmd_scope)
+
+
+def _workers(text: str) -> int:
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, at least 1, got {text!r}")
+    return int(text)
+
+
+def _add_workers(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="with --input: processes that read the files at once (default: one per core); "
+        "a file smaller than 32 MiB is read by one",
+    )
 
 
 def _stdout_as_a_file() -> None:

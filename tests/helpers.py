@@ -23,6 +23,7 @@ from shared.reports.render import BOM
 from shared.settings import AlertSettings, DetectionSettings
 from shared.storage import Storage, raw_store
 from shared.storage.base import Table
+from tests.records_factory import PURVIEW_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "contoso-purview-export.csv"
@@ -103,6 +104,22 @@ def parse_csv(text: str) -> list[list[str]]:
 def write_json_array(path: Path, records: Iterable[dict[str, Any]]) -> Path:
     """A Management Activity API content blob: one JSON array of records."""
     path.write_text(json.dumps(list(records), ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def write_purview_export(path: Path, rows: Iterable[tuple[dict[str, Any], str, bool]]) -> Path:
+    """A Purview-shaped audit export (UTF-8 with BOM, CRLF): for each (record, extra, indented), a
+    row whose AuditData is the record, compact or indented (line breaks inside the quoted cell),
+    with `extra` in the cell after it."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(PURVIEW_COLUMNS)
+    for audit, extra, indented in rows:
+        audit_data = json.dumps(audit, indent=2 if indented else None)
+        writer.writerow(
+            ["id", "2026-11-18T09:15:42", "50", "MailItemsAccessed", "alice", audit_data, extra, ""]
+        )
+    path.write_bytes(BOM.encode("utf-8") + text.getvalue().encode("utf-8"))
     return path
 
 

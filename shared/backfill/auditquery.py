@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from shared.backfill import AUDIT_QUERY_SOURCE
 from shared.clients.audit_query import AuditQueryClient, QueryStatus, RecordsPage
 from shared.clients.auth import token_provider
 from shared.clients.errors import ApiAuthError, DeadlineReached, PermanentError, Throttled, TransientError
@@ -42,7 +43,7 @@ from shared.storage.backfill_jobs import BackfillJob, BackfillJobsTable, Backfil
 
 log = logging.getLogger(__name__)
 
-SOURCE = "auditquery"
+SOURCE = AUDIT_QUERY_SOURCE
 RAW_PREFIX = f"backfill/{SOURCE}"
 INITIAL_WINDOW = timedelta(days=1)
 MIN_WINDOW = timedelta(minutes=2)  # a window this short is not split further

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from shared.backfill import SENTINEL_SOURCE
 from shared.backfill.auditquery import INITIAL_WINDOW, Notify, Progress, job_id_for, plan_windows
 from shared.clients.auth import token_provider
 from shared.clients.errors import TransientError
@@ -37,7 +38,7 @@ from shared.storage.backfill_jobs import MAX_ERRORS, BackfillJob, BackfillJobsTa
 
 log = logging.getLogger(__name__)
 
-SOURCE = "sentinel"
+SOURCE = SENTINEL_SOURCE
 RAW_PREFIX = f"backfill/{SOURCE}"
 
 

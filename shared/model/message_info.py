@@ -71,6 +71,16 @@ class MessageObserver:
             seen = mailbox.get(item.internet_message_id, Observed())
             mailbox[item.internet_message_id] = seen.merge(item.subject, item.size_in_bytes, event.timestamp)
 
+    def absorb(self, messages: Mapping[str, Mapping[str, Observed]]) -> None:
+        """Take in what another observer saw of records that come after those this one saw."""
+        for mailbox_name, observed in messages.items():
+            mailbox = self.messages.setdefault(mailbox_name, {})
+            for message_id, later in observed.items():
+                seen = mailbox.get(message_id)
+                mailbox[message_id] = (
+                    later if seen is None else seen.merge(later.subject, later.size, later.first_access)
+                )
+
 
 def observe(events: Iterable[AccessEvent]) -> dict[str, dict[str, Observed]]:
     """The messages of these events, by mailbox then InternetMessageId."""

@@ -14,7 +14,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.model.event import AccessEvent
@@ -265,3 +265,9 @@ def mailbox_totals(tallies: Iterable[tuple[str, Tally]]) -> list[tuple[str, Tall
 
 def sorted_values(values: Mapping[str, set[str]]) -> dict[str, list[str]]:
     return {name: sorted(items) for name, items in values.items()}
+
+
+def days_of(start: datetime, end: datetime) -> tuple[date, date]:
+    """The UTC days [start, end) touches, first and last included."""
+    last = (end - timedelta(microseconds=1)).date()
+    return start.date(), max(last, start.date())

@@ -44,6 +44,15 @@ class ParseStats:
     # Events whose record lost nested values to ConvertTo-Json's depth (shared/parse/powershell.py)
     truncated: int = 0
 
+    def absorb(self, other: ParseStats) -> None:
+        """Add what happened to another source's records (a later part of the same files)."""
+        self.records += other.records
+        self.events += other.events
+        self.other_operations += other.other_operations
+        self.malformed += other.malformed
+        self.malformed_positions.extend(other.malformed_positions)
+        self.truncated += other.truncated
+
     def as_dict(self) -> dict[str, int]:
         counts = {
             "records": self.records,

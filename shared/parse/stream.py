@@ -82,7 +82,7 @@ class ByteSource:
         head = bytes(self._buf[:3])
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             # Transcoded: offsets are then the UTF-8 text's, and such a file is read as one piece.
-            self._stream = _Utf8FromUtf16(_Prefixed(bytes(self._buf), self._stream))
+            self._stream = _Utf8FromUtf16(Prefixed(bytes(self._buf), self._stream))
             self._buf = bytearray()
             self._eof = False
             self.errors = "surrogatepass"
@@ -162,7 +162,7 @@ class ByteSource:
         return self._buf, self._pos
 
 
-class _Prefixed:
+class Prefixed:
     """`head`, then the rest of `stream`."""
 
     def __init__(self, head: bytes, stream: Readable) -> None:

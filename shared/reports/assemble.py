@@ -7,158 +7,25 @@ export files with no storage at all (`mia report --input`).
 from __future__ import annotations
 
 import functools
-import heapq
 import io
-import ipaddress
-import pickle
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from shared.ipcontext.context import IpContext
 from shared.model.event import AccessEvent
 from shared.model.message_info import SOURCE_AUDIT, Key, Lookup, MessageInfo, MessageObserver, Observed
 from shared.model.times import iso_z
-from shared.parse.events import events_from_path
-from shared.parse.normalize import ParseStats
 from shared.reports import html, render, views, workbook
 from shared.reports.budget import WorkBudget
-from shared.reports.request import WHOLE_END, WHOLE_START, IPNetwork, ReportQuery, stored_subject
-from shared.storage.tables import AccessTable
+from shared.reports.file_events import FileEvents
+from shared.reports.request import WHOLE_END, WHOLE_START, ReportQuery, stored_subject
+from shared.reports.selection import passes_filters
 
-
-def _matches(event: AccessEvent, query: ReportQuery) -> bool:
-    who = event.user if query.by == "actor" else event.mailbox
-    return (query.subject is None or who == query.subject) and query.start <= event.timestamp < query.end
-
-
-@functools.lru_cache(maxsize=4096)
-def _address(client_ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(client_ip)
-    except ValueError:  # empty, or a value the source gave that is not an address
-        return None
-
-
-def _in_any(client_ip: str, networks: tuple[IPNetwork, ...]) -> bool:
-    address = _address(client_ip)
-    return address is not None and any(address in network for network in networks)
-
-
-def passes_filters(event: AccessEvent, query: ReportQuery) -> bool:
-    """The query's ip / session / exclude_ip filters (applied in Python, never in OData)."""
-    if query.ips and not _in_any(event.client_ip, query.ips):
-        return False
-    if query.sessions and event.session_id not in query.sessions:
-        return False
-    return not (query.exclude_ips and _in_any(event.client_ip, query.exclude_ips))
-
-
-SPILL_EVENTS = 20_000  # events of the files held before a sorted run of them is written to disk
-
-
-def _order(event: AccessEvent) -> tuple[datetime, str]:
-    return event.timestamp, event.record_id
-
-
-class FileEvents:
-    """The query's events from export files, each record once (by record Id), in time order, in
-    memory bounded by SPILL_EVENTS events rather than by the files.
-
-    The first copy wins, as in storage; a later copy that says something else (not only less:
-    AccessEvent.agrees_with) marks it `Conflict`. The files are read once: the kept events are
-    written in sorted runs to a temporary directory and merged each time the events are iterated.
-    What is held meanwhile is a 128-bit content digest per record Id (to tell a repeat from a
-    copy that differs) and the differing later copies, which are rare. `observer` is shown every
-    record of the files, in the query or not (see `audit_lookup`)."""
-
-    def __init__(
-        self,
-        paths: Sequence[Path],
-        query: ReportQuery,
-        stats: ParseStats,
-        observer: MessageObserver | None = None,
-    ) -> None:
-        self._directory = tempfile.TemporaryDirectory(prefix="mia-report-")
-        self._runs: list[Path] = []
-        self._held: list[AccessEvent] = []
-        self._later: dict[str, list[AccessEvent]] = {}
-        self.count = 0
-        self.first: AccessEvent | None = None
-        self.last: AccessEvent | None = None
-        contents: dict[str, int] = {}
-        for path in paths:
-            for event in events_from_path(path, str(path), stats=stats):
-                if observer is not None:
-                    observer.add(event)
-                if not (_matches(event, query) and passes_filters(event, query)):
-                    continue
-                content = int(event.content_sha256()[:32], 16)
-                first = contents.get(event.record_id)
-                if first is None:
-                    contents[event.record_id] = content
-                    self._keep(event)
-                elif first != content:
-                    self._later.setdefault(event.record_id, []).append(event)
-        if self._runs and self._held:
-            self._spill()
-
-    def _keep(self, event: AccessEvent) -> None:
-        self.count += 1
-        if self.first is None or _order(event) < _order(self.first):
-            self.first = event
-        if self.last is None or _order(event) > _order(self.last):
-            self.last = event
-        self._held.append(event)
-        if len(self._held) >= SPILL_EVENTS:
-            self._spill()
-
-    def _spill(self) -> None:
-        run = Path(self._directory.name) / f"run-{len(self._runs):05d}.pickle"
-        with run.open("wb") as out:
-            for event in sorted(self._held, key=_order):  # one pickle each: none keeps the others
-                pickle.dump(event, out, protocol=pickle.HIGHEST_PROTOCOL)
-        self._runs.append(run)
-        self._held = []
-
-    @staticmethod
-    def _read(run: Path) -> Iterator[AccessEvent]:
-        # Only ever a run _spill wrote in this process, in a directory mkdtemp made for this user
-        # alone (mode 0700): never a file from outside.
-        with run.open("rb") as handle:
-            while True:
-                try:
-                    yield pickle.load(handle)  # noqa: S301
-                except EOFError:
-                    return
-
-    def __iter__(self) -> Iterator[AccessEvent]:
-        runs = [self._read(run) for run in self._runs] or [iter(sorted(self._held, key=_order))]
-        for event in heapq.merge(*runs, key=_order):
-            copies = self._later.get(event.record_id)
-            if copies and not all(event.agrees_with(copy) for copy in copies):
-                event = replace(event, conflict=True)
-            yield event
-
-    def __len__(self) -> int:
-        return self.count
-
-    def close(self) -> None:
-        self._directory.cleanup()
-
-
-def events_from_files(
-    paths: Sequence[Path], query: ReportQuery, stats: ParseStats, observer: MessageObserver | None = None
-) -> list[AccessEvent]:
-    """`FileEvents`, as a list."""
-    events = FileEvents(paths, query, stats, observer)
-    try:
-        return list(events)
-    finally:
-        events.close()
+if TYPE_CHECKING:  # a report from files needs no storage SDK loaded
+    from shared.storage.tables import AccessTable
 
 
 def within_the_files(query: ReportQuery, events: Sequence[AccessEvent] | FileEvents) -> ReportQuery:
@@ -166,12 +33,16 @@ def within_the_files(query: ReportQuery, events: Sequence[AccessEvent] | FileEve
     files' own edge: the second of their first record, the second after their last; so the report
     names the range it covers. `events` are the query's, in time order; with none, unchanged."""
     if isinstance(events, FileEvents):
-        edges = None if events.first is None or events.last is None else (events.first, events.last)
+        edges = (
+            None
+            if events.first_seen is None or events.last_seen is None
+            else (events.first_seen, events.last_seen)
+        )
     else:
-        edges = (events[0], events[-1]) if events else None
+        edges = (events[0].timestamp, events[-1].timestamp) if events else None
     if edges is None:
         return query
-    first, last = (event.timestamp.replace(microsecond=0) for event in edges)
+    first, last = (moment.replace(microsecond=0) for moment in edges)
     start = first if query.start == WHOLE_START else query.start
     end = last + timedelta(seconds=1) if query.end == WHOLE_END else query.end
     return replace(query, start=start, end=end)

@@ -21,8 +21,8 @@ from shared.model.scope import SCOPE_COLUMNS, Tallies, Tally, mailbox_totals, sc
 from shared.model.times import iso_z
 from shared.parse.normalize import ParseStats
 from shared.reports import html, http_api, render
-from shared.reports.assemble import FileEvents
 from shared.reports.budget import SECONDS_SETTING, ReportTooLarge, WorkBudget
+from shared.reports.file_events import FileEvents
 from shared.reports.request import WHOLE_END, WHOLE_START, ReportQuery, RequestError
 from shared.reports.scope_request import MAILBOXES_VIEW, ScopeQuery, parse_scope_request
 from shared.reports.views import MAILBOX_COLUMNS
@@ -86,13 +86,16 @@ def stored_tallies(storage: Storage, query: ScopeQuery) -> Iterator[tuple[str, T
     return storage.context_index.tallies(query.kind, query.value, query.first_day, query.last_day)
 
 
-def file_tallies(paths: Sequence[Path], query: ScopeQuery, stats: ParseStats) -> list[tuple[str, Tally]]:
-    """The same tallies from export files: each record once, the first copy winning, as in storage."""
+def file_tallies(
+    paths: Sequence[Path], query: ScopeQuery, stats: ParseStats, workers: int | None = None
+) -> list[tuple[str, Tally]]:
+    """The same tallies from export files: each record once, the first copy winning, as in storage
+    (read by `workers` processes; None: one per core)."""
     every = ReportQuery(
         subject=None, by="mailbox", view="events", fmt="json", start=WHOLE_START, end=WHOLE_END
     )
     tallies = Tallies()
-    events = FileEvents(paths, every, stats)
+    events = FileEvents(paths, every, stats, workers=workers)
     try:
         tallies.add_all(events)
     finally:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from shared.model import scope
+from shared.model.scope import days_of
 from shared.reports.request import (
     WHOLE_END,
     WHOLE_START,
@@ -24,7 +25,6 @@ from shared.reports.request import (
     validate_subject,
 )
 from shared.settings import ReportSettings
-from shared.storage.context_index import days_of
 
 # The query parameter of each context kind.
 PARAMETERS = {"ip": scope.IP, "network": scope.NETWORK, "app": scope.APP, "session": scope.SESSION,

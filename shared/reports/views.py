@@ -114,7 +114,7 @@ def source_of(event: AccessEvent) -> dict[str, Any]:
 
 
 def _held(*collections: Sized) -> int:
-    return sum(len(collection) for collection in collections)
+    return sum(map(len, collections))
 
 
 # A list cell's entry for an address a column knows nothing about, so entries stay aligned with

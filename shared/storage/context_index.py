@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from shared.model.keys import encode_key
@@ -156,9 +156,3 @@ class ContextIndexTable(Table):
         query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
         for entity in self.client.query_entities(query, parameters=parameters, results_per_page=1000):
             yield self.from_entity(entity)
-
-
-def days_of(start: datetime, end: datetime) -> tuple[date, date]:
-    """The UTC days [start, end) touches, first and last included."""
-    last = (end - timedelta(microseconds=1)).date()
-    return start.date(), max(last, start.date())

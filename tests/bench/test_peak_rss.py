@@ -45,6 +45,18 @@ def test_every_measure_of_the_peak_sees_the_commands_memory(tmp_path: Path) -> N
         assert 96 * MIB < measured[key] < 200 * MIB, (key, measured)
 
 
+# Starts a child that touches 96 MiB, and waits for it: the command itself holds little.
+WITH_A_CHILD = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {ALLOCATE!r}], check=True)"
+
+
+def test_the_tree_measures_see_the_memory_of_the_commands_children(tmp_path: Path) -> None:
+    measured = launch(tmp_path, sys.executable, "-c", WITH_A_CHILD)
+    assert measured["returncode"] == 0
+    assert measured["peak_rss_sampled_bytes"] < 96 * MIB
+    for key in ("tree_peak_rss_sampled_bytes", "tree_peak_pss_sampled_bytes"):
+        assert 96 * MIB < measured[key] < 250 * MIB, (key, measured)
+
+
 def test_the_kernels_peak_leaves_out_the_memory_of_whoever_started_the_launcher(tmp_path: Path) -> None:
     measured = launch(tmp_path, sys.executable, "-c", "pass", parent=True)
     assert measured["ru_maxrss_bytes"] < 100 * MIB

@@ -16,7 +16,7 @@ from mia import cli
 from shared.ingest import pipeline
 from shared.model.event import EVENT_COLUMNS, AccessEvent
 from shared.parse.normalize import ParseStats
-from shared.reports import assemble
+from shared.reports import assemble, file_events
 from shared.reports.budget import WorkBudget
 from shared.reports.request import ReportQuery, parse_file_report_request, parse_report_request
 from shared.reports.views import EVENT_VIEW_COLUMNS, EXPOSURE_COLUMNS, MAILBOX_COLUMNS, SESSION_COLUMNS, VIEWS
@@ -355,7 +355,7 @@ def test_mia_report_rejects_a_bad_ip_filter(capsys: pytest.CaptureFixture[str]) 
 
 def _file_events(paths: list[Path], subject: str | None = None) -> tuple[ReportQuery, list[AccessEvent]]:
     query = parse_file_report_request(subject, {}, ReportSettings(), datetime(2026, 12, 2, tzinfo=UTC))
-    return query, assemble.events_from_files(paths, query, ParseStats())
+    return query, file_events.events_from_files(paths, query, ParseStats())
 
 
 def test_mia_report_of_a_file_with_no_mailbox_and_no_range_reports_all_of_it(
@@ -497,25 +497,3 @@ def test_mia_report_mailboxes_by_actor_from_storage_is_one_row_per_mailbox_the_u
     read = {r["MailboxOwnerUPN"].lower() for r in records_for("bob@contoso.com", "actor")}
     assert {c["Mailbox"] for c in cells} == read
     assert sum(int(c["Records"]) for c in cells) == len(records_for("bob@contoso.com", "actor"))
-
-
-def test_file_events_spilled_in_sorted_runs_are_the_events_held_in_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    records = sample_mia_records()
-    changed = {**records[5], "ClientIPAddress": "198.51.100.77"}  # a later copy saying something else
-    again = tmp_path / "again.jsonl"
-    again.write_text("".join(json.dumps(r) + "\n" for r in (records[3], changed)), encoding="utf-8")
-    query = parse_file_report_request(None, {}, ReportSettings(), datetime(2026, 12, 2, tzinfo=UTC))
-    paths = [SAMPLE, again]
-    held = assemble.FileEvents(paths, query, ParseStats())
-    monkeypatch.setattr(assemble, "SPILL_EVENTS", 4)
-    spilled = assemble.FileEvents(paths, query, ParseStats())
-
-    assert len(spilled._runs) == 14  # 56 first copies, 4 a run
-    assert list(spilled) == list(held) == sorted(list(held), key=lambda e: (e.timestamp, e.record_id))
-    assert [e.record_id for e in spilled if e.conflict] == [records[5]["Id"]]
-    assert list(spilled) == list(spilled)  # iterable again (a workbook reads it once a sheet)
-    assert assemble.within_the_files(query, spilled) == assemble.within_the_files(query, list(held))
-    spilled.close()
-    assert not Path(spilled._directory.name).exists()

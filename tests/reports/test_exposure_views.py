@@ -15,8 +15,9 @@ import pytest
 from shared.ipcontext.context import IpContext
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
-from shared.reports.assemble import audit_lookup, passes_filters
+from shared.reports.assemble import audit_lookup
 from shared.reports.request import parse_report_request
+from shared.reports.selection import passes_filters
 from shared.reports.views import EXPOSURE_COLUMNS, MESSAGE_COLUMNS, exposure_rows, message_rows
 from shared.settings import ReportSettings
 from tests.records_factory import (
