@@ -19,11 +19,12 @@ import itertools
 import os
 import pickle
 import tempfile
+from array import array
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
@@ -39,7 +40,10 @@ from shared.reports.selection import matches
 
 SPILL_EVENTS = 20_000  # events held, by all the readers together, before each writes a sorted run
 PART_BYTES = 16 * 1024 * 1024  # a file is cut into parts of at least this size
-_BATCH = 500  # events pickled together in a run
+_DIGEST_BYTES = 16  # of a record's content SHA-256: enough to tell a repeat from a different copy
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_BATCH = 64  # events pickled together in a run (a batch of each run is held as they are merged)
 
 
 def available_cores() -> int:
@@ -87,9 +91,9 @@ class _PartRead:
     number: int
     stats: ParseStats = field(default_factory=ParseStats)
     record_ids: list[str] = field(default_factory=list)
-    digests: list[int] = field(default_factory=list)
-    indices: list[int] = field(default_factory=list)
-    times: list[datetime] = field(default_factory=list)
+    digests: bytearray = field(default_factory=bytearray)  # _DIGEST_BYTES each
+    indices: array[int] = field(default_factory=lambda: array("q"))
+    times: array[int] = field(default_factory=lambda: array("q"))  # microseconds since the epoch
     runs: list[str] = field(default_factory=list)
     # Where the first record past the part's end starts; None if the reading ended before it.
     stopped_at: int | None = None
@@ -128,9 +132,9 @@ def _read_part_records(task: _Task) -> _PartRead:
             if not matches(event, task.query):
                 continue
             read.record_ids.append(event.record_id)
-            read.digests.append(int(event.content_sha256()[:32], 16))
+            read.digests += bytes.fromhex(event.content_sha256()[: 2 * _DIGEST_BYTES])
             read.indices.append(event.source_index if event.source_index is not None else -1)
-            read.times.append(event.timestamp)
+            read.times.append((event.timestamp - _EPOCH) // _MICROSECOND)
             held.append(event)
             if len(held) >= task.spill_events:
                 read.runs.append(_write_run(held, task))
@@ -205,22 +209,26 @@ class FileEvents:
         self._choose_first_copies()
 
     def _choose_first_copies(self) -> None:
-        contents: dict[str, int] = {}
+        contents: dict[str, bytes] = {}
         differing: dict[tuple[int, int], str] = {}
+        first = last = None
         for read in self._reads:
-            for record_id, digest, index, moment in zip(
-                read.record_ids, read.digests, read.indices, read.times, strict=True
-            ):
-                first = contents.get(record_id)
-                if first is None:
+            for position, record_id in enumerate(read.record_ids):
+                digest = bytes(read.digests[position * _DIGEST_BYTES : (position + 1) * _DIGEST_BYTES])
+                kept = contents.get(record_id)
+                if kept is None:
                     contents[record_id] = digest
                     self.count += 1
-                    self.first_seen = moment if self.first_seen is None else min(self.first_seen, moment)
-                    self.last_seen = moment if self.last_seen is None else max(self.last_seen, moment)
+                    moment = read.times[position]
+                    first = moment if first is None else min(first, moment)
+                    last = moment if last is None else max(last, moment)
                     continue
-                self._dropped.add((read.number, index))
-                if first != digest:
-                    differing[(read.number, index)] = record_id
+                self._dropped.add((read.number, read.indices[position]))
+                if kept != digest:
+                    differing[(read.number, read.indices[position])] = record_id
+            read.record_ids, read.digests, read.indices, read.times = [], bytearray(), array("q"), array("q")
+        if first is not None and last is not None:
+            self.first_seen, self.last_seen = _EPOCH + first * _MICROSECOND, _EPOCH + last * _MICROSECOND
         for flat in self._flats_of({number for number, _ in differing}):
             copy_of = differing.get((flat[2], flat[3]))
             if copy_of is not None:

@@ -28,7 +28,7 @@ from urllib.parse import quote
 import orjson
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobClient, BlobServiceClient
+from azure.storage.blob import BlobBlock, BlobClient, BlobServiceClient
 from azure.storage.queue import (
     QueueClient,
     QueueServiceClient,
@@ -184,6 +184,9 @@ def store_raw(blobs: BlobServiceClient, name: str, data: bytes, metadata: dict[s
     return digest, True
 
 
+UPLOAD_BLOCK_BYTES = 8 * 1024 * 1024
+
+
 def store_stream(
     blobs: BlobServiceClient,
     name: str,
@@ -193,21 +196,43 @@ def store_stream(
     metadata: dict[str, str],
 ) -> bool:
     """Upload a file as it is, streamed (never held), under `name`; `digest` is its SHA-256, from
-    the caller's reading pass. Returns whether it was written. Idempotent."""
+    the caller's reading pass. The bytes sent are hashed as they go, in staged blocks that are
+    committed only if they are `size` bytes with that SHA-256: a file that changed since it was
+    read raises IntegrityError and leaves no blob. Returns whether it was written. Idempotent."""
     blob = blobs.get_blob_client(RAW_CONTAINER, name)
+    if blob.exists():
+        return _same_content(blob, name, digest)
     meta = {key: _metadata_value(value) for key, value in metadata.items()}
     meta["sha256"] = digest
     meta.setdefault("fetchedAt", iso_z(utcnow()))
+    hasher = hashlib.sha256()
+    blocks: list[BlobBlock] = []
+    sent = 0
+    with open_file() as handle:
+        while data := handle.read(UPLOAD_BLOCK_BYTES):
+            hasher.update(data)
+            sent += len(data)
+            block_id = f"{len(blocks):08d}"  # Block ids of one blob must all have the same length.
+            blob.stage_block(block_id, data, length=len(data))
+            blocks.append(BlobBlock(block_id))
+    if sent != size or hasher.hexdigest() != digest:
+        raise IntegrityError(
+            f"{name}: the file changed while it was imported (read as {size} bytes with sha256 "
+            f"{digest}, sent as {sent} bytes with sha256 {hasher.hexdigest()}); nothing was stored"
+        )
     try:
-        with open_file() as handle:
-            blob.upload_blob(handle, length=size, overwrite=False, metadata=meta, max_concurrency=2)
-    except ResourceExistsError:
-        existing = blob.get_blob_properties().metadata.get("sha256", "")
-        if existing != digest:
-            problem = f"{RAW_CONTAINER}/{name} already holds other content (sha256 {existing})"
-            raise IntegrityError(problem) from None
-        return False
+        blob.commit_block_list(blocks, metadata=meta, match_condition=MatchConditions.IfMissing)
+    except ResourceExistsError:  # another import of the same name committed first
+        return _same_content(blob, name, digest)
     return True
+
+
+def _same_content(blob: BlobClient, name: str, digest: str) -> bool:
+    """False (nothing written) when the existing blob holds `digest`; IntegrityError otherwise."""
+    existing = blob.get_blob_properties().metadata.get("sha256", "")
+    if existing != digest:
+        raise IntegrityError(f"{RAW_CONTAINER}/{name} already holds other content (sha256 {existing})")
+    return False
 
 
 def load_raw(blobs: BlobServiceClient, pointer: RawPointer) -> bytes:

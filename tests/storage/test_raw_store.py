@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import hashlib
 import io
 import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
+from typing import BinaryIO
 
 import orjson
 import pytest
@@ -44,6 +48,37 @@ def test_imported_blob_is_exactly_the_input_bytes_with_its_metadata(storage: Sto
     # Blob metadata is ASCII: the file name is kept percent-encoded.
     assert metadata["source"] == "contoso purview export %28%C3%BC%29.csv"
     assert "fetchedAt" in metadata
+
+
+def opener(data: bytes) -> Callable[[], AbstractContextManager[BinaryIO]]:
+    return lambda: contextlib.nullcontext(io.BytesIO(data))
+
+
+def test_a_streamed_upload_in_many_blocks_is_the_files_bytes(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = SAMPLE.read_bytes()
+    monkeypatch.setattr(raw_store, "UPLOAD_BLOCK_BYTES", 1000)
+    digest = hashlib.sha256(data).hexdigest()
+
+    stored = raw_store.store_stream(storage.blobs, "import/x", opener(data), len(data), digest, {})
+    again = raw_store.store_stream(storage.blobs, "import/x", opener(data), len(data), digest, {})
+
+    assert (stored, again) == (True, False)
+    assert _blob(storage, "import/x").download_blob().readall() == data
+    assert len(_blob(storage, "import/x").get_block_list()[0]) == -(-len(data) // 1000)
+
+
+def test_a_file_that_changed_since_it_was_read_is_refused_and_leaves_no_blob(storage: Storage) -> None:
+    read_then = SAMPLE.read_bytes()
+    changed = read_then.replace(b"alice@contoso.com", b"alicf@contoso.com", 1)
+    digest = hashlib.sha256(read_then).hexdigest()
+
+    with pytest.raises(IntegrityError, match="the file changed while it was imported"):
+        raw_store.store_stream(storage.blobs, "import/y", opener(changed), len(read_then), digest, {})
+
+    assert not _blob(storage, "import/y").exists()
+    assert raw_store.store_stream(storage.blobs, "import/y", opener(read_then), len(read_then), digest, {})
 
 
 def test_store_raw_of_the_same_bytes_twice_writes_once_and_keeps_the_blob(storage: Storage) -> None:
