@@ -184,11 +184,11 @@ class FileEvents:
         stats: ParseStats,
         observer: MessageObserver | None = None,
         workers: int | None = None,
-        part_bytes: int = PART_BYTES,
+        part_bytes: int | None = None,
     ) -> None:
         self._directory = tempfile.TemporaryDirectory(prefix="mia-report-")
         workers = max(workers or available_cores(), 1)
-        parts = [part for path in paths for part in split.cut(path, workers, part_bytes)]
+        parts = [part for path in paths for part in split.cut(path, workers, part_bytes or PART_BYTES)]
         held = max(SPILL_EVENTS // min(workers, len(parts) or 1), 1)  # by each reader at once
         tasks = [
             _Task(number, part, query, observer is not None, self._directory.name, held)

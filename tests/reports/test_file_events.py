@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mia import cli
 from shared.model.event import AccessEvent
 from shared.model.message_info import MessageObserver
 from shared.parse import split
@@ -60,7 +61,7 @@ def export_with_copies(tmp_path: Path) -> list[Path]:
 
 
 def read(
-    paths: list[Path], query: ReportQuery, workers: int, part_bytes: int = file_events.PART_BYTES
+    paths: list[Path], query: ReportQuery, workers: int, part_bytes: int | None = None
 ) -> tuple[list[AccessEvent], ParseStats, MessageObserver, file_events.FileEvents]:
     stats, observer = ParseStats(), MessageObserver()
     events = file_events.FileEvents(paths, query, stats, observer, workers=workers, part_bytes=part_bytes)
@@ -160,3 +161,20 @@ def run_events(run: str) -> list[object]:
                 found.extend(pickle.load(handle))  # noqa: S301  # a run this test's report wrote
             except EOFError:
                 return found
+
+
+def test_mia_report_reads_with_the_workers_asked_and_refuses_a_bad_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [str(path) for path in export_with_copies(tmp_path)]
+    monkeypatch.setattr(file_events, "PART_BYTES", 20_000)  # so three workers read three parts
+    assert cli.main(["report", "--input", *paths, "--view", "sessions", "--workers", "1"]) == 0
+    alone = capsys.readouterr().out
+    assert cli.main(["report", "--input", *paths, "--view", "sessions", "--workers", "3"]) == 0
+    assert capsys.readouterr().out == alone
+    assert alone.count("session-") == 7
+
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["report", "--input", *paths, "--workers", "0"])
+    assert refused.value.code == 2
+    assert "expected a whole number of processes, at least 1, got '0'" in capsys.readouterr().err
