@@ -369,8 +369,6 @@ def _report_query(args: argparse.Namespace, params: dict[str, str]) -> ReportQue
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from shared.runtime import build_resolver
-
     params = {
         "view": args.view,
         "format": args.format,
@@ -400,6 +398,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         source = lambda: iter(chosen)  # noqa: E731
         lookup = audit_lookup(observer) if observer is not None else None
     else:
+        from shared.runtime import build_resolver  # storage and its SDKs: not for reports from files
+
         storage = _storage()
         table = storage.access_table(query.by)
         source = lambda: events_from_table(table, query)  # noqa: E731

@@ -30,14 +30,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import IntEnum
-from typing import Any, TextIO
-
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
+from typing import TYPE_CHECKING, Any, TextIO
 
 from shared.clients.retries import PROCESS_RETRIES, RetryTally
 from shared.model.progress import SILENT, Progress
 from shared.reports import terminal
+
+if TYPE_CHECKING:  # tqdm is loaded when a bar is drawn: a command that draws none starts faster
+    from tqdm import tqdm
 
 
 class ExitCode(IntEnum):
@@ -120,6 +120,9 @@ class Run:
         if not self.on_terminal():
             yield SILENT
             return
+        from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
         with (
             logging_redirect_tqdm(),
             tqdm(desc=what, unit=unit, total=0, file=self._err, leave=False, dynamic_ncols=True) as bar,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -241,3 +242,14 @@ def sealed(draft: _Frozen) -> _Frozen:
         raise TypeError(f"not a draft: {type(draft).__name__}") from None
     object.__setattr__(draft, "__class__", frozen)
     return draft
+
+
+def message_refs(fields: Iterable[tuple[Any, ...]]) -> tuple[MessageRef, ...]:
+    """MessageRefs from their fields in order (as `sealed` makes them, without its lookup: many
+    are rebuilt at once when a report reads its spilled events back)."""
+    refs: list[MessageRef] = []
+    for values in fields:
+        draft = MessageRefDraft(*values)
+        draft.__class__ = MessageRef  # a draft of MessageRef's layout: see `sealed`
+        refs.append(draft)
+    return tuple(refs)

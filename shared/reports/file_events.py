@@ -30,7 +30,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from shared.model.event import AccessEvent, AccessEventDraft, MessageRef, MessageRefDraft, sealed
+from shared.model.event import AccessEvent, AccessEventDraft, MessageRef, message_refs, sealed
 from shared.model.message_info import MessageObserver, Observed
 from shared.parse import split
 from shared.parse.events import file_sha256
@@ -62,9 +62,8 @@ _ITEMS = _NAMES.index("items")
 _before = attrgetter(*_NAMES[:_ITEMS])
 _after = attrgetter(*_NAMES[_ITEMS + 1 :])
 _item_fields = attrgetter(*MessageRef.__slots__)
-# The drafts take a run's fields positionally, and the provenance is filled in before sealing.
+# The draft takes a run's fields positionally, and the provenance is filled in before sealing.
 _EVENT_DRAFT: Any = AccessEventDraft
-_MESSAGE_DRAFT: Any = MessageRefDraft
 Flat = tuple[datetime, str, int, int, tuple[Any, ...], tuple[tuple[Any, ...], ...], tuple[Any, ...]]
 
 
@@ -242,7 +241,7 @@ class FileEvents:
 
     def _event(self, flat: Flat) -> AccessEvent:
         _, _, part, index, before, items, after = flat
-        draft = _EVENT_DRAFT(*before, tuple(sealed(_MESSAGE_DRAFT(*item)) for item in items), *after)
+        draft = _EVENT_DRAFT(*before, message_refs(items), *after)
         draft.source_blob, draft.source_sha256 = self._sources[part]
         draft.source_index = index + self._bases[part] if index >= 0 else None
         event: AccessEvent = sealed(draft)

@@ -175,16 +175,16 @@ class _Session(_Span):
 
     def held(self) -> int:
         """Entries this session holds (for the request's WorkBudget)."""
-        lists = (
-            self.messages,
-            self.folders,
-            self.ips,
-            self.families,
-            self.apps,
-            self.logon_types,
-            self.users,
+        return (
+            1
+            + len(self.messages)
+            + len(self.folders)
+            + len(self.ips)
+            + len(self.families)
+            + len(self.apps)
+            + len(self.logon_types)
+            + len(self.users)
         )
-        return 1 + _held(*lists)
 
     def add(self, event: AccessEvent) -> None:
         self.widen(event)
@@ -193,16 +193,18 @@ class _Session(_Span):
         self.binds += event.access == "Bind"
         self.syncs += event.access == "Sync"
         self.throttled |= event.throttled
-        self.messages.update(item.internet_message_id for item in event.items)
-        for target, value in (
-            (self.ips, event.client_ip),
-            (self.families, event.client_family),
-            (self.apps, event.app),
-            (self.logon_types, event.logon_type),
-            (self.users, event.user),
-        ):
-            if value:
-                target[value] = None
+        self.messages.update([item.internet_message_id for item in event.items])
+        # Each list keeps its values in order of first appearance; an empty value is not one.
+        if event.client_ip:
+            self.ips[event.client_ip] = None
+        if event.client_family:
+            self.families[event.client_family] = None
+        if app := event.app:
+            self.apps[app] = None
+        if event.logon_type:
+            self.logon_types[event.logon_type] = None
+        if event.user:
+            self.users[event.user] = None
         self.folders.update(dict.fromkeys(event.folders))
 
     def row(self, session_id: str, context: IpContext) -> dict[str, Any]:

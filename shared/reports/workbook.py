@@ -26,8 +26,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-import xlsxwriter
-
 from shared.model.times import parse_iso_z
 from shared.reports.render import neutralise_cell
 
@@ -133,6 +131,8 @@ def write_workbook(target: str | Path | IO[bytes], sheets: Iterable[Sheet]) -> d
     returns the data rows written per sheet. A sheet with more than MAX_DATA_ROWS rows raises
     WorkbookError: callers bound their rows (assemble.workbook_sheets)."""
     written: dict[str, int] = {}
+    import xlsxwriter  # loaded only when a workbook is written
+
     book = xlsxwriter.Workbook(
         str(target) if isinstance(target, Path) else target,
         {
