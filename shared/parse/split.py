@@ -16,7 +16,6 @@ module refuses, which ends the reading) is read again as one part.
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,8 +29,6 @@ from shared.parse.stream import Prefixed, Readable
 _CUTTABLE = frozenset({readers.CSV_AUDITDATA, readers.SENTINEL_CSV, readers.JSON_LINES})
 _QUOTED = frozenset({readers.CSV_AUDITDATA, readers.SENTINEL_CSV})
 _BLOCK = 1024 * 1024
-_HEAD = 65536
-_UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 
 @dataclass(frozen=True)
@@ -81,13 +78,10 @@ def cut(path: Path, parts: int, min_bytes: int) -> list[Part]:
 
 def _format_and_body(handle: BinaryIO) -> tuple[str, int]:
     """The format, and the offset where records begin after a header (-1: not cuttable)."""
-    head = handle.read(_HEAD)
-    handle.seek(0)
-    if head.startswith(_UTF16_BOMS):  # read transcoded, in offsets of the UTF-8 text
-        return readers.detect_format(head), -1
     records = readers.read_stream(handle)
     next(records, None)  # reads the header, and the first record, so the body is known
-    return records.format, records.cursor.body
+    handle.seek(0)
+    return records.format, records.cursor.body if records.cursor.splittable else -1
 
 
 def _record_starts(handle: BinaryIO, targets: list[int], quoted: bool) -> list[tuple[int, int]]:

@@ -131,6 +131,7 @@ def test_small_files_json_arrays_and_utf16_text_are_one_part(tmp_path: Path) -> 
     assert [len(split.cut(path, 4, 64)) for path in (array, utf16)] == [1, 1]
     assert len(split.cut(small, 4, 1024 * 1024)) == 1
     assert split.cut(array, 4, 64)[0] == split.whole(array, readers.MANAGEMENT_API)
+    assert split.cut(utf16, 4, 64)[0] == split.whole(utf16, readers.CSV_AUDITDATA)
 
 
 def test_a_cut_inside_a_record_is_not_proved(tmp_path: Path) -> None:
