@@ -22,17 +22,8 @@ from typing import Any
 import orjson
 
 from bench.data import CLIENTS, START, SYNC_SHARE, RecordFactory
+from shared.parse.readers import PURVIEW_COLUMNS
 
-PURVIEW_COLUMNS = (
-    "RecordId",
-    "CreationDate",
-    "RecordType",
-    "Operation",
-    "UserId",
-    "AuditData",
-    "AssociatedAdminUnits",
-    "AssociatedAdminUnitsNames",
-)
 EXPORT_MAILBOXES = tuple(f"user{n:03d}@contoso.com" for n in range(200))
 ACTIVE_SESSIONS = 40  # sessions interleaved at any moment
 SESSION_RECORDS = (3, 120)  # records of one session, drawn uniformly

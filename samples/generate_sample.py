@@ -23,6 +23,8 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from shared.parse.readers import PURVIEW_COLUMNS
+
 OUT = Path(__file__).with_name("contoso-purview-export.csv")
 TENANT = "b7e1c3a0-4d2f-4e8a-9c61-0f5a2d7e9b14"
 GRAPH = "00000003-0000-0000-c000-000000000000"
@@ -317,18 +319,7 @@ for n in range(12):
 def write() -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
-    writer.writerow(
-        [
-            "RecordId",
-            "CreationDate",
-            "RecordType",
-            "Operation",
-            "UserId",
-            "AuditData",
-            "AssociatedAdminUnits",
-            "AssociatedAdminUnitsNames",
-        ]
-    )
+    writer.writerow(PURVIEW_COLUMNS)
     ordered = sorted(rows, key=lambda r: str(r["CreationTime"]), reverse=True)  # Purview: newest first
     for record in ordered:
         writer.writerow(

@@ -134,16 +134,6 @@ def row(**fields: Any) -> dict[str, Any]:
 
 
 # Column layouts of the two CSV exports (a Purview audit search, Search-UnifiedAuditLog | Export-Csv).
-PURVIEW_COLUMNS = (
-    "RecordId",
-    "CreationDate",
-    "RecordType",
-    "Operation",
-    "UserId",
-    "AuditData",
-    "AssociatedAdminUnits",
-    "AssociatedAdminUnitsNames",
-)
 EXPORT_CSV_TYPE_LINE = "#TYPE Deserialized.Microsoft.Exchange.Management.SystemConfigurationTasks.AuditRecord"
 EXPORT_CSV_COLUMNS = (
     "RunspaceId",

@@ -49,6 +49,18 @@ FORMATS = (
     SENTINEL_JSON,
     POWERSHELL_SHALLOW,
 )
+# The header of a Purview audit search export (Audit > Export), of which only AuditData is read:
+# what the tests, the bench and the bundled sample write.
+PURVIEW_COLUMNS = (
+    "RecordId",
+    "CreationDate",
+    "RecordType",
+    "Operation",
+    "UserId",
+    "AuditData",
+    "AssociatedAdminUnits",
+    "AssociatedAdminUnitsNames",
+)
 # What an import of each format must tell the responder, per file.
 WARNINGS = {POWERSHELL_SHALLOW: powershell.REEXPORT_ADVICE}
 
