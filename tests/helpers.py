@@ -19,11 +19,11 @@ from typing import Any, cast
 from azure.data.tables import TableClient
 
 from shared.model.event import AccessEvent, MessageRef
+from shared.parse.readers import PURVIEW_COLUMNS
 from shared.reports.render import BOM
 from shared.settings import AlertSettings, DetectionSettings
 from shared.storage import Storage, raw_store
 from shared.storage.base import Table
-from tests.records_factory import PURVIEW_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "contoso-purview-export.csv"

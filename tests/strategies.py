@@ -28,7 +28,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.records_factory import EXPORT_CSV_COLUMNS, EXPORT_CSV_TYPE_LINE, PURVIEW_COLUMNS
+from shared.parse.readers import PURVIEW_COLUMNS
+from tests.records_factory import EXPORT_CSV_COLUMNS, EXPORT_CSV_TYPE_LINE
 
 Json = dict[str, Any]
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.export import PURVIEW_COLUMNS, ExportSummary, write_export
+from bench.export import ExportSummary, write_export
 from shared.parse.events import events_from_bytes
 from shared.parse.normalize import ParseStats
-from shared.parse.readers import CSV_AUDITDATA, read_records
+from shared.parse.readers import CSV_AUDITDATA, PURVIEW_COLUMNS, read_records
 
 pytestmark = pytest.mark.unit
 

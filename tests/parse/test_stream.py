@@ -19,11 +19,12 @@ from shared.parse.readers import (
     CSV_AUDITDATA,
     GRAPH_AUDIT_QUERY,
     MANAGEMENT_API,
+    PURVIEW_COLUMNS,
     SENTINEL_JSON,
     read_records,
     read_stream,
 )
-from tests.records_factory import PURVIEW_COLUMNS, folder, folder_item, mail_items_accessed
+from tests.records_factory import folder, folder_item, mail_items_accessed
 
 pytestmark = pytest.mark.unit
 
