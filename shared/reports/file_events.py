@@ -76,6 +76,7 @@ def _flat(event: AccessEvent, part: int) -> Flat:
 @dataclass(frozen=True)
 class _Task:
     number: int
+    file: int  # the position of the part's file among the files given (a file may be given twice)
     part: split.Part
     query: ReportQuery
     observe: bool
@@ -103,7 +104,7 @@ class _PartRead:
 def _no_cycle_collection() -> Iterator[None]:
     """The cyclic garbage collector paused. Reading a part or a run makes millions of objects and
     no reference cycles (what it frees, reference counting frees), while each collector pass walks
-    every event held: with it on, reports from files took about a fifth longer (make bench)."""
+    every event held: with it on, the bench's report from a 150 MiB export took a tenth longer."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -187,13 +188,21 @@ class FileEvents:
     ) -> None:
         self._directory = tempfile.TemporaryDirectory(prefix="mia-report-")
         workers = max(workers or available_cores(), 1)
-        parts = [part for path in paths for part in split.cut(path, workers, part_bytes or PART_BYTES)]
+        parts = [
+            (file, part)
+            for file, path in enumerate(paths)
+            for part in split.cut(path, workers, part_bytes or PART_BYTES)
+        ]
         held = max(SPILL_EVENTS // min(workers, len(parts) or 1), 1)  # by each reader at once
         tasks = [
-            _Task(number, part, query, observer is not None, self._directory.name, held)
-            for number, part in enumerate(parts)
+            _Task(number, file, part, query, observer is not None, self._directory.name, held)
+            for number, (file, part) in enumerate(parts)
         ]
-        self._reads, sha256 = _read_all(tasks, workers)
+        try:
+            self._reads, sha256 = _read_all(tasks, workers)
+        except BaseException:
+            self._directory.cleanup()
+            raise
         self._sources = [(str(task.part.path), sha256[task.part.path]) for task in tasks]
         self._bases = _record_bases(tasks, self._reads)
         self.count = 0
@@ -282,7 +291,7 @@ def _read_all(tasks: list[_Task], workers: int) -> tuple[list[_PartRead], dict[P
 def _proved(tasks: list[_Task], reads: list[_PartRead], pool: Executor) -> list[_PartRead]:
     """`reads`, with each file whose parts do not meet exactly read again as one part."""
     proved: list[_PartRead] = []
-    for _, group in groupby(zip(tasks, reads, strict=True), key=lambda pair: pair[0].part.path):
+    for _, group in groupby(zip(tasks, reads, strict=True), key=lambda pair: pair[0].file):
         pairs = list(group)
         if all(read.stopped_at == later.part.start for (_, read), (later, _) in itertools.pairwise(pairs)):
             proved.extend(read for _, read in pairs)
@@ -301,7 +310,7 @@ def _proved(tasks: list[_Task], reads: list[_PartRead], pool: Executor) -> list[
 def _record_bases(tasks: list[_Task], reads: list[_PartRead]) -> list[int]:
     """Each part's first record index in its file: the records of the file's parts before it."""
     bases: list[int] = []
-    for _, group in groupby(zip(tasks, reads, strict=True), key=lambda pair: pair[0].part.path):
+    for _, group in groupby(zip(tasks, reads, strict=True), key=lambda pair: pair[0].file):
         before = 0
         for _, read in group:
             bases.append(before)

@@ -89,6 +89,19 @@ def test_parts_read_by_a_pool_give_exactly_what_one_reader_gives(tmp_path: Path)
     assert pooled_observer.messages == alone_observer.messages
 
 
+def test_a_file_given_twice_is_read_twice_and_its_records_kept_once(tmp_path: Path) -> None:
+    export = export_with_copies(tmp_path)[0]
+    query = whole_files_query()
+
+    once, once_stats, _, _ = read([export], query, workers=1)
+    alone, alone_stats, _, _ = read([export, export], query, workers=1)
+    pooled, pooled_stats, _, _ = read([export, export], query, workers=3, part_bytes=20_000)
+
+    assert pooled == alone == once
+    assert pooled_stats == alone_stats
+    assert alone_stats.records == 2 * once_stats.records
+
+
 def test_each_event_names_its_files_position_and_hash(tmp_path: Path) -> None:
     paths = export_with_copies(tmp_path)
     pooled, _, _, _ = read(paths, whole_files_query(), workers=2, part_bytes=20_000)
