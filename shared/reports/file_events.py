@@ -25,7 +25,6 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from itertools import groupby
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -288,11 +287,16 @@ def _read_all(tasks: list[_Task], workers: int) -> tuple[list[_PartRead], dict[P
         return _proved(tasks, reads, pool), sha256
 
 
+def _by_file(tasks: list[_Task], reads: list[_PartRead]) -> Iterator[list[tuple[_Task, _PartRead]]]:
+    """The parts and what reading them gave, a file (as given: a file given twice is two) at a time."""
+    for _, group in itertools.groupby(zip(tasks, reads, strict=True), key=lambda pair: pair[0].file):
+        yield list(group)
+
+
 def _proved(tasks: list[_Task], reads: list[_PartRead], pool: Executor) -> list[_PartRead]:
     """`reads`, with each file whose parts do not meet exactly read again as one part."""
     proved: list[_PartRead] = []
-    for _, group in groupby(zip(tasks, reads, strict=True), key=lambda pair: pair[0].file):
-        pairs = list(group)
+    for pairs in _by_file(tasks, reads):
         if all(read.stopped_at == later.part.start for (_, read), (later, _) in itertools.pairwise(pairs)):
             proved.extend(read for _, read in pairs)
             continue
@@ -310,9 +314,9 @@ def _proved(tasks: list[_Task], reads: list[_PartRead], pool: Executor) -> list[
 def _record_bases(tasks: list[_Task], reads: list[_PartRead]) -> list[int]:
     """Each part's first record index in its file: the records of the file's parts before it."""
     bases: list[int] = []
-    for _, group in groupby(zip(tasks, reads, strict=True), key=lambda pair: pair[0].file):
+    for pairs in _by_file(tasks, reads):
         before = 0
-        for _, read in group:
+        for _, read in pairs:
             bases.append(before)
             before += read.stats.records
     return bases
