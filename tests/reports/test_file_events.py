@@ -5,7 +5,10 @@ record, in time order, its conflicts, positions, counts and the messages the rec
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -191,3 +194,17 @@ def test_mia_report_reads_with_the_workers_asked_and_refuses_a_bad_count(
         cli.main(["report", "--input", *paths, "--workers", "0"])
     assert refused.value.code == 2
     assert "expected a whole number of processes, at least 1, got '0'" in capsys.readouterr().err
+
+
+def test_mia_report_from_files_loads_no_storage_sdk() -> None:
+    # A report from files needs no storage: the CLI imports the SDKs only in the commands that do.
+    script = (
+        "import sys; from mia import cli; "
+        f"code = cli.main(['report', '--input', {str(SAMPLE)!r}, '-o', {os.devnull!r}]); "
+        "loaded = sorted(name for name in sys.modules if name.startswith(('azure.', 'tqdm', 'xlsxwriter'))); "
+        "print(code, loaded)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "0 []"
