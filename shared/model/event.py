@@ -105,8 +105,20 @@ class AccessEvent:
         """SHA-256 of what the record says, to tell a repeated record from a different one with
         the same Id. Provenance, the conflict mark and our own decodings (ClientFamily, AppName,
         which later versions may decode better) are left out."""
-        facts = [
-            iso_z(self.timestamp),
+        facts = self._content_facts()
+        facts[0] = iso_z(self.timestamp)
+        return hashlib.sha256(orjson.dumps(facts)).hexdigest()
+
+    def content_digest(self) -> bytes:
+        """128 bits of SHA-256 over the facts content_sha256 hashes, but with the time written by
+        orjson rather than strftime (half the cost), with its microseconds: to tell, within one
+        run, a repeated record from a different copy, never stored. Equal digests mean equal facts
+        (short of a 128-bit collision); copies whose digests differ go on to `agrees_with`."""
+        return hashlib.sha256(orjson.dumps(self._content_facts())).digest()[:16]
+
+    def _content_facts(self) -> list[Any]:
+        return [
+            self.timestamp,
             self.mailbox,
             self.user,
             self.logon_type,
@@ -127,7 +139,6 @@ class AccessEvent:
             [[i.internet_message_id, i.folder, i.subject, i.size_in_bytes] for i in self.items],
             self.repaired,
         ]
-        return hashlib.sha256(orjson.dumps(facts)).hexdigest()
 
     def agrees_with(self, other: AccessEvent) -> bool:
         """The same content, or the same once what one copy's source has no room for is taken

@@ -39,7 +39,7 @@ from shared.reports.selection import matches
 
 SPILL_EVENTS = 20_000  # events held, by all the readers together, before each writes a sorted run
 PART_BYTES = 16 * 1024 * 1024  # a file is cut into parts of at least this size
-_DIGEST_BYTES = 16  # of a record's content SHA-256: enough to tell a repeat from a different copy
+_DIGEST_BYTES = 16  # AccessEvent.content_digest: enough to tell a repeat from a different copy
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _BATCH = 64  # events pickled together in a run (a batch of each run is held as they are merged)
@@ -131,7 +131,7 @@ def _read_part_records(task: _Task) -> _PartRead:
             if not matches(event, task.query):
                 continue
             read.record_ids.append(event.record_id)
-            read.digests += bytes.fromhex(event.content_sha256()[: 2 * _DIGEST_BYTES])
+            read.digests += event.content_digest()
             read.indices.append(event.source_index if event.source_index is not None else -1)
             read.times.append((event.timestamp - _EPOCH) // _MICROSECOND)
             held.append(event)

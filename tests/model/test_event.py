@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import FrozenInstanceError, asdict, fields, replace
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -114,3 +116,28 @@ def test_only_a_draft_can_be_sealed() -> None:
     once = sealed(MessageRefDraft("<m3@contoso.com>", "Inbox"))
     with pytest.raises(TypeError, match="not a draft"):
         sealed(once)
+
+
+def _another_value(value: Any) -> Any:
+    """A value of the field's kind that differs from `value`."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, datetime):
+        return value + timedelta(seconds=1)  # the stored SHA-256 has the time to the second
+    if isinstance(value, int) or value is None:
+        return (value or 0) + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, tuple) and value and isinstance(value[0], MessageRef):
+        return (*value, replace(value[0], internet_message_id="<other@contoso.com>"))
+    assert isinstance(value, tuple)
+    return (*value, "other")
+
+
+@pytest.mark.parametrize("name", [f.name for f in fields(AccessEvent)])
+def test_the_in_process_digest_covers_exactly_the_facts_the_stored_sha256_covers(name: str) -> None:
+    changed = replace(WITH_MESSAGES, **{name: _another_value(getattr(WITH_MESSAGES, name))})
+    sha256_differs = changed.content_sha256() != WITH_MESSAGES.content_sha256()
+    digest_differs = changed.content_digest() != WITH_MESSAGES.content_digest()
+    assert sha256_differs == digest_differs
+    assert len(changed.content_digest()) == 16
