@@ -40,12 +40,14 @@ def goal_at_least(value: float, limit: float) -> dict[str, Any]:
 
 
 def paired_ratios(
-    numerator: Callable[[], float], denominator: Callable[[], float], pairs: int
+    numerator: Callable[[], float], denominator: Callable[[], float], pairs: int, warm_up: bool = False
 ) -> dict[str, Any]:
     """Run the two sides `pairs` times, interleaved, the first side alternating (so drift and the
     second run's warm caches favour neither); each side returns its own seconds. The figure is the
     median of the pair-by-pair ratios numerator / denominator, steadier than a ratio of minima
-    when the machine is shared."""
+    when the machine is shared. With `warm_up`, each side first runs once more, not counted, so
+    that neither side's first run pays alone for cold caches (files, imports, libraries)."""
+    warm_up_seconds = [numerator(), denominator()] if warm_up else []
     numerator_seconds: list[float] = []
     denominator_seconds: list[float] = []
     for pair in range(pairs):
@@ -59,6 +61,7 @@ def paired_ratios(
     return {
         "pairs": pairs,
         "order": "numerator first in even pairs (0, 2, ...), denominator first in odd ones",
+        **({"warm_up_seconds_not_counted": rounded(warm_up_seconds)} if warm_up else {}),
         "numerator_seconds": rounded(numerator_seconds),
         "denominator_seconds": rounded(denominator_seconds),
         "ratios": rounded(ratios),

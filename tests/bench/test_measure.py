@@ -21,6 +21,16 @@ def test_pairs_alternate_the_side_that_runs_first() -> None:
     assert order == ["a", "b", "b", "a", "a", "b", "b", "a"]
 
 
+def test_a_warm_up_runs_each_side_once_first_and_is_not_counted() -> None:
+    tops = iter([50.0, 2.0, 4.0])
+    bottoms = iter([10.0, 1.0, 2.0])
+    pairs = paired_ratios(lambda: next(tops), lambda: next(bottoms), 2, warm_up=True)
+    assert pairs["warm_up_seconds_not_counted"] == [50.0, 10.0]
+    assert pairs["numerator_seconds"] == [2.0, 4.0]
+    assert pairs["denominator_seconds"] == [1.0, 2.0]
+    assert pairs["median_ratio"] == 2.0
+
+
 def test_the_figure_is_the_median_of_the_ratios_of_each_pair() -> None:
     tops = iter([2.0, 9.0, 3.0])
     bottoms = iter([1.0, 1.0, 2.0])
