@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mia.output import EXIT_CODES_HELP, ExitCode, Run, add_json_flag
+from mia.output import EXIT_CODES_HELP, ExitCode, Run, add_json_flag, discard_stdout, stdout_reader_gone
 from shared import logsetup
 from shared.backfill import AUDIT_QUERY_SOURCE, SENTINEL_SOURCE
 from shared.ipcontext.context import IpContext, open_context
@@ -783,7 +783,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logsetup.configure_cli(verbose=args.verbose)
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # here, not at exit: a reader gone by now is answered below
+        return code
     except RequestError as problem:
         print(f"mia: {problem.message}", file=sys.stderr)
         return ExitCode.USAGE
@@ -791,6 +793,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mia: configuration: {problem}", file=sys.stderr)
         return ExitCode.USAGE
     except (OSError, readers.UnknownFormat) as problem:
+        if isinstance(problem, BrokenPipeError) and stdout_reader_gone():
+            discard_stdout()
+            return ExitCode.OUTPUT_CLOSED
         print(f"mia: {problem}", file=sys.stderr)
         return ExitCode.FAILED
 

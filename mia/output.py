@@ -17,6 +17,8 @@ A command does its work through one `Run`:
   "command", "exit_code" and "retries".
 - Shared code takes a `shared.model.progress.Progress`; `run.progress(...)` is one.
 - `ExitCode` is the one list of exit codes; `EXIT_CODES_HELP` is what `mia --help` prints.
+- When the reader of standard output goes away (`mia report ... | head`), the command stops there
+  quietly with OUTPUT_CLOSED, as `cat` and `grep` do, instead of a traceback or "Broken pipe".
 
 A new command adopts this by adding `--json` (`add_json_flag`), calling `Run.start` and ending
 with `return run.finish(...)`.
@@ -26,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import select
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +52,7 @@ class ExitCode(IntEnum):
     POISONED = 4  # process: queue messages moved to audit-content-poison
     MISMATCH = 5  # verify: a row does not match the evidence it names
     CHECK_FAILED = 6  # doctor: at least one check failed
+    OUTPUT_CLOSED = 7  # the reader of standard output closed it: the output stops there
 
 
 EXIT_CODE_MEANINGS = {
@@ -58,11 +63,36 @@ EXIT_CODE_MEANINGS = {
     ExitCode.POISONED: "process moved queue messages to audit-content-poison (see mia replay-poison)",
     ExitCode.MISMATCH: "verify found a row that does not match its raw evidence",
     ExitCode.CHECK_FAILED: "doctor found a check that failed",
+    ExitCode.OUTPUT_CLOSED: "standard output was closed by its reader (head, say): the output stops there",
 }
 
 EXIT_CODES_HELP = "exit codes:\n" + "".join(
     f"  {int(code)}  {meaning}\n" for code, meaning in EXIT_CODE_MEANINGS.items()
 )
+
+
+def stdout_reader_gone() -> bool:
+    """Whether standard output is a pipe whose reader has closed it: poll reports POLLERR on the
+    write end then (https://man7.org/linux/man-pages/man7/pipe.7.html). Where poll is missing
+    (Windows) a broken pipe is taken to be standard output's."""
+    if not hasattr(select, "poll"):
+        return True
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def discard_stdout() -> None:
+    """Point standard output at the null device, so that the interpreter's last flush of what is
+    still buffered does not fail on the closed pipe again ("Exception ignored ... BrokenPipeError";
+    https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, sys.stdout.fileno())
+    os.close(null)
 
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:

@@ -23,6 +23,7 @@ from shared.ingest import pipeline
 from shared.storage import Storage
 from simulator import FaultConfig, Simulator, SimulatorConfig
 from tests.helpers import ROOT, SAMPLE
+from tests.records_factory import mail_items_accessed
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +175,31 @@ def test_a_fault_injected_collection_summarises_its_retries_instead_of_a_warning
     [summary_line] = ran.out.splitlines()
     assert summary_line.startswith("collected ")
     assert summary_line.endswith("Z")  # caught up: the line ends with its checkpoint
+
+
+def test_a_reader_that_closes_the_pipe_early_stops_the_report_quietly(tmp_path: Path) -> None:
+    export = tmp_path / "export.jsonl"
+    records = (
+        mail_items_accessed(
+            Id=f"00000000-0000-0000-0000-{number:012d}",
+            CreationTime=f"2026-11-18T09:{number // 60 % 60:02d}:{number % 60:02d}",
+        )
+        for number in range(3000)
+    )
+    export.write_bytes(b"\n".join(json.dumps(record).encode() for record in records))
+    report = subprocess.Popen(
+        [str(MIA), "report", "--input", str(export), "--view", "events"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert report.stdout is not None
+    assert report.stderr is not None
+    header = report.stdout.readline()  # as `| head -1` reads, far less than the report writes
+    report.stdout.close()
+    errors = report.stderr.read().decode(errors="replace")
+    code = report.wait(timeout=120)
+
+    assert header.strip(), "the report wrote nothing before the pipe closed"
+    assert code == ExitCode.OUTPUT_CLOSED, errors
+    assert "Broken pipe" not in errors
+    assert "Traceback" not in errors
+    assert "Exception ignored" not in errors
