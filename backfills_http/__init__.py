@@ -1,8 +1,6 @@
 """backfills_http: POST /api/backfills starts a backfill job (advance_backfills runs it);
 GET /api/backfills/{id} answers its state. Same role check and ReportAccess record as reports."""
 
-import logging
-
 import azure.functions as func
 
 from shared import runtime
@@ -11,7 +9,6 @@ from shared.backfill import auditquery, endpoint, sentinel
 from shared.settings import SettingsError, load_backfill_settings, load_sentinel_settings
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
 
 
 def _unavailable() -> dict[str, str]:
@@ -33,10 +30,7 @@ def _reply(req: func.HttpRequest) -> guard.Reply:
     try:
         storage, settings = runtime.storage(), runtime.settings().report
     except Exception:
-        # Without settings or storage there is no ReportAccess to write to: the log line is the trace.
-        correlation_id = guard.new_correlation_id()
-        log.exception("backfills endpoint cannot start; correlation id %s", correlation_id)
-        return guard.internal_error(correlation_id)
+        return guard.cannot_start("backfills")
     params, headers = dict(req.params), dict(req.headers)
     job_id = req.route_params.get("id")
     if job_id is None:

@@ -1,8 +1,6 @@
 """report_http: GET /api/reports/{mailbox} -> a per-mailbox report (CSV, JSON, an XLSX workbook or an
 HTML page)."""
 
-import logging
-
 import azure.functions as func
 
 from shared import runtime
@@ -10,17 +8,13 @@ from shared.access import guard
 from shared.reports import http_api
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
 
 
 def _reply(req: func.HttpRequest) -> guard.Reply:
     try:
         storage, settings, resolver = runtime.storage(), runtime.settings().report, runtime.resolver()
     except Exception:
-        # Without settings or storage there is no ReportAccess to write to: the log line is the trace.
-        correlation_id = guard.new_correlation_id()
-        log.exception("report endpoint cannot start; correlation id %s", correlation_id)
-        return guard.internal_error(correlation_id)
+        return guard.cannot_start("report")
     return http_api.serve_report(
         req.route_params.get("mailbox", ""),
         dict(req.params),

@@ -2,8 +2,6 @@
 context touched, or (view=mailboxes) every mailbox for triage, from the ContextIndex (CSV, JSON or
 an HTML page)."""
 
-import logging
-
 import azure.functions as func
 
 from shared import runtime
@@ -11,17 +9,13 @@ from shared.access import guard
 from shared.reports import scope
 
 bp = func.Blueprint()
-log = logging.getLogger(__name__)
 
 
 def _reply(req: func.HttpRequest) -> guard.Reply:
     try:
         storage, settings = runtime.storage(), runtime.settings().report
     except Exception:
-        # Without settings or storage there is no ReportAccess to write to: the log line is the trace.
-        correlation_id = guard.new_correlation_id()
-        log.exception("scope endpoint cannot start; correlation id %s", correlation_id)
-        return guard.internal_error(correlation_id)
+        return guard.cannot_start("scope")
     return scope.serve_scope(dict(req.params), dict(req.headers), storage, settings)
 
 

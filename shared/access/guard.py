@@ -47,6 +47,15 @@ def new_correlation_id() -> str:
     return uuid.uuid4().hex
 
 
+def cannot_start(endpoint: str) -> Reply:
+    """The answer of an endpoint whose settings or storage did not load, called where that was
+    caught: there is no ReportAccess to write to then, so the logged exception, under the
+    correlation id the caller is given, is the trace."""
+    correlation_id = new_correlation_id()
+    log.exception("%s endpoint cannot start; correlation id %s", endpoint, correlation_id)
+    return internal_error(correlation_id)
+
+
 def _error_code(reply: Reply) -> str:
     if reply.status < 400:
         return ""

@@ -224,3 +224,36 @@ def test_with_bad_alert_settings_health_shows_both_problems_and_nothing_is_raise
     assert outbox.rows(host_env) == []
     with pytest.raises(SettingsError, match=r"^ALERT_WEBHOOK_FORMAT"):
         user_function("deliver_alerts")(timer_tick())
+
+
+@pytest.mark.parametrize(
+    ("function", "request_"),
+    [
+        ("report_http", get_request("/api/reports/alice@contoso.com", {"mailbox": "alice@contoso.com"})),
+        ("scope_http", get_request("/api/scope?ip=203.0.113.7")),
+        ("backfills_http", func.HttpRequest(method="POST", url="/api/backfills", body=b"{}", params={})),
+    ],
+)
+def test_an_endpoint_whose_settings_do_not_load_answers_json_with_the_logged_correlation_id(
+    function: str,
+    request_: func.HttpRequest,
+    function_env: Storage,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setenv("REPORT_DEFAULT_DAYS", "a week")
+    runtime.reset()
+
+    with caplog.at_level(logging.ERROR, logger="shared.access.guard"):
+        response = user_function(function)(request_)
+
+    body = json.loads(response.get_body())
+    correlation_id = response.headers["X-Correlation-Id"]
+    assert response.status_code == 500
+    assert body["error"]["code"] == "internal_error"
+    assert correlation_id in body["error"]["message"]
+    assert "a week" not in response.get_body().decode()
+    [logged] = [record for record in caplog.records if "cannot start" in record.getMessage()]
+    assert correlation_id in logged.getMessage()
+    assert logged.exc_info is not None
+    assert "REPORT_DEFAULT_DAYS" in str(logged.exc_info[1])
