@@ -1,5 +1,6 @@
-"""Request text every endpoint reads the same way: the error that names a bad parameter, and
-ISO 8601 dates and date-times in UTC."""
+"""Request text every endpoint reads the same way: the error that names a bad parameter, ISO 8601
+dates and date-times in UTC, and the shapes of a user principal name and of a GUID (each to be
+used with `fullmatch`: `$` alone lets a trailing newline through)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ DATE_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # between date and time ("2026-11-20%00", a NUL).
 _ISO_TEXT = re.compile(r"[0-9:.,+\-TZtz ]+")
 MAX_PARAM_CHARS = 64
+UPN = re.compile(r"[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}")
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class RequestError(ValueError):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
 from shared.access.params import EARLIEST as EARLIEST
+from shared.access.params import GUID, UPN
 from shared.access.params import MAX_PARAM_CHARS as MAX_PARAM_CHARS
 from shared.access.params import RequestError as RequestError
 from shared.access.params import parse_end as parse_end
@@ -31,8 +32,6 @@ CLI_VIEWS = (*VIEWS, *CLI_ONLY_VIEWS)
 FORMATS = ("csv", "json", "xlsx", "html")
 BY = ("mailbox", "actor")
 
-_UPN = re.compile(r"^[A-Za-z0-9._'!#^~+\-]{1,64}@[A-Za-z0-9.\-]{1,253}$")
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # Mailbox ids of exports whose ids were anonymised (hashes, pseudonyms such as "User_7F3A9C"):
 # letters, digits and . _ ~ + = - only (no spaces, quotes, slashes or other punctuation).
 _PSEUDONYM = re.compile(r"^[A-Za-z0-9._~+=\-]{1,256}$")
@@ -162,7 +161,7 @@ def validate_subject(subject: str, by: str) -> str:
         raise RequestError(400, "missing_mailbox", "give the mailbox UPN in the path: /api/reports/{mailbox}")
     if len(subject) > 320:
         raise RequestError(400, "mailbox_too_long", "the mailbox is longer than 320 characters")
-    if _UPN.fullmatch(subject) or _GUID.fullmatch(subject):
+    if UPN.fullmatch(subject) or GUID.fullmatch(subject):
         return subject.lower()
     if by == "actor" and _ACTOR.fullmatch(subject):
         return subject

@@ -114,6 +114,7 @@ def test_get_answers_the_state_of_the_job_with_a_retry_after_while_it_is_unfinis
         ("auditquery-0123456789abcdef0123", 404, "job_not_found"),
         ("auditquery-' or PartitionKey ne '", 400, "invalid_job_id"),
         ("x" * 300, 400, "invalid_job_id"),
+        ("auditquery-0123456789abcdef0123\n", 400, "invalid_job_id"),
     ],
 )
 def test_get_of_an_unknown_or_malformed_id_answers_a_json_error_and_is_recorded(
@@ -145,6 +146,8 @@ def test_get_of_an_unknown_or_malformed_id_answers_a_json_error_and_is_recorded(
         ({**ASKED, "workspace": WORKSPACE}, "invalid_workspace"),
         ({**ASKED, "mailboxes": "alice@contoso.com"}, "invalid_mailboxes"),
         ({**ASKED, "mailboxes": ['=cmd|"/c calc"!A1']}, "invalid_mailboxes"),
+        ({**ASKED, "mailboxes": ["alice@contoso.com\n"]}, "invalid_mailboxes"),
+        ({**ASKED, "source": "sentinel", "workspace": f"{WORKSPACE}\n"}, "invalid_workspace"),
         ({**ASKED, "mailboxes": [f"user{n}@contoso.com" for n in range(101)]}, "invalid_mailboxes"),
     ],
 )
