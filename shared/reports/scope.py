@@ -1,6 +1,6 @@
 """Scoping ("who else?"): which mailboxes one IP, network, app, session or actor touched, and the
-tenant-wide mailboxes triage view, both answered from the ContextIndex (one partition query per
-context over the RowKey range of the days asked), or with `mia scope --input` from export files
+tenant-wide mailboxes triage view, both answered from the ContextIndex (a RowKey range in each
+of 16 partitions a month of the days asked), or with `mia scope --input` from export files
 through the same tallies (docs/architecture.md#scope).
 """
 

@@ -1,12 +1,21 @@
 """ContextIndex: for each context (IP, network, app, session, actor, and `all:`), which mailboxes
 it touched per day, contributed blob by blob (docs/architecture.md#contextindex).
 
-PartitionKey = the encoded context key (`ip:203.0.113.7`, `net:203.0.113.0/24`, `app:<id>`,
-`session:<id>`, `actor:<upn>`, `all:`); RowKey = `<yyyymmdd>_<encoded mailbox>_<blob tag>~<part>`,
-so one partition query over a RowKey range reads a context's days, and each source blob owns its
-own rows: processing a blob again rewrites exactly the rows it wrote before (an upsert of the same
-values), and the rows of two blobs never overlap. Counting is exact because a blob contributes
-only the records whose stored access row came from it (`tables.WriteResult.kept`).
+PartitionKey = `<shard>~<yyyymm>`: the shard is the first hex digit of the SHA-256 of the row's
+mailbox, the month its UTC day's. RowKey = `<context tag>_<yyyymmdd>_<encoded mailbox>_<blob
+tag>~<part>`, the context tag the first 32 hex of the SHA-256 of `ip:203.0.113.7`,
+`net:203.0.113.0/24`, `app:<id>`, `session:<id>`, `actor:<upn>` or `all:`. A blob's rows of one
+month so fall in at most 16 partitions, written in entity-group transactions of up to 100 rows,
+where one partition per context took a request per context (nearly all of them a row alone); and
+no context's rows, however common the context (`all:`, Outlook's app id), crowd one partition.
+A context's days are a RowKey range in each of the 16 partitions of each month. Each source blob
+owns its own rows: processing a blob again rewrites exactly the rows it wrote before (an upsert of
+the same values), and the rows of two blobs never overlap. Counting is exact because a blob
+contributes only the records whose stored access row came from it (`tables.WriteResult.kept`).
+
+Rows written before this layout (PartitionKey = the encoded context key, RowKey the same without
+the context tag) are read too, and a row the new layout also holds (its blob processed again
+since) is read once.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ from shared.storage.tables import CHUNK_CHARS, int64, int_or_none, plain, reques
 # The distinct values of one row's sets, in characters of ASCII JSON: stored as UTF-16 they take
 # twice that, well under the entity's 1 MiB. More values continue in further parts of the row.
 PART_CHARS = 400_000
+SHARDS = "0123456789abcdef"  # the first hex digit of the SHA-256 of a row's mailbox
 _COUNTS = (
     ("Records", "records"),
     ("Messages", "messages"),
@@ -41,8 +51,33 @@ def blob_tag(blob: str) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
+def context_tag(kind: str, value: str) -> str:
+    """A fixed-length name for a context in a RowKey (its text is the Context column): of fixed
+    length, so that no context's RowKeys begin with another's."""
+    return hashlib.sha256(key_text(kind, value).encode("utf-8")).hexdigest()[:32]
+
+
 def _day_key(day: date) -> str:
-    return day.strftime("%Y%m%d")
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
+def _partition(shard: str, day: date) -> str:
+    return f"{shard}~{day.year:04d}{day.month:02d}"
+
+
+def _shard(mailbox: str) -> str:
+    """One of 16, by mailbox: a mailbox's records are bounded (throttled past 1,000 a day)."""
+    return hashlib.sha256(mailbox.encode("utf-8")).hexdigest()[0]
+
+
+def _months(first_day: date, last_day: date) -> Iterator[tuple[date, date]]:
+    """The days from first_day to last_day (both included), cut at month ends."""
+    start = first_day
+    while start <= last_day:
+        following = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        end = min(last_day, following - timedelta(days=1))
+        yield start, end
+        start = following
 
 
 def _parts(tally: Tally) -> list[dict[str, list[str]]]:
@@ -84,20 +119,23 @@ class ContextIndexTable(Table):
     NAME = "ContextIndex"
 
     @staticmethod
-    def partition_key(kind: str, value: str) -> str:
+    def legacy_partition_key(kind: str, value: str) -> str:
+        """The partition of one context's rows in the layout before shards and months."""
         return encode_key(key_text(kind, value))
 
     @classmethod
     def to_entities(cls, key: TallyKey, tally: Tally, blob: str) -> list[dict[str, Any]]:
         kind, value, day, mailbox = key
-        prefix = f"{_day_key(day)}_{encode_key(mailbox)}_{blob_tag(blob)}"
+        tag = context_tag(kind, value)
+        prefix = f"{tag}_{_day_key(day)}_{encode_key(mailbox)}_{blob_tag(blob)}"
         entities = []
         for number, values in enumerate(_parts(tally)):
             document: dict[str, Any] = {"mailbox": mailbox, "sets": values}
             entity: dict[str, Any] = {
-                "PartitionKey": cls.partition_key(kind, value),
+                "PartitionKey": _partition(_shard(mailbox), day),
                 "RowKey": f"{prefix}~{number:04d}",
                 "Kind": kind,
+                "Context": key_text(kind, value),
                 "Day": day.isoformat(),
                 "SourceBlob": blob,
                 "Part": number,
@@ -147,12 +185,28 @@ class ContextIndexTable(Table):
 
     def tallies(self, kind: str, value: str, first_day: date, last_day: date) -> Iterator[tuple[str, Tally]]:
         """(mailbox, tally) of every row of one context from first_day to last_day (both included):
-        one partition query over the RowKey range of those days."""
-        parameters = {
-            "pk": self.partition_key(kind, value),
+        one query over a RowKey range per shard and month, then the rows of the layout before (one
+        partition query) that those did not hold."""
+        if first_day == date.min or last_day == date.max:
+            raise ValueError("the ContextIndex is read over bounded days")
+        tag = context_tag(kind, value)
+        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        read: set[str] = set()
+        for start, end in _months(first_day, last_day):
+            for shard in SHARDS:
+                parameters = {
+                    "pk": _partition(shard, start),
+                    "lo": f"{tag}_{_day_key(start)}",
+                    "hi": f"{tag}_{_day_key(end + timedelta(days=1))}",
+                }
+                for entity in self.client.query_entities(query, parameters=parameters, results_per_page=1000):
+                    read.add(str(entity["RowKey"])[len(tag) + 1 :])
+                    yield self.from_entity(entity)
+        legacy = {
+            "pk": self.legacy_partition_key(kind, value),
             "lo": _day_key(first_day),
             "hi": _day_key(last_day + timedelta(days=1)),
         }
-        query = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-        for entity in self.client.query_entities(query, parameters=parameters, results_per_page=1000):
-            yield self.from_entity(entity)
+        for entity in self.client.query_entities(query, parameters=legacy, results_per_page=1000):
+            if str(entity["RowKey"]) not in read:
+                yield self.from_entity(entity)

@@ -11,9 +11,9 @@ import pytest
 
 from shared.ingest import pipeline
 from shared.model.event import AccessEvent
-from shared.model.scope import ALL, IP, NETWORK, SESSION, Tallies, Tally, context_keys, scope_rows
+from shared.model.scope import ALL, IP, NETWORK, SESSION, Tallies, Tally, context_keys, key_text, scope_rows
 from shared.storage import Storage, raw_store
-from shared.storage.context_index import ContextIndexTable, blob_tag
+from shared.storage.context_index import SHARDS, ContextIndexTable, blob_tag, context_tag
 from shared.storage.tables import requests_to_write
 from tests.records_factory import (
     MID_1,
@@ -51,16 +51,12 @@ def process(storage: Storage, name: str, records: list[dict[str, Any]]) -> None:
     pipeline.process_pointer(storage, pointer.encode())
 
 
-def _key(kind: str, value: str) -> str:
-    return ContextIndexTable.partition_key(kind, value)
-
-
 def index_totals(storage: Storage) -> dict[tuple[str, str, str], Tally]:
-    """Every ContextIndex row merged per (PartitionKey, day, mailbox)."""
+    """Every ContextIndex row merged per (context, day, mailbox)."""
     totals: dict[tuple[str, str, str], Tally] = {}
     for entity in storage.context_index.client.list_entities():
         mailbox, tally = ContextIndexTable.from_entity(entity)
-        totals.setdefault((entity["PartitionKey"], entity["Day"], mailbox), Tally()).merge(tally)
+        totals.setdefault((entity["Context"], entity["Day"], mailbox), Tally()).merge(tally)
     return totals
 
 
@@ -69,7 +65,7 @@ def access_row_totals(storage: Storage) -> dict[tuple[str, str, str], Tally]:
     tallies = Tallies()
     table = storage.mailbox_access
     tallies.add_all(table.from_entity(entity) for entity in table.rows_in(None, None, None))
-    return {(_key(kind, value), day.isoformat(), mailbox): tally
+    return {(key_text(kind, value), day.isoformat(), mailbox): tally
             for (kind, value, day, mailbox), tally in tallies.by_key.items()}  # fmt: skip
 
 
@@ -168,13 +164,66 @@ def test_a_retry_after_a_crash_between_the_rows_and_the_index_repairs_it(storage
 def test_each_source_blob_owns_its_own_rows(storage: Storage) -> None:
     process(storage, "first.json", [record(1, ClientIPAddress=ATTACKER_IP)])
     process(storage, "second.json", [record(2, ClientIPAddress=ATTACKER_IP)])
-    partition = _key(IP, ATTACKER_IP)
-    rows = list(
-        storage.context_index.client.query_entities("PartitionKey eq @pk", parameters={"pk": partition})
-    )
+    rows = [
+        row
+        for row in storage.context_index.client.list_entities()
+        if row["Context"] == key_text(IP, ATTACKER_IP)
+    ]
     blobs = {row["SourceBlob"] for row in rows}
     assert len(blobs) == 2
     assert {row["RowKey"].split("_")[-1].split("~")[0] for row in rows} == {blob_tag(blob) for blob in blobs}
+    assert {row["RowKey"].split("_")[0] for row in rows} == {context_tag(IP, ATTACKER_IP)}
+
+
+def test_days_across_month_ends_are_read_from_each_months_partition(storage: Storage) -> None:
+    late_october = [record(n, day=-1, ClientIPAddress=ATTACKER_IP) for n in range(3)]
+    november = [record(10 + n, day=n, ClientIPAddress=ATTACKER_IP) for n in range(4)]
+    process(storage, "blob.json", late_october + november)
+    december = [record(20, day=30, ClientIPAddress=ATTACKER_IP)]  # 2026-12-01
+    process(storage, "later.json", december)
+
+    assert_index_matches_rows(storage)
+    tallies = storage.context_index.tallies
+    [everything] = scope_rows(tallies(IP, ATTACKER_IP, date(2026, 10, 31), date(2026, 12, 1)))
+    assert everything["Records"] == 8
+    [autumn] = scope_rows(tallies(IP, ATTACKER_IP, date(2026, 10, 31), date(2026, 11, 2)))
+    assert autumn["Records"] == 5
+    assert {row["PartitionKey"][2:] for row in storage.context_index.client.list_entities()} == {
+        "202610",
+        "202611",
+        "202612",
+    }
+
+
+def test_rows_of_the_layout_before_are_read_and_a_blob_processed_again_since_counts_once(
+    storage: Storage,
+) -> None:
+    records = [record(n, ClientIPAddress=ATTACKER_IP) for n in range(4)]
+    process(storage, "old.json", records)
+    index = storage.context_index.client
+    written = list(index.list_entities())
+    for entity in written:  # as the layout before wrote them: one partition per context
+        legacy = dict(entity)
+        kind, value = str(entity["Context"]).split(":", 1)
+        legacy["PartitionKey"] = ContextIndexTable.legacy_partition_key(kind, value)
+        legacy["RowKey"] = str(entity["RowKey"]).split("_", 1)[1]
+        del legacy["Context"]
+        index.upsert_entity(legacy)
+        index.delete_entity(entity["PartitionKey"], entity["RowKey"])
+
+    [before] = scope_rows(
+        storage.context_index.tallies(IP, ATTACKER_IP, date(2026, 11, 1), date(2026, 11, 1))
+    )
+    process(storage, "old.json", records)  # a redelivery after the upgrade writes the new layout
+    [after] = scope_rows(storage.context_index.tallies(IP, ATTACKER_IP, date(2026, 11, 1), date(2026, 11, 1)))
+
+    assert before["Records"] == after["Records"] == 4
+    assert len(list(index.list_entities())) == 2 * len(written)
+
+
+def test_a_read_of_unbounded_days_is_refused(storage: Storage) -> None:
+    with pytest.raises(ValueError, match="bounded days"):
+        list(storage.context_index.tallies(IP, ATTACKER_IP, date.min, date(2026, 11, 1)))
 
 
 def test_sets_too_large_for_one_entity_continue_in_further_parts() -> None:
@@ -193,31 +242,53 @@ def test_sets_too_large_for_one_entity_continue_in_further_parts() -> None:
     assert merged.records == 8000
 
 
-def test_index_writes_take_one_transaction_per_partition_not_one_request_per_record() -> None:
-    events = []
-    for n in range(1000):
-        events.append(
-            pipeline_event(n, mailbox=f"user{n % 20}@contoso.com", ip=f"203.0.113.{n % 5}", app=n % 3)
+def test_index_writes_take_one_transaction_per_shard_and_month_not_one_request_per_context() -> None:
+    # The costly case for an index kept by context: each record its own session and address.
+    events = [
+        pipeline_event(
+            n,
+            mailbox=f"user{n % 20}@contoso.com",
+            ip=f"203.0.{n // 250}.{n % 250}",
+            app=n % 3,
+            session=f"s-{n}",
         )
+        for n in range(1000)
+    ]
     tallies = Tallies()
     tallies.add_all(events)
     entities = [e for key, t in tallies.by_key.items() for e in ContextIndexTable.to_entities(key, t, "blob")]
     partitions = {entity["PartitionKey"] for entity in entities}
-    requests = requests_to_write(entities)
-    # 5 addresses, 1 network, 3 apps, 3 sessions, 20 actors and `all:`: 33 partitions of at most
-    # 100 rows (20 mailboxes, one day) each, so 33 requests for 1,000 records.
-    assert len(partitions) == 33
-    assert requests == 33
+    contexts = {entity["Context"] for entity in entities}
+    # 1,000 addresses and sessions, 4 networks, 3 apps, 20 actors and `all:`; one day. One
+    # partition per context took one request per context: 2,028.
+    assert len(contexts) == 2028
+    assert len(partitions) <= 16  # a partition per shard of the 20 mailboxes, all of one month
+    assert requests_to_write(entities) == sum(
+        -(-sum(1 for e in entities if e["PartitionKey"] == p) // 100) for p in partitions
+    )
+    assert requests_to_write(entities) < 50
 
 
-def pipeline_event(number: int, *, mailbox: str, ip: str, app: int) -> AccessEvent:
+def test_the_rows_of_a_common_context_are_spread_over_the_shards_by_mailbox() -> None:
+    events = [pipeline_event(n, mailbox=f"user{n}@contoso.com", ip=ATTACKER_IP, app=0) for n in range(128)]
+    tallies = Tallies()
+    tallies.add_all(events)
+    entities = [e for key, t in tallies.by_key.items() for e in ContextIndexTable.to_entities(key, t, "blob")]
+    for context in (key_text(IP, ATTACKER_IP), key_text(ALL, "")):
+        partitions = {e["PartitionKey"] for e in entities if e["Context"] == context}
+        assert partitions == {f"{shard}~202611" for shard in SHARDS}  # these 128 mailboxes meet all 16
+
+
+def pipeline_event(
+    number: int, *, mailbox: str, ip: str, app: int, session: str | None = None
+) -> AccessEvent:
     return event(
         Id=f"00000000-0000-4000-8000-{number:012d}",
         MailboxOwnerUPN=mailbox,
         UserId=mailbox,
         ClientIPAddress=ip,
         ClientAppId=f"00000000-0000-0000-0000-00000000000{app}",
-        SessionId=f"session-{number % 3}",
+        SessionId=session or f"session-{number % 3}",
         Folders=[folder("\\Inbox", folder_item(MID_1), folder_item(MID_2))],
     )
 
